@@ -1,0 +1,346 @@
+//! The `"%8x\n"` length header that precedes every protobuf body in a goraft log.
+//!
+//! It owns the header grammar only: pure functions over `&[u8]`, no I/O, no knowledge of the
+//! protobuf body. The canonical form is exactly what goraft writes (`fmt.Fprintf(w, "%8x\n", len)`);
+//! the lenient forms are what Go's `fmt.Fscanf(r, "%8x\n", &length)` also accepts, and each of them
+//! is reported as a [`HeaderQuirks`] bit rather than accepted silently.
+
+use nom::bytes::complete::{take_while, take_while_m_n};
+use nom::sequence::pair;
+use nom::IResult;
+
+/// The size of a canonical header: eight right-aligned hex digits and a newline.
+pub const CANONICAL_HEADER_LEN: usize = 9;
+
+/// Ways in which a header that Go would accept differs from what goraft writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct HeaderQuirks(u8);
+
+impl HeaderQuirks {
+    /// More than eight characters of padding and digits (extra leading spaces).
+    pub const EXTRA_SPACES: HeaderQuirks = HeaderQuirks(1);
+    /// Fewer than eight characters before the newline: the July-2013 `"%x\n"` form (`29\n`).
+    pub const UNPADDED: HeaderQuirks = HeaderQuirks(2);
+    /// Uppercase hex digits.
+    pub const UPPERCASE: HeaderQuirks = HeaderQuirks(4);
+    /// Zero-padded digits (`0000001e`) where goraft pads with spaces.
+    pub const LEADING_ZEROS: HeaderQuirks = HeaderQuirks(8);
+
+    const ALL: [(HeaderQuirks, &'static str, &'static str); 4] = [
+        (Self::EXTRA_SPACES, "extra-spaces", "more than 8 characters of padding"),
+        (Self::UNPADDED, "unpadded", "fewer than 8 characters (2013 \"%x\\n\" header)"),
+        (Self::UPPERCASE, "uppercase", "uppercase hex digits"),
+        (Self::LEADING_ZEROS, "leading-zeros", "zero padding instead of spaces"),
+    ];
+
+    /// No quirk: the header is byte-for-byte what goraft writes.
+    pub fn is_canonical(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether every quirk in `other` is set here.
+    pub fn contains(self, other: HeaderQuirks) -> bool {
+        self.0 & other.0 == other.0 && other.0 != 0
+    }
+
+    fn insert(&mut self, other: HeaderQuirks) {
+        self.0 |= other.0;
+    }
+
+    /// Short stable names of the quirks that are set, e.g. `["unpadded"]`.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Self::ALL
+            .into_iter()
+            .filter(move |(q, _, _)| self.0 & q.0 != 0)
+            .map(|(_, name, _)| name)
+    }
+
+    /// Human descriptions of the quirks that are set.
+    pub fn descriptions(self) -> impl Iterator<Item = &'static str> {
+        Self::ALL
+            .into_iter()
+            .filter(move |(q, _, _)| self.0 & q.0 != 0)
+            .map(|(_, _, d)| d)
+    }
+}
+
+/// A parsed header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The declared protobuf body length.
+    pub body_len: u32,
+    /// How many header bytes were consumed (9 when canonical).
+    pub len: usize,
+    /// How it differs from the canonical form.
+    pub quirks: HeaderQuirks,
+}
+
+/// Why bytes at a frame boundary are not a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderError {
+    /// The input ended inside the header: only padding and digits (and no newline) remain.
+    /// Go's reader takes this as a clean end of file and leaves the bytes in place.
+    Torn {
+        /// How many bytes of header there were.
+        len: usize,
+        /// Whether a complete length (digits) was seen before the end.
+        has_digits: bool,
+    },
+    /// The first byte is 0x00: the start of a NUL run.
+    Nul,
+    /// A byte that cannot be part of a header.
+    Invalid {
+        /// Offset of the offending byte, relative to the header start.
+        at: usize,
+        /// The byte found there.
+        found: u8,
+        /// What the grammar expected at that point.
+        expected: &'static str,
+    },
+}
+
+/// The grammar Go's `Fscanf("%8x\n")` accepts: any spaces, then one to eight hex digits.
+fn spaces_and_digits(input: &[u8]) -> IResult<&[u8], (&[u8], &[u8])> {
+    pair(
+        take_while(|c| c == b' '),
+        take_while_m_n(1, 8, |c: u8| c.is_ascii_hexdigit()),
+    )(input)
+}
+
+fn hex_value(digits: &[u8]) -> u32 {
+    digits.iter().fold(0u32, |acc, &c| {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => c - b'A' + 10,
+        };
+        (acc << 4) | u32::from(d)
+    })
+}
+
+/// Parses the header at the start of `input`.
+///
+/// The canonical form takes a fast path; everything else goes through the lenient nom grammar,
+/// which yields the same result for canonical input (a property test holds them together).
+#[inline]
+pub fn parse_header(input: &[u8]) -> Result<Header, HeaderError> {
+    if let Some(h) = parse_canonical(input) {
+        return Ok(h);
+    }
+    parse_lenient(input)
+}
+
+/// The fast path: exactly `[ ]*[0-9a-f]{1,8}` filling 8 bytes, no leading zero, then `\n`.
+#[inline]
+fn parse_canonical(input: &[u8]) -> Option<Header> {
+    let h: &[u8; 9] = input.get(..9)?.try_into().ok()?;
+    if h[8] != b'\n' {
+        return None;
+    }
+    let mut i = 0;
+    while i < 7 && h[i] == b' ' {
+        i += 1;
+    }
+    if h[i] == b'0' && i != 7 {
+        return None;
+    }
+    let mut v: u32 = 0;
+    for &c in &h[i..8] {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        v = (v << 4) | u32::from(d);
+    }
+    Some(Header {
+        body_len: v,
+        len: CANONICAL_HEADER_LEN,
+        quirks: HeaderQuirks::default(),
+    })
+}
+
+/// The general path: every form Go accepts, with its quirks named.
+pub fn parse_lenient(input: &[u8]) -> Result<Header, HeaderError> {
+    match input.first() {
+        None => {
+            return Err(HeaderError::Torn {
+                len: 0,
+                has_digits: false,
+            })
+        }
+        Some(0) => return Err(HeaderError::Nul),
+        _ => {}
+    }
+    let (rest, (spaces, digits)) = match spaces_and_digits(input) {
+        Ok(v) => v,
+        Err(_) => {
+            let at = input.iter().position(|&c| c != b' ').unwrap_or(input.len());
+            return match input.get(at) {
+                None => Err(HeaderError::Torn {
+                    len: input.len(),
+                    has_digits: false,
+                }),
+                Some(&found) => Err(HeaderError::Invalid {
+                    at,
+                    found,
+                    expected: "a space or a hex digit of the length header",
+                }),
+            };
+        }
+    };
+    let used = spaces.len() + digits.len();
+    match rest.first() {
+        None => {
+            return Err(HeaderError::Torn {
+                len: used,
+                has_digits: true,
+            })
+        }
+        Some(b'\n') => {}
+        Some(&found) => {
+            return Err(HeaderError::Invalid {
+                at: used,
+                found,
+                expected: if digits.len() == 8 {
+                    "a newline after 8 hex digits"
+                } else {
+                    "a hex digit or the newline ending the length header"
+                },
+            })
+        }
+    }
+    let mut quirks = HeaderQuirks::default();
+    if used > 8 {
+        quirks.insert(HeaderQuirks::EXTRA_SPACES);
+    } else if used < 8 {
+        quirks.insert(HeaderQuirks::UNPADDED);
+    }
+    if digits.iter().any(|c| c.is_ascii_uppercase()) {
+        quirks.insert(HeaderQuirks::UPPERCASE);
+    }
+    if digits.len() > 1 && digits[0] == b'0' {
+        quirks.insert(HeaderQuirks::LEADING_ZEROS);
+    }
+    Ok(Header {
+        body_len: hex_value(digits),
+        len: used + 1,
+        quirks,
+    })
+}
+
+/// Writes the canonical header for a body of `len` bytes: `"%8x\n"`.
+pub fn write_header(len: u32, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [b' '; 9];
+    buf[8] = b'\n';
+    let mut v = len;
+    let mut i = 8;
+    loop {
+        i -= 1;
+        buf[i] = HEX[(v & 0xf) as usize];
+        v >>= 4;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf);
+}
+
+/// Whether `input` starts with what the resynchroniser looks for after damage: a canonical
+/// header followed by the tag byte of field 1 (`0x08`).
+#[inline]
+pub fn looks_like_frame_start(input: &[u8]) -> Option<Header> {
+    let h = parse_canonical(input)?;
+    (input.get(CANONICAL_HEADER_LEN) == Some(&0x08)).then_some(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn canonical_examples_from_the_spec() {
+        for (bytes, len) in [
+            (&b"       e\n"[..], 14),
+            (b"      4f\n", 0x4f),
+            (b"    1000\n", 4096),
+            (b"ffffffff\n", u32::MAX),
+            (b"       0\n", 0),
+        ] {
+            let h = parse_header(bytes).unwrap();
+            assert_eq!((h.body_len, h.len, h.quirks.is_canonical()), (len, 9, true));
+            let mut out = Vec::new();
+            write_header(len, &mut out);
+            assert_eq!(out, bytes);
+        }
+    }
+
+    #[test]
+    fn lenient_forms_are_flagged() {
+        let h = parse_header(b"29\n").unwrap();
+        assert_eq!((h.body_len, h.len), (0x29, 3));
+        assert!(h.quirks.contains(HeaderQuirks::UNPADDED));
+        let h = parse_header(b"         29\n").unwrap();
+        assert_eq!((h.body_len, h.len), (0x29, 12));
+        assert!(h.quirks.contains(HeaderQuirks::EXTRA_SPACES));
+        let h = parse_header(b"      4F\n").unwrap();
+        assert!(h.quirks.contains(HeaderQuirks::UPPERCASE));
+        assert_eq!(h.quirks.names().collect::<Vec<_>>(), ["uppercase"]);
+        let h = parse_header(b"0000001e\n").unwrap();
+        assert!(h.quirks.contains(HeaderQuirks::LEADING_ZEROS));
+        assert_eq!(h.body_len, 0x1e);
+    }
+
+    #[test]
+    fn damage_is_told_apart() {
+        assert_eq!(parse_header(b"\0\0\0"), Err(HeaderError::Nul));
+        assert_eq!(
+            parse_header(b"     "),
+            Err(HeaderError::Torn {
+                len: 5,
+                has_digits: false
+            })
+        );
+        assert_eq!(
+            parse_header(b"      29"),
+            Err(HeaderError::Torn {
+                len: 8,
+                has_digits: true
+            })
+        );
+        assert!(matches!(
+            parse_header(b"CORRUPT!\n"),
+            Err(HeaderError::Invalid { at: 1, found: b'O', .. })
+        ));
+        assert!(matches!(
+            parse_header(b"123456789\n"),
+            Err(HeaderError::Invalid { at: 8, found: b'9', .. })
+        ));
+        assert!(matches!(
+            parse_header(b"   12 \n"),
+            Err(HeaderError::Invalid { at: 5, found: b' ', .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn fast_path_agrees_with_lenient_grammar(bytes in proptest::collection::vec(
+            prop_oneof![Just(b' '), Just(b'\n'), Just(b'0'), Just(b'a'), Just(b'F'), any::<u8>()], 0..12)) {
+            if let Some(fast) = parse_canonical(&bytes) {
+                prop_assert_eq!(Ok(fast), parse_lenient(&bytes));
+            }
+        }
+
+        #[test]
+        fn write_then_parse(len in any::<u32>()) {
+            let mut out = Vec::new();
+            write_header(len, &mut out);
+            prop_assert_eq!(out.len(), 9);
+            let h = parse_header(&out).unwrap();
+            prop_assert_eq!((h.body_len, h.quirks.is_canonical()), (len, true));
+            prop_assert_eq!(parse_lenient(&out), Ok(h));
+        }
+    }
+}

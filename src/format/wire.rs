@@ -1,0 +1,741 @@
+//! The strict protobuf wire checker: reads proto2 messages field by field, with byte offsets.
+//!
+//! It owns the wire grammar (varints, tags, length-delimited fields) and the proto2 rules goraft's
+//! Go code enforces (required fields, wire types per field), and it reports what Go accepts
+//! silently (unknown, duplicate and out-of-order fields) as [`WireQuirk`]s. `prost` decodes the
+//! same bytes into structs (see `format::proto`) but would accept every one of these defects
+//! without a word. Pure functions over `&[u8]`; no I/O.
+
+use std::fmt;
+
+/// A protobuf wire-level defect that makes Go's `proto.Unmarshal` fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The body is empty: no field at all.
+    Empty,
+    /// A varint runs past the end or over 10 bytes.
+    BadVarint {
+        /// Offset of the varint within the message.
+        offset: usize,
+    },
+    /// A tag with field number 0 or a wire type that does not exist (6, 7) or groups (3, 4).
+    BadTag {
+        /// Offset of the tag.
+        offset: usize,
+        /// The raw tag value.
+        tag: u64,
+    },
+    /// A length-delimited or fixed field runs past the end of the message.
+    Truncated {
+        /// Offset of the field's tag.
+        offset: usize,
+        /// Field number.
+        field: u32,
+        /// Bytes the field needs.
+        needed: u64,
+        /// Bytes that remain.
+        available: u64,
+    },
+    /// A known field arrived with another wire type than its declaration.
+    WrongWireType {
+        /// Offset of the tag.
+        offset: usize,
+        /// The field's name.
+        field: &'static str,
+        /// The wire type found.
+        found: u8,
+    },
+    /// A `required` field is missing.
+    MissingRequired {
+        /// Message name.
+        message: &'static str,
+        /// Field name.
+        field: &'static str,
+    },
+    /// An embedded message is itself invalid.
+    Nested {
+        /// Offset of the embedded message's bytes.
+        offset: usize,
+        /// Which field.
+        field: &'static str,
+        /// What is wrong inside it (offsets relative to the embedded message).
+        error: Box<WireError>,
+    },
+}
+
+impl WireError {
+    /// The offset, relative to the message start, where the defect is, when there is one.
+    pub fn offset(&self) -> Option<usize> {
+        match self {
+            WireError::Empty | WireError::MissingRequired { .. } => None,
+            WireError::BadVarint { offset }
+            | WireError::BadTag { offset, .. }
+            | WireError::Truncated { offset, .. }
+            | WireError::WrongWireType { offset, .. } => Some(*offset),
+            WireError::Nested { offset, error, .. } => Some(offset + error.offset().unwrap_or(0)),
+        }
+    }
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireError::Empty => write!(f, "empty protobuf body (expected the required Index field)"),
+            WireError::BadVarint { offset } => {
+                write!(f, "malformed varint at body offset {offset}")
+            }
+            WireError::BadTag { offset, tag } => write!(
+                f,
+                "invalid protobuf tag {tag:#x} at body offset {offset} (field {} wire type {})",
+                tag >> 3,
+                tag & 7
+            ),
+            WireError::Truncated {
+                offset,
+                field,
+                needed,
+                available,
+            } => write!(
+                f,
+                "field {field} at body offset {offset} needs {needed} bytes but only {available} remain"
+            ),
+            WireError::WrongWireType {
+                offset,
+                field,
+                found,
+            } => write!(f, "field {field} at body offset {offset} has wrong wire type {found}"),
+            WireError::MissingRequired { message, field } => {
+                write!(f, "required field {message}.{field} is missing")
+            }
+            WireError::Nested {
+                offset,
+                field,
+                error,
+            } => write!(f, "in {field} at body offset {offset}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// Something Go's decoder accepts but goraft never writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WireQuirk {
+    /// A field number the message does not declare (kept and re-sent by Go).
+    UnknownField {
+        /// Offset of its tag.
+        offset: usize,
+        /// Its number.
+        field: u32,
+    },
+    /// A non-repeated field that appears twice (Go keeps the last).
+    DuplicateField {
+        /// Offset of the second occurrence.
+        offset: usize,
+        /// Field name.
+        field: &'static str,
+    },
+    /// Fields not in ascending order.
+    OutOfOrder {
+        /// Offset of the first field that is out of order.
+        offset: usize,
+        /// Field name.
+        field: &'static str,
+    },
+    /// A string field that is not valid UTF-8.
+    InvalidUtf8 {
+        /// Offset of the field's tag.
+        offset: usize,
+        /// Field name.
+        field: &'static str,
+    },
+}
+
+impl WireQuirk {
+    /// Offset of the quirk relative to the message start.
+    pub fn offset(&self) -> usize {
+        match self {
+            WireQuirk::UnknownField { offset, .. }
+            | WireQuirk::DuplicateField { offset, .. }
+            | WireQuirk::OutOfOrder { offset, .. }
+            | WireQuirk::InvalidUtf8 { offset, .. } => *offset,
+        }
+    }
+}
+
+impl fmt::Display for WireQuirk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireQuirk::UnknownField { offset, field } => {
+                write!(f, "unknown field {field} at body offset {offset}")
+            }
+            WireQuirk::DuplicateField { offset, field } => {
+                write!(f, "duplicate field {field} at body offset {offset} (Go keeps the last)")
+            }
+            WireQuirk::OutOfOrder { offset, field } => {
+                write!(f, "field {field} out of order at body offset {offset}")
+            }
+            WireQuirk::InvalidUtf8 { offset, field } => {
+                write!(f, "field {field} at body offset {offset} is not valid UTF-8")
+            }
+        }
+    }
+}
+
+/// One field's value on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireValue<'a> {
+    /// Wire type 0.
+    Varint(u64),
+    /// Wire type 1.
+    Fixed64(u64),
+    /// Wire type 2.
+    Bytes(&'a [u8]),
+    /// Wire type 5.
+    Fixed32(u32),
+}
+
+impl WireValue<'_> {
+    fn wire_type(&self) -> u8 {
+        match self {
+            WireValue::Varint(_) => 0,
+            WireValue::Fixed64(_) => 1,
+            WireValue::Bytes(_) => 2,
+            WireValue::Fixed32(_) => 5,
+        }
+    }
+}
+
+/// One field read off the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field<'a> {
+    /// Field number.
+    pub number: u32,
+    /// Its value.
+    pub value: WireValue<'a>,
+    /// Offset of its tag within the message.
+    pub offset: usize,
+}
+
+/// Reads a base-128 varint at `*pos`, advancing it.
+#[inline]
+pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, WireError> {
+    let start = *pos;
+    let mut v: u64 = 0;
+    for i in 0..10 {
+        let Some(&b) = buf.get(start + i) else {
+            return Err(WireError::BadVarint { offset: start });
+        };
+        if i == 9 && b > 1 {
+            return Err(WireError::BadVarint { offset: start });
+        }
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            *pos = start + i + 1;
+            return Ok(v);
+        }
+    }
+    Err(WireError::BadVarint { offset: start })
+}
+
+/// Appends `v` as a varint.
+pub fn write_varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Iterates over the fields of one message; stops at the first wire error.
+pub struct Fields<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    failed: bool,
+}
+
+impl<'a> Fields<'a> {
+    /// Reads the fields of `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Fields {
+            buf,
+            pos: 0,
+            failed: false,
+        }
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<Field<'a>, WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.pos >= self.buf.len() {
+            return None;
+        }
+        let r = read_field(self.buf, &mut self.pos);
+        self.failed = r.is_err();
+        Some(r)
+    }
+}
+
+fn read_field<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Field<'a>, WireError> {
+    let offset = *pos;
+    let tag = read_varint(buf, pos)?;
+    let number = tag >> 3;
+    if number == 0 || number > u64::from(u32::MAX >> 3) {
+        return Err(WireError::BadTag { offset, tag });
+    }
+    let number = number as u32;
+    let remaining = |p: usize| (buf.len() - p) as u64;
+    let value = match tag & 7 {
+        0 => WireValue::Varint(read_varint(buf, pos)?),
+        1 => {
+            let b: [u8; 8] = buf
+                .get(*pos..*pos + 8)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(WireError::Truncated {
+                    offset,
+                    field: number,
+                    needed: 8,
+                    available: remaining(*pos),
+                })?;
+            *pos += 8;
+            WireValue::Fixed64(u64::from_le_bytes(b))
+        }
+        2 => {
+            let len = read_varint(buf, pos)?;
+            if len > remaining(*pos) {
+                return Err(WireError::Truncated {
+                    offset,
+                    field: number,
+                    needed: len,
+                    available: remaining(*pos),
+                });
+            }
+            let s = &buf[*pos..*pos + len as usize];
+            *pos += len as usize;
+            WireValue::Bytes(s)
+        }
+        5 => {
+            let b: [u8; 4] = buf
+                .get(*pos..*pos + 4)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(WireError::Truncated {
+                    offset,
+                    field: number,
+                    needed: 4,
+                    available: remaining(*pos),
+                })?;
+            *pos += 4;
+            WireValue::Fixed32(u32::from_le_bytes(b))
+        }
+        _ => return Err(WireError::BadTag { offset, tag }),
+    };
+    Ok(Field {
+        number,
+        value,
+        offset,
+    })
+}
+
+/// How a field is declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// uint64 / bool: wire type 0.
+    Varint,
+    /// string: wire type 2, UTF-8 expected.
+    String,
+    /// bytes: wire type 2.
+    Bytes,
+    /// An embedded message.
+    Message(&'static MessageSpec),
+}
+
+/// proto2 label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Label {
+    /// Must be present.
+    Required,
+    /// May be absent.
+    Optional,
+    /// Any number of times.
+    Repeated,
+}
+
+/// One declared field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldSpec {
+    /// Field number.
+    pub number: u32,
+    /// Name as in goraft's `.proto`.
+    pub name: &'static str,
+    /// Type.
+    pub kind: Kind,
+    /// Label.
+    pub label: Label,
+}
+
+/// A proto2 message declaration.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MessageSpec {
+    /// Message name as in goraft's `.proto`.
+    pub name: &'static str,
+    /// Its fields, in ascending number order.
+    pub fields: &'static [FieldSpec],
+}
+
+/// Checks `buf` against `spec` the way Go's proto2 decoder would, collecting quirks.
+///
+/// Returns the quirks when Go would accept the message, the first error when it would not.
+pub fn check(buf: &[u8], spec: &'static MessageSpec) -> Result<Vec<WireQuirk>, WireError> {
+    let mut quirks = Vec::new();
+    check_into(buf, spec, 0, &mut quirks)?;
+    Ok(quirks)
+}
+
+fn check_into(
+    buf: &[u8],
+    spec: &'static MessageSpec,
+    base: usize,
+    quirks: &mut Vec<WireQuirk>,
+) -> Result<(), WireError> {
+    let mut seen: u64 = 0;
+    let mut last_number = 0;
+    for field in Fields::new(buf) {
+        let field = field?;
+        let Some((i, fs)) = spec
+            .fields
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.number == field.number)
+        else {
+            quirks.push(WireQuirk::UnknownField {
+                offset: base + field.offset,
+                field: field.number,
+            });
+            continue;
+        };
+        let expected_wt = match fs.kind {
+            Kind::Varint => 0,
+            _ => 2,
+        };
+        if field.value.wire_type() != expected_wt {
+            return Err(WireError::WrongWireType {
+                offset: base + field.offset,
+                field: fs.name,
+                found: field.value.wire_type(),
+            });
+        }
+        if field.number < last_number {
+            quirks.push(WireQuirk::OutOfOrder {
+                offset: base + field.offset,
+                field: fs.name,
+            });
+        }
+        last_number = last_number.max(field.number);
+        let bit = 1u64 << i.min(63);
+        if seen & bit != 0 && fs.label != Label::Repeated {
+            quirks.push(WireQuirk::DuplicateField {
+                offset: base + field.offset,
+                field: fs.name,
+            });
+        }
+        seen |= bit;
+        if let WireValue::Bytes(bytes) = field.value {
+            match fs.kind {
+                Kind::String if std::str::from_utf8(bytes).is_err() => {
+                    quirks.push(WireQuirk::InvalidUtf8 {
+                        offset: base + field.offset,
+                        field: fs.name,
+                    });
+                }
+                Kind::Message(nested) => {
+                    let start = field.offset + (bytes.as_ptr() as usize - buf[field.offset..].as_ptr() as usize);
+                    let mut inner = Vec::new();
+                    check_into(bytes, nested, 0, &mut inner).map_err(|e| WireError::Nested {
+                        offset: base + start,
+                        field: fs.name,
+                        error: Box::new(e),
+                    })?;
+                    quirks.extend(inner.into_iter().map(|q| shift(q, base + start)));
+                }
+                _ => {}
+            }
+        }
+    }
+    if buf.is_empty() && spec.fields.iter().any(|f| f.label == Label::Required) {
+        return Err(WireError::Empty);
+    }
+    for (i, fs) in spec.fields.iter().enumerate() {
+        if fs.label == Label::Required && seen & (1u64 << i.min(63)) == 0 {
+            return Err(WireError::MissingRequired {
+                message: spec.name,
+                field: fs.name,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn shift(q: WireQuirk, by: usize) -> WireQuirk {
+    match q {
+        WireQuirk::UnknownField { offset, field } => WireQuirk::UnknownField {
+            offset: offset + by,
+            field,
+        },
+        WireQuirk::DuplicateField { offset, field } => WireQuirk::DuplicateField {
+            offset: offset + by,
+            field,
+        },
+        WireQuirk::OutOfOrder { offset, field } => WireQuirk::OutOfOrder {
+            offset: offset + by,
+            field,
+        },
+        WireQuirk::InvalidUtf8 { offset, field } => WireQuirk::InvalidUtf8 {
+            offset: offset + by,
+            field,
+        },
+    }
+}
+
+/// A `LogEntry` body decoded without copying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireEntry<'a> {
+    /// Field 1, Index.
+    pub index: u64,
+    /// Field 2, Term.
+    pub term: u64,
+    /// Field 3, CommandName (raw bytes; normally UTF-8).
+    pub name: &'a [u8],
+    /// Field 4, Command, when present.
+    pub command: Option<&'a [u8]>,
+    /// Whether the body is exactly what goraft writes (fields 1-4 once each, in order).
+    /// When false, [`check`] with [`LOG_ENTRY`] lists what differs.
+    pub canonical: bool,
+}
+
+/// `message LogEntry` from goraft's protobuf/log_entry.proto.
+pub static LOG_ENTRY: MessageSpec = MessageSpec {
+    name: "LogEntry",
+    fields: &[
+        FieldSpec {
+            number: 1,
+            name: "Index",
+            kind: Kind::Varint,
+            label: Label::Required,
+        },
+        FieldSpec {
+            number: 2,
+            name: "Term",
+            kind: Kind::Varint,
+            label: Label::Required,
+        },
+        FieldSpec {
+            number: 3,
+            name: "CommandName",
+            kind: Kind::String,
+            label: Label::Required,
+        },
+        FieldSpec {
+            number: 4,
+            name: "Command",
+            kind: Kind::Bytes,
+            label: Label::Optional,
+        },
+    ],
+};
+
+/// Decodes a `LogEntry` body as Go's decoder would: the canonical layout on a fast path,
+/// anything else field by field (last occurrence wins, unknown fields skipped).
+#[inline]
+pub fn decode_entry(body: &[u8]) -> Result<WireEntry<'_>, WireError> {
+    if let Some(e) = decode_canonical(body) {
+        return Ok(e);
+    }
+    decode_general(body)
+}
+
+#[inline]
+fn decode_canonical(body: &[u8]) -> Option<WireEntry<'_>> {
+    let mut pos = 0;
+    let expect = |tag: u8, pos: &mut usize| -> Option<()> {
+        (body.get(*pos) == Some(&tag)).then(|| *pos += 1)
+    };
+    expect(0x08, &mut pos)?;
+    let index = read_varint(body, &mut pos).ok()?;
+    expect(0x10, &mut pos)?;
+    let term = read_varint(body, &mut pos).ok()?;
+    expect(0x1a, &mut pos)?;
+    let len = read_varint(body, &mut pos).ok()? as usize;
+    let name = body.get(pos..pos.checked_add(len)?)?;
+    pos += len;
+    let command = if pos == body.len() {
+        None
+    } else {
+        expect(0x22, &mut pos)?;
+        let len = read_varint(body, &mut pos).ok()? as usize;
+        let c = body.get(pos..pos.checked_add(len)?)?;
+        pos += len;
+        Some(c)
+    };
+    (pos == body.len()).then_some(WireEntry {
+        index,
+        term,
+        name,
+        command,
+        canonical: true,
+    })
+}
+
+fn decode_general(body: &[u8]) -> Result<WireEntry<'_>, WireError> {
+    if body.is_empty() {
+        return Err(WireError::Empty);
+    }
+    let (mut index, mut term, mut name, mut command) = (None, None, None, None);
+    for field in Fields::new(body) {
+        let field = field?;
+        let name_of = |n| LOG_ENTRY.fields[n as usize - 1].name;
+        match (field.number, field.value) {
+            (1, WireValue::Varint(v)) => index = Some(v),
+            (2, WireValue::Varint(v)) => term = Some(v),
+            (3, WireValue::Bytes(b)) => name = Some(b),
+            (4, WireValue::Bytes(b)) => command = Some(b),
+            (n @ 1..=4, v) => {
+                return Err(WireError::WrongWireType {
+                    offset: field.offset,
+                    field: name_of(n),
+                    found: v.wire_type(),
+                })
+            }
+            _ => {}
+        }
+    }
+    let missing = |field| WireError::MissingRequired {
+        message: "LogEntry",
+        field,
+    };
+    Ok(WireEntry {
+        index: index.ok_or(missing("Index"))?,
+        term: term.ok_or(missing("Term"))?,
+        name: name.ok_or(missing("CommandName"))?,
+        command,
+        canonical: false,
+    })
+}
+
+/// Encodes a `LogEntry` body exactly as goraft does.
+pub fn encode_entry(index: u64, term: u64, name: &[u8], command: Option<&[u8]>, out: &mut Vec<u8>) {
+    out.push(0x08);
+    write_varint(index, out);
+    out.push(0x10);
+    write_varint(term, out);
+    out.push(0x1a);
+    write_varint(name.len() as u64, out);
+    out.extend_from_slice(name);
+    if let Some(c) = command {
+        out.push(0x22);
+        write_varint(c.len() as u64, out);
+        out.extend_from_slice(c);
+    }
+}
+
+/// The encoded length of a varint.
+pub fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn varints() {
+        let mut out = Vec::new();
+        write_varint(300, &mut out);
+        assert_eq!(out, [0xac, 0x02]);
+        let mut pos = 0;
+        assert_eq!(read_varint(&out, &mut pos), Ok(300));
+        assert_eq!(pos, 2);
+        assert_eq!(read_varint(&[0x80], &mut 0), Err(WireError::BadVarint { offset: 0 }));
+        assert_eq!(
+            read_varint(&[0xff; 10], &mut 0),
+            Err(WireError::BadVarint { offset: 0 })
+        );
+        for v in [0, 1, 127, 128, 16383, 16384, u64::MAX] {
+            let mut out = Vec::new();
+            write_varint(v, &mut out);
+            assert_eq!(out.len(), varint_len(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn nop_body_from_the_spec() {
+        let body = b"\x08\x01\x10\x01\x1a\x08raft:nop";
+        let e = decode_entry(body).unwrap();
+        assert_eq!((e.index, e.term, e.name, e.command, e.canonical), (1, 1, &b"raft:nop"[..], None, true));
+        assert_eq!(check(body, &LOG_ENTRY), Ok(vec![]));
+    }
+
+    #[test]
+    fn strictness_goes_beyond_prost() {
+        // Missing CommandName.
+        assert_eq!(
+            decode_entry(b"\x08\x01\x10\x01"),
+            Err(WireError::MissingRequired {
+                message: "LogEntry",
+                field: "CommandName"
+            })
+        );
+        assert_eq!(decode_entry(b""), Err(WireError::Empty));
+        // Unknown field 5 (the July-2013 Position) is accepted but reported.
+        let body = b"\x08\x01\x10\x01\x1a\x01x\x28\x07";
+        let e = decode_entry(body).unwrap();
+        assert!(!e.canonical);
+        assert_eq!(
+            check(body, &LOG_ENTRY),
+            Ok(vec![WireQuirk::UnknownField { offset: 7, field: 5 }])
+        );
+        // Duplicate Index, last wins.
+        let body = b"\x08\x01\x10\x01\x1a\x01x\x08\x02";
+        assert_eq!(decode_entry(body).unwrap().index, 2);
+        assert_eq!(
+            check(body, &LOG_ENTRY),
+            Ok(vec![
+                WireQuirk::OutOfOrder { offset: 7, field: "Index" },
+                WireQuirk::DuplicateField { offset: 7, field: "Index" }
+            ])
+        );
+        // Truncated bytes field.
+        assert!(matches!(
+            decode_entry(b"\x08\x01\x10\x01\x1a\x09raft"),
+            Err(WireError::Truncated { offset: 4, field: 3, needed: 9, available: 4 })
+        ));
+        // Wrong wire type for Index.
+        assert!(matches!(
+            decode_entry(b"\x0a\x01x\x10\x01\x1a\x01x"),
+            Err(WireError::WrongWireType { offset: 0, field: "Index", found: 2 })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn encode_decode_round_trip(index: u64, term: u64, name in ".{0,20}", command in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64))) {
+            let mut body = Vec::new();
+            encode_entry(index, term, name.as_bytes(), command.as_deref(), &mut body);
+            let e = decode_entry(&body).unwrap();
+            prop_assert_eq!((e.index, e.term, e.name, e.command, e.canonical), (index, term, name.as_bytes(), command.as_deref(), true));
+            prop_assert_eq!(check(&body, &LOG_ENTRY), Ok(vec![]));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let fast = decode_entry(&body);
+            let strict = check(&body, &LOG_ENTRY);
+            // Both agree on whether Go would accept the body.
+            prop_assert_eq!(fast.is_ok(), strict.is_ok(), "{:?} vs {:?}", fast, strict);
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! raftdump: inspect, verify, repair, diff, replay and serve goraft / raftd data directories.
+//!
+//! Module map (layers point one way, see the house style):
+//!
+//! - [`model`]: indexes, terms, entries, commands, peers, conf, snapshots: plain data.
+//! - [`format`]: pure bytes <-> model for the log, conf, snapshot and RPC messages.
+//! - [`datadir`]: the filesystem edge: find and memory-map a node's files, never write.
+//! - [`render`]: the only formatting code, writing to `&mut dyn Write`.
+//! - [`cli`]: argument parsing, one file per subcommand, exit codes.
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod datadir;
+pub mod format;
+pub mod model;
+pub mod render;
