@@ -9,8 +9,10 @@
 //! - [`cli`]: argument parsing, one file per subcommand, exit codes.
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod cli;
 pub mod datadir;
 pub mod format;
 pub mod model;
 pub mod render;
+pub mod replay;
