@@ -58,9 +58,15 @@ pub fn write_string(s: &[u8], out: &mut Vec<u8>) {
             continue;
         }
         match utf8_char_len(&s[i..]) {
-            Some(3) if s[i] == 0xe2 && s[i + 1] == 0x80 && (s[i + 2] == 0xa8 || s[i + 2] == 0xa9) => {
+            Some(3)
+                if s[i] == 0xe2 && s[i + 1] == 0x80 && (s[i + 2] == 0xa8 || s[i + 2] == 0xa9) =>
+            {
                 out.extend_from_slice(&s[start..i]);
-                out.extend_from_slice(if s[i + 2] == 0xa8 { b"\\u2028" } else { b"\\u2029" });
+                out.extend_from_slice(if s[i + 2] == 0xa8 {
+                    b"\\u2028"
+                } else {
+                    b"\\u2029"
+                });
                 i += 3;
                 start = i;
             }
@@ -166,6 +172,19 @@ impl<'a> Parser<'a> {
 
     /// Parses a string at `"` as Go does (invalid UTF-8 and lone surrogates become U+FFFD).
     fn string(&mut self) -> Result<String, JsonError> {
+        Ok(match self.string_raw()? {
+            // Borrowed means plain ASCII without escapes: valid UTF-8 as it is.
+            std::borrow::Cow::Borrowed(b) => std::str::from_utf8(b).unwrap_or_default().to_owned(),
+            std::borrow::Cow::Owned(v) => match String::from_utf8(v) {
+                Ok(s) => s,
+                Err(e) => lossy_go(e.as_bytes()),
+            },
+        })
+    }
+
+    /// Parses a string at `"`: borrowed when it is plain ASCII without escapes, else the decoded
+    /// bytes (escapes resolved; raw invalid UTF-8 kept for the caller to replace).
+    fn string_raw(&mut self) -> Result<std::borrow::Cow<'a, [u8]>, JsonError> {
         self.expect(b'"', "a string")?;
         let start = self.pos;
         // Fast path: plain ASCII without escapes.
@@ -173,8 +192,7 @@ impl<'a> Parser<'a> {
             if b == b'"' {
                 let v = &self.s[start..self.pos];
                 self.pos += 1;
-                // Only ASCII >= 0x20 reached here.
-                return Ok(String::from_utf8(v.to_vec()).unwrap_or_default());
+                return Ok(std::borrow::Cow::Borrowed(v));
             }
             if b == b'\\' || !(0x20..0x80).contains(&b) {
                 break;
@@ -189,7 +207,7 @@ impl<'a> Parser<'a> {
             match b {
                 b'"' => {
                     self.pos += 1;
-                    return Ok(lossy_go(&out));
+                    return Ok(std::borrow::Cow::Owned(out));
                 }
                 b'\\' => {
                     self.pos += 1;
@@ -248,7 +266,10 @@ impl<'a> Parser<'a> {
             self.pos += word.len();
             Ok(())
         } else {
-            self.err(format!("invalid literal (expected {})", String::from_utf8_lossy(word)))
+            self.err(format!(
+                "invalid literal (expected {})",
+                String::from_utf8_lossy(word)
+            ))
         }
     }
 
@@ -325,7 +346,7 @@ impl<'a> Parser<'a> {
                     }
                 }
                 Some(b'"') => {
-                    self.string()?;
+                    self.string_raw()?;
                 }
                 Some(b't') => self.literal(b"true")?,
                 Some(b'f') => self.literal(b"false")?,
@@ -344,7 +365,7 @@ impl<'a> Parser<'a> {
                         self.pos += 1;
                         if close == b'}' {
                             self.ws();
-                            self.string()?;
+                            self.string_raw()?;
                             self.ws();
                             self.expect(b':', "':' after object key")?;
                         }
@@ -397,14 +418,18 @@ pub fn decode_string_fields<const N: usize>(
     }
     loop {
         p.ws();
-        let key = p.string()?;
+        let key = p.string_raw()?;
         p.ws();
         p.expect(b':', "':' after object key")?;
         p.ws();
         let slot = fields
             .iter()
-            .position(|f| *f == key)
-            .or_else(|| fields.iter().position(|f| f.eq_ignore_ascii_case(&key)));
+            .position(|f| f.as_bytes() == &*key)
+            .or_else(|| {
+                fields
+                    .iter()
+                    .position(|f| f.as_bytes().eq_ignore_ascii_case(&key))
+            });
         let value_at = p.pos;
         match (slot, p.peek()) {
             (Some(i), Some(b'"')) => out[i] = p.string()?,
@@ -459,13 +484,20 @@ mod tests {
 
     #[test]
     fn decoding_matches_go() {
-        let [k, v] = decode_string_fields(b"{\"key\":\"foo\",\"value\":\"bar\"}\n", ["key", "value"]).unwrap();
+        let [k, v] =
+            decode_string_fields(b"{\"key\":\"foo\",\"value\":\"bar\"}\n", ["key", "value"])
+                .unwrap();
         assert_eq!((k.as_str(), v.as_str()), ("foo", "bar"));
         let [k, v] = decode_string_fields(b"null\n", ["key", "value"]).unwrap();
         assert_eq!((k.as_str(), v.as_str()), ("", ""));
-        let [k, v] = decode_string_fields(br#"{"KEY":"a","Value":null,"x":[1,{"y":2}],"key":"b"}"#, ["key", "value"]).unwrap();
+        let [k, v] = decode_string_fields(
+            br#"{"KEY":"a","Value":null,"x":[1,{"y":2}],"key":"b"}"#,
+            ["key", "value"],
+        )
+        .unwrap();
         assert_eq!((k.as_str(), v.as_str()), ("b", ""));
-        let [v] = decode_string_fields(br#"{"value":"\ud800x\u00e9\ud83c\udf89"}"#, ["value"]).unwrap();
+        let [v] =
+            decode_string_fields(br#"{"value":"\ud800x\u00e9\ud83c\udf89"}"#, ["value"]).unwrap();
         assert_eq!(v, "\u{fffd}xé🎉");
         let [v] = decode_string_fields(b"{\"value\":\"\xff\"}", ["value"]).unwrap();
         assert_eq!(v, "\u{fffd}");

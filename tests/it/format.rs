@@ -11,7 +11,12 @@ fn every_real_log_decodes_cleanly_and_re_encodes_to_identical_bytes() {
         let mut n = 0;
         for r in LogReader::new(&bytes) {
             let e = r.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            assert!(e.is_canonical(), "{}: entry {} not canonical", path.display(), e.index());
+            assert!(
+                e.is_canonical(),
+                "{}: entry {} not canonical",
+                path.display(),
+                e.index()
+            );
             assert_eq!(e.ordinal, n);
             raw.append_entry(&e.to_entry()).unwrap();
             // Through the decoded command, the payload comes back identical too, except where Go
@@ -23,13 +28,23 @@ fn every_real_log_decodes_cleanly_and_re_encodes_to_identical_bytes() {
                 let original = e.payload().unwrap_or_default();
                 let lossy = original.windows(6).any(|w| w == b"\\ufffd");
                 if !lossy {
-                    assert_eq!(payload.as_deref().unwrap_or_default(), original, "{}: {}", path.display(), e.index());
+                    assert_eq!(
+                        payload.as_deref().unwrap_or_default(),
+                        original,
+                        "{}: {}",
+                        path.display(),
+                        e.index()
+                    );
                 }
             }
             n += 1;
         }
         assert!(n > 0);
-        assert!(raw.into_inner() == bytes, "{}: re-encoding differs", path.display());
+        assert!(
+            raw.into_inner() == bytes,
+            "{}: re-encoding differs",
+            path.display()
+        );
     }
 }
 
@@ -77,10 +92,19 @@ fn every_truncation_of_every_real_log_is_the_prefix_plus_one_torn_tail() {
                 assert_eq!((g.offset, g.body), (f.offset, f.body));
             }
             if before > 0 && ends[before - 1] == cut as u64 || cut == 0 {
-                assert!(bad.is_empty(), "{} cut at frame boundary {cut}: {bad:?}", path.display());
+                assert!(
+                    bad.is_empty(),
+                    "{} cut at frame boundary {cut}: {bad:?}",
+                    path.display()
+                );
             } else {
                 assert_eq!(bad.len(), 1, "{} cut at {cut}: {bad:?}", path.display());
-                assert!(bad[0].kind.is_torn_tail(), "{} cut at {cut}: {}", path.display(), bad[0]);
+                assert!(
+                    bad[0].kind.is_torn_tail(),
+                    "{} cut at {cut}: {}",
+                    path.display(),
+                    bad[0]
+                );
                 let start = if before == 0 { 0 } else { ends[before - 1] };
                 assert_eq!(bad[0].offset, start);
             }
@@ -93,7 +117,10 @@ fn every_truncation_of_every_real_log_is_the_prefix_plus_one_torn_tail() {
 /// The synthetic one-defect dirs, read by the format layer alone: (dir, good entries, damage).
 #[test]
 fn synthetic_defects_are_classified_with_their_offsets() {
-    let base: Vec<u64> = crate::synthetic::base_frames().iter().map(|f| f.len() as u64).collect();
+    let base: Vec<u64> = crate::synthetic::base_frames()
+        .iter()
+        .map(|f| f.len() as u64)
+        .collect();
     let at = |n: usize| base[..n].iter().sum::<u64>();
     let expect: &[(&str, usize, &[(u64, u64, &str)])] = &[
         ("clean", 9, &[]),
@@ -106,26 +133,40 @@ fn synthetic_defects_are_classified_with_their_offsets() {
         ("unpadded-header", 9, &[]),
     ];
     for (name, n_good, damage) in expect {
-        let bytes = std::fs::read(crate::fixtures().join("synthetic").join(name).join("log")).unwrap();
+        let bytes =
+            std::fs::read(crate::fixtures().join("synthetic").join(name).join("log")).unwrap();
         let (good, bad) = read_all(&bytes);
         assert_eq!(good.len(), *n_good, "{name}");
-        let got: Vec<_> = bad.iter().map(|e| (e.offset, e.len, e.kind.code())).collect();
+        let got: Vec<_> = bad
+            .iter()
+            .map(|e| (e.offset, e.len, e.kind.code()))
+            .collect();
         assert_eq!(&got, damage, "{name}");
         // Entries after the damage keep their indexes.
-        assert_eq!(good.last().map(|e| e.index()), Some(if *name == "torn-body" { 8 } else { 9 }), "{name}");
+        assert_eq!(
+            good.last().map(|e| e.index()),
+            Some(if *name == "torn-body" { 8 } else { 9 }),
+            "{name}"
+        );
     }
     let bytes = std::fs::read(crate::fixtures().join("synthetic/unknown-field/log")).unwrap();
     let (good, _) = read_all(&bytes);
     assert!(!good[4].is_canonical() && good.iter().filter(|e| !e.is_canonical()).count() == 1);
-    let bytes = std::fs::read(crate::fixtures().join("synthetic/missing-required-field/log")).unwrap();
+    let bytes =
+        std::fs::read(crate::fixtures().join("synthetic/missing-required-field/log")).unwrap();
     let (_, bad) = read_all(&bytes);
-    assert!(matches!(&bad[0].kind, DamageKind::BadEntry { error, .. } if error.to_string().contains("CommandName")));
+    assert!(
+        matches!(&bad[0].kind, DamageKind::BadEntry { error, .. } if error.to_string().contains("CommandName"))
+    );
 }
 
 fn arb_command() -> impl Strategy<Value = Command> {
     let s = || proptest::string::string_regex("(.|\u{2028}|<|&|\"|\\\\){0,12}").unwrap();
     prop_oneof![
-        (s(), s()).prop_map(|(name, connection_string)| Command::Join { name, connection_string }),
+        (s(), s()).prop_map(|(name, connection_string)| Command::Join {
+            name,
+            connection_string
+        }),
         s().prop_map(|name| Command::Leave { name }),
         Just(Command::Nop),
         (s(), s()).prop_map(|(key, value)| Command::Write { key, value }),

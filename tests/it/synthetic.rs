@@ -76,7 +76,11 @@ pub fn all() -> Vec<(&'static str, &'static str, Files)> {
     let clean = concat(&fr);
     let mut out = Vec::new();
 
-    out.push(("clean", "the base: 9 entries, terms 0 and 1, nothing wrong", dir(clean.clone())));
+    out.push((
+        "clean",
+        "the base: 9 entries, terms 0 and 1, nothing wrong",
+        dir(clean.clone()),
+    ));
 
     let mut torn_body = clean[..clean.len() - fr[8].len()].to_vec();
     torn_body.extend_from_slice(&fr[8][..fr[8].len() / 2]);
@@ -161,7 +165,9 @@ pub fn all() -> Vec<(&'static str, &'static str, Files)> {
             name: NAME.into(),
             connection_string: "http://127.0.0.1:4001".into(),
         }]),
-        state: Some(br#"{"k1":"v1-after-restart","k2":"v2","k3":"v3","k4":"v4","k5":"v5"}"#.to_vec()),
+        state: Some(
+            br#"{"k1":"v1-after-restart","k2":"v2","k3":"v3","k4":"v4","k5":"v5"}"#.to_vec(),
+        ),
         path: "/var/lib/raftd/node1/snapshot/1_9.ss".into(),
     });
     ss[..8].copy_from_slice(b"deadbeef");
@@ -192,7 +198,9 @@ fn read_tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_owned()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -230,7 +238,10 @@ fn synthetic_fixtures_are_up_to_date() {
             }
         }
         let have = read_tree(&d);
-        assert!(have == want, "fixtures/synthetic/{name} is stale: rerun with RAFTDUMP_BLESS=1");
+        assert!(
+            have == want,
+            "fixtures/synthetic/{name} is stale: rerun with RAFTDUMP_BLESS=1"
+        );
     }
     let readme_path = root.join("README.md");
     if bless {
