@@ -2,6 +2,7 @@
 
 mod cli;
 mod format;
+mod regressions;
 mod synthetic;
 
 use std::path::{Path, PathBuf};
