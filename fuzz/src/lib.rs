@@ -52,7 +52,10 @@ pub fn log_entry_pb(data: &[u8]) {
     if let Ok(e) = fast {
         if std::str::from_utf8(e.name).is_ok() {
             let p = proto::LogEntry::decode(data).expect("prost accepts what Go accepts");
-            assert_eq!((p.index, p.term, p.command_name.as_bytes()), (e.index, e.term, e.name));
+            assert_eq!(
+                (p.index, p.term, p.command_name.as_bytes()),
+                (e.index, e.term, e.name)
+            );
             assert_eq!(p.command.as_deref(), e.command);
         }
     }
@@ -72,11 +75,14 @@ pub fn rpc_bodies(data: &[u8]) {
             let strict = wire::check(body, &$spec);
             let prost = <$ty>::decode(body);
             if let Ok(quirks) = &strict {
-                let utf8_ok = !quirks.iter().any(|q| matches!(q, wire::WireQuirk::InvalidUtf8 { .. }));
+                let utf8_ok = !quirks
+                    .iter()
+                    .any(|q| matches!(q, wire::WireQuirk::InvalidUtf8 { .. }));
                 if utf8_ok {
                     let m = prost.expect("prost accepts what the strict checker accepts");
                     // Re-encoding what was decoded decodes again to the same message.
-                    let again = <$ty>::decode(&m.encode_to_vec()[..]).expect("re-encoded message decodes");
+                    let again =
+                        <$ty>::decode(&m.encode_to_vec()[..]).expect("re-encoded message decodes");
                     assert!(again == m);
                 }
             }
@@ -89,8 +95,14 @@ pub fn rpc_bodies(data: &[u8]) {
         3 => one!(proto::RequestVoteResponse, proto::REQUEST_VOTE_RESPONSE),
         4 => one!(proto::SnapshotRequest, proto::SNAPSHOT_REQUEST),
         5 => one!(proto::SnapshotResponse, proto::SNAPSHOT_RESPONSE),
-        6 => one!(proto::SnapshotRecoveryRequest, proto::SNAPSHOT_RECOVERY_REQUEST),
-        _ => one!(proto::SnapshotRecoveryResponse, proto::SNAPSHOT_RECOVERY_RESPONSE),
+        6 => one!(
+            proto::SnapshotRecoveryRequest,
+            proto::SNAPSHOT_RECOVERY_REQUEST
+        ),
+        _ => one!(
+            proto::SnapshotRecoveryResponse,
+            proto::SNAPSHOT_RECOVERY_RESPONSE
+        ),
     }
 }
 
@@ -139,5 +151,8 @@ pub fn roundtrip_entry(data: &[u8]) {
     let e = r.next().expect("one frame").expect("frame decodes");
     assert!(r.next().is_none());
     assert!(e.is_canonical());
-    assert_eq!((e.index(), e.term(), e.wire.name, e.payload()), (index, term, name, payload));
+    assert_eq!(
+        (e.index(), e.term(), e.wire.name, e.payload()),
+        (index, term, name, payload)
+    );
 }

@@ -3,6 +3,7 @@
 mod cli;
 mod format;
 mod regressions;
+mod sweeps;
 mod synthetic;
 
 use std::path::{Path, PathBuf};

@@ -22,7 +22,9 @@ fn committed_fuzz_regressions_stay_fixed() {
     let root = crate::fixtures().join("../tests/regressions");
     let mut n = 0;
     for (name, target) in TARGETS {
-        let Ok(rd) = std::fs::read_dir(root.join(name)) else { continue };
+        let Ok(rd) = std::fs::read_dir(root.join(name)) else {
+            continue;
+        };
         for e in rd.flatten() {
             let bytes = std::fs::read(e.path()).unwrap();
             target(&bytes);
