@@ -122,7 +122,8 @@ fn synthetic_defects_are_classified_with_their_offsets() {
         .map(|f| f.len() as u64)
         .collect();
     let at = |n: usize| base[..n].iter().sum::<u64>();
-    let expect: &[(&str, usize, &[(u64, u64, &str)])] = &[
+    type Damage = (u64, u64, &'static str);
+    let expect: &[(&str, usize, &[Damage])] = &[
         ("clean", 9, &[]),
         ("torn-body", 8, &[(at(8), base[8] / 2, "torn-body")]),
         ("torn-header", 9, &[(at(9), 7, "torn-header")]),
