@@ -1,15 +1,176 @@
-//! `raftdump inspect`: to be written (foundation issue).
+//! `raftdump inspect`: arguments to [`InspectOptions`], then the summary pass and the renderer.
 
-use super::{Outcome, Ui};
+use std::io::IsTerminal;
+use std::path::PathBuf;
 
-/// Show every entry of a data dir or log file.
+use anyhow::Context as _;
+
+use super::{Format, FormatArgs, Outcome, Ui};
+use crate::datadir;
+use crate::inspect::{summarize, InspectOptions, Progress};
+use crate::render::inspect::{self as render, HumanStyle, SnapshotView, View};
+
+const AFTER_HELP: &str = "\
+Exit status:
+  0  the log (or --snapshot file) is clean; non-canonical frames are reported but do not count
+  1  damage found: every good entry is printed, then the problems
+  2  could not run: missing path, no log in the directory, permission denied";
+
+const AFTER_LONG_HELP: &str = concat!(
+    "Exit status:\n",
+    "  0  the log (or --snapshot file) is clean; non-canonical frames are reported but do not count\n",
+    "  1  damage found: every good entry is printed, then the problems\n",
+    "  2  could not run: missing path, no log in the directory, permission denied\n",
+    "\n",
+    "raftdump inspect only reads: it never changes a file.\n",
+    "\n",
+    include_str!("../render/inspect-json.txt")
+);
+
+/// Logs above this size get a progress bar (on a terminal, human output, without -q).
+const PROGRESS_MIN_BYTES: usize = 64 << 20;
+
+/// Show the conf, name, snapshots and every entry of a goraft data dir or log file.
+///
+/// A header (path, node name, conf, snapshots, entry count, index range, terms, counts per
+/// command, file size, non-canonical frames, problems) is followed by a table of the entries
+/// (index, term, byte offset, command name, decoded command), or by JSON Lines with --json.
 #[derive(Debug, clap::Args)]
+#[command(after_help = AFTER_HELP, after_long_help = AFTER_LONG_HELP)]
 pub struct Args {
-    /// A goraft data dir or a log file.
-    pub path: std::path::PathBuf,
+    /// A goraft data dir (holding a `log` file) or a log file.
+    #[arg(required_unless_present = "snapshot")]
+    pub path: Option<PathBuf>,
+    /// Only entries with index N or above.
+    #[arg(long, value_name = "N")]
+    pub from: Option<u64>,
+    /// Only entries with index N or below.
+    #[arg(long, value_name = "N")]
+    pub to: Option<u64>,
+    /// Only entries of term T.
+    #[arg(long, value_name = "T")]
+    pub term: Option<u64>,
+    /// Only entries with this command name, e.g. write or raft:join (repeatable: any of them).
+    #[arg(long = "command", value_name = "NAME")]
+    pub commands: Vec<String>,
+    /// Only write entries whose key is K.
+    #[arg(long, value_name = "K")]
+    pub key: Option<String>,
+    /// Show at most N entries (after the other filters).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Show the hex of each entry's header and body.
+    #[arg(long)]
+    pub raw: bool,
+    /// Show the header only, no entries.
+    #[arg(long, conflicts_with_all = ["raw", "from", "to", "term", "commands", "key", "limit"])]
+    pub summary: bool,
+    /// Show one snapshot file in detail instead of the log (looked up in PATH/snapshot/ when
+    /// it is not found as given).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["raw", "summary", "from", "to", "term", "commands", "key", "limit"])]
+    pub snapshot: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub format: FormatArgs,
+}
+
+/// The width tables are fitted into: `COLUMNS`, else the terminal's width, else 120.
+fn table_width(ui: &Ui) -> usize {
+    if let Some(n) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
+        return n;
+    }
+    if ui.stdout_tty {
+        if let Some((terminal_size::Width(w), _)) =
+            terminal_size::terminal_size_of(std::io::stdout())
+        {
+            return usize::from(w);
+        }
+    }
+    120
 }
 
 /// Runs `inspect`.
-pub fn run(_args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
-    anyhow::bail!("inspect is not written yet")
+pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
+    let format = args.format.get();
+    let style = HumanStyle {
+        width: table_width(ui),
+        color: ui.color,
+    };
+    if let Some(file) = &args.snapshot {
+        let mut path = file.clone();
+        if !path.exists() {
+            if let Some(dir) = &args.path {
+                path = dir.join("snapshot").join(file);
+            }
+        }
+        let bytes = std::fs::read(&path).with_context(|| format!("{}", file.display()))?;
+        let view = SnapshotView::new(&path, &bytes);
+        match format {
+            Format::Human => render::snapshot_human(&mut ui.out, &view, &style)?,
+            Format::Json => render::snapshot_json(&mut ui.out, &view)?,
+        }
+        return Ok(if view.is_damaged() {
+            Outcome::Negative
+        } else {
+            Outcome::Clean
+        });
+    }
+    let path = args.path.context("a PATH is required")?;
+    let dd = datadir::open(&path)?;
+    let opts = InspectOptions {
+        from: args.from,
+        to: args.to,
+        term: args.term,
+        commands: args.commands,
+        key: args.key,
+        limit: args.limit,
+    };
+    let size = dd.log.bytes().len();
+    let bar = (ui.progress_allowed()
+        && std::io::stderr().is_terminal()
+        && format == Format::Human
+        && !args.summary
+        && size > PROGRESS_MIN_BYTES)
+        .then(|| {
+            let bar = indicatif::ProgressBar::new(size as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {eta}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+    // Every pass reports its offset: move the bar and let go of the pages read so far, so that
+    // the resident set stays flat however large the log is (see LogBytes::release).
+    let mut released = 0usize;
+    let mut progress = |pos: u64| {
+        if let Some(b) = &bar {
+            b.set_position(pos);
+        }
+        let pos = usize::try_from(pos).unwrap_or(usize::MAX);
+        if pos < released {
+            released = 0;
+        }
+        dd.log.release(released..pos);
+        released = pos;
+    };
+    let summary = summarize(dd.log.bytes(), Progress::new(&mut progress));
+    let view = View {
+        dd: &dd,
+        summary: &summary,
+        opts: &opts,
+        raw: args.raw,
+        summary_only: args.summary,
+    };
+    match format {
+        Format::Human => render::human(&mut ui.out, &view, &style, &mut progress)?,
+        Format::Json => render::json(&mut ui.out, &view, &mut progress)?,
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(if summary.is_damaged() {
+        Outcome::Negative
+    } else {
+        Outcome::Clean
+    })
 }
