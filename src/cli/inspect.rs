@@ -30,11 +30,8 @@ const AFTER_LONG_HELP: &str = concat!(
 /// Logs above this size get a progress bar (on a terminal, human output, without -q).
 const PROGRESS_MIN_BYTES: usize = 64 << 20;
 
-/// Show the conf, name, snapshots and every entry of a goraft data dir or log file.
-///
-/// A header (path, node name, conf, snapshots, entry count, index range, terms, counts per
-/// command, file size, non-canonical frames, problems) is followed by a table of the entries
-/// (index, term, byte offset, command name, decoded command), or by JSON Lines with --json.
+/// Show every entry, the conf, name and snapshots of a data dir or log file (the help text
+/// comes from the `Command::Inspect` variant).
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP, after_long_help = AFTER_LONG_HELP)]
 pub struct Args {
