@@ -1,6 +1,5 @@
 //! `raftdump inspect`: arguments to [`InspectOptions`], then the summary pass and the renderer.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -10,30 +9,29 @@ use crate::datadir;
 use crate::inspect::{summarize, InspectOptions, Progress};
 use crate::render::inspect::{self as render, HumanStyle, SnapshotView, View};
 
-const AFTER_HELP: &str = "\
-Exit status:
+macro_rules! exit_status {
+    () => {
+        "Exit status:
   0  the log (or --snapshot file) is clean; non-canonical frames are reported but do not count
   1  damage found: every good entry is printed, then the problems
-  2  could not run: missing path, no log in the directory, permission denied";
+  2  could not run: missing path, no log in the directory, permission denied"
+    };
+}
 
 const AFTER_LONG_HELP: &str = concat!(
-    "Exit status:\n",
-    "  0  the log (or --snapshot file) is clean; non-canonical frames are reported but do not count\n",
-    "  1  damage found: every good entry is printed, then the problems\n",
-    "  2  could not run: missing path, no log in the directory, permission denied\n",
-    "\n",
-    "raftdump inspect only reads: it never changes a file.\n",
-    "\n",
+    exit_status!(),
+    "\n\nraftdump inspect only reads: it never changes a file.\n\n",
     include_str!("../render/inspect-json.txt")
 );
 
 /// Logs above this size get a progress bar (on a terminal, human output, without -q).
+/// Not when stdout is the same terminal: the table scrolling by is the progress then.
 const PROGRESS_MIN_BYTES: usize = 64 << 20;
 
 /// Show every entry, the conf, name and snapshots of a data dir or log file (the help text
 /// comes from the `Command::Inspect` variant).
 #[derive(Debug, clap::Args)]
-#[command(after_help = AFTER_HELP, after_long_help = AFTER_LONG_HELP)]
+#[command(after_help = exit_status!(), after_long_help = AFTER_LONG_HELP)]
 pub struct Args {
     /// A goraft data dir (holding a `log` file) or a log file.
     #[arg(required_unless_present = "snapshot")]
@@ -94,13 +92,11 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
         color: ui.color,
     };
     if let Some(file) = &args.snapshot {
-        let mut path = file.clone();
-        if !path.exists() {
-            if let Some(dir) = &args.path {
-                path = dir.join("snapshot").join(file);
-            }
-        }
-        let bytes = std::fs::read(&path).with_context(|| format!("{}", file.display()))?;
+        let path = match &args.path {
+            Some(dir) if !file.exists() => dir.join("snapshot").join(file),
+            _ => file.clone(),
+        };
+        let bytes = std::fs::read(&path).with_context(|| path.display().to_string())?;
         let view = SnapshotView::new(&path, &bytes);
         match format {
             Format::Human => render::snapshot_human(&mut ui.out, &view, &style)?,
@@ -124,7 +120,7 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
     };
     let size = dd.log.bytes().len();
     let bar = (ui.progress_allowed()
-        && std::io::stderr().is_terminal()
+        && !ui.stdout_tty
         && format == Format::Human
         && !args.summary
         && size > PROGRESS_MIN_BYTES)

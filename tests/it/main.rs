@@ -2,6 +2,8 @@
 
 mod cli;
 mod format;
+mod inspect;
+mod man;
 
 use std::path::{Path, PathBuf};
 
