@@ -588,7 +588,11 @@ fn write_problems(
             Some(i) => format!("after index {i}"),
             None => "before any good entry".to_string(),
         };
-        writeln!(out, "  {err} ({} bytes, {after})", err.len)
+        // NUL runs and garbage already say how many bytes they cover.
+        match err.kind {
+            DamageKind::NulRun | DamageKind::Garbage { .. } => writeln!(out, "  {err} ({after})"),
+            _ => writeln!(out, "  {err} ({} bytes, {after})", err.len),
+        }
     })
 }
 

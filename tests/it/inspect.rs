@@ -422,3 +422,143 @@ fn color_only_in_header_keys_and_never_with_no_color() {
     assert_eq!(stripped, plain, "color changes nothing but the escapes");
     assert!(!run_inspect(&["--json"], &[("CLICOLOR_FORCE", "1")]).contains('\x1b'));
 }
+
+fn run_dir(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = Process::new(env!("CARGO_BIN_EXE_raftdump"))
+        .arg("inspect")
+        .args(args)
+        .arg(dir)
+        .env("NO_COLOR", "1")
+        .env("RAFTDUMP_LOG", "off")
+        .env("COLUMNS", "120")
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8(out.stdout).unwrap())
+}
+
+fn frames(entries: &[(u64, Command)]) -> Vec<Vec<u8>> {
+    entries
+        .iter()
+        .map(|(i, c)| {
+            let mut w = LogWriter::new(Vec::new());
+            w.append(*i, 0, c).unwrap();
+            w.into_inner()
+        })
+        .collect()
+}
+
+/// Frames goraft reads but would not write are reported (header and JSON) and keep exit 0.
+#[test]
+fn non_canonical_frames_are_reported_but_clean() {
+    let write = |k: &str| Command::Write {
+        key: k.into(),
+        value: "v".into(),
+    };
+    let f = frames(&[(1, Command::Nop), (2, write("a")), (3, write("b"))]);
+    let mut log = f[0].clone();
+    // Entry 2 with the unpadded 2013 header ("%x\n").
+    let body2 = &f[1][9..];
+    log.extend_from_slice(format!("{:x}\n", body2.len()).as_bytes());
+    log.extend_from_slice(body2);
+    // Entry 3 with an unknown field 5 after the canonical fields.
+    let mut body3 = f[2][9..].to_vec();
+    body3.extend_from_slice(&[0x28, 0x07]);
+    log.extend_from_slice(format!("{:8x}\n", body3.len()).as_bytes());
+    log.extend_from_slice(&body3);
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("log"), &log).unwrap();
+
+    let (code, human) = run_dir(tmp.path(), &[]);
+    assert_eq!(code, Some(0), "{human}");
+    let frames_line: Vec<&str> = human
+        .lines()
+        .skip_while(|l| !l.starts_with("frames"))
+        .take(3)
+        .collect();
+    assert_eq!(
+        frames_line,
+        [
+            "frames      2 non-canonical (goraft reads them, but would not write them): unknown-field 1, unpadded 1",
+            "            byte 23, index 2: header: fewer than 8 characters (2013 \"%x\\n\" header)",
+            "            byte 63, index 3: body: unknown field 5 at body offset 37",
+        ]
+    );
+    assert!(human.contains("problems    none"));
+
+    let (code, json) = run_dir(tmp.path(), &["--json"]);
+    assert_eq!(code, Some(0));
+    let v: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(v[1]["non_canonical"], 2);
+    let kinds: Vec<_> = v[2..]
+        .iter()
+        .map(|e| (e["canonical"].clone(), e["quirks"][0]["kind"].clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (true.into(), serde_json::Value::Null),
+            (false.into(), "unpadded".into()),
+            (false.into(), "unknown-field".into())
+        ]
+    );
+    assert_eq!(
+        v[4]["command"],
+        serde_json::json!({"key": "b", "value": "v"})
+    );
+}
+
+/// Damage in the middle: every good entry around it is shown, each stretch is a problem, exit 1.
+#[test]
+fn a_nul_hole_and_garbage_in_the_middle_exit_1_with_every_entry() {
+    let f = frames(&[(1, Command::Nop), (2, Command::Nop), (3, Command::Nop)]);
+    let mut log = f[0].clone();
+    log.extend_from_slice(&[0; 40]);
+    log.extend_from_slice(&f[1]);
+    log.extend_from_slice(b"garbage!");
+    log.extend_from_slice(&f[2]);
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("log"), &log).unwrap();
+    let (code, json) = run_dir(tmp.path(), &["--json"]);
+    assert_eq!(code, Some(1));
+    let v: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let entries: Vec<_> = v
+        .iter()
+        .filter(|o| o["type"] == "entry")
+        .map(|o| o["offset"].clone())
+        .collect();
+    assert_eq!(entries, [0, 63, 94]);
+    let problems: Vec<_> = v
+        .iter()
+        .filter(|o| o["type"] == "problem")
+        .map(|o| {
+            (
+                o["kind"].clone(),
+                o["offset"].clone(),
+                o["len"].clone(),
+                o["last_index"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            ("nul-run".into(), 23.into(), 40.into(), 1.into()),
+            ("garbage".into(), 86.into(), 8.into(), 2.into())
+        ]
+    );
+    let (code, human) = run_dir(tmp.path(), &[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        human.contains("problems    2 (garbage 1, nul-run 1), 48 bytes; listed after the entries")
+    );
+    assert!(human.ends_with(
+        "problems:\n  40 zero bytes at byte 23, expected a frame header (after index 1)\n  \
+         8 bytes of garbage at byte 86: byte 86 is 0x67, expected a space or a hex digit of the length header (after index 2)\n"
+    ), "{human}");
+}
