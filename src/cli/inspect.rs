@@ -21,7 +21,7 @@ macro_rules! exit_status {
 const AFTER_LONG_HELP: &str = concat!(
     exit_status!(),
     "\n\nraftdump inspect only reads: it never changes a file.\n\n",
-    include_str!("../render/inspect-json.txt")
+    include_str!("../render/inspect/json-schema.txt")
 );
 
 /// Logs above this size get a progress bar (on a terminal, human output, without -q).
