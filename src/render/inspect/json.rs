@@ -512,6 +512,9 @@ struct EntryLines<'l> {
     raw: bool,
     last_name: &'l [u8],
     name_json: Vec<u8>,
+    /// The fast-path field names for `last_name` (write, join), if any.
+    fast_keys: Option<&'static [&'static str; 2]>,
+    last_is_nop: bool,
 }
 
 impl<'l> EntryLines<'l> {
@@ -521,6 +524,8 @@ impl<'l> EntryLines<'l> {
             raw,
             last_name: b"",
             name_json: b"\"\"".to_vec(),
+            fast_keys: None,
+            last_is_nop: false,
         }
     }
 
@@ -542,6 +547,12 @@ impl<'l> EntryLines<'l> {
         });
         if e.wire.name != self.last_name {
             self.last_name = e.wire.name;
+            self.fast_keys = match e.wire.name {
+                b"write" => Some(&WRITE_KEYS),
+                b"raft:join" => Some(&JOIN_KEYS),
+                _ => None,
+            };
+            self.last_is_nop = e.wire.name == b"raft:nop";
             self.name_json.clear();
             push_json_str(&mut self.name_json, &String::from_utf8_lossy(e.wire.name));
             if std::str::from_utf8(e.wire.name).is_err() {
@@ -553,16 +564,15 @@ impl<'l> EntryLines<'l> {
         buf.extend_from_slice(&self.name_json);
         buf.extend_from_slice(b",\"command\":");
         let payload = e.payload().unwrap_or(b"");
-        let fast = match e.wire.name {
-            b"write" => canonical_string_fields(payload, WRITE_KEYS)
-                .map(|t| push_token_object(buf, &WRITE_KEYS, &t)),
-            b"raft:join" => canonical_string_fields(payload, JOIN_KEYS)
-                .map(|t| push_token_object(buf, &JOIN_KEYS, &t)),
-            b"raft:nop" if e.payload().is_none() => {
+        let fast = match self.fast_keys {
+            Some(keys) => {
+                canonical_string_fields(payload, *keys).map(|t| push_token_object(buf, keys, &t))
+            }
+            None if self.last_is_nop && e.payload().is_none() => {
                 buf.extend_from_slice(b"null");
                 Some(())
             }
-            _ => None,
+            None => None,
         };
         let error = if fast.is_some() {
             None
