@@ -119,29 +119,31 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
         limit: args.limit,
     };
     let size = dd.log.bytes().len();
+    // Human output reads the log three times: summary, column widths, table (problems after).
     let bar = (ui.progress_allowed()
         && !ui.stdout_tty
         && format == Format::Human
         && !args.summary
         && size > PROGRESS_MIN_BYTES)
         .then(|| {
-            let bar = indicatif::ProgressBar::new(size as u64);
+            let bar = indicatif::ProgressBar::new(3 * size as u64);
             bar.set_style(
-                indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {eta}")
+                indicatif::ProgressStyle::with_template("{bar:40} {percent}% {eta}")
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             bar
         });
     // Every pass reports its offset: move the bar and let go of the pages read so far, so that
     // the resident set stays flat however large the log is (see LogBytes::release).
-    let mut released = 0usize;
+    let (mut released, mut pass) = (0usize, 0u64);
     let mut progress = |pos: u64| {
-        if let Some(b) = &bar {
-            b.set_position(pos);
-        }
         let pos = usize::try_from(pos).unwrap_or(usize::MAX);
         if pos < released {
             released = 0;
+            pass += 1;
+        }
+        if let Some(b) = &bar {
+            b.set_position((pass * size as u64 + pos as u64).min(3 * size as u64));
         }
         dd.log.release(released..pos);
         released = pos;
