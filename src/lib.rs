@@ -5,6 +5,7 @@
 //! - [`model`]: indexes, terms, entries, commands, peers, conf, snapshots: plain data.
 //! - [`format`]: pure bytes <-> model for the log, conf, snapshot and RPC messages.
 //! - [`datadir`]: the filesystem edge: find and memory-map a node's files, never write.
+//! - [`inspect`]: one streaming summary pass over a log, and the entry filter of `inspect`.
 //! - [`render`]: the only formatting code, writing to `&mut dyn Write`.
 //! - [`cli`]: argument parsing, one file per subcommand, exit codes.
 #![warn(missing_docs)]
@@ -13,6 +14,7 @@ pub mod check;
 pub mod cli;
 pub mod datadir;
 pub mod format;
+pub mod inspect;
 pub mod model;
 pub mod render;
 pub mod replay;

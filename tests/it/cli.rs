@@ -9,5 +9,6 @@ fn cli_goldens() {
         .env("COLUMNS", "120")
         .env("RAFTDUMP_LOG", "off")
         .env("TZ", "UTC")
-        .case("tests/cmd/*/*.toml");
+        .case("tests/cmd/*/*.toml")
+        .case("README.md");
 }

@@ -2,6 +2,8 @@
 
 mod cli;
 mod format;
+mod inspect;
+mod man;
 mod regressions;
 mod sweeps;
 mod synthetic;
