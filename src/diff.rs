@@ -83,6 +83,15 @@ pub fn members_of(nodes: Nodes) -> impl Iterator<Item = usize> {
     (0..MAX_NODES).filter(move |k| nodes & (1 << k) != 0)
 }
 
+/// `from..to`, or `from` alone when they are equal.
+pub fn span(from: Index, to: Index) -> String {
+    if from == to {
+        from.to_string()
+    } else {
+        format!("{from}..{to}")
+    }
+}
+
 /// The snapshot a node would start from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotInfo {
@@ -227,6 +236,12 @@ pub struct Pair {
 pub enum TailStatus {
     /// Held by a majority: committed.
     OnMajority,
+    /// On fewer than a majority, but its holders' own files say it is committed: their snapshot
+    /// covers it, or their conf `commitIndex` does.
+    Claimed {
+        /// Which of the holders' files says so.
+        evidence: Evidence,
+    },
     /// On fewer than a majority, and no other entry holds these indexes on a majority: it may
     /// still be committed, or be overwritten.
     NotOnMajority,
@@ -889,8 +904,21 @@ pub fn compare(targets: &[Target<'_>], opts: &DiffOptions) -> Result<Divergence,
         }
         next_active.clear();
         for (x, v) in versions.iter().enumerate() {
+            let claimed = members_of(v.nodes)
+                .map(|k| &cursors[k])
+                .fold(None, |acc, c| {
+                    if c.covered_to >= i {
+                        Some(Evidence::Snapshot)
+                    } else if c.claim_to >= i {
+                        acc.or(Some(Evidence::ConfCommitIndex))
+                    } else {
+                        acc
+                    }
+                });
             let status = if v.holders >= majority {
                 TailStatus::OnMajority
+            } else if let Some(evidence) = claimed {
+                TailStatus::Claimed { evidence }
             } else {
                 match versions
                     .iter()
@@ -1074,15 +1102,12 @@ fn state_diff(nodes: &[NodeSummary]) -> StateDiff {
         .map(|s| s.replay.kv.data.iter().peekable())
         .collect();
     let mut out = StateDiff::default();
-    loop {
-        let Some(key) = iters
-            .iter_mut()
-            .filter_map(|it| it.peek().map(|(k, _)| *k))
-            .min()
-            .cloned()
-        else {
-            break;
-        };
+    while let Some(key) = iters
+        .iter_mut()
+        .filter_map(|it| it.peek().map(|(k, _)| *k))
+        .min()
+        .cloned()
+    {
         let values: Vec<Option<&String>> = iters
             .iter_mut()
             .map(|it| it.next_if(|(k, _)| **k == key).map(|(_, v)| v))

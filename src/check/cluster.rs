@@ -250,7 +250,7 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
 
     for t in &d.tails {
         let (text, goraft) = match t.status {
-            TailStatus::OnMajority => continue,
+            TailStatus::OnMajority | TailStatus::Claimed { .. } => continue,
             TailStatus::Overwritten { by_term } => (
                 format!(
                     "must be uncommitted: other entries hold these indexes on a majority{}",
@@ -279,10 +279,9 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
                         Severity::Info,
                         "cluster-uncommitted-tail",
                         format!(
-                            "{} holds entries {}..{} ({terms}) that {text}",
+                            "{} holds entries {} ({terms}) that {text}",
                             label(k),
-                            t.from,
-                            t.to
+                            diff::span(t.from, t.to)
                         ),
                     ),
                 )

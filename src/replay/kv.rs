@@ -61,14 +61,13 @@ impl Kv {
             Command::Join {
                 name,
                 connection_string,
-            } => {
-                if self.members.contains_key(&name) {
-                    Applied::Joined(false)
-                } else {
-                    self.members.insert(name, connection_string);
+            } => match self.members.entry(name) {
+                std::collections::btree_map::Entry::Occupied(_) => Applied::Joined(false),
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(connection_string);
                     Applied::Joined(true)
                 }
-            }
+            },
             Command::Leave { name } => Applied::Left(self.members.remove(&name).is_some()),
             Command::Nop => Applied::Nothing,
             Command::Other { .. } => {

@@ -17,7 +17,7 @@
 
 pub mod kv;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use crate::datadir::{DataDir, SnapshotFile};
@@ -356,9 +356,14 @@ pub enum Fed {
 }
 
 /// The streaming state machine driver: feed it a log's entries in file order.
+///
+/// While it streams, the key-value map lives in a hash map (a sorted map costs a dozen key
+/// comparisons per write); [`Replayer::finish`] sorts it into `Kv::data` once. Everything else
+/// (members, counters, the applied index) is in [`Replayer::kv`] all along.
 #[derive(Debug)]
 pub struct Replayer {
     r: Replay,
+    map: HashMap<String, String>,
     start_index: Index,
     expected: Option<Index>,
     term: Option<TermStats>,
@@ -393,6 +398,7 @@ impl Replayer {
                 stats: Stats::default(),
                 writes_applied: !opts.membership_only,
             },
+            map: HashMap::new(),
             start_index: 0,
             expected: None,
             term: None,
@@ -423,7 +429,7 @@ impl Replayer {
                         }
                     }
                     if self.r.writes_applied {
-                        self.r.kv.data = map;
+                        self.map = map.into_iter().collect();
                     }
                     SnapshotState::Loaded { keys }
                 }
@@ -463,7 +469,8 @@ impl Replayer {
         });
     }
 
-    /// The state so far.
+    /// The state so far: members, counters and the applied index (the key-value map is only
+    /// assembled by [`Replayer::finish`]).
     pub fn kv(&self) -> &Kv {
         &self.r.kv
     }
@@ -581,7 +588,8 @@ impl Replayer {
             Some(h) if h.key == key => Some(value.clone()),
             _ => None,
         };
-        let previous = self.r.kv.put(index, key, value);
+        self.r.kv.applied = index;
+        let previous = self.map.insert(key, value);
         if previous.is_some() {
             self.r.stats.overwrites += 1;
         }
@@ -659,9 +667,17 @@ impl Replayer {
         if let Some(t) = self.term.take() {
             self.r.stats.per_term.push(t);
         }
+        self.r.kv.data = std::mem::take(&mut self.map).into_iter().collect();
         self.r
     }
 }
+
+/// The snapshot chosen to start from (with its decoded content), and a snapshot deliberately
+/// not used.
+pub type StartChoice<'d> = (
+    Option<(&'d SnapshotFile, &'d Snapshot)>,
+    Option<UnusedSnapshot>,
+);
 
 /// The snapshot to start from for a replay up to `at` (the numerically best one, unless `at` is
 /// before it), and a snapshot deliberately not used.
@@ -669,10 +685,7 @@ impl Replayer {
 /// # Errors
 /// [`ReplayError::BeforeSnapshot`] when `at` is before the best snapshot and the log no longer
 /// starts at index 1.
-pub fn choose_start(
-    dir: &DataDir,
-    at: Option<Index>,
-) -> Result<(Option<(&SnapshotFile, &Snapshot)>, Option<UnusedSnapshot>), ReplayError> {
+pub fn choose_start(dir: &DataDir, at: Option<Index>) -> Result<StartChoice<'_>, ReplayError> {
     let Some((best, snap)) = dir.best_snapshot().and_then(|f| match &f.parsed {
         Ok(p) => p.snapshot.as_ref().ok().map(|s| (f, s)),
         Err(_) => None,

@@ -1,6 +1,7 @@
 //! The one integration test crate (see house-style.md rule 14).
 
 mod cli;
+mod diff;
 mod format;
 mod replay;
 
