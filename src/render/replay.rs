@@ -7,7 +7,7 @@
 //!   last_applied, last_term, entries_applied, skipped, point, at, note, committed?, stop,
 //!   damage?, irregular, irregular_count}` first, once per replay;
 //! - `{"type":"kv", key, value}` per key, sorted, with `key_base64` / `value_base64` added where the
-//!   bytes are not valid UTF-8; with `--key` also `known`, `set_at_index`, `set_at_term`, `changes`
+//!   bytes are not valid UTF-8; with `--key` also `known`, `set_at_index`, `set_at_term`, `set_from_snapshot`, `changes`
 //!   (`value` is null when the key is not set or unknown);
 //! - `{"type":"history", key, index, term, old, new, from_snapshot}` per change;
 //! - `{"type":"member", index, term, change, name, connection_string, effective, members}` per
@@ -418,6 +418,8 @@ struct KvLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     set_at_term: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    set_from_snapshot: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     changes: Option<usize>,
 }
 
@@ -431,6 +433,7 @@ impl<'a> KvLine<'a> {
             known: None,
             set_at_index: None,
             set_at_term: None,
+            set_from_snapshot: None,
             changes: None,
         }
     }
@@ -609,6 +612,7 @@ pub fn json(
         l.known = Some(known);
         l.set_at_index = last.map(|c| c.index);
         l.set_at_term = last.map(|c| c.term);
+        l.set_from_snapshot = last.map(|c| c.from_snapshot);
         l.changes = Some(r.history.as_ref().map_or(0, |h| h.changes.len()));
         line(out, "kv", &l)?;
     }

@@ -17,7 +17,7 @@
 
 pub mod kv;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::datadir::{DataDir, SnapshotFile};
@@ -356,14 +356,9 @@ pub enum Fed {
 }
 
 /// The streaming state machine driver: feed it a log's entries in file order.
-///
-/// While it streams, the key-value map lives in a hash map (a sorted map costs a dozen key
-/// comparisons per write); [`Replayer::finish`] sorts it into `Kv::data` once. Everything else
-/// (members, counters, the applied index) is in [`Replayer::kv`] all along.
 #[derive(Debug)]
 pub struct Replayer {
     r: Replay,
-    map: HashMap<String, String>,
     start_index: Index,
     expected: Option<Index>,
     term: Option<TermStats>,
@@ -398,7 +393,6 @@ impl Replayer {
                 stats: Stats::default(),
                 writes_applied: !opts.membership_only,
             },
-            map: HashMap::new(),
             start_index: 0,
             expected: None,
             term: None,
@@ -429,7 +423,7 @@ impl Replayer {
                         }
                     }
                     if self.r.writes_applied {
-                        self.map = map.into_iter().collect();
+                        self.r.kv.data = map;
                     }
                     SnapshotState::Loaded { keys }
                 }
@@ -469,8 +463,7 @@ impl Replayer {
         });
     }
 
-    /// The state so far: members, counters and the applied index (the key-value map is only
-    /// assembled by [`Replayer::finish`]).
+    /// The state so far.
     pub fn kv(&self) -> &Kv {
         &self.r.kv
     }
@@ -588,8 +581,7 @@ impl Replayer {
             Some(h) if h.key == key => Some(value.clone()),
             _ => None,
         };
-        self.r.kv.applied = index;
-        let previous = self.map.insert(key, value);
+        let previous = self.r.kv.put(index, key, value);
         if previous.is_some() {
             self.r.stats.overwrites += 1;
         }
@@ -667,7 +659,6 @@ impl Replayer {
         if let Some(t) = self.term.take() {
             self.r.stats.per_term.push(t);
         }
-        self.r.kv.data = std::mem::take(&mut self.map).into_iter().collect();
         self.r
     }
 }

@@ -239,3 +239,54 @@ fn replay_json_of_odd_values_is_lossless() {
         oracle("odd-values-follower-kill/expected-get-base64.json")
     );
 }
+
+#[test]
+fn a_damaged_node_is_compared_up_to_where_goraft_would_truncate() {
+    use raftdump::format::log::LogReader;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dirs = Vec::new();
+    for n in ["node1", "node2", "node3"] {
+        let from = fixtures().join("goraft").join(T3).join(n);
+        let to = tmp.path().join(n);
+        std::fs::create_dir_all(&to).unwrap();
+        for f in ["log", "conf", "name"] {
+            std::fs::copy(from.join(f), to.join(f)).unwrap();
+        }
+        if n == "node2" {
+            let log = std::fs::read(to.join("log")).unwrap();
+            let at = LogReader::new(&log).nth(29).unwrap().unwrap().offset as usize;
+            let mut bad = log[..at].to_vec();
+            bad.extend_from_slice(b"CORRUPT!");
+            bad.extend_from_slice(&log[at..]);
+            std::fs::write(to.join("log"), bad).unwrap();
+        }
+        dirs.push(datadir::open(&to).unwrap());
+    }
+    let d = compare(&dirs, true);
+    let b = &d.nodes[1];
+    assert_eq!(
+        (b.last_index, b.damage.as_ref().map(|e| e.kind.code())),
+        (Some(29), Some("garbage"))
+    );
+    assert_eq!(
+        b.replay
+            .damage()
+            .map(|x| (x.entries_after, x.last_index_after)),
+        Some((7, Some(36)))
+    );
+    assert_eq!(
+        d.pairs[0].diff,
+        PairDiff::Ends {
+            index: 30,
+            shorter: 1
+        }
+    );
+    assert_eq!(tails(&d), [(0b101, 30, 36, TailStatus::OnMajority)]);
+    assert_eq!(d.committed(), Some((36, Evidence::Majority, 0)));
+    // node2's state is the one goraft rebuilds: without the writes after the damage.
+    let s = d.state.as_ref().unwrap();
+    assert_eq!(
+        s.rows.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+        ["ckey024", "ckey025", "ckey026", "ckey027", "ckey028", "ckey029", "ckey030"]
+    );
+}

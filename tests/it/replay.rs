@@ -253,3 +253,79 @@ fn large_200k() {
     );
     assert_eq!(r.kv.data, expected);
 }
+
+/// Copies a fixture node dir into a temp dir so a test can damage it.
+fn copy_node(rel: &str, to: &Path) -> std::path::PathBuf {
+    let from = fixtures().join("goraft").join(rel);
+    std::fs::create_dir_all(to).unwrap();
+    for f in ["log", "conf", "name"] {
+        std::fs::copy(from.join(f), to.join(f)).unwrap();
+    }
+    to.to_path_buf()
+}
+
+#[test]
+fn damaged_log_replays_what_goraft_keeps_and_reports_the_rest() {
+    use raftdump::format::log::LogReader;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_node("single-node/node1", &tmp.path().join("node1"));
+    let log = std::fs::read(dir.join("log")).unwrap();
+    let offsets: Vec<u64> = LogReader::new(&log).map(|e| e.unwrap().offset).collect();
+    assert_eq!(offsets.len(), 15);
+
+    // A NUL hole where entry 13 starts (goraft's hole bug): 13..15 survive after it.
+    let cut = offsets[12] as usize;
+    let mut holed = log[..cut].to_vec();
+    holed.extend_from_slice(&[0; 40]);
+    holed.extend_from_slice(&log[cut..]);
+    std::fs::write(dir.join("log"), &holed).unwrap();
+    let r = replay_path(&dir, None);
+    let d = r.damage().unwrap();
+    assert_eq!(
+        (d.error.offset, d.error.kind.code(), d.error.len),
+        (cut as u64, "nul-run", 40)
+    );
+    assert_eq!(
+        (d.entries_after, d.last_index_after, d.bytes_after),
+        (3, Some(15), (holed.len() - cut) as u64)
+    );
+    assert_eq!(r.last_applied(), 12);
+    // 13..15 overwrote key02, key05 and key07: the state is the one before them.
+    assert_eq!(r.kv.get("key02"), Some("value-02"));
+    assert_eq!(r.kv.get("key09"), Some("value-09"));
+
+    // A torn tail: entry 15 cut in the middle of its body.
+    std::fs::write(dir.join("log"), &log[..log.len() - 5]).unwrap();
+    let r = replay_path(&dir, None);
+    let d = r.damage().unwrap();
+    assert_eq!(
+        (d.error.offset, d.error.kind.code(), d.entries_after),
+        (offsets[14], "torn-body", 0)
+    );
+    assert_eq!(
+        (r.last_applied(), r.kv.get("key07")),
+        (14, Some("value-07"))
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_raftdump"))
+        .args(["replay", "--key", "key07"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("damage"))
+        .unwrap();
+    let body = log.len() - offsets[14] as usize - 9;
+    assert_eq!(body, 60);
+    assert_eq!(
+        line,
+        format!(
+            "  damage   torn tail at byte 820: header declares a {body}-byte body but only {} bytes remain; goraft truncates the log there on start-up: {} bytes and 0 entries after it are discarded",
+            body - 5,
+            body + 9 - 5
+        )
+    );
+}
