@@ -393,8 +393,8 @@ pub struct ProvenVersion {
     pub term: Term,
     /// Nodes holding it.
     pub nodes: Nodes,
-    /// The first holder's byte offset.
-    pub offset: u64,
+    /// The first holder's byte offset (`None` for a snapshot's `lastTerm`, which has no entry).
+    pub offset: Option<u64>,
     /// Why it counts as committed.
     pub claims: Vec<Claim>,
 }
@@ -540,6 +540,7 @@ struct Cursor<'a> {
     out_of_order: u64,
     damage: Option<LogError>,
     covered_to: Index,
+    covered_term: Term,
     claim_to: Index,
 }
 
@@ -591,15 +592,19 @@ impl<'a> Cursor<'a> {
     }
 
     fn absent(&self, i: Index) -> Absent {
-        if self.next.is_none() {
-            Absent::Beyond
-        } else if self.first.is_some() {
-            Absent::Missing
-        } else if i <= self.covered_to {
+        if i <= self.covered_to {
             Absent::Covered
+        } else if self.next.is_none() {
+            Absent::Beyond
         } else {
             Absent::Missing
         }
+    }
+
+    /// The last index this node vouches for: its last entry, or its snapshot's.
+    fn end(&self) -> Option<Index> {
+        self.last
+            .max((self.covered_to > 0).then_some(self.covered_to))
     }
 }
 
@@ -665,12 +670,12 @@ pub fn compare(targets: &[Target<'_>], opts: &DiffOptions) -> Result<Divergence,
             membership_only: !opts.state,
         };
         let replayer = replay::replayer_for(t.dir, &ropts)?;
-        let covered_to = t
+        let (covered_to, covered_term) = t
             .dir
             .best_snapshot()
             .and_then(|s| s.parsed.as_ref().ok())
             .and_then(|p| p.snapshot.as_ref().ok())
-            .map_or(0, |s| s.last_index);
+            .map_or((0, 0), |s| (s.last_index, s.last_term));
         let conf_commit = t.dir.conf().map_or(0, |c| c.commit_index);
         cursors.push(Cursor {
             reader: LogReader::new(t.dir.log.bytes()),
@@ -686,6 +691,7 @@ pub fn compare(targets: &[Target<'_>], opts: &DiffOptions) -> Result<Divergence,
             out_of_order: 0,
             damage: None,
             covered_to,
+            covered_term,
             claim_to: conf_commit.max(covered_to),
         });
     }
@@ -779,11 +785,13 @@ pub fn compare(targets: &[Target<'_>], opts: &DiffOptions) -> Result<Divergence,
             });
         }
 
-        // State Machine Safety: two different versions, each proven committed.
-        if versions.len() > 1 {
-            let proven: Vec<ProvenVersion> = versions
+        // State Machine Safety: two different versions, each proven committed. A snapshot that
+        // ends here (its log no longer holds the entry) vouches for an entry of its lastTerm.
+        let snapshots_here = (0..n).any(|k| slots[k].is_none() && cursors[k].covered_to == i);
+        if versions.len() > 1 || (snapshots_here && !versions.is_empty()) {
+            let mut proven: Vec<ProvenVersion> = versions
                 .iter()
-                .filter_map(|v| {
+                .map(|v| {
                     let mut claims = Vec::new();
                     if v.holders >= majority {
                         claims.push(Claim::Majority {
@@ -805,20 +813,39 @@ pub fn compare(targets: &[Target<'_>], opts: &DiffOptions) -> Result<Divergence,
                             });
                         }
                     }
-                    (!claims.is_empty()).then(|| ProvenVersion {
+                    ProvenVersion {
                         term: v.entry.term(),
                         nodes: v.nodes,
-                        offset: v.entry.offset,
+                        offset: Some(v.entry.offset),
                         claims,
-                    })
+                    }
                 })
                 .collect();
+            for k in (0..n).filter(|&k| slots[k].is_none() && cursors[k].covered_to == i) {
+                let claim = Claim::Snapshot {
+                    node: k,
+                    last_index: i,
+                };
+                let term = cursors[k].covered_term;
+                match proven.iter_mut().find(|p| p.term == term) {
+                    Some(p) => p.claims.push(claim),
+                    None => proven.push(ProvenVersion {
+                        term,
+                        nodes: 1 << k,
+                        offset: None,
+                        claims: vec![claim],
+                    }),
+                }
+            }
+            proven.retain(|p| !p.claims.is_empty());
             if proven.len() > 1 {
                 committed_conflicts.push(CommittedConflict {
                     index: i,
                     versions: proven,
                 });
             }
+        }
+        if versions.len() > 1 {
             // Election Safety: the same term, different entries.
             for (x, vx) in versions.iter().enumerate() {
                 for vy in &versions[x + 1..] {
@@ -970,15 +997,15 @@ pub fn compare(targets: &[Target<'_>], opts: &DiffOptions) -> Result<Divergence,
         for b in a + 1..n {
             let diff = match pair_diff[a * n + b] {
                 Some(d) => d,
-                None if cursors[a].last != cursors[b].last => {
-                    // Both logs hold nothing the other lacks in the compared range, yet end
-                    // differently: only possible when one holds no entries at all.
-                    let (index, shorter) = if cursors[a].last < cursors[b].last {
-                        (a, a)
+                None if cursors[a].end() != cursors[b].end() => {
+                    // Nothing differs where both hold entries, yet they end differently: one
+                    // holds no entries at all, or a snapshot covers more than the other's log.
+                    let shorter = if cursors[a].end() < cursors[b].end() {
+                        a
                     } else {
-                        (b, b)
+                        b
                     };
-                    let index = cursors[index].last.map_or(1, |l| l + 1);
+                    let index = cursors[shorter].end().map_or(1, |l| l + 1);
                     PairDiff::Ends { index, shorter }
                 }
                 None => PairDiff::Identical,
@@ -1306,6 +1333,60 @@ mod tests {
             }]
         );
         assert!(d.conf_differs, "peers plus self differ: {{a}} vs {{b}}");
+    }
+
+    #[test]
+    fn a_snapshot_vouches_for_its_last_term() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = with(base(), &[(6, 2, w("k", "b"))]);
+        let b = node(tmp.path(), "b", &log);
+        let c = node(tmp.path(), "c", &log);
+        // Node a compacted everything into a snapshot that says entry 6 had term 1.
+        let a_dir = tmp.path().join("a");
+        std::fs::create_dir_all(a_dir.join("snapshot")).unwrap();
+        std::fs::write(a_dir.join("log"), b"").unwrap();
+        std::fs::write(a_dir.join("name"), "a").unwrap();
+        let snap = crate::model::Snapshot {
+            last_index: 6,
+            last_term: 1,
+            peers: None,
+            state: Some(br#"{"k":"a"}"#.to_vec()),
+            path: String::new(),
+        };
+        std::fs::write(
+            a_dir.join("snapshot/1_6.ss"),
+            crate::format::snapshot::encode(&snap),
+        )
+        .unwrap();
+        let dirs = [crate::datadir::open(&a_dir).unwrap(), b, c];
+        let d = compare(&targets(&dirs), &DiffOptions::default()).unwrap();
+        let c = &d.committed_conflicts.items;
+        assert_eq!(c.len(), 1, "{c:?}");
+        let v: Vec<_> = c[0]
+            .versions
+            .iter()
+            .map(|v| (v.term, v.nodes, v.offset.is_some()))
+            .collect();
+        assert_eq!(
+            (c[0].index, v),
+            (6, vec![(2, 0b110, true), (1, 0b001, false)])
+        );
+        assert_eq!(
+            c[0].versions[1].claims,
+            [Claim::Snapshot {
+                node: 0,
+                last_index: 6
+            }]
+        );
+        let pairs: Vec<_> = d.pairs.iter().map(|p| p.diff).collect();
+        assert_eq!(
+            pairs,
+            [
+                PairDiff::Identical,
+                PairDiff::Identical,
+                PairDiff::Identical
+            ]
+        );
     }
 
     #[test]

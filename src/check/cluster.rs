@@ -189,25 +189,24 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
             })
             .collect();
         let first = diff::members_of(c.versions[0].nodes).next().unwrap_or(0);
-        out.push(
-            on(
-                first,
-                Finding::new(
-                    Severity::Error,
-                    "cluster-committed-conflict",
-                    format!(
-                        "index {} holds different entries that are each proven committed: {}",
-                        c.index,
-                        versions.join(" vs ")
-                    ),
+        let mut f = on(
+            first,
+            Finding::new(
+                Severity::Error,
+                "cluster-committed-conflict",
+                format!(
+                    "index {} holds different entries that are each proven committed: {}",
+                    c.index,
+                    versions.join(" vs ")
                 ),
-            )
-            .offset(c.versions[0].offset)
-            .index(c.index)
-            .goraft(
-                "goraft never revisits applied entries: the nodes' states have diverged for good",
             ),
-        );
+        )
+        .index(c.index)
+        .goraft("goraft never revisits applied entries: the nodes' states have diverged for good");
+        if let Some(o) = c.versions[0].offset {
+            f = f.offset(o);
+        }
+        out.push(f);
     }
     more(
         &mut out,
