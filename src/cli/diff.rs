@@ -64,8 +64,15 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
         .zip(&parsed)
         .map(|(dir, (_, at))| Target { dir, at: *at })
         .collect();
+    let format = args.format.get();
     let opts = DiffOptions {
         state: args.state,
+        // A terminal page of conflicting rows; JSON keeps the library's default.
+        max_rows: if format == Format::Human {
+            50
+        } else {
+            DiffOptions::default().max_rows
+        },
         ..DiffOptions::default()
     };
     let d = diff::compare(&targets, &opts)?;
@@ -73,7 +80,7 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
         .into_iter()
         .filter(|f| f.severity >= Severity::Warning)
         .collect();
-    match args.format.get() {
+    match format {
         Format::Json => render::json(&mut ui.out, &d, &findings)?,
         Format::Human => render::human(&mut ui.out, &d, &findings, ui.color)?,
     }

@@ -33,8 +33,9 @@ pub struct ReplayOptions {
     pub at: Option<Index>,
     /// Record every change of this key.
     pub history: Option<String>,
-    /// Track membership and counts only: `write` entries are counted but not applied (used by
-    /// `diff` without `--state`, where the key-value map is not needed).
+    /// Track membership and counts only: `write` entries are counted but neither decoded nor
+    /// applied, so `written_bytes`, `overwrites` and `invalid` stay 0 for them (used by `diff`
+    /// without `--state`, where the key-value map is not needed).
     pub membership_only: bool,
 }
 
@@ -554,6 +555,15 @@ impl Replayer {
 
     #[inline]
     fn write(&mut self, index: Index, term: Term, payload: &[u8]) {
+        if !self.r.writes_applied {
+            // Membership only: the payload is not even decoded (diff's pass stays cheap).
+            self.r.stats.writes += 1;
+            if let Some(t) = &mut self.term {
+                t.writes += 1;
+            }
+            self.r.kv.applied = index;
+            return;
+        }
         let [key, value] = match decode_string_fields(payload, ["key", "value"]) {
             Ok(kv) => kv,
             Err(e) => {
@@ -572,10 +582,6 @@ impl Replayer {
         st.written_bytes += (key.len() + value.len()) as u64;
         if let Some(t) = &mut self.term {
             t.writes += 1;
-        }
-        if !self.r.writes_applied {
-            self.r.kv.applied = index;
-            return;
         }
         let tracked = match &self.r.history {
             Some(h) if h.key == key => Some(value.clone()),
