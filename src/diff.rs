@@ -960,7 +960,9 @@ pub fn compare(targets: &[Target<'_>], opts: &DiffOptions) -> Result<Divergence,
             };
             let term = v.entry.term();
             let open = active.iter().copied().find(|&t| {
-                tails[t].nodes == v.nodes && tails[t].status == status && tails[t].to + 1 == i
+                tails[t].nodes == v.nodes
+                    && tails[t].status == status
+                    && tails[t].to.checked_add(1) == Some(i)
             });
             match open {
                 Some(t) => {
@@ -1005,7 +1007,7 @@ pub fn compare(targets: &[Target<'_>], opts: &DiffOptions) -> Result<Divergence,
                     } else {
                         b
                     };
-                    let index = cursors[shorter].end().map_or(1, |l| l + 1);
+                    let index = cursors[shorter].end().map_or(1, |l| l.saturating_add(1));
                     PairDiff::Ends { index, shorter }
                 }
                 None => PairDiff::Identical,
@@ -1333,6 +1335,40 @@ mod tests {
             }]
         );
         assert!(d.conf_differs, "peers plus self differ: {{a}} vs {{b}}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Damaged, cut or garbage logs never make the comparison (or the state replays) panic,
+        /// and what it reports stays within what the logs hold.
+        #[test]
+        fn never_panics_on_damaged_logs(
+            flips in proptest::collection::vec((0usize..2000, proptest::prelude::any::<u8>()), 0..6),
+            cut in 0usize..2000,
+            at in proptest::option::of(0u64..12),
+        ) {
+            let tmp = tempfile::tempdir().unwrap();
+            let log = with(base(), &[(6, 1, Command::Nop), (7, 1, w("k", "2")), (8, 1, w("j", "3"))]);
+            let a = node(tmp.path(), "a", &log);
+            let b = node(tmp.path(), "b", &log);
+            let mut bytes = b.log.bytes().to_vec();
+            let len = bytes.len().max(1);
+            for (pos, x) in &flips {
+                if let Some(byte) = bytes.get_mut(*pos % len) {
+                    *byte ^= x;
+                }
+            }
+            bytes.truncate(cut.min(bytes.len()));
+            std::fs::write(tmp.path().join("b/log"), &bytes).unwrap();
+            let b = crate::datadir::open(&tmp.path().join("b")).unwrap();
+            let t = [Target { dir: &a, at }, Target { dir: &b, at: None }];
+            let opts = DiffOptions { state: true, ..Default::default() };
+            let d = compare(&t, &opts).unwrap();
+            if let Some((_, to)) = d.common {
+                proptest::prop_assert!(to <= d.nodes[0].last_index.unwrap_or(0));
+            }
+            proptest::prop_assert!(d.rows.len() as u64 <= d.conflicting_indexes);
+        }
     }
 
     #[test]

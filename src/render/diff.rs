@@ -205,7 +205,7 @@ pub fn human(
                 .iter()
                 .enumerate()
                 .filter_map(|(k, n)| {
-                    let first = n.first_index.unwrap_or(t + 1);
+                    let first = n.first_index.unwrap_or(t.saturating_add(1));
                     (first > f).then(|| {
                         format!(
                             "{} holds {} by its snapshot only",

@@ -380,15 +380,20 @@ pub fn human(
     Ok(())
 }
 
-/// Writes one JSON Lines object with `"type"` first.
+/// Writes one JSON Lines object with `"type"` first, then the fields of `value` (an object; any
+/// other JSON value goes in a `"value"` field).
 pub(crate) fn line<T: Serialize>(out: &mut dyn Write, ty: &str, value: &T) -> io::Result<()> {
     let body = serde_json::to_vec(value).map_err(io::Error::other)?;
     write!(out, "{{\"type\":\"{ty}\"")?;
-    match body.get(1..) {
-        Some(b"}") | None => {}
-        Some(rest) => {
+    match body.strip_prefix(b"{").and_then(|b| b.strip_suffix(b"}")) {
+        Some([]) => {}
+        Some(fields) => {
             out.write_all(b",")?;
-            out.write_all(&rest[..rest.len() - 1])?;
+            out.write_all(fields)?;
+        }
+        None => {
+            out.write_all(b",\"value\":")?;
+            out.write_all(&body)?;
         }
     }
     out.write_all(b"}\n")
@@ -770,9 +775,10 @@ mod tests {
         #[derive(Serialize)]
         struct E {}
         line(&mut out, "empty", &E {}).unwrap();
+        line(&mut out, "n", &7).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "{\"type\":\"kv\",\"key\":\"k\",\"value\":\"v\"}\n{\"type\":\"empty\"}\n"
+            "{\"type\":\"kv\",\"key\":\"k\",\"value\":\"v\"}\n{\"type\":\"empty\"}\n{\"type\":\"n\",\"value\":7}\n"
         );
     }
 

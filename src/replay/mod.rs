@@ -494,7 +494,7 @@ impl Replayer {
             self.r.stop = Stop::At;
             return Fed::Done;
         }
-        let expected = self.expected.unwrap_or(self.start_index + 1);
+        let expected = self.expected.unwrap_or(self.start_index.saturating_add(1));
         if index != expected {
             self.r.irregular_count += 1;
             if self.r.irregular.len() < MAX_IRREGULAR {
@@ -505,7 +505,7 @@ impl Replayer {
                 });
             }
         }
-        self.expected = Some(index + 1);
+        self.expected = Some(index.saturating_add(1));
         if self.r.first_applied.is_none() {
             self.r.first_applied = Some(index);
         }
