@@ -5,9 +5,9 @@
 //! - [`model`]: indexes, terms, entries, commands, peers, conf, snapshots: plain data.
 //! - [`format`]: pure bytes <-> model for the log, conf, snapshot and RPC messages.
 //! - [`datadir`]: the filesystem edge: find and memory-map a node's files, never write.
+//! - [`render`]: the only formatting code, writing to `&mut dyn Write`.
 //! - [`replay`]: raftd's state machine and the streaming replayer.
 //! - [`diff`]: index-aligned comparison of N nodes' logs.
-//! - [`render`]: the only formatting code, writing to `&mut dyn Write`.
 //! - [`cli`]: argument parsing, one file per subcommand, exit codes.
 #![warn(missing_docs)]
 

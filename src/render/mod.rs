@@ -3,10 +3,10 @@
 //! Renderers take library results and an output stream; they never read files or decide exit
 //! codes. Untrusted bytes (payloads, names, paths) are escaped before they reach a terminal.
 
-use std::borrow::Cow;
-
 pub mod diff;
 pub mod replay;
+
+use std::borrow::Cow;
 
 /// Escapes a string for a terminal: control characters (C0, DEL, C1), and the line and paragraph
 /// separators become `\n`, `\t`, `\u{..}`-style escapes, and backslashes are doubled, so a value can

@@ -63,8 +63,8 @@ impl Kv {
                 connection_string,
             } => match self.members.entry(name) {
                 std::collections::btree_map::Entry::Occupied(_) => Applied::Joined(false),
-                std::collections::btree_map::Entry::Vacant(slot) => {
-                    slot.insert(connection_string);
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(connection_string);
                     Applied::Joined(true)
                 }
             },
