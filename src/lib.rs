@@ -7,12 +7,15 @@
 //! - [`datadir`]: the filesystem edge: find and memory-map a node's files, never write.
 //! - [`inspect`]: one streaming summary pass over a log, and the entry filter of `inspect`.
 //! - [`render`]: the only formatting code, writing to `&mut dyn Write`.
+//! - [`replay`]: raftd's state machine and the streaming replayer.
+//! - [`diff`]: index-aligned comparison of N nodes' logs.
 //! - [`cli`]: argument parsing, one file per subcommand, exit codes.
 #![warn(missing_docs)]
 
 pub mod check;
 pub mod cli;
 pub mod datadir;
+pub mod diff;
 pub mod format;
 pub mod inspect;
 pub mod model;

@@ -9,8 +9,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod diff;
 pub mod generate;
 pub mod inspect;
+pub mod replay;
 
 /// What a subcommand concluded (errors are `anyhow::Error` and exit 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +97,10 @@ pub struct Cli {
 pub enum Command {
     /// Show every entry, the conf, name and snapshots of a data dir or log file.
     Inspect(inspect::Args),
+    /// Replay a log into raftd's key-value state: the state, a key, its history, membership, stats.
+    Replay(replay::Args),
+    /// Compare nodes side by side by index: where their logs part ways, which tails are committed.
+    Diff(diff::Args),
     /// Generate man pages or shell completions.
     #[command(hide = true)]
     Generate(generate::Args),
@@ -186,6 +192,8 @@ pub fn main() -> ExitCode {
     let mut ui = Ui::new(&cli);
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args, &mut ui),
+        Command::Replay(args) => replay::run(args, &mut ui),
+        Command::Diff(args) => diff::run(args, &mut ui),
         Command::Generate(args) => generate::run(args, &mut ui),
     };
     let result = result.and_then(|o| ui.out.flush().map(|_| o).map_err(Into::into));

@@ -3,6 +3,9 @@
 //! Renderers take library results and an output stream; they never read files or decide exit
 //! codes. Untrusted bytes (payloads, names, paths) are escaped before they reach a terminal.
 
+pub mod diff;
+pub mod replay;
+
 use std::borrow::Cow;
 
 pub mod inspect;

@@ -55,7 +55,7 @@ impl Kv {
         self.applied = index;
         match command {
             Command::Write { key, value } => {
-                let previous = self.data.insert(key.clone(), value);
+                let previous = self.put(index, key.clone(), value);
                 Applied::Put { key, previous }
             }
             Command::Join {
@@ -79,6 +79,22 @@ impl Kv {
                 Applied::Invalid
             }
         }
+    }
+
+    /// Applies a `write` at `index` without building a [`Command`] or cloning the key: the same
+    /// effect as `apply(index, Command::Write { key, value })`, returning the previous value.
+    /// Replay's per-entry path uses it.
+    pub fn put(&mut self, index: Index, key: String, value: String) -> Option<String> {
+        self.applied = index;
+        self.data.insert(key, value)
+    }
+
+    /// The total size of the keys and values held, in bytes.
+    pub fn state_bytes(&self) -> u64 {
+        self.data
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum()
     }
 
     /// The value of `key` (raftd answers an empty body for a missing key).

@@ -1,10 +1,12 @@
 //! The one integration test crate (see house-style.md rule 14).
 
 mod cli;
+mod diff;
 mod format;
 mod inspect;
 mod man;
 mod regressions;
+mod replay;
 mod sweeps;
 mod synthetic;
 

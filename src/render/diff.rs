@@ -1,0 +1,935 @@
+//! `diff` output: the nodes, where their logs part ways, the conflicting entries side by side,
+//! the tails and whether they can be committed, the commit evidence, broken invariants, conf,
+//! snapshot, membership and (with `--state`) key-by-key differences. Human text is coloured on a
+//! terminal (never the tables); JSON Lines otherwise.
+//!
+//! JSON Lines schema (fields are only ever added):
+//! - `{"type":"node", id, path, at, name, first_index, last_index, last_term, entries,
+//!   out_of_order, damage, snapshot, conf, conf_error, members, replayed_to}` per node;
+//! - `{"type":"common", from, to}` (null when the nodes differ from the first index);
+//! - `{"type":"pair", a, b, status: identical|conflict|ends|missing, index, node}`;
+//! - `{"type":"conflict", index, cells:[{node, term, command, key?, value?, name?,
+//!   connection_string?, payload?, payload_base64?, offset} | {node, absent}]}` per conflicting
+//!   index kept;
+//! - `{"type":"tail", nodes, from, to, min_term, max_term, holders, status:
+//!   on-majority|covered-by-snapshot|covered-by-conf-commit-index|not-on-majority|overwritten,
+//!   by_term?}`;
+//! - `{"type":"commit", index, evidence, node, cluster_size, majority, conf, snapshot}`;
+//! - `{"type":"finding", severity, code, node?, file?, offset?, index?, message, goraft?}` for each
+//!   broken invariant (errors and warnings of `check::cluster`);
+//! - `{"type":"state", key, values:[{node, value}]}` per differing key with `--state`;
+//! - `{"type":"summary", identical, conflicting_indexes, conf_differs, snapshots_differ,
+//!   membership_differs, state_keys_differ, state_keys_same}` last.
+
+use std::collections::BTreeSet;
+use std::io::{self, Write};
+
+use anstyle::{AnsiColor, Style};
+use comfy_table::{presets, Cell as TableCell, CellAlignment, Table};
+use serde::Serialize;
+
+use super::escape_terminal;
+use super::replay::{b64_if_not_utf8, line};
+use crate::check::{Finding, Severity};
+use crate::diff::{
+    members_of, span, Absent, Cell, Divergence, Evidence, NodeSummary, Nodes, PairDiff, TailStatus,
+};
+use crate::format::command;
+use crate::model::{Command, Entry, Index};
+
+/// The short id of node `k` in tables: A, B, C ... then n27, n28 ...
+pub fn node_id(k: usize) -> String {
+    match u8::try_from(k) {
+        Ok(b) if b < 26 => char::from(b'A' + b).to_string(),
+        _ => format!("n{}", k + 1),
+    }
+}
+
+struct Paint(bool);
+
+impl Paint {
+    fn paint(&self, style: Style, text: impl std::fmt::Display) -> String {
+        if self.0 {
+            format!("{}{text}{}", style.render(), style.render_reset())
+        } else {
+            text.to_string()
+        }
+    }
+    fn title(&self, t: &str) -> String {
+        self.paint(Style::new().bold(), t)
+    }
+    fn bad(&self, t: impl std::fmt::Display) -> String {
+        self.paint(AnsiColor::Red.on_default().bold(), t)
+    }
+    fn good(&self, t: impl std::fmt::Display) -> String {
+        self.paint(AnsiColor::Green.on_default(), t)
+    }
+    fn maybe(&self, t: impl std::fmt::Display) -> String {
+        self.paint(AnsiColor::Yellow.on_default(), t)
+    }
+}
+
+fn ids(nodes: Nodes) -> String {
+    members_of(nodes)
+        .map(node_id)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+const CLIP: usize = 40;
+
+fn clip(s: &str) -> String {
+    let e = escape_terminal(s);
+    if e.chars().count() <= CLIP {
+        return e.into_owned();
+    }
+    let head: String = e.chars().take(CLIP).collect();
+    format!("{head}…")
+}
+
+/// A one-line, terminal-safe description of an entry: `t1 write key = value`.
+pub fn describe(e: &Entry) -> String {
+    let cmd = command::decode(e.name.as_bytes(), e.payload.as_deref());
+    let what = match cmd {
+        Command::Write { key, value } => format!("write {} = {}", clip(&key), clip(&value)),
+        Command::Join {
+            name,
+            connection_string,
+        } => format!("raft:join {} {}", clip(&name), clip(&connection_string)),
+        Command::Leave { name } => format!("raft:leave {}", clip(&name)),
+        Command::Nop => "raft:nop".to_string(),
+        Command::Other { .. } => format!(
+            "{} ({} payload bytes)",
+            clip(&e.name),
+            e.payload.as_ref().map_or(0, Vec::len)
+        ),
+        Command::Invalid { reason } => {
+            format!("{} (undecodable: {})", clip(&e.name), clip(&reason))
+        }
+    };
+    format!("t{} {what}", e.term)
+}
+
+fn absent_text(a: Absent) -> &'static str {
+    match a {
+        Absent::Covered => "(covered by its snapshot)",
+        Absent::Missing => "(no entry)",
+        Absent::Beyond => "(after its end)",
+    }
+}
+
+fn range(n: &NodeSummary) -> String {
+    match (n.first_index, n.last_index) {
+        (Some(f), Some(l)) => format!(
+            "index {f}..{l}, {} entries, last term {}",
+            n.entries,
+            n.last_term.unwrap_or(0)
+        ),
+        _ => "no entries".to_string(),
+    }
+}
+
+fn set(s: &BTreeSet<String>) -> String {
+    let v: Vec<String> = s.iter().map(|n| escape_terminal(n).into_owned()).collect();
+    format!("{{{}}}", v.join(", "))
+}
+
+/// Writes a per-node comparison line: "same on every node" or each node's value.
+fn per_node(
+    out: &mut dyn Write,
+    p: &Paint,
+    what: &str,
+    nodes: &[NodeSummary],
+    value: impl Fn(&NodeSummary) -> String,
+    differs: bool,
+) -> io::Result<()> {
+    if !differs {
+        let v = nodes.first().map(&value).unwrap_or_default();
+        return writeln!(out, "  {what:<12} {v} on every node");
+    }
+    let each: Vec<String> = nodes
+        .iter()
+        .enumerate()
+        .map(|(k, n)| format!("{} {}", node_id(k), value(n)))
+        .collect();
+    writeln!(out, "  {what:<12} {}: {}", p.bad("differ"), each.join("; "))
+}
+
+/// Writes the human form; `findings` are the broken invariants to list (errors and warnings).
+pub fn human(
+    out: &mut dyn Write,
+    d: &Divergence,
+    findings: &[Finding],
+    color: bool,
+) -> io::Result<()> {
+    let p = Paint(color);
+    let nodes = &d.nodes;
+    writeln!(
+        out,
+        "{}",
+        p.title(&format!("diff of {} nodes", nodes.len()))
+    )?;
+    for (k, n) in nodes.iter().enumerate() {
+        let name = n
+            .name
+            .as_deref()
+            .map_or(String::new(), |s| format!(" (name {})", escape_terminal(s)));
+        writeln!(
+            out,
+            "  {}  {}{name}: {}",
+            node_id(k),
+            escape_terminal(&n.label()),
+            range(n)
+        )?;
+        if let Some(e) = &n.damage {
+            writeln!(
+                out,
+                "     {}: {e}; goraft truncates the log there on start-up, so nothing after it is compared",
+                p.bad("damaged")
+            )?;
+        }
+        if n.out_of_order > 0 {
+            writeln!(
+                out,
+                "     {} entries whose index does not rise were not compared",
+                n.out_of_order
+            )?;
+        }
+    }
+
+    writeln!(out)?;
+    writeln!(out, "{}", p.title("log"))?;
+    match d.common {
+        Some((f, t)) => {
+            let covered: Vec<String> = nodes
+                .iter()
+                .enumerate()
+                .filter_map(|(k, n)| {
+                    let first = n.first_index.unwrap_or(t.saturating_add(1));
+                    (first > f).then(|| {
+                        format!(
+                            "{} holds {} by its snapshot only",
+                            node_id(k),
+                            span(f, (first - 1).min(t))
+                        )
+                    })
+                })
+                .collect();
+            let note = if covered.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", covered.join("; "))
+            };
+            writeln!(
+                out,
+                "  common prefix  index {} on every node{note}",
+                span(f, t)
+            )?;
+        }
+        None => writeln!(
+            out,
+            "  common prefix  none: the nodes differ from the first index"
+        )?,
+    }
+    for pair in &d.pairs {
+        let (a, b) = (node_id(pair.a), node_id(pair.b));
+        let text = match pair.diff {
+            PairDiff::Identical => p.good("identical"),
+            PairDiff::Conflict(i) => p.bad(format!("conflict at index {i}")),
+            PairDiff::Ends { index, shorter } => {
+                let longer = if shorter == pair.a { pair.b } else { pair.a };
+                let end = if index > 1 {
+                    format!("ends at index {}", index - 1)
+                } else {
+                    "has no entries".to_string()
+                };
+                format!(
+                    "same entries; {} {end}, {} continues to {}",
+                    node_id(shorter),
+                    node_id(longer),
+                    nodes[longer].last_index.unwrap_or(0)
+                )
+            }
+            PairDiff::Missing { index, missing } => p.bad(format!(
+                "{} has no entry at index {index}",
+                node_id(missing)
+            )),
+        };
+        writeln!(out, "  {a} vs {b}         {text}")?;
+    }
+
+    if d.conflicting_indexes > 0 {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{}",
+            p.title(&format!(
+                "conflicting entries: {} ind{}",
+                d.conflicting_indexes,
+                if d.conflicting_indexes == 1 {
+                    "ex"
+                } else {
+                    "exes"
+                }
+            ))
+        )?;
+        let mut t = Table::new();
+        t.load_preset(presets::ASCII_MARKDOWN);
+        let mut header = vec![TableCell::new("Index")];
+        header.extend((0..nodes.len()).map(|k| TableCell::new(node_id(k))));
+        t.set_header(header);
+        for row in &d.rows {
+            let mut cells = vec![row.index.to_string()];
+            cells.extend(row.cells.iter().map(|c| match c {
+                Cell::Entry(e, _) => describe(e),
+                Cell::Absent(a) => absent_text(*a).to_string(),
+            }));
+            t.add_row(cells);
+        }
+        if let Some(col) = t.column_mut(0) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+        writeln!(out, "{t}")?;
+        let left = d.conflicting_indexes - d.rows.len() as u64;
+        if left > 0 {
+            writeln!(out, "{left} more conflicting indexes not listed")?;
+        }
+    }
+
+    if !d.tails.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{}",
+            p.title("tails (entries after the common prefix)")
+        )?;
+        let size = d.commit.cluster_size;
+        for t in &d.tails {
+            let terms = if t.min_term == t.max_term {
+                format!("term {}", t.min_term)
+            } else {
+                format!("terms {}..{}", t.min_term, t.max_term)
+            };
+            let status = match t.status {
+                TailStatus::OnMajority => {
+                    p.good(format!("on a majority ({} of {size} nodes): committed", t.holders))
+                }
+                TailStatus::Claimed { evidence } => p.good(match evidence {
+                    Evidence::Snapshot => "committed: its holder's snapshot covers it",
+                    _ => "committed: within its holder's conf commitIndex",
+                }),
+                TailStatus::Overwritten { by_term } => p.bad(format!(
+                    "must be uncommitted: other entries hold these indexes on a majority{}",
+                    if by_term > t.max_term {
+                        format!(" in the later term {by_term}")
+                    } else {
+                        format!(" (term {by_term})")
+                    }
+                )),
+                TailStatus::NotOnMajority => p.maybe(format!(
+                    "not on a majority ({} of {size} nodes), not contradicted by one: may still be committed, or be overwritten",
+                    t.holders
+                )),
+            };
+            writeln!(
+                out,
+                "  {:<6} {} ({terms}): {status}",
+                ids(t.nodes),
+                span(t.from, t.to)
+            )?;
+        }
+        if d.tails_dropped > 0 {
+            writeln!(out, "  {} more tail segments not listed", d.tails_dropped)?;
+        }
+    }
+
+    writeln!(out)?;
+    writeln!(out, "{}", p.title("commit"))?;
+    match d.committed() {
+        Some((index, evidence, node)) => {
+            let how = match (evidence, d.commit.majority) {
+                (Evidence::Majority, Some(m)) => format!(
+                    "entry {} (term {}) is on {} of {} nodes ({}), and by Log Matching so is every entry before it",
+                    m.index,
+                    m.term,
+                    m.holders,
+                    m.cluster_size,
+                    ids(m.nodes)
+                ),
+                (Evidence::Snapshot, _) => format!("the snapshot of {}", node_id(node)),
+                _ => format!(
+                    "the conf commitIndex of {} (a stale lower bound: goraft writes conf only at membership changes)",
+                    node_id(node)
+                ),
+            };
+            writeln!(out, "  proven committed up to index {index}: {how}")?;
+        }
+        None => writeln!(
+            out,
+            "  nothing proven committed: no entry is on a majority, and no conf commitIndex or snapshot covers one"
+        )?,
+    }
+    let mut bounds = Vec::new();
+    if let Some(m) = d.commit.majority {
+        bounds.push(format!("on a majority up to {}", m.index));
+    }
+    if let Some(c) = d.commit.conf {
+        bounds.push(format!(
+            "conf commitIndex {} ({})",
+            c.index,
+            node_id(c.node)
+        ));
+    }
+    if let Some(s) = d.commit.snapshot {
+        bounds.push(format!("snapshot up to {} ({})", s.index, node_id(s.node)));
+    }
+    if !bounds.is_empty() {
+        writeln!(out, "  evidence: {}", bounds.join("; "))?;
+    }
+
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{}",
+        p.title("invariants (Election Safety, Log Matching, State Machine Safety, names)")
+    )?;
+    if findings.is_empty() {
+        writeln!(out, "  {}", p.good("none broken"))?;
+    }
+    for f in findings {
+        let sev = match f.severity {
+            Severity::Error => p.bad("error"),
+            Severity::Warning => p.maybe("warning"),
+            Severity::Info => "info".to_string(),
+        };
+        writeln!(out, "  {sev} {}: {}", f.code, escape_terminal(&f.message))?;
+    }
+
+    writeln!(out)?;
+    writeln!(out, "{}", p.title("files"))?;
+    let conf_ci = |n: &NodeSummary| match (&n.conf, &n.conf_error) {
+        (Some(c), _) => format!("commitIndex {}", c.commit_index),
+        (None, Some(e)) => format!("invalid ({})", escape_terminal(e)),
+        (None, None) => "none".to_string(),
+    };
+    let conf_ci_differ = nodes.windows(2).any(|w| conf_ci(&w[0]) != conf_ci(&w[1]));
+    per_node(out, &p, "conf", nodes, conf_ci, conf_ci_differ)?;
+    let conf_m = |n: &NodeSummary| n.conf.as_ref().map_or("-".to_string(), |c| set(&c.members));
+    let conf_m_differ = nodes.windows(2).any(|w| conf_m(&w[0]) != conf_m(&w[1]));
+    per_node(out, &p, "conf members", nodes, conf_m, conf_m_differ)?;
+    let snap = |n: &NodeSummary| {
+        n.snapshot.as_ref().map_or("none".to_string(), |s| {
+            format!(
+                "{} (index {}, term {})",
+                escape_terminal(&s.file),
+                s.last_index,
+                s.last_term
+            )
+        })
+    };
+    per_node(out, &p, "snapshot", nodes, snap, d.snapshots_differ)?;
+    let members = |n: &NodeSummary| {
+        let s: BTreeSet<String> = n.replay.kv.members.keys().cloned().collect();
+        format!(
+            "{} (replayed to index {})",
+            set(&s),
+            n.replay.last_applied()
+        )
+    };
+    let members_same = |n: &NodeSummary| {
+        let s: BTreeSet<String> = n.replay.kv.members.keys().cloned().collect();
+        set(&s)
+    };
+    if d.membership_differs {
+        per_node(out, &p, "membership", nodes, members, true)?;
+    } else {
+        per_node(out, &p, "membership", nodes, members_same, false)?;
+    }
+
+    if let Some(s) = &d.state {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{}",
+            p.title(&format!(
+                "state: {} key{} differ, {} the same",
+                s.rows.len(),
+                if s.rows.len() == 1 { "" } else { "s" },
+                s.same
+            ))
+        )?;
+        for (k, n) in nodes.iter().enumerate() {
+            if n.replay.opaque() {
+                writeln!(
+                    out,
+                    "  {}'s snapshot state is opaque: only keys written after it are known",
+                    node_id(k)
+                )?;
+            }
+        }
+        if !s.rows.is_empty() {
+            let mut t = Table::new();
+            t.load_preset(presets::ASCII_MARKDOWN);
+            let mut header = vec![TableCell::new("Key")];
+            header.extend((0..nodes.len()).map(|k| {
+                TableCell::new(format!(
+                    "{} (index {})",
+                    node_id(k),
+                    nodes[k].replay.last_applied()
+                ))
+            }));
+            t.set_header(header);
+            for r in &s.rows {
+                let mut cells = vec![clip(&r.key)];
+                cells.extend(
+                    r.values
+                        .iter()
+                        .map(|v| v.as_deref().map_or("(not set)".to_string(), clip)),
+                );
+                t.add_row(cells);
+            }
+            writeln!(out, "{t}")?;
+        }
+    }
+
+    writeln!(out)?;
+    if d.identical() {
+        writeln!(out, "{}", p.good("result: identical"))?;
+    } else {
+        let mut what = Vec::new();
+        if d.pairs.iter().any(|x| x.diff != PairDiff::Identical) {
+            what.push("log");
+        }
+        if d.conf_differs {
+            what.push("conf");
+        }
+        if d.snapshots_differ {
+            what.push("snapshots");
+        }
+        if d.membership_differs {
+            what.push("membership");
+        }
+        if d.state.as_ref().is_some_and(|s| !s.rows.is_empty()) {
+            what.push("state");
+        }
+        writeln!(
+            out,
+            "{}",
+            p.bad(format!("result: the nodes differ ({})", what.join(", ")))
+        )?;
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct NodeJson<'a> {
+    id: String,
+    path: String,
+    at: Option<Index>,
+    name: Option<&'a str>,
+    first_index: Option<Index>,
+    last_index: Option<Index>,
+    last_term: Option<u64>,
+    entries: u64,
+    out_of_order: u64,
+    damage: Option<DamageJson>,
+    snapshot: Option<SnapJson<'a>>,
+    conf: Option<ConfJson<'a>>,
+    conf_error: Option<&'a str>,
+    members: Vec<PeerJson<'a>>,
+    replayed_to: Index,
+}
+
+#[derive(Serialize)]
+struct DamageJson {
+    offset: u64,
+    kind: &'static str,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct SnapJson<'a> {
+    file: &'a str,
+    last_index: Index,
+    last_term: u64,
+}
+
+#[derive(Serialize)]
+struct ConfJson<'a> {
+    commit_index: Index,
+    members: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct PeerJson<'a> {
+    name: &'a str,
+    connection_string: &'a str,
+}
+
+#[derive(Serialize)]
+struct CellJson<'a> {
+    node: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    absent: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    term: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connection_string: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
+}
+
+fn cell_json(k: usize, c: &Cell) -> CellJson<'_> {
+    let mut j = CellJson {
+        node: node_id(k),
+        absent: None,
+        term: None,
+        command: None,
+        key: None,
+        value: None,
+        name: None,
+        connection_string: None,
+        payload: None,
+        payload_base64: None,
+        offset: None,
+    };
+    match c {
+        Cell::Absent(a) => {
+            j.absent = Some(match a {
+                Absent::Covered => "covered",
+                Absent::Missing => "missing",
+                Absent::Beyond => "beyond",
+            });
+        }
+        Cell::Entry(e, offset) => {
+            j.term = Some(e.term);
+            j.command = Some(&e.name);
+            j.offset = Some(*offset);
+            match command::decode(e.name.as_bytes(), e.payload.as_deref()) {
+                Command::Write { key, value } => {
+                    j.key = Some(key);
+                    j.value = Some(value);
+                }
+                Command::Join {
+                    name,
+                    connection_string,
+                } => {
+                    j.name = Some(name);
+                    j.connection_string = Some(connection_string);
+                }
+                Command::Leave { name } => j.name = Some(name),
+                Command::Nop => {}
+                Command::Other { .. } | Command::Invalid { .. } => {
+                    if let Some(p) = &e.payload {
+                        j.payload = Some(String::from_utf8_lossy(p).into_owned());
+                        j.payload_base64 = b64_if_not_utf8(p);
+                    }
+                }
+            }
+        }
+    }
+    j
+}
+
+/// Writes the JSON Lines form.
+pub fn json(out: &mut dyn Write, d: &Divergence, findings: &[Finding]) -> io::Result<()> {
+    for (k, n) in d.nodes.iter().enumerate() {
+        line(
+            out,
+            "node",
+            &NodeJson {
+                id: node_id(k),
+                path: n.path.to_string_lossy().into_owned(),
+                at: n.at,
+                name: n.name.as_deref(),
+                first_index: n.first_index,
+                last_index: n.last_index,
+                last_term: n.last_term,
+                entries: n.entries,
+                out_of_order: n.out_of_order,
+                damage: n.damage.as_ref().map(|e| DamageJson {
+                    offset: e.offset,
+                    kind: e.kind.code(),
+                    message: e.to_string(),
+                }),
+                snapshot: n.snapshot.as_ref().map(|s| SnapJson {
+                    file: &s.file,
+                    last_index: s.last_index,
+                    last_term: s.last_term,
+                }),
+                conf: n.conf.as_ref().map(|c| ConfJson {
+                    commit_index: c.commit_index,
+                    members: c.members.iter().map(String::as_str).collect(),
+                }),
+                conf_error: n.conf_error.as_deref(),
+                members: n
+                    .replay
+                    .kv
+                    .members
+                    .iter()
+                    .map(|(name, cs)| PeerJson {
+                        name,
+                        connection_string: cs,
+                    })
+                    .collect(),
+                replayed_to: n.replay.last_applied(),
+            },
+        )?;
+    }
+    #[derive(Serialize)]
+    struct Common {
+        from: Option<Index>,
+        to: Option<Index>,
+    }
+    line(
+        out,
+        "common",
+        &Common {
+            from: d.common.map(|c| c.0),
+            to: d.common.map(|c| c.1),
+        },
+    )?;
+    #[derive(Serialize)]
+    struct PairJson {
+        a: String,
+        b: String,
+        status: &'static str,
+        index: Option<Index>,
+        node: Option<String>,
+    }
+    for pair in &d.pairs {
+        let (status, node) = match pair.diff {
+            PairDiff::Identical => ("identical", None),
+            PairDiff::Conflict(_) => ("conflict", None),
+            PairDiff::Ends { shorter, .. } => ("ends", Some(node_id(shorter))),
+            PairDiff::Missing { missing, .. } => ("missing", Some(node_id(missing))),
+        };
+        line(
+            out,
+            "pair",
+            &PairJson {
+                a: node_id(pair.a),
+                b: node_id(pair.b),
+                status,
+                index: pair.diff.index(),
+                node,
+            },
+        )?;
+    }
+    #[derive(Serialize)]
+    struct RowJson<'a> {
+        index: Index,
+        cells: Vec<CellJson<'a>>,
+    }
+    for row in &d.rows {
+        line(
+            out,
+            "conflict",
+            &RowJson {
+                index: row.index,
+                cells: row
+                    .cells
+                    .iter()
+                    .enumerate()
+                    .map(|(k, c)| cell_json(k, c))
+                    .collect(),
+            },
+        )?;
+    }
+    #[derive(Serialize)]
+    struct TailJson {
+        nodes: Vec<String>,
+        from: Index,
+        to: Index,
+        min_term: u64,
+        max_term: u64,
+        holders: usize,
+        status: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by_term: Option<u64>,
+    }
+    for t in &d.tails {
+        let (status, by_term) = match t.status {
+            TailStatus::OnMajority => ("on-majority", None),
+            TailStatus::Claimed { evidence } => (
+                match evidence {
+                    Evidence::Snapshot => "covered-by-snapshot",
+                    _ => "covered-by-conf-commit-index",
+                },
+                None,
+            ),
+            TailStatus::NotOnMajority => ("not-on-majority", None),
+            TailStatus::Overwritten { by_term } => ("overwritten", Some(by_term)),
+        };
+        line(
+            out,
+            "tail",
+            &TailJson {
+                nodes: members_of(t.nodes).map(node_id).collect(),
+                from: t.from,
+                to: t.to,
+                min_term: t.min_term,
+                max_term: t.max_term,
+                holders: t.holders,
+                status,
+                by_term,
+            },
+        )?;
+    }
+    #[derive(Serialize)]
+    struct Majority {
+        index: Index,
+        term: u64,
+        nodes: Vec<String>,
+        holders: usize,
+        cluster_size: usize,
+    }
+    #[derive(Serialize)]
+    struct Bound {
+        index: Index,
+        node: String,
+    }
+    #[derive(Serialize)]
+    struct CommitJson {
+        index: Option<Index>,
+        evidence: Option<&'static str>,
+        node: Option<String>,
+        cluster_size: usize,
+        majority: Option<Majority>,
+        conf: Option<Bound>,
+        snapshot: Option<Bound>,
+    }
+    let c = d.committed();
+    line(
+        out,
+        "commit",
+        &CommitJson {
+            index: c.map(|c| c.0),
+            evidence: c.map(|c| c.1.code()),
+            node: c.map(|c| node_id(c.2)),
+            cluster_size: d.commit.cluster_size,
+            majority: d.commit.majority.map(|m| Majority {
+                index: m.index,
+                term: m.term,
+                nodes: members_of(m.nodes).map(node_id).collect(),
+                holders: m.holders,
+                cluster_size: m.cluster_size,
+            }),
+            conf: d.commit.conf.map(|b| Bound {
+                index: b.index,
+                node: node_id(b.node),
+            }),
+            snapshot: d.commit.snapshot.map(|b| Bound {
+                index: b.index,
+                node: node_id(b.node),
+            }),
+        },
+    )?;
+    for f in findings {
+        line(out, "finding", f)?;
+    }
+    if let Some(s) = &d.state {
+        #[derive(Serialize)]
+        struct V<'a> {
+            node: String,
+            value: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            value_base64: Option<String>,
+        }
+        #[derive(Serialize)]
+        struct StateJson<'a> {
+            key: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            key_base64: Option<String>,
+            values: Vec<V<'a>>,
+        }
+        for r in &s.rows {
+            line(
+                out,
+                "state",
+                &StateJson {
+                    key: &r.key,
+                    key_base64: b64_if_not_utf8(r.key.as_bytes()),
+                    values: r
+                        .values
+                        .iter()
+                        .enumerate()
+                        .map(|(k, v)| V {
+                            node: node_id(k),
+                            value: v.as_deref(),
+                            value_base64: v.as_deref().and_then(|v| b64_if_not_utf8(v.as_bytes())),
+                        })
+                        .collect(),
+                },
+            )?;
+        }
+    }
+    #[derive(Serialize)]
+    struct Summary {
+        identical: bool,
+        conflicting_indexes: u64,
+        conf_differs: bool,
+        snapshots_differ: bool,
+        membership_differs: bool,
+        state_keys_differ: Option<usize>,
+        state_keys_same: Option<u64>,
+    }
+    line(
+        out,
+        "summary",
+        &Summary {
+            identical: d.identical(),
+            conflicting_indexes: d.conflicting_indexes,
+            conf_differs: d.conf_differs,
+            snapshots_differ: d.snapshots_differ,
+            membership_differs: d.membership_differs,
+            state_keys_differ: d.state.as_ref().map(|s| s.rows.len()),
+            state_keys_same: d.state.as_ref().map(|s| s.same),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_descriptions() {
+        assert_eq!(
+            (node_id(0), node_id(25), node_id(26)),
+            ("A".into(), "Z".into(), "n27".into())
+        );
+        let e = Entry {
+            index: 3,
+            term: 1,
+            name: "write".into(),
+            payload: Some(b"{\"key\":\"k\",\"value\":\"a\\nb\"}\n".to_vec()),
+        };
+        assert_eq!(describe(&e), "t1 write k = a\\nb");
+        let nop = Entry {
+            index: 4,
+            term: 2,
+            name: "raft:nop".into(),
+            payload: None,
+        };
+        assert_eq!(describe(&nop), "t2 raft:nop");
+    }
+
+    #[test]
+    fn paint_only_when_asked() {
+        assert_eq!(Paint(false).bad("x"), "x");
+        assert_eq!(Paint(true).good("x"), "\u{1b}[32mx\u{1b}[0m");
+    }
+}
