@@ -367,7 +367,11 @@ fn inspect_leaves_every_fixture_unchanged() {
         ] {
             let out = Process::new(bin).args(args).arg(ss).output().unwrap();
             // The synthetic bad-CRC snapshot is reported (exit 1); the real ones are clean.
-            let want = if ss.to_string_lossy().contains("bad-snapshot-crc") { 1 } else { 0 };
+            let want = if ss.to_string_lossy().contains("bad-snapshot-crc") {
+                1
+            } else {
+                0
+            };
             assert_eq!(out.status.code(), Some(want), "{args:?} {}", ss.display());
             runs += 1;
         }
