@@ -8,6 +8,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::format::log::LogReader;
 use crate::format::{conf, snapshot};
 use crate::model::{Conf, Index, Term};
 
@@ -97,6 +98,35 @@ impl LogBytes {
                 end - range.start,
             )
         };
+    }
+}
+
+/// A [`LogReader`] over a data dir's log that gives the pages behind it back to the kernel as it
+/// goes, so that a streaming pass over a log of many GB keeps a flat, small resident set.
+///
+/// Entries it yielded stay valid: their bytes are read back from the page cache if touched again.
+pub struct LogStream<'a> {
+    log: &'a LogBytes,
+    reader: LogReader<'a>,
+    released: usize,
+}
+
+/// How far the reader moves between two releases, and how much it keeps behind it.
+const RELEASE_STEP: usize = 8 << 20;
+
+impl<'a> Iterator for LogStream<'a> {
+    type Item = <LogReader<'a> as Iterator>::Item;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.reader.next();
+        let pos = self.reader.position() as usize;
+        if pos >= self.released + 2 * RELEASE_STEP {
+            let upto = pos - RELEASE_STEP;
+            self.log.release(self.released..upto);
+            self.released = upto;
+        }
+        item
     }
 }
 
@@ -278,6 +308,15 @@ pub fn open(path: &Path) -> Result<DataDir, LoadError> {
 }
 
 impl DataDir {
+    /// Streams the log's frames (see [`LogStream`]).
+    pub fn stream(&self) -> LogStream<'_> {
+        LogStream {
+            log: &self.log,
+            reader: LogReader::new(self.log.bytes()),
+            released: 0,
+        }
+    }
+
     /// The node name, when the `name` file is there and is UTF-8.
     pub fn node_name(&self) -> Option<&str> {
         self.name

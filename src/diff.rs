@@ -1126,27 +1126,27 @@ fn absent_diff(index: Index, node: usize, why: Absent) -> Option<PairDiff> {
 
 /// Merges the nodes' sorted maps key by key.
 fn state_diff(nodes: &[NodeSummary]) -> StateDiff {
-    let mut iters: Vec<_> = nodes
+    let sorted: Vec<_> = nodes.iter().map(|s| s.replay.kv.sorted()).collect();
+    let mut iters: Vec<_> = sorted
         .iter()
-        .map(|s| s.replay.kv.data.iter().peekable())
+        .map(|v| v.iter().copied().peekable())
         .collect();
     let mut out = StateDiff::default();
     while let Some(key) = iters
         .iter_mut()
         .filter_map(|it| it.peek().map(|(k, _)| *k))
         .min()
-        .cloned()
     {
-        let values: Vec<Option<&String>> = iters
+        let values: Vec<Option<&str>> = iters
             .iter_mut()
-            .map(|it| it.next_if(|(k, _)| **k == key).map(|(_, v)| v))
+            .map(|it| it.next_if(|(k, _)| *k == key).map(|(_, v)| v))
             .collect();
         if values.iter().all(|v| *v == values[0]) {
             out.same += 1;
         } else {
             out.rows.push(StateRow {
-                key,
-                values: values.into_iter().map(|v| v.cloned()).collect(),
+                key: key.to_owned(),
+                values: values.into_iter().map(|v| v.map(str::to_owned)).collect(),
             });
         }
     }

@@ -5,6 +5,7 @@
 //! turns into U+FFFD, matches keys case-sensitively, and does not escape `<>&` or U+2028. Pure
 //! functions over `&[u8]`.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Why a payload is not what Go would decode into a command struct.
@@ -170,21 +171,22 @@ impl<'a> Parser<'a> {
         Ok(v)
     }
 
-    /// Parses a string at `"` as Go does (invalid UTF-8 and lone surrogates become U+FFFD).
-    fn string(&mut self) -> Result<String, JsonError> {
+    /// Parses a string at `"` as Go does (invalid UTF-8 and lone surrogates become U+FFFD):
+    /// borrowed from the input when it is plain ASCII without escapes.
+    fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
         Ok(match self.string_raw()? {
             // Borrowed means plain ASCII without escapes: valid UTF-8 as it is.
-            std::borrow::Cow::Borrowed(b) => std::str::from_utf8(b).unwrap_or_default().to_owned(),
-            std::borrow::Cow::Owned(v) => match String::from_utf8(v) {
+            Cow::Borrowed(b) => Cow::Borrowed(std::str::from_utf8(b).unwrap_or_default()),
+            Cow::Owned(v) => Cow::Owned(match String::from_utf8(v) {
                 Ok(s) => s,
                 Err(e) => lossy_go(e.as_bytes()),
-            },
+            }),
         })
     }
 
     /// Parses a string at `"`: borrowed when it is plain ASCII without escapes, else the decoded
     /// bytes (escapes resolved; raw invalid UTF-8 kept for the caller to replace).
-    fn string_raw(&mut self) -> Result<std::borrow::Cow<'a, [u8]>, JsonError> {
+    fn string_raw(&mut self) -> Result<Cow<'a, [u8]>, JsonError> {
         self.expect(b'"', "a string")?;
         let start = self.pos;
         // Fast path: plain ASCII without escapes.
@@ -192,7 +194,7 @@ impl<'a> Parser<'a> {
             if b == b'"' {
                 let v = &self.s[start..self.pos];
                 self.pos += 1;
-                return Ok(std::borrow::Cow::Borrowed(v));
+                return Ok(Cow::Borrowed(v));
             }
             if b == b'\\' || !(0x20..0x80).contains(&b) {
                 break;
@@ -207,7 +209,7 @@ impl<'a> Parser<'a> {
             match b {
                 b'"' => {
                     self.pos += 1;
-                    return Ok(std::borrow::Cow::Owned(out));
+                    return Ok(Cow::Owned(out));
                 }
                 b'\\' => {
                     self.pos += 1;
@@ -392,7 +394,16 @@ pub fn decode_string_fields<const N: usize>(
     payload: &[u8],
     fields: [&str; N],
 ) -> Result<[String; N], JsonError> {
-    let mut out: [String; N] = std::array::from_fn(|_| String::new());
+    decode_str_fields(payload, fields).map(|v| v.map(Cow::into_owned))
+}
+
+/// [`decode_string_fields`] without copying: each field borrows from `payload` when it is plain
+/// ASCII without escapes (the common case), and is decoded into an owned string otherwise.
+pub fn decode_str_fields<'a, const N: usize>(
+    payload: &'a [u8],
+    fields: [&str; N],
+) -> Result<[Cow<'a, str>; N], JsonError> {
+    let mut out: [Cow<'a, str>; N] = std::array::from_fn(|_| Cow::Borrowed(""));
     let mut p = Parser { s: payload, pos: 0 };
     p.ws();
     match p.peek() {

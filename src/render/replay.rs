@@ -228,7 +228,7 @@ pub fn human(
     if sections.state() {
         writeln!(out)?;
         let mut t = table(&["Key", "Value"]);
-        for (k, v) in &r.kv.data {
+        for (k, v) in r.kv.sorted() {
             t.add_row(vec![clip(k), clip(v)]);
         }
         if r.kv.data.is_empty() {
@@ -602,7 +602,7 @@ pub fn json(
     line(out, "replay", &header)?;
 
     if sections.state() {
-        for (k, v) in &r.kv.data {
+        for (k, v) in r.kv.sorted() {
             line(out, "kv", &KvLine::new(k, Some(v)))?;
         }
     }

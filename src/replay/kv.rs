@@ -3,7 +3,9 @@
 //!
 //! Pure and deterministic: no I/O. Unknown command names are counted, never fatal.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+use compact_str::CompactString;
 
 use crate::model::{Command, Index, Peer};
 
@@ -32,8 +34,12 @@ pub enum Applied {
 /// The state of a raftd node: its key-value map and the members it knows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Kv {
-    /// The key-value map (raftd's `map[string]string`).
-    pub data: BTreeMap<String, String>,
+    /// The key-value map (raftd's `map[string]string`). A hash map of inline strings: a long log
+    /// overwrites keys millions of times, and ordered search plus one heap string per key and
+    /// value cost more than everything else in replay (cache misses). [`Kv::sorted`] gives key
+    /// order for output. The hasher is seeded per process, so keys sent to `serve` cannot be
+    /// chosen to collide.
+    pub data: HashMap<CompactString, CompactString, foldhash::fast::RandomState>,
     /// Every member that joined and did not leave, by name (goraft's peers plus self).
     pub members: BTreeMap<String, String>,
     /// The index of the last applied entry.
@@ -55,7 +61,7 @@ impl Kv {
         self.applied = index;
         match command {
             Command::Write { key, value } => {
-                let previous = self.put(index, key.clone(), value);
+                let previous = self.put_str(index, &key, &value).map(String::from);
                 Applied::Put { key, previous }
             }
             Command::Join {
@@ -81,12 +87,30 @@ impl Kv {
         }
     }
 
-    /// Applies a `write` at `index` without building a [`Command`] or cloning the key: the same
-    /// effect as `apply(index, Command::Write { key, value })`, returning the previous value.
-    /// Replay's per-entry path uses it.
-    pub fn put(&mut self, index: Index, key: String, value: String) -> Option<String> {
+    /// Applies a `write` at `index` without building a [`Command`]: the same effect as
+    /// `apply(index, Command::Write { key, value })`, returning the previous value. An overwrite
+    /// replaces the value in place. Replay's per-entry path uses it.
+    pub fn put_str(&mut self, index: Index, key: &str, value: &str) -> Option<CompactString> {
         self.applied = index;
-        self.data.insert(key, value)
+        match self.data.get_mut(key) {
+            Some(v) => Some(std::mem::replace(v, CompactString::new(value))),
+            None => {
+                self.data
+                    .insert(CompactString::new(key), CompactString::new(value));
+                None
+            }
+        }
+    }
+
+    /// The pairs in key order.
+    pub fn sorted(&self) -> Vec<(&str, &str)> {
+        let mut v: Vec<(&str, &str)> = self
+            .data
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        v
     }
 
     /// The total size of the keys and values held, in bytes.
@@ -97,9 +121,17 @@ impl Kv {
             .sum()
     }
 
+    /// The map as owned, ordered strings (for comparing with an expected state).
+    pub fn to_btree(&self) -> BTreeMap<String, String> {
+        self.data
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
     /// The value of `key` (raftd answers an empty body for a missing key).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.data.get(key).map(String::as_str)
+        self.data.get(key).map(CompactString::as_str)
     }
 
     /// The members as peers, sorted by name.

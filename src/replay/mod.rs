@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::datadir::{DataDir, SnapshotFile};
-use crate::format::gojson::decode_string_fields;
+use crate::format::gojson::decode_str_fields;
 use crate::format::log::{LogError, LogReader, RawEntry};
 use crate::model::{Command, Index, Snapshot, Term};
 use kv::{Applied, Kv};
@@ -424,7 +424,8 @@ impl Replayer {
                         }
                     }
                     if self.r.writes_applied {
-                        self.r.kv.data = map;
+                        self.r.kv.data =
+                            map.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
                     }
                     SnapshotState::Loaded { keys }
                 }
@@ -564,7 +565,7 @@ impl Replayer {
             self.r.kv.applied = index;
             return;
         }
-        let [key, value] = match decode_string_fields(payload, ["key", "value"]) {
+        let [key, value] = match decode_str_fields(payload, ["key", "value"]) {
             Ok(kv) => kv,
             Err(e) => {
                 self.r.stats.invalid += 1;
@@ -584,10 +585,10 @@ impl Replayer {
             t.writes += 1;
         }
         let tracked = match &self.r.history {
-            Some(h) if h.key == key => Some(value.clone()),
+            Some(h) if h.key == key => Some(value.clone().into_owned()),
             _ => None,
         };
-        let previous = self.r.kv.put(index, key, value);
+        let previous = self.r.kv.put_str(index, &key, &value);
         if previous.is_some() {
             self.r.stats.overwrites += 1;
         }
@@ -595,7 +596,7 @@ impl Replayer {
             h.changes.push(Change {
                 index,
                 term,
-                old: previous,
+                old: previous.map(String::from),
                 new,
                 from_snapshot: false,
             });
@@ -754,15 +755,15 @@ pub fn replayer_for(dir: &DataDir, opts: &ReplayOptions) -> Result<Replayer, Rep
 /// As [`choose_start`].
 pub fn replay(dir: &DataDir, opts: &ReplayOptions) -> Result<Replay, ReplayError> {
     let mut r = replayer_for(dir, opts)?;
-    let bytes = dir.log.bytes();
-    for item in LogReader::new(bytes) {
+    let len = dir.log.bytes().len() as u64;
+    for item in dir.stream() {
         match item {
             Ok(e) => {
                 if r.feed(&e) == Fed::Done && r.r.damage().is_none() {
                     break;
                 }
             }
-            Err(err) => r.feed_damage(&err, bytes.len() as u64),
+            Err(err) => r.feed_damage(&err, len),
         }
     }
     Ok(r.finish())

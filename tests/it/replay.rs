@@ -31,7 +31,7 @@ fn replay_path(p: &Path, at: Option<u64>) -> replay::Replay {
 fn state(rel: &str, at: Option<u64>) -> BTreeMap<String, String> {
     let r = replay_at(rel, at);
     assert_eq!(r.damage(), None, "{rel}");
-    r.kv.data
+    r.kv.to_btree()
 }
 
 #[test]
@@ -41,7 +41,7 @@ fn single_node() {
         (r.last_applied(), r.stop.clone(), r.start.clone()),
         (15, Stop::EndOfLog, Start::Empty)
     );
-    assert_eq!(r.kv.data, oracle("single-node/expected-kv.json"));
+    assert_eq!(r.kv.to_btree(), oracle("single-node/expected-kv.json"));
     assert_eq!(r.kv.members.keys().collect::<Vec<_>>(), ["2c80db6"]);
 }
 
@@ -85,7 +85,7 @@ fn snapshot_plus_compacted_log() {
         (r.skipped, r.first_applied, r.last_applied()),
         (200, None, 1003)
     );
-    assert_eq!(r.kv.data, oracle("snapshot/expected-kv.json"));
+    assert_eq!(r.kv.to_btree(), oracle("snapshot/expected-kv.json"));
     assert_eq!(r.kv.members.keys().collect::<Vec<_>>(), ["4610692"]);
     assert_eq!(
         state("snapshot/before-snapshot/node1", None),
@@ -113,7 +113,7 @@ fn snapshot_small_from_snapshot_or_from_log() {
     let r = replay_at("snapshot-small/node1", None);
     assert!(matches!(r.start, Start::Snapshot(_)));
     assert_eq!((r.skipped, r.last_applied()), (16, 16));
-    assert_eq!(r.kv.data, expected);
+    assert_eq!(r.kv.to_btree(), expected);
     // Before the snapshot's index the log (which starts at 1) is replayed from the empty state.
     let r = replay_at("snapshot-small/node1", Some(15));
     assert_eq!(r.start, Start::Empty);
@@ -121,7 +121,7 @@ fn snapshot_small_from_snapshot_or_from_log() {
         r.unused_snapshot.as_ref().map(|u| u.reason),
         Some(UnusedReason::AtIsEarlier)
     );
-    assert_eq!((r.last_applied(), &r.kv.data), (15, &expected));
+    assert_eq!((r.last_applied(), &r.kv.to_btree()), (15, &expected));
     assert_eq!(expected, oracle("single-node/expected-kv.json"));
 }
 
@@ -251,7 +251,7 @@ fn large_200k() {
         (r.last_applied(), r.stats.writes, r.kv.data.len()),
         (200_002, 200_000, 50_000)
     );
-    assert_eq!(r.kv.data, expected);
+    assert_eq!(r.kv.to_btree(), expected);
 }
 
 /// Copies a fixture node dir into a temp dir so a test can damage it.
