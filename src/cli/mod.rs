@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod generate;
 pub mod inspect;
+pub mod verify;
 
 /// What a subcommand concluded (errors are `anyhow::Error` and exit 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +96,8 @@ pub struct Cli {
 pub enum Command {
     /// Show every entry, the conf, name and snapshots of a data dir or log file.
     Inspect(inspect::Args),
+    /// Check one or more nodes: damage, invariants, and what goraft would do about them.
+    Verify(verify::Args),
     /// Generate man pages or shell completions.
     #[command(hide = true)]
     Generate(generate::Args),
@@ -186,6 +189,7 @@ pub fn main() -> ExitCode {
     let mut ui = Ui::new(&cli);
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args, &mut ui),
+        Command::Verify(args) => verify::run(args, &mut ui),
         Command::Generate(args) => generate::run(args, &mut ui),
     };
     let result = result.and_then(|o| ui.out.flush().map(|_| o).map_err(Into::into));

@@ -5,6 +5,8 @@
 
 use std::borrow::Cow;
 
+pub mod report;
+
 /// Escapes a string for a terminal: control characters (C0, DEL, C1), and the line and paragraph
 /// separators become `\n`, `\t`, `\u{..}`-style escapes, and backslashes are doubled, so a value can
 /// neither move the cursor nor be confused with an escape. Everything else is kept.

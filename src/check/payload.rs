@@ -1,0 +1,185 @@
+//! A fast recogniser for the exact command payload bytes goraft writes: `{"key":..,"value":..}\n`
+//! (raftd's `write`), `{"name":..,"connectionString":..}\n` (`raft:join`) and `{"name":..}\n`
+//! (`raft:leave`), with Go's escaping (see `format::gojson`).
+//!
+//! It exists so that `verify` can check a million `write` payloads without decoding JSON: a
+//! payload it accepts is valid for Go's decoder and byte-for-byte what goraft writes, and it says
+//! whether a string holds U+FFFD. Anything it does not accept goes to the slow path
+//! (`format::command::decode`). Pure functions over `&[u8]`.
+
+/// What the scan saw in the strings of a canonical payload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Canonical {
+    /// A `\ufffd` escape: Go's encoder met invalid UTF-8 there (the original bytes are lost).
+    pub fffd_escape: bool,
+    /// A raw U+FFFD character (`ef bf bd`).
+    pub fffd_raw: bool,
+}
+
+/// Bytes Go's HTML-safe encoder writes raw inside a string (ASCII only; non-ASCII is checked
+/// separately): 0x20..=0x7f except `"`, `\`, `<`, `>` and `&`.
+static PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0x20;
+    while i < 0x80 {
+        t[i] = !matches!(i as u8, b'"' | b'\\' | b'<' | b'>' | b'&');
+        i += 1;
+    }
+    t
+};
+
+/// Whether `payload` is exactly `{"k1":"..","k2":"..",...}\n` for the given keys, with every
+/// string escaped the way Go writes it. `None` means "not canonical": decode it the slow way.
+#[inline]
+pub fn canonical(payload: &[u8], keys: &[&str]) -> Option<Canonical> {
+    let mut flags = Canonical::default();
+    let mut p = payload;
+    for (i, key) in keys.iter().enumerate() {
+        p = p.strip_prefix(if i == 0 { &b"{\""[..] } else { &b",\""[..] })?;
+        p = p.strip_prefix(key.as_bytes())?;
+        p = p.strip_prefix(&b"\":\""[..])?;
+        let n = string_body(p, &mut flags)?;
+        p = p.get(n + 1..)?;
+    }
+    (p == b"}\n").then_some(flags)
+}
+
+/// The length of a canonical JSON string body at the start of `s` (up to, not including, the
+/// closing quote).
+#[inline]
+fn string_body(s: &[u8], flags: &mut Canonical) -> Option<usize> {
+    let mut i = 0;
+    let mut non_ascii = false;
+    loop {
+        while i < s.len() && PLAIN[s[i] as usize] {
+            i += 1;
+        }
+        match *s.get(i)? {
+            b'"' => break,
+            b'\\' => match *s.get(i + 1)? {
+                // Go >= 1.22 writes \b and \f short; Go 1.19 (goraft's era) as \u0008, \u000c.
+                b'"' | b'\\' | b'n' | b'r' | b't' | b'b' | b'f' => i += 2,
+                b'u' => {
+                    match s.get(i + 2..i + 6)? {
+                        b"003c" | b"003e" | b"0026" | b"2028" | b"2029" => {}
+                        b"fffd" => flags.fffd_escape = true,
+                        // Other control bytes; \n \r \t have short forms and never appear so.
+                        [b'0', b'0', hi @ (b'0' | b'1'), lo]
+                            if lo.is_ascii_digit() || (b'a'..=b'f').contains(lo) =>
+                        {
+                            let v = (hi - b'0') * 16
+                                + if lo.is_ascii_digit() {
+                                    lo - b'0'
+                                } else {
+                                    lo - b'a' + 10
+                                };
+                            if matches!(v, 0x09 | 0x0a | 0x0d) {
+                                return None;
+                            }
+                        }
+                        _ => return None,
+                    }
+                    i += 6;
+                }
+                _ => return None,
+            },
+            b if b >= 0x80 => {
+                non_ascii = true;
+                i += 1;
+            }
+            _ => return None,
+        }
+    }
+    if non_ascii {
+        let text = std::str::from_utf8(&s[..i]).ok()?;
+        if text.contains(['\u{2028}', '\u{2029}']) {
+            return None;
+        }
+        flags.fffd_raw |= text.contains('\u{fffd}');
+    }
+    Some(i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::command;
+
+    const WRITE: &[&str] = &["key", "value"];
+
+    #[test]
+    fn accepts_exactly_what_goraft_writes() {
+        let cases: &[&[u8]] = &[
+            b"foo",
+            b"",
+            b"a<b>&c\x01\x08\xff\"\\\t\xe2\x80\xa8\n",
+            "é ü 日本 \u{7f}".as_bytes(),
+            b"\xef\xbf\xbd",
+        ];
+        for value in cases {
+            let payload = command::encode_write(b"k", value);
+            assert!(
+                canonical(&payload, WRITE).is_some(),
+                "{:?}",
+                String::from_utf8_lossy(&payload)
+            );
+        }
+        let join = command::encode_join("2832bfa", "http://localhost:4001");
+        assert_eq!(
+            canonical(&join, &["name", "connectionString"]),
+            Some(Canonical::default())
+        );
+        assert!(canonical(&command::encode_leave("x"), &["name"]).is_some());
+    }
+
+    #[test]
+    fn tells_the_two_kinds_of_replacement_char_apart() {
+        let lossy = command::encode_write(b"k", b"a\xffb");
+        assert_eq!(
+            canonical(&lossy, WRITE),
+            Some(Canonical {
+                fffd_escape: true,
+                fffd_raw: false
+            })
+        );
+        let raw = command::encode_write(b"k", "a\u{fffd}".as_bytes());
+        assert_eq!(
+            canonical(&raw, WRITE),
+            Some(Canonical {
+                fffd_escape: false,
+                fffd_raw: true
+            })
+        );
+        // An escaped backslash followed by "ufffd" is not U+FFFD.
+        let p = b"{\"key\":\"k\",\"value\":\"\\\\ufffd\"}\n";
+        assert_eq!(canonical(p, WRITE), Some(Canonical::default()));
+    }
+
+    #[test]
+    fn rejects_what_goraft_never_writes() {
+        for payload in [
+            &br#"{"key":"k","value":"v"}"#[..],         // no newline
+            br#"{"key":"k","value":"v"}  "#,            // trailing bytes
+            b"{\"key\":\"k\",\"value\":\"v\"}\x00",     // NUL instead of the newline
+            b"{\"key\": \"k\",\"value\":\"v\"}\n",      // space
+            b"{\"value\":\"v\",\"key\":\"k\"}\n",       // key order
+            b"{\"key\":\"k\",\"value\":\"\\/\"}\n",     // \/ escape
+            b"{\"key\":\"k\",\"value\":\"\\u0041\"}\n", // needless escape
+            b"{\"key\":\"k\",\"value\":\"\\u000a\"}\n", // \n has a short form
+            b"{\"key\":\"k\",\"value\":\"\\u003C\"}\n", // uppercase hex
+            b"{\"key\":\"k\",\"value\":\"<\"}\n",       // raw <
+            b"{\"key\":\"k\",\"value\":\"a\x01\"}\n",   // raw control byte
+            b"{\"key\":\"k\",\"value\":\"\xff\"}\n",    // raw invalid UTF-8
+            "{\"key\":\"k\",\"value\":\"\u{2028}\"}\n".as_bytes(), // raw U+2028
+            b"{\"key\":\"k\",\"value\":\"v",            // cut
+            b"null\n",
+        ] {
+            assert_eq!(
+                canonical(payload, WRITE),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(payload)
+            );
+        }
+    }
+}
