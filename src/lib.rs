@@ -5,6 +5,7 @@
 //! - [`model`]: indexes, terms, entries, commands, peers, conf, snapshots: plain data.
 //! - [`format`]: pure bytes <-> model for the log, conf, snapshot and RPC messages.
 //! - [`datadir`]: the filesystem edge: find and memory-map a node's files, never write.
+//! - [`repair`]: plans and applies the safe repair of a damaged node (the only writer of data files).
 //! - [`render`]: the only formatting code, writing to `&mut dyn Write`.
 //! - [`cli`]: argument parsing, one file per subcommand, exit codes.
 #![warn(missing_docs)]
@@ -15,4 +16,5 @@ pub mod datadir;
 pub mod format;
 pub mod model;
 pub mod render;
+pub mod repair;
 pub mod replay;

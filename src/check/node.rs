@@ -813,7 +813,7 @@ impl Pass<'_> {
             String::new()
         };
         let discard = format!(
-            "truncates the log to {t} bytes at its next start{skew}, discarding {} after it ({lost} bytes); its write offset is not reset, so the next append leaves a hole of zero bytes (hole bug)",
+            "truncates the log to {t} bytes at its next start{skew}, discarding the {lost} bytes from there on ({} among them); its write offset is not reset, so the next append leaves a hole of zero bytes (hole bug)",
             plural(after, "good frame", "good frames")
         );
         let later = format!("inside the part goraft discards (it truncates the log to {t} bytes)");
@@ -1081,7 +1081,7 @@ fn snapshot_rules(dir: &DataDir, log: &LogOutcome, sink: &mut Sink, out: &mut Ve
                     .goraft("deletes the recorded path, not this file, when a newer snapshot replaces it"),
                 );
             }
-        } else if std::path::absolute(&s.path).is_ok_and(|p| p != recorded)
+        } else if std::path::absolute(&s.path).ok() != std::path::absolute(recorded).ok()
             && sink.want("snapshot-path-moved")
         {
             out.push(
@@ -1194,7 +1194,12 @@ fn conf_rules(
         );
     }
     let m = &log.membership;
-    let Some(me) = dir.node_name() else {
+    // The trimmed name: a newline added to the name file is reported on its own.
+    let Some(me) = dir
+        .node_name()
+        .map(|n| n.trim_end_matches(['\n', '\r', ' ', '\t']))
+        .filter(|n| !n.is_empty())
+    else {
         return;
     };
     if !m.known || log.kept_entries == 0 && dir.best_snapshot().is_none() {

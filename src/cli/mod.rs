@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod generate;
 pub mod inspect;
+pub mod repair;
 pub mod verify;
 
 /// What a subcommand concluded (errors are `anyhow::Error` and exit 2).
@@ -98,6 +99,8 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Check one or more nodes: damage, invariants, and what goraft would do about them.
     Verify(verify::Args),
+    /// Plan (default) or apply a safe repair of a damaged node: cut, salvage, back up first.
+    Repair(repair::Args),
     /// Generate man pages or shell completions.
     #[command(hide = true)]
     Generate(generate::Args),
@@ -190,6 +193,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args, &mut ui),
         Command::Verify(args) => verify::run(args, &mut ui),
+        Command::Repair(args) => repair::run(args, &mut ui),
         Command::Generate(args) => generate::run(args, &mut ui),
     };
     let result = result.and_then(|o| ui.out.flush().map(|_| o).map_err(Into::into));

@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 
+pub mod repair;
 pub mod report;
 
 /// Escapes a string for a terminal: control characters (C0, DEL, C1), and the line and paragraph
