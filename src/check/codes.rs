@@ -18,7 +18,7 @@ pub const CODES: &[(&str, Severity, &str)] = &[
     ("log-bad-entry", E, "an intact header whose protobuf body Go cannot decode; goraft truncates there"),
     ("log-commit-index-prefix", E, "the log starts with the July-2013 9-byte commit-index prefix; goraft today truncates the whole log"),
     ("header-extra-spaces", W, "a frame header with more than 8 characters of padding (goraft never writes it; its byte count goes wrong)"),
-    ("header-unpadded", W, "a frame header shorter than 8 characters (the July-2013 \"%x\\n\" form)"),
+    ("header-unpadded", W, "a frame header shorter than 8 characters (the unpadded July-2013 form)"),
     ("header-uppercase", W, "a frame header with uppercase hex digits (goraft writes lowercase)"),
     ("header-leading-zeros", W, "a frame header padded with zeros instead of spaces"),
     ("wire-unknown-field", W, "a LogEntry field goraft does not declare (Go keeps it and re-sends it)"),

@@ -442,12 +442,17 @@ impl Pass<'_> {
         let mut canonical = Vec::new();
         frame::write_header(e.header.body_len, &mut canonical);
         let skew = e.header.len as i64 - frame::CANONICAL_HEADER_LEN as i64;
-        let goraft = if skew == 0 {
-            "Go's reader accepts it; goraft never writes it".to_string()
-        } else {
-            format!(
-                "Go's reader accepts it but counts 9 header bytes for it, so goraft's byte count is off by {skew} from here on (a later truncation would cut in the wrong place)"
-            )
+        let goraft = match skew {
+            0 => "Go's reader accepts it; goraft never writes it".to_string(),
+            1.. => format!(
+                "Go's reader accepts it but counts 9 bytes for this {}-byte header, so goraft's byte count falls {skew} short from here on (a later truncation would cut in the wrong place)",
+                e.header.len
+            ),
+            _ => format!(
+                "Go's reader accepts it but counts 9 bytes for this {}-byte header, so goraft's byte count is {} too high from here on (a later truncation would cut in the wrong place)",
+                e.header.len,
+                -skew
+            ),
         };
         for (quirk, code) in [
             (HeaderQuirks::EXTRA_SPACES, "header-extra-spaces"),
@@ -458,14 +463,15 @@ impl Pass<'_> {
             if q.contains(quirk) && self.sink.want(code) {
                 let desc = match code {
                     "header-extra-spaces" => "more than 8 characters of padding",
-                    "header-unpadded" => "fewer than 8 characters (the July-2013 \"%x\\n\" form)",
+                    "header-unpadded" => "fewer than 8 characters (the unpadded July-2013 form)",
                     "header-uppercase" => "uppercase hex digits",
                     _ => "zero padding instead of spaces",
                 };
                 let msg = format!(
-                    "frame header {found:?} ({} bytes) has {desc}; goraft writes {:?}",
+                    "frame header \"{}\" + newline ({} bytes) has {desc}; goraft writes \"{}\"",
+                    found.trim_end_matches('\n'),
                     e.header.len,
-                    String::from_utf8_lossy(&canonical)
+                    String::from_utf8_lossy(&canonical).trim_end_matches('\n')
                 );
                 self.emit(
                     finding(code, msg)
@@ -549,6 +555,23 @@ impl Pass<'_> {
             }
             b"raft:join" | b"raft:leave" => self.membership(e, off, in_prefix),
             name => {
+                // A canonical body skips `wire::check`, which is where invalid UTF-8 is found.
+                if e.wire.canonical
+                    && std::str::from_utf8(name).is_err()
+                    && self.sink.want("wire-invalid-utf8")
+                {
+                    let msg = format!(
+                        "entry body: field CommandName at body offset {} is not valid UTF-8",
+                        // The tag after `08 <index> 10 <term>`.
+                        2 + wire::varint_len(e.wire.index) + wire::varint_len(e.wire.term)
+                    );
+                    self.emit(
+                        finding("wire-invalid-utf8", msg)
+                            .offset(off)
+                            .index(e.wire.index)
+                            .goraft("Go's proto2 decoder accepts it; the name matches no registered command"),
+                    );
+                }
                 self.unknown(name, e.wire.index, off);
                 true
             }
@@ -697,10 +720,10 @@ impl Pass<'_> {
                             let detail = if old == connection_string {
                                 String::new()
                             } else {
-                                format!(" (it keeps connectionString {old:?}, not {connection_string:?})")
+                                format!(" (it keeps connectionString \"{old}\", not \"{connection_string}\")")
                             };
                             self.emit(
-                                finding("join-duplicate", format!("raft:join at index {index} for {name:?}, which is already a member"))
+                                finding("join-duplicate", format!("raft:join at index {index} for \"{name}\", which is already a member"))
                                     .offset(off)
                                     .index(index)
                                     .goraft(format!("ignores it at apply: AddPeer returns early{detail}")),
@@ -770,7 +793,7 @@ impl Pass<'_> {
             self.emit(
                 finding(
                     "unknown-command",
-                    format!("command name {name:?} is registered by neither goraft nor raftd{count}"),
+                    format!("command name \"{name}\" is registered by neither goraft nor raftd{count}"),
                 )
                 .offset(u.offset)
                 .index(u.index)
@@ -987,7 +1010,7 @@ fn snapshot_rules(dir: &DataDir, log: &LogOutcome, sink: &mut Sink, out: &mut Ve
                 out.push(
                     at(finding(
                         "snapshot-stray-file",
-                        format!("snapshot/{:?} is not named <term>_<index>.ss", s.file_name),
+                        format!("snapshot/{} is not named <term>_<index>.ss", s.file_name),
                     ))
                     .goraft(goraft),
                 );
@@ -1006,7 +1029,7 @@ fn snapshot_rules(dir: &DataDir, log: &LogOutcome, sink: &mut Sink, out: &mut Ve
                     let (msg, off) = match e {
                         SnapshotLoadError::Io(e) => (format!("cannot read it: {e}"), None),
                         SnapshotLoadError::Format(e) => {
-                            (format!("not a snapshot: {}", e.message), e.offset)
+                            ("not a snapshot: it does not start with a CRC-32 of 8 hex digits and a newline".to_string(), e.offset)
                         }
                     };
                     let f = at(finding("snapshot-invalid", msg)).goraft(load_fails);
@@ -1023,7 +1046,7 @@ fn snapshot_rules(dir: &DataDir, log: &LogOutcome, sink: &mut Sink, out: &mut Ve
                 at(finding(
                     "snapshot-crc",
                     format!(
-                        "the header declares CRC-32 {:08x} but the {} bytes after it have {:08x} (written in place without O_TRUNC, trailing bytes of an older file may remain)",
+                        "the header declares CRC-32 {:08x} but the {} bytes after it have {:08x} (goraft writes snapshots in place without O_TRUNC: a shorter rewrite keeps an older file's last bytes)",
                         parsed.declared_crc,
                         s.size.saturating_sub(parsed.header_len as u64),
                         parsed.actual_crc
@@ -1076,7 +1099,7 @@ fn snapshot_rules(dir: &DataDir, log: &LogOutcome, sink: &mut Sink, out: &mut Ve
                 out.push(
                     at(finding(
                         "snapshot-path-mismatch",
-                        format!("its recorded path {:?} names another file than {:?}", snap.path, s.file_name),
+                        format!("its recorded path \"{}\" names another file than {}", snap.path, s.file_name),
                     ))
                     .goraft("deletes the recorded path, not this file, when a newer snapshot replaces it"),
                 );
@@ -1087,7 +1110,7 @@ fn snapshot_rules(dir: &DataDir, log: &LogOutcome, sink: &mut Sink, out: &mut Ve
             out.push(
                 at(finding(
                     "snapshot-path-moved",
-                    format!("its recorded path {:?} is not where the file is now (the data dir was moved or copied)", snap.path),
+                    format!("its recorded path \"{}\" is not where the file is now (the data dir was moved or copied)", snap.path),
                 ))
                 .goraft("deletes the recorded path, not this file, when a newer snapshot replaces it, so this file would be left behind"),
             );
@@ -1127,18 +1150,16 @@ fn snapshot_rules(dir: &DataDir, log: &LogOutcome, sink: &mut Sink, out: &mut Ve
             };
             let what = match valid_snapshot(p) {
                 Some(v) => format!(
-                    "it would load the older state at index {} and replay the log from there",
+                    "loads the older state at index {} and replays the log from there",
                     v.last_index
                 ),
-                None => {
-                    "it is not a valid snapshot, so LoadSnapshot fails and the node cannot start"
-                        .to_string()
-                }
+                None => "fails to load it (it is not a valid snapshot): the node cannot start"
+                    .to_string(),
             };
             out.push(
                 finding(
                     "snapshot-goraft-choice",
-                    format!("goraft's LoadSnapshot picks {:?} (the last name in string order, goraft issue #235); {newest}", p.file_name),
+                    format!("goraft's LoadSnapshot picks {} (the last name in string order, goraft issue #235); {newest}", p.file_name),
                 )
                 .file(p.path.clone())
                 .goraft(what),
@@ -1178,14 +1199,14 @@ fn conf_rules(
         .max(best.map_or(0, |s| s.last_index));
     if conf.commit_index > last && sink.want("conf-commit-beyond-log") {
         let kept = if log.first_damage.is_some() {
-            " after the damage is cut"
+            " once it has cut the damage"
         } else {
             ""
         };
         out.push(
             at(finding(
                 "conf-commit-beyond-log",
-                format!("conf commitIndex {} is above the last index goraft keeps{kept}, {last}", conf.commit_index),
+                format!("conf commitIndex {} is above {last}, the last index goraft keeps{kept}", conf.commit_index),
             ))
             .goraft(format!(
                 "commitInfo() panics with index out of range (reached through TakeSnapshot), and setCommitIndex ignores every commit below {}, so later entries are not applied until then",
@@ -1218,12 +1239,12 @@ fn conf_rules(
             .insert(p.name.clone(), p.connection_string.clone())
             .is_some()
         {
-            problems.push(format!("lists {:?} twice", p.name));
+            problems.push(format!("lists \"{}\" twice", p.name));
         }
     }
     if listed.contains_key(me) {
         problems.push(format!(
-            "lists the node itself ({me:?}); goraft's conf holds only the other members"
+            "lists the node itself (\"{me}\"); goraft's conf holds only the other members"
         ));
         listed.remove(me);
     }
@@ -1248,7 +1269,7 @@ fn conf_rules(
         if let Some(want) = expected.get(name) {
             if want != cs {
                 problems.push(format!(
-                    "gives {name:?} connectionString {cs:?}, the log {want:?}"
+                    "gives \"{name}\" connectionString \"{cs}\", the log \"{want}\""
                 ));
             }
         }
@@ -1274,7 +1295,7 @@ fn conf_rules(
 
 fn names(list: &[&String]) -> String {
     list.iter()
-        .map(|n| format!("{n:?}"))
+        .map(|n| format!("\"{n}\""))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -1311,16 +1332,16 @@ fn name_rules(dir: &DataDir, log: &LogOutcome, sink: &mut Sink, out: &mut Vec<Fi
         if sink.want("name-trailing-newline") {
             let joined = match m.joined.get(trimmed) {
                 Some(i) => {
-                    format!(", so this node no longer matches its join of {trimmed:?} at index {i}")
+                    format!(
+                        ", so this node no longer matches its join of \"{trimmed}\" at index {i}"
+                    )
                 }
                 None => String::new(),
             };
             out.push(
                 at(finding(
                     "name-trailing-newline",
-                    format!(
-                        "the name file holds {name:?}: it ends with whitespace after {trimmed:?}"
-                    ),
+                    format!("the name file holds \"{name}\": whitespace follows \"{trimmed}\""),
                 ))
                 .goraft(format!(
                     "raftd uses the whole content, whitespace included, as the node name{joined}"
@@ -1346,7 +1367,7 @@ fn name_rules(dir: &DataDir, log: &LogOutcome, sink: &mut Sink, out: &mut Vec<Fi
                 s
             }
         };
-        out.push(at(finding("name-not-joined", format!("node name {name:?} is not a member: {why}")))
+        out.push(at(finding("name-not-joined", format!("node name \"{name}\" is not a member: {why}")))
             .goraft("restarts from this log as a node its cluster does not know: no leader replicates to it"));
     }
 }

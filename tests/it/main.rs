@@ -2,6 +2,7 @@
 
 mod cli;
 mod format;
+mod synthetic_verify;
 
 use std::path::{Path, PathBuf};
 
