@@ -836,8 +836,12 @@ impl Pass<'_> {
             String::new()
         };
         let discard = format!(
-            "truncates the log to {t} bytes at its next start{skew}, discarding the {lost} bytes from there on ({} among them); its write offset is not reset, so the next append leaves a hole of zero bytes (hole bug)",
-            plural(after, "good frame", "good frames")
+            "truncates the log to {t} bytes at its next start{skew}, discarding the {lost} bytes from there on{}; its write offset is not reset, so the next append leaves a hole of zero bytes (hole bug)",
+            if after == 0 {
+                String::new()
+            } else {
+                format!(" ({} among them)", plural(after, "good frame", "good frames"))
+            }
         );
         let later = format!("inside the part goraft discards (it truncates the log to {t} bytes)");
         let (code, msg, goraft) = match &d.kind {

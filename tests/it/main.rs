@@ -2,7 +2,9 @@
 
 mod cli;
 mod format;
+mod repair;
 mod synthetic_verify;
+mod verify;
 
 use std::path::{Path, PathBuf};
 
