@@ -512,7 +512,7 @@ pub fn apply(plan: &Plan, now: u64) -> Result<Applied, RepairError> {
 
 /// A blocker as one line: `code at file:offset (index N): message`.
 pub fn blocker_line(f: &Finding) -> String {
-    let mut s = format!("{}", f.code);
+    let mut s = f.code.to_string();
     if let Some(file) = &f.file {
         s.push_str(&format!(" at {}", file.display()));
         if let Some(o) = f.offset {

@@ -78,18 +78,18 @@ pub fn finding(code: &'static str, message: impl Into<String>) -> Finding {
     Finding::new(sev.unwrap_or(Severity::Error), code, message)
 }
 
-/// The man-page text listing every code, grouped by severity, for `after_long_help`.
+/// The man-page text listing every code, grouped by severity, for `after_long_help`: the code
+/// on one line, its description indented below (so that wrapped lines keep the indent).
 pub fn help_text() -> String {
-    let width = CODES.iter().map(|(c, _, _)| c.len()).max().unwrap_or(0);
-    let mut out = String::from("Finding codes (stable; severity, code, what it means):\n");
+    let mut out = String::from("Finding codes (stable), by severity:\n");
     for sev in [Severity::Error, Severity::Warning, Severity::Info] {
-        for (code, s, desc) in CODES.iter().filter(|(_, s, _)| *s == sev) {
-            let label = match s {
-                Severity::Error => "error",
-                Severity::Warning => "warning",
-                Severity::Info => "info",
-            };
-            out.push_str(&format!("  {label:<7}  {code:<width$}  {desc}\n"));
+        let label = match sev {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        };
+        for (code, _, desc) in CODES.iter().filter(|(_, s, _)| *s == sev) {
+            out.push_str(&format!("  {code} ({label})\n      {desc}\n"));
         }
     }
     out
@@ -120,7 +120,7 @@ mod tests {
     fn help_lists_every_code_once() {
         let text = help_text();
         for (code, _, _) in CODES {
-            assert_eq!(text.matches(&format!(" {code} ")).count(), 1, "{code}");
+            assert_eq!(text.matches(&format!("  {code} (")).count(), 1, "{code}");
         }
     }
 }

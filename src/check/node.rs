@@ -527,7 +527,7 @@ impl Pass<'_> {
     fn command(&mut self, e: &RawEntry<'_>, off: u64, in_prefix: bool) -> bool {
         let payload = e.wire.command;
         match e.wire.name {
-            b"write" => match payload.and_then(|p| payload::canonical(p, &["key", "value"])) {
+            b"write" => match payload.and_then(super::payload::canonical_write) {
                 Some(c) => {
                     if c.fffd_escape || c.fffd_raw {
                         self.replacement_char(e, off, "value", c.fffd_escape);
