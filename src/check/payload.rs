@@ -45,18 +45,62 @@ pub fn canonical(payload: &[u8], keys: &[&str]) -> Option<Canonical> {
     (p == b"}\n").then_some(flags)
 }
 
-/// [`canonical`] for raftd's `write` payload, with its literals compared as fixed-size arrays
-/// (inline integer compares rather than `memcmp` calls: this runs once per entry).
+/// [`canonical`] for raftd's `write` payload, tuned for the common case (plain ASCII key and
+/// value): the key's end is found with one 16-byte step and the value, which must end right
+/// before the final `"}\n`, is checked backwards from there in 16-byte windows. Anything else
+/// (escapes, non-ASCII, another shape) goes through the general scan; the answers are the same
+/// as `canonical(payload, &["key", "value"])`.
 #[inline]
 pub fn canonical_write(payload: &[u8]) -> Option<Canonical> {
     const KEY: &[u8; 8] = b"{\"key\":\"";
     const VALUE: &[u8; 11] = b"\",\"value\":\"";
+    let rest = payload.strip_prefix(KEY)?;
+    if let Some(value_end) = payload.len().checked_sub(3) {
+        let key_end = KEY.len() + next_special(rest, 0);
+        let value_start = key_end + VALUE.len();
+        if payload[value_end..] == *b"\"}\n"
+            && value_start <= value_end
+            && payload.get(key_end..).and_then(<[u8]>::first_chunk::<11>) == Some(VALUE)
+            && plain_before(payload, value_start, value_end)
+        {
+            return Some(Canonical::default());
+        }
+    }
     let mut flags = Canonical::default();
-    let p = payload.strip_prefix(KEY)?;
-    let n = string_body(p, &mut flags)?;
-    let p = p.get(n..)?.strip_prefix(VALUE)?;
+    let n = string_body(rest, &mut flags)?;
+    let p = rest.get(n..)?.strip_prefix(VALUE)?;
     let n = string_body(p, &mut flags)?;
     (p.get(n..)? == b"\"}\n").then_some(flags)
+}
+
+/// Whether `s[start..end]` has no byte for which [`special`] holds, looking at 16-byte windows
+/// that end at `end` (which must be at least 16, so that a window never starts before 0).
+#[inline(always)]
+fn plain_before(s: &[u8], start: usize, mut end: usize) -> bool {
+    if end < 16 || end > s.len() {
+        return s
+            .get(start..end)
+            .is_some_and(|r| !r.iter().any(|&b| special(b)));
+    }
+    while end > start {
+        let Some(window) = s[end - 16..].first_chunk::<16>() else {
+            return false;
+        };
+        let mut m = mask16(window);
+        // Bytes before `start` belong to the literal `","value":"`.
+        let before = (start + 16).saturating_sub(end);
+        if before > 0 {
+            m = if before >= 16 { 0 } else { m >> (8 * before) };
+        }
+        if m != 0 {
+            return false;
+        }
+        end = end.saturating_sub(16);
+        if end < 16 && end > start {
+            return s[start..end].iter().all(|&b| !special(b));
+        }
+    }
+    true
 }
 
 /// Whether byte `b` needs a look inside a string: anything but printable ASCII, and `"`, `\\`,
@@ -236,6 +280,38 @@ mod tests {
                         let want = (start..len).find(|&k| !PLAIN[s[k] as usize]).unwrap_or(len);
                         assert_eq!(next_special(&s, start), want, "{s:?} from {start}");
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_write_shortcut_agrees_with_the_general_form_on_every_byte() {
+        // Every byte value of interest at every position of payloads of several shapes.
+        let shapes = [
+            ("k", ""),
+            ("ekey0000123", "v0150123-xxxxxxx"),
+            ("", "v"),
+            (
+                "key-of-20-characters",
+                "a value that is longer than 32 bytes",
+            ),
+        ];
+        for (k, v) in shapes {
+            let base = command::encode_write(k.as_bytes(), v.as_bytes());
+            for pos in 0..base.len() {
+                for b in [
+                    0x00, b'\n', b' ', b'"', b'&', b'<', b'\\', b'a', b'}', b',', b':', 0x7f, 0x80,
+                    0xef,
+                ] {
+                    let mut p = base.clone();
+                    p[pos] = b;
+                    assert_eq!(
+                        canonical_write(&p),
+                        canonical(&p, WRITE),
+                        "{:?}",
+                        String::from_utf8_lossy(&p)
+                    );
                 }
             }
         }
