@@ -1598,4 +1598,29 @@ mod tests {
             (3, 0, Some(0))
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_and_reports_in_file_order(
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            at in 0usize..161,
+            splice in proptest::bool::ANY,
+        ) {
+            // Arbitrary bytes on their own, and spliced into the spec's sample.
+            let mut spliced = sample();
+            if splice {
+                spliced.splice(at..at, noise.iter().copied());
+            } else {
+                let n = noise.len().min(161 - at);
+                spliced[at..at + n].copy_from_slice(&noise[..n]);
+            }
+            for bytes in [&noise[..], &spliced[..]] {
+                let (out, f) = check_log(bytes, &LogContext::default());
+                let offsets: Vec<u64> = f.iter().filter_map(|f| f.offset).collect();
+                proptest::prop_assert!(offsets.windows(2).all(|w| w[0] <= w[1]));
+                proptest::prop_assert!(out.kept_entries <= out.entries);
+                proptest::prop_assert_eq!(out.first_damage.is_some(), out.goraft_truncate_at.is_some());
+            }
+        }
+    }
 }
