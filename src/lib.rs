@@ -6,6 +6,7 @@
 //! - [`format`]: pure bytes <-> model for the log, conf, snapshot and RPC messages.
 //! - [`datadir`]: the filesystem edge: find and memory-map a node's files, never write.
 //! - [`inspect`]: one streaming summary pass over a log, and the entry filter of `inspect`.
+//! - [`repair`]: plans and applies the safe repair of a damaged node (the only writer of data files).
 //! - [`render`]: the only formatting code, writing to `&mut dyn Write`.
 //! - [`replay`]: raftd's state machine and the streaming replayer.
 //! - [`diff`]: index-aligned comparison of N nodes' logs.
@@ -20,4 +21,5 @@ pub mod format;
 pub mod inspect;
 pub mod model;
 pub mod render;
+pub mod repair;
 pub mod replay;

@@ -10,6 +10,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 pub mod cluster;
+pub mod codes;
+pub mod node;
+pub mod payload;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -12,7 +12,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub mod diff;
 pub mod generate;
 pub mod inspect;
+pub mod repair;
 pub mod replay;
+pub mod verify;
 
 /// What a subcommand concluded (errors are `anyhow::Error` and exit 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +103,10 @@ pub enum Command {
     Replay(replay::Args),
     /// Compare nodes side by side by index: where their logs part ways, which tails are committed.
     Diff(diff::Args),
+    /// Check one or more nodes: damage, invariants, and what goraft would do about them.
+    Verify(verify::Args),
+    /// Plan (default) or apply a safe repair of a damaged node: cut, salvage, back up first.
+    Repair(repair::Args),
     /// Generate man pages or shell completions.
     #[command(hide = true)]
     Generate(generate::Args),
@@ -194,6 +200,8 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args, &mut ui),
         Command::Replay(args) => replay::run(args, &mut ui),
         Command::Diff(args) => diff::run(args, &mut ui),
+        Command::Verify(args) => verify::run(args, &mut ui),
+        Command::Repair(args) => repair::run(args, &mut ui),
         Command::Generate(args) => generate::run(args, &mut ui),
     };
     let result = result.and_then(|o| ui.out.flush().map(|_| o).map_err(Into::into));

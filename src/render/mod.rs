@@ -9,6 +9,8 @@ pub mod replay;
 use std::borrow::Cow;
 
 pub mod inspect;
+pub mod repair;
+pub mod report;
 
 /// Escapes a string for a terminal: control characters (C0, DEL, C1), and the line and paragraph
 /// separators become `\n`, `\t`, `\u{..}`-style escapes, and backslashes are doubled, so a value can

@@ -6,9 +6,12 @@ mod format;
 mod inspect;
 mod man;
 mod regressions;
+mod repair;
 mod replay;
 mod sweeps;
 mod synthetic;
+mod synthetic_verify;
+mod verify;
 
 use std::path::{Path, PathBuf};
 

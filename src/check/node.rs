@@ -1,0 +1,1641 @@
+//! One node's rules: the log (framing, protobuf, headers, index and term order, commands,
+//! membership), its snapshots, conf, name and leftover files, each compared with what goraft's
+//! loader would do with them.
+//!
+//! The log is checked in a single streaming pass ([`check_log`]) over the bytes: entries are
+//! never collected, per-entry work is a few comparisons (command JSON is only decoded for
+//! membership changes and for payloads the fast recogniser in `check::payload` does not accept),
+//! and memory stays flat because findings are capped per code ([`LIMIT`]) and damage is summarised.
+//! Pure: it takes an opened [`DataDir`] (or a byte slice) and returns findings; no I/O, no printing.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::codes::finding;
+use super::payload;
+use super::Finding;
+use crate::datadir::{DataDir, InputKind, SnapshotFile, SnapshotLoadError};
+use crate::format::command;
+use crate::format::frame::{self, HeaderQuirks};
+use crate::format::log::{DamageKind, LogError, LogReader, RawEntry};
+use crate::format::wire::{self, WireQuirk};
+use crate::model::{Command, Peer, Snapshot};
+
+/// How many findings of one code are listed per node; the rest are counted in one
+/// `findings-suppressed` finding.
+pub const LIMIT: u64 = 20;
+
+/// What the log pass needs to know about the rest of the node.
+#[derive(Debug, Clone, Default)]
+pub struct LogContext {
+    /// The node label put on findings.
+    pub node: Option<String>,
+    /// The log file's path, put on findings.
+    pub file: PathBuf,
+    /// goraft's `startIndex`: the lastIndex of the snapshot goraft would load, else 0. Frames at
+    /// or below it are skipped (but counted) by goraft's loader.
+    pub start_index: u64,
+    /// The lastIndex of the newest valid snapshot, which may explain a log starting above 1.
+    pub snapshot_last_index: Option<u64>,
+    /// The members recorded in that snapshot: membership is replayed from them (joins and leaves
+    /// above its lastIndex), else from an empty set.
+    pub base_members: Option<Vec<Peer>>,
+    /// conf's commitIndex (0 without conf): goraft applies entries up to it while loading.
+    pub conf_commit: u64,
+    /// Indexes whose term the pass records (the snapshots' lastIndex values).
+    pub watch: Vec<u64>,
+}
+
+/// The membership replayed from the part of the log goraft keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Membership {
+    /// Whether the replay started from a known state (index 1, or a snapshot's peers).
+    pub known: bool,
+    /// Members (name -> connectionString) after every join and leave.
+    pub members: BTreeMap<String, String>,
+    /// Members after the joins and leaves at or below conf's commitIndex.
+    pub at_conf: BTreeMap<String, String>,
+    /// The index of each name's first join.
+    pub joined: BTreeMap<String, u64>,
+    /// The index of each name's last leave.
+    pub left: BTreeMap<String, u64>,
+}
+
+/// What the log pass learned, besides its findings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogOutcome {
+    /// File size.
+    pub bytes: u64,
+    /// Good frames in the file (before and after damage).
+    pub entries: u64,
+    /// Index of the first good frame.
+    pub first_index: Option<u64>,
+    /// Index of the last good frame.
+    pub last_index: Option<u64>,
+    /// Term of the last good frame.
+    pub last_term: Option<u64>,
+    /// Byte offset of the first damage: goraft keeps nothing after it.
+    pub first_damage: Option<u64>,
+    /// Where goraft's loader would truncate the file (its own byte count at the first damage).
+    pub goraft_truncate_at: Option<u64>,
+    /// Good frames before the first damage: what goraft keeps.
+    pub kept_entries: u64,
+    /// Index of the last frame goraft keeps.
+    pub kept_last_index: Option<u64>,
+    /// Whether the file starts with the July-2013 commit-index prefix.
+    pub commit_index_prefix: bool,
+    /// Membership replayed from the kept part.
+    pub membership: Membership,
+    /// `(index, term)` of the first frame at each watched index.
+    pub watched: Vec<(u64, u64)>,
+}
+
+/// One node's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeReport {
+    /// The node's label (path and name).
+    pub node: String,
+    /// The path as given.
+    pub path: PathBuf,
+    /// What the log pass learned.
+    pub log: LogOutcome,
+    /// The findings, log first (in file order), then snapshots, conf, name and leftovers.
+    pub findings: Vec<Finding>,
+}
+
+/// Counts findings per code and says whether one more may be listed.
+#[derive(Debug, Default)]
+struct Sink {
+    counts: Vec<(&'static str, u64)>,
+}
+
+impl Sink {
+    fn want(&mut self, code: &'static str) -> bool {
+        let i = match self.counts.iter().position(|(c, _)| *c == code) {
+            Some(i) => i,
+            None => {
+                self.counts.push((code, 0));
+                self.counts.len() - 1
+            }
+        };
+        self.counts[i].1 += 1;
+        self.counts[i].1 <= LIMIT
+    }
+
+    fn suppressed(&self, node: Option<&str>) -> Vec<Finding> {
+        self.counts
+            .iter()
+            .filter(|(_, n)| *n > LIMIT)
+            .map(|(code, n)| {
+                let f = finding(
+                    "findings-suppressed",
+                    format!("{} more {code} findings on this node are not listed (the first {LIMIT} are)", n - LIMIT),
+                );
+                match node {
+                    Some(n) => f.node(n),
+                    None => f,
+                }
+            })
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The log pass.
+
+#[derive(Debug, Clone)]
+enum Damage {
+    Reader(DamageKind),
+    Prefix { commit: u32 },
+}
+
+#[derive(Debug, Clone)]
+struct DamageRec {
+    offset: u64,
+    len: u64,
+    kind: Damage,
+    /// Good frames before it.
+    before: u64,
+    /// Index of the first good frame after it.
+    next_index: Option<u64>,
+    /// The reader's description.
+    text: String,
+}
+
+struct Unknown {
+    name: Vec<u8>,
+    count: u64,
+    index: u64,
+    offset: u64,
+}
+
+const MAX_UNKNOWN_NAMES: usize = 64;
+
+struct Pass<'c> {
+    ctx: &'c LogContext,
+    buf: &'c [u8],
+    sink: &'c mut Sink,
+    findings: Vec<Finding>,
+    out: LogOutcome,
+    prev: Option<(u64, u64)>,
+    goraft_bytes: u64,
+    damage: Vec<DamageRec>,
+    pending_next: bool,
+    unknown: Vec<Unknown>,
+    unknown_more: u64,
+    membership_from: u64,
+}
+
+/// Checks a log held in memory. This is the in-process entry point used by sweeps over damaged
+/// copies; [`check`] calls it with the context taken from the rest of the data dir.
+pub fn check_log(bytes: &[u8], ctx: &LogContext) -> (LogOutcome, Vec<Finding>) {
+    let mut sink = Sink::default();
+    let (out, mut findings) = run_log(bytes, ctx, &mut sink, &|_| {});
+    findings.extend(sink.suppressed(ctx.node.as_deref()));
+    (out, findings)
+}
+
+/// `release` is told the byte ranges the pass has left behind, so that a memory-mapped log of
+/// many GB can give those pages back (see `datadir::LogBytes::release`).
+fn run_log(
+    bytes: &[u8],
+    ctx: &LogContext,
+    sink: &mut Sink,
+    release: &dyn Fn(std::ops::Range<usize>),
+) -> (LogOutcome, Vec<Finding>) {
+    let mut pass = Pass {
+        ctx,
+        buf: bytes,
+        sink,
+        findings: Vec::new(),
+        out: LogOutcome {
+            bytes: bytes.len() as u64,
+            ..LogOutcome::default()
+        },
+        prev: None,
+        goraft_bytes: 0,
+        damage: Vec::new(),
+        pending_next: false,
+        unknown: Vec::new(),
+        unknown_more: 0,
+        membership_from: 0,
+    };
+    if let Some(peers) = &ctx.base_members {
+        pass.out.membership.known = true;
+        pass.membership_from = ctx.snapshot_last_index.unwrap_or(0);
+        for p in peers {
+            pass.out
+                .membership
+                .members
+                .insert(p.name.clone(), p.connection_string.clone());
+            pass.out
+                .membership
+                .at_conf
+                .insert(p.name.clone(), p.connection_string.clone());
+        }
+    }
+    let base = match commit_index_prefix(bytes) {
+        Some(commit) => {
+            pass.out.commit_index_prefix = true;
+            pass.out.first_damage = Some(0);
+            pass.out.goraft_truncate_at = Some(0);
+            pass.damage.push(DamageRec {
+                offset: 0,
+                len: 9,
+                kind: Damage::Prefix { commit },
+                before: 0,
+                next_index: None,
+                text: String::new(),
+            });
+            pass.sink.want("log-commit-index-prefix");
+            pass.pending_next = true;
+            9
+        }
+        None => 0,
+    };
+    const STEP: usize = 8 << 20;
+    let mut released = 0usize;
+    let mut reader = LogReader::new(&bytes[base as usize..]);
+    while let Some(item) = reader.next() {
+        match item {
+            Ok(e) => pass.entry(&e, base),
+            Err(e) => pass.damage(rebase(e, base)),
+        }
+        let pos = base as usize + reader.position() as usize;
+        if pos >= released + 2 * STEP {
+            release(released..pos - STEP);
+            released = pos - STEP;
+        }
+    }
+    pass.finish();
+    let Pass {
+        mut findings, out, ..
+    } = pass;
+    findings.sort_by_key(|f| f.offset.unwrap_or(u64::MAX));
+    (out, findings)
+}
+
+fn rebase(mut e: LogError, base: u64) -> LogError {
+    e.offset += base;
+    if let DamageKind::Garbage { at, .. } = &mut e.kind {
+        *at += base;
+    }
+    e
+}
+
+/// Whether the file starts with the July-2013 `"%8x\n"` commit index before its first frame:
+/// a 9-byte header whose "frame" does not decode, followed by a frame that does.
+fn commit_index_prefix(bytes: &[u8]) -> Option<u32> {
+    let h = frame::parse_header(bytes).ok()?;
+    if h.len != 9 || frame_decodes_at(bytes, 0) || !frame_decodes_at(bytes, 9) {
+        return None;
+    }
+    Some(h.body_len)
+}
+
+/// Whether a frame with any header Go accepts starts at `p` and its body decodes.
+fn frame_decodes_at(bytes: &[u8], p: usize) -> bool {
+    let Some(rest) = bytes.get(p..) else {
+        return false;
+    };
+    let Ok(h) = frame::parse_header(rest) else {
+        return false;
+    };
+    rest.get(h.len..h.len + h.body_len as usize)
+        .is_some_and(|body| wire::decode_entry(body).is_ok())
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+impl Pass<'_> {
+    fn emit(&mut self, f: Finding) {
+        let f = f.file(self.ctx.file.clone());
+        self.findings.push(match &self.ctx.node {
+            Some(n) => f.node(n.clone()),
+            None => f,
+        });
+    }
+
+    #[inline]
+    fn entry(&mut self, e: &RawEntry<'_>, base: u64) {
+        let off = base + e.offset;
+        let (index, term) = (e.wire.index, e.wire.term);
+        let in_prefix = self.out.first_damage.is_none();
+        self.out.entries += 1;
+        if self.pending_next {
+            for d in self.damage.iter_mut().filter(|d| d.next_index.is_none()) {
+                d.next_index = Some(index);
+            }
+            self.pending_next = false;
+        }
+        if !e.header.quirks.is_canonical() {
+            self.header_quirks(e, off);
+        }
+        if !e.wire.canonical {
+            self.wire_quirks(e, off);
+        }
+        match self.prev {
+            None => {
+                self.out.first_index = Some(index);
+                self.first_index(index, off);
+                self.out.membership.known |= index == 1;
+            }
+            Some((pi, pt)) => {
+                if Some(index) != pi.checked_add(1) {
+                    self.index_step(pi, index, off);
+                }
+                if term < pt && self.sink.want("term-decrease") {
+                    self.emit(
+                        finding(
+                            "term-decrease",
+                            format!("term {term} at index {index} is lower than the previous entry's term {pt} (index {pi})"),
+                        )
+                        .offset(off)
+                        .index(index)
+                        .goraft("loads it without checking; terms must never decrease along a Raft log, so this log was damaged or mixed with another node's"),
+                    );
+                }
+            }
+        }
+        self.prev = Some((index, term));
+        let undecodable = self.command(e, off, in_prefix);
+        if in_prefix {
+            self.out.kept_entries += 1;
+            self.out.kept_last_index = Some(index);
+            // goraft's loader `continue`s before counting a frame whose command it cannot
+            // decode, when it applies it during load (index <= conf commitIndex).
+            let uncounted =
+                undecodable && index <= self.ctx.conf_commit && index > self.ctx.start_index;
+            if !uncounted {
+                self.goraft_bytes += e.body.len() as u64 + frame::CANONICAL_HEADER_LEN as u64;
+            }
+        }
+        if !self.ctx.watch.is_empty()
+            && self.ctx.watch.contains(&index)
+            && !self.out.watched.iter().any(|(i, _)| *i == index)
+        {
+            self.out.watched.push((index, term));
+        }
+        self.out.last_index = Some(index);
+        self.out.last_term = Some(term);
+    }
+
+    fn first_index(&mut self, index: u64, off: u64) {
+        let covered = match self.ctx.snapshot_last_index {
+            Some(last) => index >= 1 && index <= last.saturating_add(1),
+            None => index == 1,
+        };
+        if covered {
+            return;
+        }
+        let why = match self.ctx.snapshot_last_index {
+            Some(last) => format!("the newest snapshot covers only up to index {last}"),
+            None if index == 0 => "goraft's indexes start at 1".to_string(),
+            None => "no snapshot covers the indexes before it".to_string(),
+        };
+        let missing = if index > 1 {
+            format!(
+                "; entries {}..{} are missing",
+                self.ctx.snapshot_last_index.map_or(1, |l| l + 1),
+                index - 1
+            )
+        } else {
+            String::new()
+        };
+        if self.sink.want("log-first-index") {
+            self.emit(
+                finding("log-first-index", format!("the log starts at index {index}, but {why}{missing}"))
+                    .offset(off)
+                    .index(index)
+                    .goraft("loads the entries at the wrong positions (it places index i at i - startIndex - 1), so lookups by index return the wrong entries"),
+            );
+        }
+    }
+
+    fn index_step(&mut self, prev: u64, index: u64, off: u64) {
+        if index > prev {
+            if self.sink.want("index-gap") {
+                self.emit(
+                    finding(
+                        "index-gap",
+                        format!(
+                            "index {index} follows index {prev}: {} missing",
+                            plural(index - prev - 1, "entry is", "entries are")
+                        ),
+                    )
+                    .offset(off)
+                    .index(index)
+                    .goraft("loads it without a continuity check; its in-memory positions then no longer match the indexes, so lookups return the wrong entries"),
+                );
+            }
+        } else if self.sink.want("index-duplicate") {
+            let what = if index == prev {
+                format!("index {index} repeats the previous entry's index")
+            } else {
+                format!("index {index} follows index {prev}: the log goes back")
+            };
+            self.emit(
+                finding("index-duplicate", what)
+                    .offset(off)
+                    .index(index)
+                    .goraft("loads both copies without checking; stale entries can be resurrected this way (compaction position bug, spec section 2.8) and replace what the leader wrote"),
+            );
+        }
+    }
+
+    fn header_quirks(&mut self, e: &RawEntry<'_>, off: u64) {
+        let q = e.header.quirks;
+        let start = off as usize;
+        let found = String::from_utf8_lossy(
+            self.buf
+                .get(start..start + e.header.len)
+                .unwrap_or_default(),
+        );
+        let mut canonical = Vec::new();
+        frame::write_header(e.header.body_len, &mut canonical);
+        let skew = e.header.len as i64 - frame::CANONICAL_HEADER_LEN as i64;
+        let goraft = match skew {
+            0 => "Go's reader accepts it; goraft never writes it".to_string(),
+            1.. => format!(
+                "Go's reader accepts it but counts 9 bytes for this {}-byte header, so goraft's byte count falls {skew} short from here on (a later truncation would cut in the wrong place)",
+                e.header.len
+            ),
+            _ => format!(
+                "Go's reader accepts it but counts 9 bytes for this {}-byte header, so goraft's byte count is {} too high from here on (a later truncation would cut in the wrong place)",
+                e.header.len,
+                -skew
+            ),
+        };
+        for (quirk, code) in [
+            (HeaderQuirks::EXTRA_SPACES, "header-extra-spaces"),
+            (HeaderQuirks::UNPADDED, "header-unpadded"),
+            (HeaderQuirks::UPPERCASE, "header-uppercase"),
+            (HeaderQuirks::LEADING_ZEROS, "header-leading-zeros"),
+        ] {
+            if q.contains(quirk) && self.sink.want(code) {
+                let desc = match code {
+                    "header-extra-spaces" => "more than 8 characters of padding",
+                    "header-unpadded" => "fewer than 8 characters (the unpadded July-2013 form)",
+                    "header-uppercase" => "uppercase hex digits",
+                    _ => "zero padding instead of spaces",
+                };
+                let msg = format!(
+                    "frame header \"{}\" + newline ({} bytes) has {desc}; goraft writes \"{}\"",
+                    found.trim_end_matches('\n'),
+                    e.header.len,
+                    String::from_utf8_lossy(&canonical).trim_end_matches('\n')
+                );
+                self.emit(
+                    finding(code, msg)
+                        .offset(off)
+                        .index(e.wire.index)
+                        .goraft(goraft.clone()),
+                );
+            }
+        }
+    }
+
+    fn wire_quirks(&mut self, e: &RawEntry<'_>, off: u64) {
+        let Ok(quirks) = wire::check(e.body, &wire::LOG_ENTRY) else {
+            return;
+        };
+        let body_at = off + e.header.len as u64;
+        for q in quirks {
+            let (code, goraft) = match q {
+                WireQuirk::UnknownField { .. } => (
+                    "wire-unknown-field",
+                    "Go keeps the unknown field and sends it on when it replicates the entry",
+                ),
+                WireQuirk::DuplicateField { .. } => (
+                    "wire-duplicate-field",
+                    "Go keeps the last value; goraft writes every field once",
+                ),
+                WireQuirk::OutOfOrder { .. } => (
+                    "wire-out-of-order",
+                    "Go accepts any order; goraft writes fields 1, 2, 3, 4",
+                ),
+                WireQuirk::InvalidUtf8 { .. } => (
+                    "wire-invalid-utf8",
+                    "Go's proto2 decoder accepts it; the name matches no registered command",
+                ),
+            };
+            if self.sink.want(code) {
+                let msg = format!(
+                    "entry body: {q} (file byte {})",
+                    body_at + q.offset() as u64
+                );
+                self.emit(
+                    finding(code, msg)
+                        .offset(off)
+                        .index(e.wire.index)
+                        .goraft(goraft),
+                );
+            }
+        }
+    }
+
+    /// Checks the command; returns whether goraft's `newCommand` would fail on it.
+    #[inline]
+    fn command(&mut self, e: &RawEntry<'_>, off: u64, in_prefix: bool) -> bool {
+        let payload = e.wire.command;
+        match e.wire.name {
+            b"write" => match payload.and_then(super::payload::canonical_write) {
+                Some(c) => {
+                    if c.fffd_escape || c.fffd_raw {
+                        self.replacement_char(e, off, "value", c.fffd_escape);
+                    }
+                    false
+                }
+                None => self.write_slow(e, off),
+            },
+            b"raft:nop" => {
+                if payload.is_some() && self.sink.want("command-non-canonical") {
+                    self.emit(
+                        finding(
+                            "command-non-canonical",
+                            format!(
+                                "raft:nop entry carries a {}-byte payload; goraft writes none",
+                                payload.map_or(0, <[u8]>::len)
+                            ),
+                        )
+                        .offset(off)
+                        .index(e.wire.index)
+                        .goraft("ignores the payload (the NOP decoder reads nothing)"),
+                    );
+                }
+                false
+            }
+            b"raft:join" | b"raft:leave" => self.membership(e, off, in_prefix),
+            name => {
+                // A canonical body skips `wire::check`, which is where invalid UTF-8 is found.
+                if e.wire.canonical
+                    && std::str::from_utf8(name).is_err()
+                    && self.sink.want("wire-invalid-utf8")
+                {
+                    let msg = format!(
+                        "entry body: field CommandName at body offset {} is not valid UTF-8",
+                        // The tag after `08 <index> 10 <term>`.
+                        2 + wire::varint_len(e.wire.index) + wire::varint_len(e.wire.term)
+                    );
+                    self.emit(
+                        finding("wire-invalid-utf8", msg)
+                            .offset(off)
+                            .index(e.wire.index)
+                            .goraft("Go's proto2 decoder accepts it; the name matches no registered command"),
+                    );
+                }
+                self.unknown(name, e.wire.index, off);
+                true
+            }
+        }
+    }
+
+    fn write_slow(&mut self, e: &RawEntry<'_>, off: u64) -> bool {
+        match command::decode(e.wire.name, e.wire.command) {
+            Command::Write { key, value } => {
+                self.non_canonical(e, off);
+                let escape = e
+                    .wire
+                    .command
+                    .is_some_and(|p| p.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\ufffd")));
+                if value.contains('\u{fffd}') {
+                    self.replacement_char(e, off, "value", escape);
+                } else if key.contains('\u{fffd}') {
+                    self.replacement_char(e, off, "key", escape);
+                }
+                false
+            }
+            Command::Invalid { reason } => {
+                self.invalid(e, off, &reason);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn invalid(&mut self, e: &RawEntry<'_>, off: u64, reason: &str) {
+        if self.sink.want("command-invalid") {
+            let name = String::from_utf8_lossy(e.wire.name);
+            self.emit(
+                finding(
+                    "command-invalid",
+                    format!("{name} payload at index {} does not decode: {reason}", e.wire.index),
+                )
+                .offset(off)
+                .index(e.wire.index)
+                .goraft("newCommand fails: the entry is skipped when loaded and never applied once committed (setCommitIndex returns the error)"),
+            );
+        }
+    }
+
+    fn non_canonical(&mut self, e: &RawEntry<'_>, off: u64) {
+        if self.sink.want("command-non-canonical") {
+            let name = String::from_utf8_lossy(e.wire.name);
+            self.emit(
+                finding(
+                    "command-non-canonical",
+                    format!(
+                        "{name} payload at index {} decodes, but is not the bytes goraft writes (Go's JSON encoder output: compact, fixed key order, Go's escaping, one trailing newline)",
+                        e.wire.index
+                    ),
+                )
+                .offset(off)
+                .index(e.wire.index)
+                .goraft("decodes it leniently (case-insensitive keys, bytes after the first JSON value ignored); the payload was altered or written by another encoder"),
+            );
+        }
+    }
+
+    fn replacement_char(&mut self, e: &RawEntry<'_>, off: u64, which: &str, escape: bool) {
+        if self.sink.want("write-replacement-char") {
+            let how = if escape {
+                "written as a JSON escape, which Go's encoder writes in place of invalid UTF-8: the bytes the client sent are lost"
+            } else {
+                "a raw U+FFFD character (sent by the client, or already lossy before it reached raftd)"
+            };
+            self.emit(
+                finding(
+                    "write-replacement-char",
+                    format!(
+                        "write at index {} has a {which} containing U+FFFD: {how}",
+                        e.wire.index
+                    ),
+                )
+                .offset(off)
+                .index(e.wire.index)
+                .goraft("applies it as it is: GET returns ef bf bd where the original bytes were"),
+            );
+        }
+    }
+
+    fn unknown(&mut self, name: &[u8], index: u64, off: u64) {
+        if let Some(u) = self.unknown.iter_mut().find(|u| u.name == name) {
+            u.count += 1;
+        } else if self.unknown.len() < MAX_UNKNOWN_NAMES {
+            self.unknown.push(Unknown {
+                name: name.to_vec(),
+                count: 1,
+                index,
+                offset: off,
+            });
+        } else {
+            self.unknown_more += 1;
+        }
+    }
+
+    fn membership(&mut self, e: &RawEntry<'_>, off: u64, in_prefix: bool) -> bool {
+        let index = e.wire.index;
+        let cmd = command::decode(e.wire.name, e.wire.command);
+        let keys: &[&str] = if e.wire.name == b"raft:join" {
+            &["name", "connectionString"]
+        } else {
+            &["name"]
+        };
+        let canonical = e
+            .wire
+            .command
+            .and_then(|p| payload::canonical(p, keys))
+            .is_some();
+        let apply = in_prefix && self.out.membership.known && index > self.membership_from;
+        let at_conf = index <= self.ctx.conf_commit;
+        match cmd {
+            Command::Invalid { reason } => {
+                self.invalid(e, off, &reason);
+                return true;
+            }
+            Command::Join {
+                name,
+                connection_string,
+            } => {
+                if name.is_empty() {
+                    if self.sink.want("join-empty-name") {
+                        let what = if e.wire.command.is_some_and(|p| p.trim_ascii() == b"null") {
+                            "a null payload"
+                        } else {
+                            "an empty name"
+                        };
+                        self.emit(
+                            finding("join-empty-name", format!("raft:join at index {index} has {what}"))
+                                .offset(off)
+                                .index(index)
+                                .goraft("adds a member with an empty name and connectionString when it applies it: the cluster then counts a member that does not exist, and commits that need it hang"),
+                        );
+                    }
+                } else if !canonical {
+                    self.non_canonical(e, off);
+                }
+                if apply {
+                    let m = &mut self.out.membership;
+                    if let Some(old) = m.members.get(&name) {
+                        let old = old.clone();
+                        if self.sink.want("join-duplicate") {
+                            let detail = if old == connection_string {
+                                String::new()
+                            } else {
+                                format!(" (it keeps connectionString \"{old}\", not \"{connection_string}\")")
+                            };
+                            self.emit(
+                                finding("join-duplicate", format!("raft:join at index {index} for \"{name}\", which is already a member"))
+                                    .offset(off)
+                                    .index(index)
+                                    .goraft(format!("ignores it at apply: AddPeer returns early{detail}")),
+                            );
+                        }
+                    } else {
+                        m.members.insert(name.clone(), connection_string.clone());
+                        if at_conf {
+                            m.at_conf.insert(name.clone(), connection_string);
+                        }
+                    }
+                    self.out.membership.joined.entry(name).or_insert(index);
+                }
+            }
+            Command::Leave { name } => {
+                if !canonical {
+                    self.non_canonical(e, off);
+                }
+                if apply {
+                    let m = &mut self.out.membership;
+                    m.members.remove(&name);
+                    if at_conf {
+                        m.at_conf.remove(&name);
+                    }
+                    m.left.insert(name, index);
+                }
+            }
+            _ => {}
+        }
+        false
+    }
+
+    fn damage(&mut self, e: LogError) {
+        if self.out.first_damage.is_none() {
+            self.out.first_damage = Some(e.offset);
+            self.out.goraft_truncate_at = Some(self.goraft_bytes);
+        }
+        let code = damage_code(&Damage::Reader(e.kind.clone()));
+        if self.sink.want(code) {
+            self.damage.push(DamageRec {
+                offset: e.offset,
+                len: e.len,
+                text: e.to_string(),
+                kind: Damage::Reader(e.kind),
+                before: e.entry,
+                next_index: None,
+            });
+            self.pending_next = true;
+        }
+    }
+
+    fn finish(&mut self) {
+        for d in std::mem::take(&mut self.damage) {
+            let f = self.damage_finding(&d);
+            self.emit(f);
+        }
+        for u in std::mem::take(&mut self.unknown) {
+            if !self.sink.want("unknown-command") {
+                continue;
+            }
+            let name = String::from_utf8_lossy(&u.name);
+            let count = if u.count == 1 {
+                String::new()
+            } else {
+                format!(" ({} entries, the first at index {})", u.count, u.index)
+            };
+            self.emit(
+                finding(
+                    "unknown-command",
+                    format!("command name \"{name}\" is registered by neither goraft nor raftd{count}"),
+                )
+                .offset(u.offset)
+                .index(u.index)
+                .goraft("skips it while loading (and does not count its bytes when it is at or below conf commitIndex, so a later truncation would cut too early); raftd never applies it"),
+            );
+        }
+        if self.unknown_more > 0 && self.sink.want("unknown-command") {
+            let n = self.unknown_more;
+            self.emit(finding(
+                "unknown-command",
+                format!("{} with further unregistered command names (more than {MAX_UNKNOWN_NAMES} distinct names)", plural(n, "entry", "entries")),
+            ));
+        }
+    }
+
+    fn damage_finding(&self, d: &DamageRec) -> Finding {
+        let o = &self.out;
+        let total = o.entries;
+        let after = total - d.before.min(total);
+        let first = o.first_damage == Some(d.offset);
+        let t = o.goraft_truncate_at.unwrap_or(0);
+        let found_after = match (after, d.next_index, o.last_index) {
+            (0, _, _) => String::new(),
+            (n, Some(a), Some(b)) => format!(
+                "; {} it (index {a} to {b})",
+                plural(n, "good frame follows", "good frames follow")
+            ),
+            (n, _, _) => format!(
+                "; {} it",
+                plural(n, "good frame follows", "good frames follow")
+            ),
+        };
+        let lost = o.bytes.saturating_sub(t);
+        let skew = if first && t != d.offset {
+            format!(
+                " (goraft's own count puts the cut at byte {t}, not at the damage at byte {}: it counts 9 header bytes per frame and skips entries it cannot decode at or below conf commitIndex)",
+                d.offset
+            )
+        } else {
+            String::new()
+        };
+        let discard = format!(
+            "truncates the log to {t} bytes at its next start{skew}, discarding the {lost} bytes from there on{}; its write offset is not reset, so the next append leaves a hole of zero bytes (hole bug)",
+            if after == 0 {
+                String::new()
+            } else {
+                format!(" ({} among them)", plural(after, "good frame", "good frames"))
+            }
+        );
+        let later = format!("inside the part goraft discards (it truncates the log to {t} bytes)");
+        let (code, msg, goraft) = match &d.kind {
+            Damage::Prefix { commit } => (
+                "log-commit-index-prefix",
+                format!(
+                    "the log starts with a 9-byte commit-index prefix (commit index {commit}), the format goraft wrote between 2013-07-20 and 2013-07-23{found_after}"
+                ),
+                format!(
+                    "reads the prefix as a header declaring a {commit}-byte body, fails to decode it and truncates the log to 0 bytes: all {} entries are lost",
+                    after
+                ),
+            ),
+            Damage::Reader(kind) => {
+                let code = damage_code(&d.kind);
+                match kind {
+                    DamageKind::TornHeader { has_digits: false } => (
+                        code,
+                        format!("{} after the last frame", plural(d.len, "space byte", "space bytes")),
+                        if first {
+                            format!("takes them as a clean end of file and keeps them; the next frame is appended after them and still parses, but goraft's byte count is off by {} from then on (a later truncation would cut in the wrong place)", d.len)
+                        } else {
+                            later
+                        },
+                    ),
+                    DamageKind::TornHeader { has_digits: true } => (
+                        code,
+                        format!("the log ends inside a frame header: {} with no newline (a write cut short)", plural(d.len, "byte", "bytes")),
+                        if first {
+                            format!("takes this as a clean end of file and keeps the {} stale bytes; the next appended frame is glued to them, fails to decode at the following start and is lost when goraft truncates the log to {t} bytes", d.len)
+                        } else {
+                            later
+                        },
+                    ),
+                    DamageKind::TornBody { declared, available: 0, .. } => (
+                        code,
+                        format!("the log ends with a complete header declaring a {declared}-byte body, and no body bytes (a write cut short)"),
+                        if first {
+                            format!("takes this as a clean end of file (io.EOF) and keeps the {}-byte stale header; it swallows the next appended frame, which is lost when goraft truncates the log to {t} bytes at the following start", d.len)
+                        } else {
+                            later
+                        },
+                    ),
+                    DamageKind::TornBody { declared, available, .. } => (
+                        code,
+                        format!("the last frame is cut short: its header declares a {declared}-byte body but only {available} bytes remain"),
+                        if first {
+                            format!("truncates the log to {t} bytes at its next start{skew} (the partial entry, {} bytes, is lost) without resetting its write offset: its next append leaves a hole of {} zero bytes, and that entry and every later one are lost at the following start (hole bug)", d.len, d.len)
+                        } else {
+                            later
+                        },
+                    ),
+                    DamageKind::NulRun => (
+                        code,
+                        format!("{} at a frame boundary (goraft's hole bug){found_after}", plural(d.len, "zero byte", "zero bytes")),
+                        if first { discard } else { later },
+                    ),
+                    _ => (
+                        code,
+                        format!("{}{found_after}", d.text),
+                        if first { discard } else { later },
+                    ),
+                }
+            }
+        };
+        finding(code, msg).offset(d.offset).goraft(goraft)
+    }
+}
+
+fn damage_code(kind: &Damage) -> &'static str {
+    match kind {
+        Damage::Prefix { .. } => "log-commit-index-prefix",
+        Damage::Reader(DamageKind::TornHeader { has_digits: false }) => "log-trailing-padding",
+        Damage::Reader(DamageKind::TornHeader { .. } | DamageKind::TornBody { .. }) => {
+            "log-torn-tail"
+        }
+        Damage::Reader(DamageKind::NulRun) => "log-nul-hole",
+        Damage::Reader(DamageKind::Garbage { .. }) => "log-garbage",
+        Damage::Reader(_) => "log-bad-entry",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole node.
+
+/// Checks one node: its log in one streaming pass, then snapshots, conf, name and leftovers.
+pub fn check(dir: &DataDir) -> NodeReport {
+    let label = dir.label();
+    let mut sink = Sink::default();
+    let snaps: Vec<(&SnapshotFile, &Snapshot)> = dir
+        .snapshots
+        .iter()
+        .filter_map(|s| valid_snapshot(s).map(|v| (s, v)))
+        .collect();
+    let best = dir.best_snapshot().and_then(valid_snapshot);
+    let goraft_pick = dir.goraft_snapshot();
+    let ctx = LogContext {
+        node: Some(label.clone()),
+        file: dir.log_path.clone(),
+        start_index: goraft_pick
+            .and_then(valid_snapshot)
+            .map_or(0, |s| s.last_index),
+        snapshot_last_index: best.map(|s| s.last_index),
+        base_members: best.map(|s| s.peers.clone().unwrap_or_default()),
+        conf_commit: dir.conf().map_or(0, |c| c.commit_index),
+        watch: snaps.iter().map(|(_, s)| s.last_index).collect(),
+    };
+    let (log, mut findings) = run_log(dir.log.bytes(), &ctx, &mut sink, &|r| dir.log.release(r));
+    let mut rest = Vec::new();
+    snapshot_rules(dir, &log, &mut sink, &mut rest);
+    conf_rules(dir, &log, best, &mut sink, &mut rest);
+    name_rules(dir, &log, &mut sink, &mut rest);
+    for p in &dir.leftovers {
+        let is_conf = p.file_name().is_some_and(|n| n == "conf.tmp");
+        let (code, msg, goraft) = if is_conf {
+            (
+                "leftover-conf-tmp",
+                "conf.tmp is left over: a crash interrupted a conf rewrite (it may hold a newer conf than conf)",
+                "overwrites it (O_TRUNC) at the next membership change; conf keeps the older content until then",
+            )
+        } else {
+            (
+                "leftover-log-new",
+                "log.new is left over from a crashed compaction",
+                "opens log.new without O_TRUNC at its next compaction, so these bytes would become a prefix of the new log",
+            )
+        };
+        if sink.want(code) {
+            rest.push(finding(code, msg).file(p.clone()).goraft(goraft));
+        }
+    }
+    for (p, e) in &dir.unreadable {
+        if sink.want("file-unreadable") {
+            rest.push(finding("file-unreadable", format!("cannot read it: {e}")).file(p.clone()));
+        }
+    }
+    for f in rest {
+        findings.push(f.node(label.clone()));
+    }
+    findings.extend(sink.suppressed(Some(&label)));
+    NodeReport {
+        node: label,
+        path: dir.path.clone(),
+        log,
+        findings,
+    }
+}
+
+fn valid_snapshot(s: &SnapshotFile) -> Option<&Snapshot> {
+    s.name_key?;
+    match &s.parsed {
+        Ok(p) if p.crc_ok() => p.snapshot.as_ref().ok(),
+        _ => None,
+    }
+}
+
+fn snapshot_rules(dir: &DataDir, log: &LogOutcome, sink: &mut Sink, out: &mut Vec<Finding>) {
+    let best = dir.best_snapshot();
+    let pick = dir.goraft_snapshot();
+    let picked = |s: &SnapshotFile| pick.is_some_and(|p| p.file_name == s.file_name);
+    for s in &dir.snapshots {
+        let at = |f: Finding| f.file(s.path.clone());
+        if s.name_key.is_none() {
+            if sink.want("snapshot-stray-file") {
+                let goraft = if picked(s) {
+                    "LoadSnapshot lists every name and picks the last in string order: it picks this file and fails"
+                } else {
+                    "LoadSnapshot lists it too; harmless while a snapshot name sorts after it"
+                };
+                out.push(
+                    at(finding(
+                        "snapshot-stray-file",
+                        format!("snapshot/{} is not named <term>_<index>.ss", s.file_name),
+                    ))
+                    .goraft(goraft),
+                );
+            }
+            continue;
+        }
+        let load_fails = if picked(s) {
+            "LoadSnapshot picks this file (it sorts last) and fails: bad snapshot file"
+        } else {
+            "not the file LoadSnapshot picks, so it is never loaded"
+        };
+        let parsed = match &s.parsed {
+            Ok(p) => p,
+            Err(e) => {
+                if sink.want("snapshot-invalid") {
+                    let (msg, off) = match e {
+                        SnapshotLoadError::Io(e) => (format!("cannot read it: {e}"), None),
+                        SnapshotLoadError::Format(e) => {
+                            ("not a snapshot: it does not start with a CRC-32 of 8 hex digits and a newline".to_string(), e.offset)
+                        }
+                    };
+                    let f = at(finding("snapshot-invalid", msg)).goraft(load_fails);
+                    out.push(match off {
+                        Some(o) => f.offset(o as u64),
+                        None => f,
+                    });
+                }
+                continue;
+            }
+        };
+        if !parsed.crc_ok() && sink.want("snapshot-crc") {
+            out.push(
+                at(finding(
+                    "snapshot-crc",
+                    format!(
+                        "the header declares CRC-32 {:08x} but the {} bytes after it have {:08x} (goraft writes snapshots in place without O_TRUNC: a shorter rewrite keeps an older file's last bytes)",
+                        parsed.declared_crc,
+                        s.size.saturating_sub(parsed.header_len as u64),
+                        parsed.actual_crc
+                    ),
+                ))
+                .offset(0)
+                .goraft(load_fails),
+            );
+        }
+        let snap = match &parsed.snapshot {
+            Ok(v) => v,
+            Err(e) => {
+                if sink.want("snapshot-invalid") {
+                    let f = at(finding(
+                        "snapshot-invalid",
+                        format!("snapshot JSON: {}", e.message),
+                    ))
+                    .goraft(load_fails);
+                    out.push(match e.offset {
+                        Some(o) => f.offset(o as u64),
+                        None => f,
+                    });
+                }
+                continue;
+            }
+        };
+        if let Some((term, index)) = s.name_key {
+            if (term, index) != (snap.last_term, snap.last_index)
+                && sink.want("snapshot-name-mismatch")
+            {
+                out.push(
+                    at(finding(
+                        "snapshot-name-mismatch",
+                        format!(
+                            "the file name says term {term}, index {index}; the JSON says lastTerm {}, lastIndex {}",
+                            snap.last_term, snap.last_index
+                        ),
+                    ))
+                    .goraft("trusts the JSON; the name only decides which file LoadSnapshot picks"),
+                );
+            }
+        }
+        let recorded = Path::new(&snap.path);
+        if recorded
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy() != s.file_name)
+            || snap.path.is_empty()
+        {
+            if sink.want("snapshot-path-mismatch") {
+                out.push(
+                    at(finding(
+                        "snapshot-path-mismatch",
+                        format!("its recorded path \"{}\" names another file than {}", snap.path, s.file_name),
+                    ))
+                    .goraft("deletes the recorded path, not this file, when a newer snapshot replaces it"),
+                );
+            }
+        } else if std::path::absolute(&s.path).ok() != std::path::absolute(recorded).ok()
+            && sink.want("snapshot-path-moved")
+        {
+            out.push(
+                at(finding(
+                    "snapshot-path-moved",
+                    format!("its recorded path \"{}\" is not where the file is now (the data dir was moved or copied)", snap.path),
+                ))
+                .goraft("deletes the recorded path, not this file, when a newer snapshot replaces it, so this file would be left behind"),
+            );
+        }
+        if let Some((_, term)) = log.watched.iter().find(|(i, _)| *i == snap.last_index) {
+            if *term != snap.last_term && sink.want("snapshot-log-mismatch") {
+                out.push(
+                    at(finding(
+                        "snapshot-log-mismatch",
+                        format!(
+                            "the snapshot ends at index {} with term {}, but the log's entry at that index has term {term}",
+                            snap.last_index, snap.last_term
+                        ),
+                    ))
+                    .index(snap.last_index)
+                    .goraft("starts from the snapshot and keeps log entries above its lastIndex: the state and the log then come from different histories"),
+                );
+            }
+        }
+        if best.is_some_and(|b| b.file_name != s.file_name) && sink.want("snapshot-orphan") {
+            out.push(
+                at(finding(
+                    "snapshot-orphan",
+                    format!("an older snapshot (lastIndex {}) next to the newest one", snap.last_index),
+                ))
+                .goraft("never deletes a snapshot it did not take itself in this run: old files pile up"),
+            );
+        }
+    }
+    if let Some(p) = pick {
+        let differs = best.is_none_or(|b| b.file_name != p.file_name);
+        let stray = p.name_key.is_none();
+        if differs && (best.is_some() || stray) && sink.want("snapshot-goraft-choice") {
+            let newest = match best.and_then(valid_snapshot) {
+                Some(b) => format!("the newest valid snapshot has lastIndex {}", b.last_index),
+                None => "there is no valid snapshot".to_string(),
+            };
+            let what = match valid_snapshot(p) {
+                Some(v) => format!(
+                    "loads the older state at index {} and replays the log from there",
+                    v.last_index
+                ),
+                None => "fails to load it (it is not a valid snapshot): the node cannot start"
+                    .to_string(),
+            };
+            out.push(
+                finding(
+                    "snapshot-goraft-choice",
+                    format!("goraft's LoadSnapshot picks {} (the last name in string order, goraft issue #235); {newest}", p.file_name),
+                )
+                .file(p.path.clone())
+                .goraft(what),
+            );
+        }
+    }
+}
+
+fn conf_rules(
+    dir: &DataDir,
+    log: &LogOutcome,
+    best: Option<&Snapshot>,
+    sink: &mut Sink,
+    out: &mut Vec<Finding>,
+) {
+    let Some(loaded) = &dir.conf else {
+        return;
+    };
+    let at = |f: Finding| f.file(loaded.path.clone());
+    let conf = match &loaded.parsed {
+        Ok(c) => c,
+        Err(e) => {
+            if sink.want("conf-invalid") {
+                let f = at(finding("conf-invalid", e.message.clone()))
+                    .goraft("Init fails (raft: Initialization error); raftd ignores the error and dies with `raft: Has been stopped`");
+                out.push(match e.offset {
+                    Some(o) => f.offset(o as u64),
+                    None => f,
+                });
+            }
+            return;
+        }
+    };
+    let last = log
+        .kept_last_index
+        .unwrap_or(0)
+        .max(best.map_or(0, |s| s.last_index));
+    if conf.commit_index > last && sink.want("conf-commit-beyond-log") {
+        let kept = if log.first_damage.is_some() {
+            " once it has cut the damage"
+        } else {
+            ""
+        };
+        out.push(
+            at(finding(
+                "conf-commit-beyond-log",
+                format!("conf commitIndex {} is above {last}, the last index goraft keeps{kept}", conf.commit_index),
+            ))
+            .goraft(format!(
+                "commitInfo() panics with index out of range (reached through TakeSnapshot), and setCommitIndex ignores every commit below {}, so later entries are not applied until then",
+                conf.commit_index
+            )),
+        );
+    }
+    let m = &log.membership;
+    // The trimmed name: a newline added to the name file is reported on its own.
+    let Some(me) = dir
+        .node_name()
+        .map(|n| n.trim_end_matches(['\n', '\r', ' ', '\t']))
+        .filter(|n| !n.is_empty())
+    else {
+        return;
+    };
+    if !m.known || log.kept_entries == 0 && dir.best_snapshot().is_none() {
+        return;
+    }
+    let mut expected = if conf.commit_index > last {
+        m.members.clone()
+    } else {
+        m.at_conf.clone()
+    };
+    expected.remove(me);
+    let mut listed: BTreeMap<String, String> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for p in &conf.peers {
+        if listed
+            .insert(p.name.clone(), p.connection_string.clone())
+            .is_some()
+        {
+            problems.push(format!("lists \"{}\" twice", p.name));
+        }
+    }
+    if listed.contains_key(me) {
+        problems.push(format!(
+            "lists the node itself (\"{me}\"); goraft's conf holds only the other members"
+        ));
+        listed.remove(me);
+    }
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|k| !listed.contains_key(*k))
+        .collect();
+    let extra: Vec<_> = listed
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .collect();
+    if !missing.is_empty() {
+        problems.push(format!("lacks {}", names(&missing)));
+    }
+    if !extra.is_empty() {
+        problems.push(format!(
+            "lists {}, which the log does not make members",
+            names(&extra)
+        ));
+    }
+    for (name, cs) in &listed {
+        if let Some(want) = expected.get(name) {
+            if want != cs {
+                problems.push(format!(
+                    "gives \"{name}\" connectionString \"{cs}\", the log \"{want}\""
+                ));
+            }
+        }
+    }
+    if !problems.is_empty() && sink.want("conf-peers-mismatch") {
+        let upto = if conf.commit_index > last {
+            "all joins and leaves".to_string()
+        } else {
+            format!(
+                "the joins and leaves up to conf commitIndex {}",
+                conf.commit_index
+            )
+        };
+        out.push(
+            at(finding(
+                "conf-peers-mismatch",
+                format!("conf peers disagree with {upto}: conf {}", problems.join("; ")),
+            ))
+            .goraft("never reads peers back (it replays the joins and leaves instead), so conf was edited, or written by another history"),
+        );
+    }
+}
+
+fn names(list: &[&String]) -> String {
+    list.iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn name_rules(dir: &DataDir, log: &LogOutcome, sink: &mut Sink, out: &mut Vec<Finding>) {
+    if dir.kind != InputKind::Dir {
+        return;
+    }
+    let Some(loaded) = &dir.name else {
+        return;
+    };
+    let at = |f: Finding| f.file(loaded.path.clone());
+    let raw = &loaded.raw;
+    let Ok(name) = &loaded.parsed else {
+        if sink.want("name-invalid") {
+            out.push(at(finding("name-invalid", format!("the name file ({} bytes) is not UTF-8", raw.len())))
+                .goraft("raftd uses the raw bytes as the node name anyway; they cannot match a JSON join"));
+        }
+        return;
+    };
+    if name.is_empty() {
+        if sink.want("name-invalid") {
+            out.push(
+                at(finding("name-invalid", "the name file is empty")).goraft(
+                    "raftd reads it successfully and uses the empty string as the node name",
+                ),
+            );
+        }
+        return;
+    }
+    let m = &log.membership;
+    let trimmed = name.trim_end_matches(['\n', '\r', ' ', '\t']);
+    if trimmed.len() != name.len() {
+        if sink.want("name-trailing-newline") {
+            let joined = match m.joined.get(trimmed) {
+                Some(i) => {
+                    format!(
+                        ", so this node no longer matches its join of \"{trimmed}\" at index {i}"
+                    )
+                }
+                None => String::new(),
+            };
+            out.push(
+                at(finding(
+                    "name-trailing-newline",
+                    format!("the name file holds \"{name}\": whitespace follows \"{trimmed}\""),
+                ))
+                .goraft(format!(
+                    "raftd uses the whole content, whitespace included, as the node name{joined}"
+                )),
+            );
+        }
+        if m.joined.contains_key(trimmed) {
+            return;
+        }
+    }
+    if !m.known || log.kept_entries == 0 || m.members.contains_key(name.as_str()) {
+        return;
+    }
+    if sink.want("name-not-joined") {
+        let why = match (m.joined.get(name.as_str()), m.left.get(name.as_str())) {
+            (Some(_), Some(l)) => format!("it left at index {l}"),
+            _ => {
+                let mut s = String::from("no raft:join for it in the log");
+                if !m.members.is_empty() {
+                    let members: Vec<_> = m.members.keys().collect();
+                    let _ = write!(s, " (members: {})", names(&members));
+                }
+                s
+            }
+        };
+        out.push(at(finding("name-not-joined", format!("node name \"{name}\" is not a member: {why}")))
+            .goraft("restarts from this log as a node its cluster does not know: no leader replicates to it"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::log::LogWriter;
+
+    fn log(entries: &[(u64, u64, Command)]) -> Vec<u8> {
+        let mut w = LogWriter::new(Vec::new());
+        for (i, t, c) in entries {
+            w.append(*i, *t, c).unwrap();
+        }
+        w.into_inner()
+    }
+
+    fn join(name: &str) -> Command {
+        Command::Join {
+            name: name.into(),
+            connection_string: format!("http://127.0.0.1:{}", name.len()),
+        }
+    }
+
+    fn write(k: &str, v: &str) -> Command {
+        Command::Write {
+            key: k.into(),
+            value: v.into(),
+        }
+    }
+
+    fn codes(bytes: &[u8]) -> Vec<(&'static str, Option<u64>, Option<u64>)> {
+        check_log(bytes, &LogContext::default())
+            .1
+            .iter()
+            .map(|f| (f.code, f.offset, f.index))
+            .collect()
+    }
+
+    /// The spec's 161-byte sample (section 2.4.2): join@1, nop@2, write@3, term 0.
+    fn sample() -> Vec<u8> {
+        let join = Command::Join {
+            name: "2832bfa".into(),
+            connection_string: "http://localhost:4001".into(),
+        };
+        let l = log(&[
+            (1, 0, join),
+            (2, 0, Command::Nop),
+            (3, 0, write("foo", "bar")),
+        ]);
+        assert_eq!(l.len(), 161);
+        l
+    }
+
+    #[test]
+    fn clean_log_has_no_findings() {
+        let (out, f) = check_log(&sample(), &LogContext::default());
+        assert_eq!(f, []);
+        assert_eq!(
+            (
+                out.entries,
+                out.first_index,
+                out.last_index,
+                out.kept_entries
+            ),
+            (3, Some(1), Some(3), 3)
+        );
+        assert_eq!(out.first_damage, None);
+        assert_eq!(
+            out.membership.members.keys().collect::<Vec<_>>(),
+            ["2832bfa"]
+        );
+    }
+
+    #[test]
+    fn torn_tails_say_what_goraft_does() {
+        let base = sample();
+        let mut cut = base.clone();
+        cut.truncate(base.len() - 10);
+        let (out, f) = check_log(&cut, &LogContext::default());
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            (f[0].code, f[0].offset, out.goraft_truncate_at),
+            ("log-torn-tail", Some(111), Some(111))
+        );
+        assert!(
+            f[0].goraft
+                .as_deref()
+                .unwrap()
+                .contains("truncates the log to 111 bytes"),
+            "{f:?}"
+        );
+        let mut stale = base.clone();
+        stale.extend_from_slice(b"      29");
+        let f = check_log(&stale, &LogContext::default()).1;
+        assert!(
+            f[0].goraft
+                .as_deref()
+                .unwrap()
+                .contains("keeps the 8 stale bytes"),
+            "{f:?}"
+        );
+        let mut spaces = base;
+        spaces.extend_from_slice(b"   ");
+        assert_eq!(codes(&spaces), [("log-trailing-padding", Some(161), None)]);
+    }
+
+    #[test]
+    fn nul_hole_lists_the_frames_after_it() {
+        let base = sample();
+        let mut holed = base[..88].to_vec();
+        holed.extend_from_slice(&[0; 30]);
+        holed.extend_from_slice(&base[88..]);
+        let (out, f) = check_log(&holed, &LogContext::default());
+        assert_eq!(f.len(), 1);
+        assert_eq!((f[0].code, f[0].offset), ("log-nul-hole", Some(88)));
+        assert!(
+            f[0].message
+                .contains("2 good frames follow it (index 2 to 3)"),
+            "{}",
+            f[0].message
+        );
+        assert!(f[0]
+            .goraft
+            .as_deref()
+            .unwrap()
+            .contains("truncates the log to 88 bytes"));
+        assert_eq!(
+            (out.kept_entries, out.kept_last_index, out.entries),
+            (1, Some(1), 3)
+        );
+    }
+
+    #[test]
+    fn index_and_term_order() {
+        let l = log(&[
+            (1, 1, Command::Nop),
+            (2, 1, Command::Nop),
+            (4, 1, Command::Nop),
+            (4, 0, Command::Nop),
+        ]);
+        assert_eq!(
+            codes(&l),
+            [
+                ("index-gap", Some(46), Some(4)),
+                ("index-duplicate", Some(69), Some(4)),
+                ("term-decrease", Some(69), Some(4))
+            ]
+        );
+        let l = log(&[(5, 0, Command::Nop)]);
+        assert_eq!(codes(&l), [("log-first-index", Some(0), Some(5))]);
+        let ctx = LogContext {
+            snapshot_last_index: Some(4),
+            ..LogContext::default()
+        };
+        assert_eq!(check_log(&l, &ctx).1, []);
+    }
+
+    #[test]
+    fn commands() {
+        let mut w = LogWriter::new(Vec::new());
+        w.append(1, 0, &join("a")).unwrap();
+        w.append_raw(2, 0, "etcd:set", Some(b"{}")).unwrap();
+        w.append_raw(3, 0, "write", Some(b"{\"key\":1}\n")).unwrap();
+        w.append_raw(4, 0, "write", Some(b"{\"value\":\"v\",\"key\":\"k\"}\n"))
+            .unwrap();
+        w.append(
+            5,
+            0,
+            &Command::Write {
+                key: "k".into(),
+                value: "a\u{fffd}".into(),
+            },
+        )
+        .unwrap();
+        w.append_raw(6, 0, "raft:join", Some(b"null\n")).unwrap();
+        w.append(7, 0, &join("a")).unwrap();
+        w.append_raw(8, 0, "etcd:set", Some(b"{}")).unwrap();
+        let got: Vec<_> = codes(&w.into_inner())
+            .into_iter()
+            .map(|(c, _, i)| (c, i))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("unknown-command", Some(2)),
+                ("command-invalid", Some(3)),
+                ("command-non-canonical", Some(4)),
+                ("write-replacement-char", Some(5)),
+                ("join-empty-name", Some(6)),
+                ("join-duplicate", Some(7)),
+            ]
+        );
+    }
+
+    #[test]
+    fn findings_are_capped_per_code() {
+        let mut w = LogWriter::new(Vec::new());
+        for i in 1..=30 {
+            w.append_raw(i, 0, "write", Some(b"{\"key\":1}\n")).unwrap();
+        }
+        let f = check_log(&w.into_inner(), &LogContext::default()).1;
+        assert_eq!(f.len(), LIMIT as usize + 1);
+        assert_eq!(f.last().unwrap().code, "findings-suppressed");
+        assert!(f
+            .last()
+            .unwrap()
+            .message
+            .starts_with("10 more command-invalid findings"));
+    }
+
+    #[test]
+    fn commit_index_prefix_is_recognised() {
+        let mut l = b"      10\n".to_vec();
+        l.extend_from_slice(&sample());
+        let (out, f) = check_log(&l, &LogContext::default());
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(
+            (f[0].code, f[0].offset),
+            ("log-commit-index-prefix", Some(0))
+        );
+        assert_eq!(
+            (out.entries, out.kept_entries, out.first_damage),
+            (3, 0, Some(0))
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_and_reports_in_file_order(
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            at in 0usize..161,
+            splice in proptest::bool::ANY,
+        ) {
+            // Arbitrary bytes on their own, and spliced into the spec's sample.
+            let mut spliced = sample();
+            if splice {
+                spliced.splice(at..at, noise.iter().copied());
+            } else {
+                let n = noise.len().min(161 - at);
+                spliced[at..at + n].copy_from_slice(&noise[..n]);
+            }
+            for bytes in [&noise[..], &spliced[..]] {
+                let (out, f) = check_log(bytes, &LogContext::default());
+                let offsets: Vec<u64> = f.iter().filter_map(|f| f.offset).collect();
+                proptest::prop_assert!(offsets.windows(2).all(|w| w[0] <= w[1]));
+                proptest::prop_assert!(out.kept_entries <= out.entries);
+                proptest::prop_assert_eq!(out.first_damage.is_some(), out.goraft_truncate_at.is_some());
+            }
+        }
+    }
+}

@@ -1,0 +1,528 @@
+//! Repair of one node's data dir: a plan (what to cut, what to salvage, what stays) made from
+//! `verify`'s findings, and its application.
+//!
+//! This is, with a future node's storage, the only code that writes data files. It never changes
+//! a file the plan does not name, never without a byte-identical backup written and synced first
+//! (`<file>.raftdump-backup-<unix-seconds>`, never overwriting anything), and never when the plan
+//! has blockers: problems a cut cannot fix safely (conflicting entries after a hole, index or term
+//! disorder in the part that stays, a bad snapshot or conf, committed entries the cut would drop).
+//! Planning reads only.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::check::codes::finding;
+use crate::check::node::{self, NodeReport};
+use crate::check::{Finding, Severity};
+use crate::datadir::{self, DataDir, LoadError};
+use crate::format::frame;
+use crate::format::log::LogReader;
+
+/// What the caller asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RepairOptions {
+    /// Re-append the good frames found after the cut when they continue the index sequence.
+    pub salvage: bool,
+}
+
+/// A stretch of good frames.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    /// How many frames.
+    pub frames: u64,
+    /// Their bytes in the file.
+    pub bytes: u64,
+    /// The first one's index.
+    pub first_index: Option<u64>,
+    /// The last one's index.
+    pub last_index: Option<u64>,
+}
+
+impl Span {
+    fn add(&mut self, index: u64, bytes: u64) {
+        self.frames += 1;
+        self.bytes += bytes;
+        self.first_index.get_or_insert(index);
+        self.last_index = Some(index);
+    }
+}
+
+/// Where the log is cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    /// The file is truncated to this many bytes (the first damaged byte).
+    pub offset: u64,
+    /// Bytes removed.
+    pub bytes: u64,
+    /// The finding that made the cut necessary.
+    pub reason: Finding,
+}
+
+/// A good frame after the cut that is re-appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    /// Its offset in the damaged file.
+    pub offset: u64,
+    /// Its size there (header + body).
+    pub len: u64,
+    /// Its body size (it is re-written with a canonical header).
+    pub body_len: u64,
+    /// Index.
+    pub index: u64,
+    /// Term.
+    pub term: u64,
+}
+
+/// What repair would do to one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The node's label.
+    pub node: String,
+    /// The path as given.
+    pub dir: PathBuf,
+    /// The log file.
+    pub log_path: PathBuf,
+    /// Its size when planned.
+    pub log_len: u64,
+    /// Its CRC-32 when planned (apply refuses if the file changed since).
+    pub log_crc: u32,
+    /// The frames that stay in place.
+    pub keep: Span,
+    /// The cut, if the log is damaged.
+    pub cut: Option<Cut>,
+    /// Frames re-appended after the cut (only with `--salvage`).
+    pub salvage: Vec<Frame>,
+    /// How many frames after the cut continue the sequence (what `--salvage` would keep).
+    pub salvageable: u64,
+    /// Good frames after the cut that are not kept.
+    pub dropped: Span,
+    /// Of those, frames that repeat an entry that stays, byte for byte.
+    pub duplicates: u64,
+    /// Leftover temporary files to remove.
+    pub remove: Vec<PathBuf>,
+    /// Problems repair cannot fix safely; a plan with blockers is never applied.
+    pub blockers: Vec<Finding>,
+    /// Errors and warnings repair leaves as they are (they are not about the cut).
+    pub untouched: Vec<Finding>,
+}
+
+impl Plan {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.cut.is_none() && self.remove.is_empty()
+    }
+
+    /// The bytes the salvaged frames add.
+    pub fn salvage_bytes(&self) -> u64 {
+        self.salvage
+            .iter()
+            .map(|f| f.body_len + frame::CANONICAL_HEADER_LEN as u64)
+            .sum()
+    }
+}
+
+/// Errors that codes blocking a repair carry when they are in the part that stays.
+const BLOCK_BEFORE_CUT: &[&str] = &[
+    "index-gap",
+    "index-duplicate",
+    "term-decrease",
+    "log-first-index",
+];
+/// Errors that always block a repair.
+const BLOCK_ALWAYS: &[&str] = &[
+    "log-commit-index-prefix",
+    "snapshot-crc",
+    "snapshot-invalid",
+    "snapshot-log-mismatch",
+    "snapshot-goraft-choice",
+    "conf-invalid",
+    "file-unreadable",
+];
+/// Codes the plan fixes.
+const FIXED: &[&str] = &[
+    "log-torn-tail",
+    "log-trailing-padding",
+    "log-nul-hole",
+    "log-garbage",
+    "log-bad-entry",
+    "leftover-conf-tmp",
+    "leftover-log-new",
+];
+
+/// Opens `path`, checks it and plans its repair. Reads only.
+pub fn plan(path: &Path, opts: RepairOptions) -> Result<Plan, LoadError> {
+    let dir = datadir::open(path)?;
+    let report = node::check(&dir);
+    Ok(plan_for(&dir, &report, opts))
+}
+
+/// Plans the repair of an opened node from its check report.
+pub fn plan_for(dir: &DataDir, report: &NodeReport, opts: RepairOptions) -> Plan {
+    let bytes = dir.log.bytes();
+    let cut_at = report.log.first_damage;
+    let mut blockers = Vec::new();
+    let mut untouched = Vec::new();
+    for f in &report.findings {
+        let before_cut = match (f.offset, cut_at) {
+            (Some(o), Some(c)) => o < c,
+            _ => true,
+        };
+        if f.severity == Severity::Error
+            && (BLOCK_ALWAYS.contains(&f.code) || BLOCK_BEFORE_CUT.contains(&f.code) && before_cut)
+        {
+            blockers.push(f.clone());
+        } else if f.severity != Severity::Info && !FIXED.contains(&f.code) && before_cut {
+            untouched.push(f.clone());
+        }
+    }
+
+    // The frames that stay, and the good frames after the cut.
+    let mut keep = Span::default();
+    let mut kept_last: Option<(u64, u64)> = None;
+    let mut after = Vec::new();
+    for e in LogReader::new(bytes).flatten() {
+        if cut_at.is_none_or(|c| e.offset < c) {
+            keep.add(e.index(), e.frame_len());
+            kept_last = Some((e.index(), e.term()));
+        } else {
+            after.push(e);
+        }
+    }
+    let snapshot_last = dir
+        .best_snapshot()
+        .and_then(|s| s.parsed.as_ref().ok())
+        .and_then(|p| p.snapshot.as_ref().ok())
+        .map(|s| s.last_index);
+
+    // Walk the frames after the cut: the chain that continues the sequence, harmless copies,
+    // conflicts, and the rest.
+    let mut bodies: HashMap<u64, &[u8]> = HashMap::new();
+    if !after.is_empty() {
+        for e in LogReader::new(bytes).flatten() {
+            if cut_at.is_none_or(|c| e.offset < c) {
+                bodies.entry(e.index()).or_insert(e.body);
+            }
+        }
+    }
+    let (mut next, mut term) = match kept_last {
+        Some((i, t)) => (i.saturating_add(1), t),
+        None => (snapshot_last.unwrap_or(0) + 1, 0),
+    };
+    let mut chain = Vec::new();
+    let mut dropped = Span::default();
+    let mut duplicates = 0;
+    let mut broken = false;
+    for e in &after {
+        let (index, t) = (e.index(), e.term());
+        if index < next {
+            match bodies.get(&index) {
+                Some(b) if *b == e.body => duplicates += 1,
+                Some(_) => {
+                    let what = if chain.iter().any(|f: &Frame| f.index == index) {
+                        "the frames found after the damage"
+                    } else {
+                        "the part that stays"
+                    };
+                    blockers.push(
+                        finding(
+                            "index-duplicate",
+                            format!(
+                                "conflicting middle section: the frame at byte {} after the damage holds index {index} (term {t}), but {what} already has a different entry at index {index}; raftdump cannot tell which one the cluster committed",
+                                e.offset
+                            ),
+                        )
+                        .node(report.node.clone())
+                        .file(dir.log_path.clone())
+                        .offset(e.offset)
+                        .index(index),
+                    );
+                }
+                None => {}
+            }
+            dropped.add(index, e.frame_len());
+        } else if !broken && index == next && t >= term {
+            bodies.insert(index, e.body);
+            chain.push(Frame {
+                offset: e.offset,
+                len: e.frame_len(),
+                body_len: e.body.len() as u64,
+                index,
+                term: t,
+            });
+            next = index.saturating_add(1);
+            term = t;
+        } else {
+            broken = true;
+            dropped.add(index, e.frame_len());
+        }
+    }
+    let salvageable = chain.len() as u64;
+    let salvage = if opts.salvage {
+        chain
+    } else {
+        for f in &chain {
+            dropped.add(f.index, f.len);
+        }
+        Vec::new()
+    };
+
+    // conf commitIndex must stay covered.
+    if let Some(conf) = dir.conf() {
+        let new_last = salvage
+            .last()
+            .map(|f| f.index)
+            .or(kept_last.map(|(i, _)| i))
+            .unwrap_or(0)
+            .max(snapshot_last.unwrap_or(0));
+        if conf.commit_index > new_last {
+            let hint = if !opts.salvage
+                && keep.last_index.map_or(0, |i| i) + salvageable >= conf.commit_index
+            {
+                " (--salvage would keep them)"
+            } else {
+                ""
+            };
+            let path = dir
+                .conf
+                .as_ref()
+                .map(|c| c.path.clone())
+                .unwrap_or_default();
+            blockers.push(
+                finding(
+                    "conf-commit-beyond-log",
+                    format!(
+                        "the repaired log would end at index {new_last}, below conf commitIndex {}: entries goraft already committed would be lost{hint}",
+                        conf.commit_index
+                    ),
+                )
+                .node(report.node.clone())
+                .file(path),
+            );
+        }
+    }
+    blockers.dedup();
+
+    let cut = cut_at.map(|offset| Cut {
+        offset,
+        bytes: bytes.len() as u64 - offset,
+        reason: report
+            .findings
+            .iter()
+            .find(|f| f.offset == Some(offset) && FIXED.contains(&f.code))
+            .or_else(|| report.findings.iter().find(|f| f.offset == Some(offset)))
+            .cloned()
+            .unwrap_or_else(|| finding("log-bad-entry", "damage").offset(offset)),
+    });
+    Plan {
+        node: report.node.clone(),
+        dir: dir.path.clone(),
+        log_path: dir.log_path.clone(),
+        log_len: bytes.len() as u64,
+        log_crc: crc32fast::hash(bytes),
+        keep,
+        cut,
+        salvage,
+        salvageable,
+        dropped,
+        duplicates,
+        remove: dir.leftovers.clone(),
+        blockers,
+        untouched,
+    }
+}
+
+/// What an applied repair did.
+#[derive(Debug)]
+pub struct Applied {
+    /// `(original, backup)` for every file changed or removed.
+    pub backups: Vec<(PathBuf, PathBuf)>,
+    /// The size the log was cut to.
+    pub cut_to: Option<u64>,
+    /// Frames re-appended after the cut, and their bytes.
+    pub appended: (u64, u64),
+    /// Files removed (after their backup).
+    pub removed: Vec<PathBuf>,
+    /// `verify` of the result.
+    pub after: NodeReport,
+}
+
+/// Why a repair was not (completely) applied.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RepairError {
+    /// The plan has blockers.
+    #[error("refusing to repair {}: {} (nothing was changed)", dir.display(), reasons.join("; "))]
+    Refused {
+        /// The data dir.
+        dir: PathBuf,
+        /// One line per blocker.
+        reasons: Vec<String>,
+    },
+    /// The log changed between planning and applying.
+    #[error("{}: the file changed since the plan was made (nothing was changed)", .0.display())]
+    Changed(PathBuf),
+    /// A backup could not be written; nothing was changed.
+    #[error("cannot write the backup {}: {source} (nothing was changed)", path.display())]
+    Backup {
+        /// The backup's path.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Writing failed after the backups were made.
+    #[error("{}: {source} (the backups are in place)", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The data dir could not be reopened for the final verify.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+}
+
+/// The backup name for `path` at `now` (unix seconds): `<name>.raftdump-backup-<now>` next to it.
+pub fn backup_path(path: &Path, now: u64) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".raftdump-backup-{now}"));
+    path.with_file_name(name)
+}
+
+fn parent(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+fn write_backup(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Applies a plan made by [`plan`] (after the `DataDir` it was made from is dropped: the log is
+/// truncated in place). `now` names the backups.
+pub fn apply(plan: &Plan, now: u64) -> Result<Applied, RepairError> {
+    if !plan.blockers.is_empty() {
+        return Err(RepairError::Refused {
+            dir: plan.dir.clone(),
+            reasons: plan.blockers.iter().map(blocker_line).collect(),
+        });
+    }
+    // Read everything first and check it is what was planned.
+    let mut originals: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    if plan.cut.is_some() {
+        let bytes = fs::read(&plan.log_path).map_err(|source| RepairError::Io {
+            path: plan.log_path.clone(),
+            source,
+        })?;
+        if bytes.len() as u64 != plan.log_len || crc32fast::hash(&bytes) != plan.log_crc {
+            return Err(RepairError::Changed(plan.log_path.clone()));
+        }
+        originals.push((plan.log_path.clone(), bytes));
+    }
+    for p in &plan.remove {
+        let bytes = fs::read(p).map_err(|source| RepairError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        originals.push((p.clone(), bytes));
+    }
+    // Backups, all before any change; undone if one fails.
+    let mut backups: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for (path, bytes) in &originals {
+        let b = backup_path(path, now);
+        if let Err(source) = write_backup(&b, bytes) {
+            if source.kind() != io::ErrorKind::AlreadyExists {
+                let _ = fs::remove_file(&b);
+            }
+            for (_, made) in &backups {
+                let _ = fs::remove_file(made);
+            }
+            return Err(RepairError::Backup { path: b, source });
+        }
+        backups.push((path.clone(), b));
+    }
+    let dirs: Vec<&Path> = {
+        let mut d: Vec<&Path> = originals.iter().map(|(p, _)| parent(p)).collect();
+        d.dedup();
+        d
+    };
+    for d in &dirs {
+        sync_dir(d).map_err(|source| RepairError::Backup {
+            path: d.to_path_buf(),
+            source,
+        })?;
+    }
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RepairError::Io { path, source }
+    };
+    // The log: cut, then re-append the salvaged frames with canonical headers.
+    let mut appended = (0, 0);
+    if let (Some(cut), Some((_, bytes))) = (&plan.cut, originals.first()) {
+        let mut tail = Vec::new();
+        for f in &plan.salvage {
+            let start = (f.offset + f.len - f.body_len) as usize;
+            let body = &bytes[start..start + f.body_len as usize];
+            frame::write_header(f.body_len as u32, &mut tail);
+            tail.extend_from_slice(body);
+            appended.0 += 1;
+        }
+        appended.1 = tail.len() as u64;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .open(&plan.log_path)
+            .map_err(io_err(&plan.log_path))?;
+        file.set_len(cut.offset).map_err(io_err(&plan.log_path))?;
+        file.seek(SeekFrom::Start(cut.offset))
+            .map_err(io_err(&plan.log_path))?;
+        file.write_all(&tail).map_err(io_err(&plan.log_path))?;
+        file.sync_all().map_err(io_err(&plan.log_path))?;
+    }
+    let mut removed = Vec::new();
+    for p in &plan.remove {
+        fs::remove_file(p).map_err(io_err(p))?;
+        removed.push(p.clone());
+    }
+    for d in &dirs {
+        sync_dir(d).map_err(io_err(d))?;
+    }
+    let dir = datadir::open(&plan.dir)?;
+    let after = node::check(&dir);
+    Ok(Applied {
+        backups,
+        cut_to: plan.cut.as_ref().map(|c| c.offset),
+        appended,
+        removed,
+        after,
+    })
+}
+
+/// A blocker as one line: `code at file:offset (index N): message`.
+pub fn blocker_line(f: &Finding) -> String {
+    let mut s = f.code.to_string();
+    if let Some(file) = &f.file {
+        s.push_str(&format!(" at {}", file.display()));
+        if let Some(o) = f.offset {
+            s.push_str(&format!(":{o}"));
+        }
+    }
+    if let Some(i) = f.index {
+        s.push_str(&format!(" (index {i})"));
+    }
+    s.push_str(": ");
+    s.push_str(&f.message);
+    s
+}
