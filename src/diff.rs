@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::datadir::DataDir;
-use crate::format::log::{LogError, LogReader, RawEntry};
+use crate::format::log::{LogError, RawEntry};
 use crate::model::{Entry, Index, Term};
 use crate::replay::{self, Replay, ReplayError, ReplayOptions, Replayer};
 
@@ -527,7 +527,7 @@ impl Divergence {
 
 /// One node's stream: the next entry in index order, its replayer, and what it has seen.
 struct Cursor<'a> {
-    reader: LogReader<'a>,
+    reader: crate::datadir::LogStream<'a>,
     len: u64,
     at: Option<Index>,
     next: Option<RawEntry<'a>>,
@@ -678,7 +678,7 @@ pub fn compare(targets: &[Target<'_>], opts: &DiffOptions) -> Result<Divergence,
             .map_or((0, 0), |s| (s.last_index, s.last_term));
         let conf_commit = t.dir.conf().map_or(0, |c| c.commit_index);
         cursors.push(Cursor {
-            reader: LogReader::new(t.dir.log.bytes()),
+            reader: t.dir.stream(),
             len: t.dir.log.bytes().len() as u64,
             at: t.at,
             next: None,
