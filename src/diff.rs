@@ -1244,7 +1244,7 @@ mod tests {
             (e.index, e.term, e.name.as_str(), e.payload.as_deref()),
             (6, 1, "raft:nop", None)
         );
-        let expected_offset = LogReader::new(dirs[2].log.bytes())
+        let expected_offset = crate::format::log::LogReader::new(dirs[2].log.bytes())
             .nth(5)
             .unwrap()
             .unwrap()
