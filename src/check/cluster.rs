@@ -14,7 +14,8 @@ use crate::model::Index;
 use crate::replay::{MemberChangeKind, Replay, Start};
 
 /// Every code this module emits: (code, severity, what it means). Stable: codes are never
-/// renamed.
+/// renamed. `check::codes::all` lists them after one node's codes, for the man page, the
+/// severities the rules give (through `codes::finding`) and the golden test of each code.
 pub const CODES: &[(&str, Severity, &str)] = &[
     (
         "cluster-election-safety",
@@ -49,12 +50,12 @@ pub const CODES: &[(&str, Severity, &str)] = &[
     (
         "cluster-conf-peers",
         Severity::Warning,
-        "the nodes' conf files disagree on the membership (peers plus the node itself)",
+        "conf files written at the same commitIndex disagree on the membership (peers plus the node itself)",
     ),
     (
         "cluster-membership",
         Severity::Warning,
-        "the membership replayed from the nodes' logs differs",
+        "two nodes' logs (with their snapshots' peers) give different members at an index both reached",
     ),
     (
         "cluster-duplicate-name",
@@ -69,7 +70,7 @@ pub const CODES: &[(&str, Severity, &str)] = &[
     (
         "cluster-not-compared",
         Severity::Warning,
-        "the nodes could not be compared",
+        "the nodes could not be compared (more than 64 given): the cross-node rules did not run",
     ),
 ];
 
@@ -121,7 +122,7 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
                 e.term,
                 e.term
             ),
-            "goraft persists neither its term nor its vote, so a restarted node can vote twice in one term; the next leader's entry overwrites the other on its followers",
+            "persists neither its term nor its vote, so a restarted node can vote twice in one term; the next leader's entry overwrites the other on its followers",
         ));
     }
     more(
@@ -143,7 +144,7 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
                 e.term,
                 e.prefix_differs_at.unwrap_or(0)
             ),
-            "goraft checks only the term of the previous entry when appending, so it keeps both prefixes",
+            "checks only the term of the previous entry when appending, so it keeps both prefixes",
         ));
     }
     more(
@@ -164,7 +165,7 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
                 e.index,
                 e.term
             ),
-            "goraft compares only index and term, so it treats them as the same entry",
+            "compares only index and term, so it treats them as the same entry",
         ));
     }
     more(
@@ -203,7 +204,7 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
             ),
         )
         .index(c.index)
-        .goraft("goraft never revisits applied entries: the nodes' states have diverged for good");
+        .goraft("never revisits applied entries: the nodes' states have diverged for good");
         if let Some(o) = c.versions[0].offset {
             f = f.offset(o);
         }
@@ -219,8 +220,13 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
     if let Some((index, evidence, node)) = d.committed() {
         let how = match (evidence, d.commit.majority) {
             (Evidence::Majority, Some(m)) => {
+                let before = if d.log_matching.total == 0 {
+                    "and by Log Matching so is every entry before it"
+                } else {
+                    "but Log Matching is broken (see cluster-log-matching): the entries before it are committed only where a majority holds the same ones"
+                };
                 format!(
-                    "entry {index} (term {}) is on {} of {} nodes ({}), and by Log Matching so is every entry before it",
+                    "entry {index} (term {}) is on {} of {} nodes ({}), {before}",
                     m.term,
                     m.holders,
                     m.cluster_size,
@@ -247,28 +253,63 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
         );
     }
 
-    for t in &d.tails {
-        let (text, goraft) = match t.status {
-            TailStatus::OnMajority | TailStatus::Claimed { .. } => continue,
-            TailStatus::Overwritten { by_term } => (
-                format!(
-                    "must be uncommitted: other entries hold these indexes on a majority{}",
-                    if by_term > t.max_term { format!(", in the later term {by_term}") } else { format!(" (term {by_term})") }
-                ),
-                "goraft truncates these entries when the node follows the leader; their writes never take effect",
-            ),
-            TailStatus::NotOnMajority => (
-                format!(
-                    "are not on a majority ({} of {} nodes) and not contradicted by one: they may still be committed, or be overwritten",
-                    t.holders, d.commit.cluster_size
-                ),
-                "a leader holding these entries can still replicate them; another leader overwrites them",
-            ),
-        };
-        let terms = if t.min_term == t.max_term {
+    let terms = |t: &diff::Tail| {
+        if t.min_term == t.max_term {
             format!("term {}", t.min_term)
         } else {
             format!("terms {}..{}", t.min_term, t.max_term)
+        }
+    };
+    let entries = |from: Index, to: Index| {
+        let noun = if from == to { "entry" } else { "entries" };
+        format!("{noun} {}", diff::span(from, to))
+    };
+    for t in &d.tails {
+        let one = t.from == t.to;
+        let (text, goraft) = match t.status {
+            TailStatus::OnMajority | TailStatus::Claimed { .. } => continue,
+            TailStatus::Overwritten { by_term } => {
+                // The majority's own run at these indexes, to say what overwrites the tail.
+                let majority = d
+                    .tails
+                    .iter()
+                    .find(|m| m.status == TailStatus::OnMajority && m.from <= t.to && t.from <= m.to)
+                    .map(|m| {
+                        let holders: Vec<String> = diff::members_of(m.nodes).map(label).collect();
+                        format!(
+                            ": {} {} {} ({})",
+                            holders.join(", "),
+                            if holders.len() == 1 { "holds" } else { "hold" },
+                            entries(m.from, m.to),
+                            terms(m)
+                        )
+                    });
+                let when = if by_term > t.max_term {
+                    format!(", in the later term {by_term}")
+                } else if majority.is_some() {
+                    String::new()
+                } else {
+                    format!(" (term {by_term})")
+                };
+                (
+                    format!(
+                        "must be uncommitted: other entries hold {} on a majority{when}{}",
+                        if one { "this index" } else { "these indexes" },
+                        majority.unwrap_or_default()
+                    ),
+                    "truncates these entries when the node follows the leader; their writes never take effect",
+                )
+            }
+            TailStatus::NotOnMajority => (
+                format!(
+                    "{} not on a majority ({} of {} nodes) and not contradicted by one: {} may still be committed, or be overwritten",
+                    if one { "is" } else { "are" },
+                    t.holders,
+                    d.commit.cluster_size,
+                    if one { "it" } else { "they" }
+                ),
+                "a leader holding these entries can still replicate them; another leader overwrites them",
+            ),
         };
         for (k, offset) in diff::members_of(t.nodes).zip(&t.offsets) {
             out.push(
@@ -277,9 +318,10 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
                     finding(
                         "cluster-uncommitted-tail",
                         format!(
-                            "{} holds entries {} ({terms}) that {text}",
+                            "{} holds {} ({}) that {text}",
                             label(k),
-                            diff::span(t.from, t.to)
+                            entries(t.from, t.to),
+                            terms(t)
                         ),
                     ),
                 )
@@ -437,10 +479,17 @@ fn membership(
                 .map(|&k| nodes[k].path.display().to_string())
                 .collect();
             out.push(
-                finding("cluster-duplicate-name",
-                    format!("{} data dirs are named {name:?}: {}", ks.len(), dirs.join(", ")),
+                finding(
+                    "cluster-duplicate-name",
+                    format!(
+                        "{} data dirs are named {name:?}: {}",
+                        ks.len(),
+                        dirs.join(", ")
+                    ),
                 )
-                .goraft("goraft identifies peers by name: two nodes with one name collide in every peer map"),
+                .goraft(
+                    "identifies peers by name: two nodes with one name collide in every peer map",
+                ),
             );
         }
     }
@@ -468,7 +517,7 @@ fn membership(
                     f = f.file(n.path.clone());
                 }
                 out.push(f.goraft(
-                    "peers know this node under another name; raftd reads its name from this file",
+                    "raftd takes its name from this file, and no leader replicates to a name it does not know: the node idles (or, if the file was changed, its peers know it under the old name)",
                 ));
             }
         }
@@ -570,7 +619,14 @@ mod tests {
             ]
         );
         assert!(f.iter().all(|f| f.severity == Severity::Info));
-        assert!(f[1].message.contains("25..29 (term 0) that must be uncommitted: other entries hold these indexes on a majority, in the later term 1"), "{}", f[1].message);
+        let t2 = format!(
+            "{}/fixtures/goraft/diverged-old-leader-tail/t2-new-leader-committed-old-leader-still-stopped",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        assert_eq!(
+            f[1].message,
+            format!("{t2}/node1 (2dabb76) holds entries 25..29 (term 0) that must be uncommitted: other entries hold these indexes on a majority, in the later term 1: {t2}/node2 (4560135), {t2}/node3 (6209dd4) hold entries 25..33 (term 1)")
+        );
         assert!(f[1].node.as_deref().unwrap().ends_with("node1 (2dabb76)"));
     }
 
