@@ -400,10 +400,11 @@ fn membership(
 
     // goraft writes conf when it applies a join or leave, with the commitIndex of that moment:
     // confs with different commitIndexes come from different points of one history (a node
-    // that is behind has an older conf). Only confs of the same point must agree.
+    // that is behind has an older conf). Only confs of the same point must agree. A conf lists
+    // the other members only: without the node's name its members are not known.
     let mut confs: BTreeMap<Index, Vec<(usize, &BTreeSet<String>)>> = BTreeMap::new();
     for &k in &distinct {
-        if let Some(c) = &d.nodes[k].conf {
+        if let (Some(c), Some(_)) = (&d.nodes[k].conf, &d.nodes[k].name) {
             confs
                 .entry(c.commit_index)
                 .or_default()
@@ -818,6 +819,31 @@ mod tests {
             ),
             "{}",
             c.message
+        );
+    }
+
+    /// A data dir without a name file: its conf lists the other members, but without the name
+    /// the comparison cannot add the node itself; that is no disagreement.
+    #[test]
+    fn a_conf_without_a_name_is_not_compared() {
+        let tmp = tempfile::tempdir().unwrap();
+        let join = |n: &str| Command::Join {
+            name: n.into(),
+            connection_string: format!("http://{n}"),
+        };
+        let log = vec![(1, 0, join("aa")), (2, 0, Command::Nop), (3, 0, join("bb"))];
+        let a = write_node(tmp.path(), "aa", &log);
+        conf(&a, 3, &["bb"]);
+        let b = write_node(tmp.path(), "bb", &log);
+        conf(&b, 3, &["aa"]);
+        std::fs::remove_file(b.join("name")).unwrap();
+        let dirs: Vec<DataDir> = [a, b]
+            .iter()
+            .map(|p| crate::datadir::open(p).unwrap())
+            .collect();
+        assert_eq!(
+            codes(&check(&dirs)),
+            [("cluster-committed-prefix", Some(3))]
         );
     }
 
