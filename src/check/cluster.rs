@@ -6,12 +6,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::codes::finding;
 use super::{Finding, Severity};
 use crate::datadir::DataDir;
 use crate::diff::{self, Claim, DiffOptions, Divergence, EntryPair, Evidence, TailStatus, Target};
+use crate::model::Index;
+use crate::replay::{MemberChangeKind, Replay, Start};
 
 /// Every code this module emits: (code, severity, what it means). Stable: codes are never
-/// renamed.
+/// renamed. `check::codes::all` lists them after one node's codes, for the man page, the
+/// severities the rules give (through `codes::finding`) and the golden test of each code.
 pub const CODES: &[(&str, Severity, &str)] = &[
     (
         "cluster-election-safety",
@@ -46,12 +50,12 @@ pub const CODES: &[(&str, Severity, &str)] = &[
     (
         "cluster-conf-peers",
         Severity::Warning,
-        "the nodes' conf files disagree on the membership (peers plus the node itself)",
+        "conf files written at the same commitIndex disagree on the membership (peers plus the node itself)",
     ),
     (
         "cluster-membership",
         Severity::Warning,
-        "the membership replayed from the nodes' logs differs",
+        "two nodes' logs (with their snapshots' peers) give different members at an index both reached",
     ),
     (
         "cluster-duplicate-name",
@@ -66,7 +70,7 @@ pub const CODES: &[(&str, Severity, &str)] = &[
     (
         "cluster-not-compared",
         Severity::Warning,
-        "the nodes could not be compared",
+        "the nodes could not be compared (more than 64 given): the cross-node rules did not run",
     ),
 ];
 
@@ -79,8 +83,7 @@ pub fn check(nodes: &[DataDir]) -> Vec<Finding> {
     let targets: Vec<Target<'_>> = nodes.iter().map(|dir| Target { dir, at: None }).collect();
     match diff::compare(&targets, &DiffOptions::default()) {
         Ok(d) => findings(nodes, &d),
-        Err(e) => vec![Finding::new(
-            Severity::Warning,
+        Err(e) => vec![finding(
             "cluster-not-compared",
             format!("the nodes were not compared: {e}"),
         )],
@@ -101,7 +104,7 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
     };
 
     let pair_finding = |code: &'static str, e: &EntryPair, message: String, goraft: &str| {
-        on(e.a, Finding::new(severity(code), code, message))
+        on(e.a, finding(code, message))
             .offset(e.a_offset)
             .index(e.index)
             .goraft(goraft)
@@ -119,7 +122,7 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
                 e.term,
                 e.term
             ),
-            "goraft persists neither its term nor its vote, so a restarted node can vote twice in one term; the next leader's entry overwrites the other on its followers",
+            "persists neither its term nor its vote, so a restarted node can vote twice in one term; the next leader's entry overwrites the other on its followers",
         ));
     }
     more(
@@ -141,7 +144,7 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
                 e.term,
                 e.prefix_differs_at.unwrap_or(0)
             ),
-            "goraft checks only the term of the previous entry when appending, so it keeps both prefixes",
+            "checks only the term of the previous entry when appending, so it keeps both prefixes",
         ));
     }
     more(
@@ -162,7 +165,7 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
                 e.index,
                 e.term
             ),
-            "goraft compares only index and term, so it treats them as the same entry",
+            "compares only index and term, so it treats them as the same entry",
         ));
     }
     more(
@@ -191,8 +194,7 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
         let first = diff::members_of(c.versions[0].nodes).next().unwrap_or(0);
         let mut f = on(
             first,
-            Finding::new(
-                Severity::Error,
+            finding(
                 "cluster-committed-conflict",
                 format!(
                     "index {} holds different entries that are each proven committed: {}",
@@ -202,7 +204,7 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
             ),
         )
         .index(c.index)
-        .goraft("goraft never revisits applied entries: the nodes' states have diverged for good");
+        .goraft("never revisits applied entries: the nodes' states have diverged for good");
         if let Some(o) = c.versions[0].offset {
             f = f.offset(o);
         }
@@ -218,8 +220,13 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
     if let Some((index, evidence, node)) = d.committed() {
         let how = match (evidence, d.commit.majority) {
             (Evidence::Majority, Some(m)) => {
+                let before = if d.log_matching.total == 0 {
+                    "and by Log Matching so is every entry before it"
+                } else {
+                    "but Log Matching is broken (see cluster-log-matching): the entries before it are committed only where a majority holds the same ones"
+                };
                 format!(
-                    "entry {index} (term {}) is on {} of {} nodes ({}), and by Log Matching so is every entry before it",
+                    "entry {index} (term {}) is on {} of {} nodes ({}), {before}",
                     m.term,
                     m.holders,
                     m.cluster_size,
@@ -238,8 +245,7 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
             "see cluster-committed-conflict"
         };
         out.push(
-            Finding::new(
-                Severity::Info,
+            finding(
                 "cluster-committed-prefix",
                 format!("entries up to index {index} are proven committed: {how}; {agree}"),
             )
@@ -247,40 +253,75 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
         );
     }
 
-    for t in &d.tails {
-        let (text, goraft) = match t.status {
-            TailStatus::OnMajority | TailStatus::Claimed { .. } => continue,
-            TailStatus::Overwritten { by_term } => (
-                format!(
-                    "must be uncommitted: other entries hold these indexes on a majority{}",
-                    if by_term > t.max_term { format!(", in the later term {by_term}") } else { format!(" (term {by_term})") }
-                ),
-                "goraft truncates these entries when the node follows the leader; their writes never take effect",
-            ),
-            TailStatus::NotOnMajority => (
-                format!(
-                    "are not on a majority ({} of {} nodes) and not contradicted by one: they may still be committed, or be overwritten",
-                    t.holders, d.commit.cluster_size
-                ),
-                "a leader holding these entries can still replicate them; another leader overwrites them",
-            ),
-        };
-        let terms = if t.min_term == t.max_term {
+    let terms = |t: &diff::Tail| {
+        if t.min_term == t.max_term {
             format!("term {}", t.min_term)
         } else {
             format!("terms {}..{}", t.min_term, t.max_term)
+        }
+    };
+    let entries = |from: Index, to: Index| {
+        let noun = if from == to { "entry" } else { "entries" };
+        format!("{noun} {}", diff::span(from, to))
+    };
+    for t in &d.tails {
+        let one = t.from == t.to;
+        let (text, goraft) = match t.status {
+            TailStatus::OnMajority | TailStatus::Claimed { .. } => continue,
+            TailStatus::Overwritten { by_term } => {
+                // The majority's own run at these indexes, to say what overwrites the tail.
+                let majority = d
+                    .tails
+                    .iter()
+                    .find(|m| m.status == TailStatus::OnMajority && m.from <= t.to && t.from <= m.to)
+                    .map(|m| {
+                        let holders: Vec<String> = diff::members_of(m.nodes).map(label).collect();
+                        format!(
+                            ": {} {} {} ({})",
+                            holders.join(", "),
+                            if holders.len() == 1 { "holds" } else { "hold" },
+                            entries(m.from, m.to),
+                            terms(m)
+                        )
+                    });
+                let when = if by_term > t.max_term {
+                    format!(", in the later term {by_term}")
+                } else if majority.is_some() {
+                    String::new()
+                } else {
+                    format!(" (term {by_term})")
+                };
+                (
+                    format!(
+                        "must be uncommitted: other entries hold {} on a majority{when}{}",
+                        if one { "this index" } else { "these indexes" },
+                        majority.unwrap_or_default()
+                    ),
+                    "truncates these entries when the node follows the leader; their writes never take effect",
+                )
+            }
+            TailStatus::NotOnMajority => (
+                format!(
+                    "{} not on a majority ({} of {} nodes) and not contradicted by one: {} may still be committed, or be overwritten",
+                    if one { "is" } else { "are" },
+                    t.holders,
+                    d.commit.cluster_size,
+                    if one { "it" } else { "they" }
+                ),
+                "a leader holding these entries can still replicate them; another leader overwrites them",
+            ),
         };
         for (k, offset) in diff::members_of(t.nodes).zip(&t.offsets) {
             out.push(
                 on(
                     k,
-                    Finding::new(
-                        Severity::Info,
+                    finding(
                         "cluster-uncommitted-tail",
                         format!(
-                            "{} holds entries {} ({terms}) that {text}",
+                            "{} holds {} ({}) that {text}",
                             label(k),
-                            diff::span(t.from, t.to)
+                            entries(t.from, t.to),
+                            terms(t)
                         ),
                     ),
                 )
@@ -295,17 +336,9 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
     out
 }
 
-fn severity(code: &str) -> Severity {
-    CODES
-        .iter()
-        .find(|(c, _, _)| *c == code)
-        .map_or(Severity::Error, |(_, s, _)| *s)
-}
-
 fn more(out: &mut Vec<Finding>, code: &'static str, total: u64, listed: usize) {
     if total > listed as u64 {
-        out.push(Finding::new(
-            severity(code),
+        out.push(finding(
             code,
             format!("{} more occurrences not listed", total - listed as u64),
         ));
@@ -331,6 +364,30 @@ fn set(s: &BTreeSet<String>) -> String {
     format!("{{{}}}", s.iter().cloned().collect::<Vec<_>>().join(", "))
 }
 
+/// The members a replay had after applying index `at`; `None` when `at` is outside what it
+/// replayed (before its snapshot, or after its last entry).
+fn members_at(r: &Replay, at: Index) -> Option<BTreeSet<String>> {
+    let start = match &r.start {
+        Start::Snapshot(s) => s.last_index,
+        Start::Empty => 0,
+    };
+    if at < start || at > r.last_applied() {
+        return None;
+    }
+    let mut members = BTreeSet::new();
+    for c in r.membership.iter().filter(|c| c.index <= at) {
+        match c.kind {
+            MemberChangeKind::Join | MemberChangeKind::Snapshot => {
+                members.insert(c.name.clone());
+            }
+            MemberChangeKind::Leave => {
+                members.remove(&c.name);
+            }
+        }
+    }
+    Some(members)
+}
+
 fn membership(
     nodes: &[DataDir],
     d: &Divergence,
@@ -341,21 +398,66 @@ fn membership(
         .filter(|&k| d.nodes[k].identity == k)
         .collect();
 
-    let confs: Vec<(usize, &BTreeSet<String>)> = distinct
-        .iter()
-        .filter_map(|&k| d.nodes[k].conf.as_ref().map(|c| (k, &c.members)))
-        .collect();
-    if confs.windows(2).any(|w| w[0].1 != w[1].1) {
-        let each: Vec<String> = confs
-            .iter()
-            .map(|(k, m)| format!("{}: {}", label(*k), set(m)))
-            .collect();
-        out.push(Finding::new(
-            Severity::Warning,
-            "cluster-conf-peers",
+    // goraft writes conf when it applies a join or leave, with the commitIndex of that moment:
+    // confs with different commitIndexes come from different points of one history (a node
+    // that is behind has an older conf). Only confs of the same point must agree. A conf lists
+    // the other members only: without the node's name its members are not known.
+    let mut confs: BTreeMap<Index, Vec<(usize, &BTreeSet<String>)>> = BTreeMap::new();
+    for &k in &distinct {
+        if let (Some(c), Some(_)) = (&d.nodes[k].conf, &d.nodes[k].name) {
+            confs
+                .entry(c.commit_index)
+                .or_default()
+                .push((k, &c.members));
+        }
+    }
+    for (commit, confs) in &confs {
+        if confs.windows(2).any(|w| w[0].1 != w[1].1) {
+            let each: Vec<String> = confs
+                .iter()
+                .map(|(k, m)| format!("{}: {}", label(*k), set(m)))
+                .collect();
+            out.push(
+                finding(
+                    "cluster-conf-peers",
+                    format!(
+                        "the conf files with commitIndex {commit} disagree on the members (peers plus self): {}",
+                        each.join("; ")
+                    ),
+                )
+                .goraft("reads only commitIndex back from conf and rebuilds the peers from the log, so one of these confs was edited or written by another history"),
+            );
+        }
+    }
+
+    // Memberships are compared at the last index both nodes replayed: a node that is behind
+    // has the membership the others had at its last index, not theirs at their end.
+    let mut differ = Vec::new();
+    for (x, &j) in distinct.iter().enumerate() {
+        for &k in &distinct[x + 1..] {
+            let (rj, rk) = (&d.nodes[j].replay, &d.nodes[k].replay);
+            let at = rj.last_applied().min(rk.last_applied());
+            if let (Some(mj), Some(mk)) = (members_at(rj, at), members_at(rk, at)) {
+                if mj != mk {
+                    differ.push((j, k, at, mj, mk));
+                }
+            }
+        }
+    }
+    if let Some((j, k, at, mj, mk)) = differ.first() {
+        let more = match differ.len() - 1 {
+            0 => String::new(),
+            1 => " (1 more pair of nodes differs)".to_string(),
+            n => format!(" ({n} more pairs of nodes differ)"),
+        };
+        out.push(finding(
+            "cluster-membership",
             format!(
-                "the conf files disagree on the members (peers plus self): {}",
-                each.join("; ")
+                "the membership replayed from the logs differs: at index {at}, {} has {} and {} has {}{more}",
+                label(*j),
+                set(mj),
+                label(*k),
+                set(mk)
             ),
         ));
     }
@@ -364,27 +466,6 @@ fn membership(
         .iter()
         .map(|&k| (k, d.nodes[k].replay.kv.members.keys().cloned().collect()))
         .collect();
-    if replayed.windows(2).any(|w| w[0].1 != w[1].1) {
-        let each: Vec<String> = replayed
-            .iter()
-            .map(|(k, m)| {
-                format!(
-                    "{} (to index {}): {}",
-                    label(*k),
-                    d.nodes[*k].replay.last_applied(),
-                    set(m)
-                )
-            })
-            .collect();
-        out.push(Finding::new(
-            Severity::Warning,
-            "cluster-membership",
-            format!(
-                "the membership replayed from the logs differs: {}",
-                each.join("; ")
-            ),
-        ));
-    }
 
     let mut by_name: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for &k in &distinct {
@@ -399,12 +480,17 @@ fn membership(
                 .map(|&k| nodes[k].path.display().to_string())
                 .collect();
             out.push(
-                Finding::new(
-                    Severity::Error,
+                finding(
                     "cluster-duplicate-name",
-                    format!("{} data dirs are named {name:?}: {}", ks.len(), dirs.join(", ")),
+                    format!(
+                        "{} data dirs are named {name:?}: {}",
+                        ks.len(),
+                        dirs.join(", ")
+                    ),
                 )
-                .goraft("goraft identifies peers by name: two nodes with one name collide in every peer map"),
+                .goraft(
+                    "identifies peers by name: two nodes with one name collide in every peer map",
+                ),
             );
         }
     }
@@ -419,8 +505,7 @@ fn membership(
     for &k in &distinct {
         if let Some(name) = d.nodes[k].name.as_deref() {
             if !all.contains(name) {
-                let mut f = Finding::new(
-                    Severity::Warning,
+                let mut f = finding(
                     "cluster-name-not-member",
                     format!(
                         "{} is named {name:?}, which no log makes a member (members: {})",
@@ -433,7 +518,7 @@ fn membership(
                     f = f.file(n.path.clone());
                 }
                 out.push(f.goraft(
-                    "peers know this node under another name; raftd reads its name from this file",
+                    "raftd takes its name from this file, and no leader replicates to a name it does not know: the node idles (or, if the file was changed, its peers know it under the old name)",
                 ));
             }
         }
@@ -535,7 +620,14 @@ mod tests {
             ]
         );
         assert!(f.iter().all(|f| f.severity == Severity::Info));
-        assert!(f[1].message.contains("25..29 (term 0) that must be uncommitted: other entries hold these indexes on a majority, in the later term 1"), "{}", f[1].message);
+        let t2 = format!(
+            "{}/fixtures/goraft/diverged-old-leader-tail/t2-new-leader-committed-old-leader-still-stopped",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        assert_eq!(
+            f[1].message,
+            format!("{t2}/node1 (2dabb76) holds entries 25..29 (term 0) that must be uncommitted: other entries hold these indexes on a majority, in the later term 1: {t2}/node2 (4560135), {t2}/node3 (6209dd4) hold entries 25..33 (term 1)")
+        );
         assert!(f[1].node.as_deref().unwrap().ends_with("node1 (2dabb76)"));
     }
 
@@ -594,6 +686,165 @@ mod tests {
             .contains("hold different entries at index 6 in the same term 1"));
         // Both entries at 6 are on 1 of 3 nodes: no commit evidence, so no safety finding.
         assert!(f.iter().all(|f| f.code != "cluster-committed-conflict"));
+    }
+
+    fn conf(dir: &Path, commit_index: u64, peers: &[&str]) {
+        let c = crate::model::Conf {
+            commit_index,
+            peers: peers
+                .iter()
+                .map(|n| crate::model::Peer {
+                    name: (*n).into(),
+                    connection_string: format!("http://{n}"),
+                })
+                .collect(),
+        };
+        std::fs::write(dir.join("conf"), crate::format::conf::encode(&c)).unwrap();
+    }
+
+    /// cc was down while dd joined (goraft commits a join with a quorum of the old members: aa,
+    /// bb); its log and its conf stop at index 4. A follower that is behind is not a membership
+    /// or conf disagreement: at index 4 every log makes the same members.
+    #[test]
+    fn a_follower_behind_a_join_disagrees_on_neither_membership_nor_conf() {
+        let tmp = tempfile::tempdir().unwrap();
+        let join = |n: &str| Command::Join {
+            name: n.into(),
+            connection_string: format!("http://{n}"),
+        };
+        let before = vec![
+            (1, 0, join("aa")),
+            (2, 0, Command::Nop),
+            (3, 0, join("bb")),
+            (4, 0, join("cc")),
+        ];
+        let mut after = before.clone();
+        after.push((5, 0, join("dd")));
+        let mut dirs = Vec::new();
+        for (name, log) in [
+            ("aa", &after),
+            ("bb", &after),
+            ("cc", &before),
+            ("dd", &after),
+        ] {
+            let p = write_node(tmp.path(), name, log);
+            let (commit, members): (u64, &[&str]) = if name == "cc" {
+                (4, &["aa", "bb", "cc"])
+            } else {
+                (5, &["aa", "bb", "cc", "dd"])
+            };
+            let peers: Vec<&str> = members.iter().copied().filter(|m| *m != name).collect();
+            conf(&p, commit, &peers);
+            let dir = crate::datadir::open(&p).unwrap();
+            assert_eq!(crate::check::node::check(&dir).findings, [], "{name}");
+            dirs.push(dir);
+        }
+        let f = check(&dirs);
+        assert_eq!(codes(&f), [("cluster-committed-prefix", Some(5))]);
+        assert!(
+            f[0].message.contains("is on 3 of 4 nodes"),
+            "{}",
+            f[0].message
+        );
+    }
+
+    /// The same membership history, but aa's snapshot at index 4 forgets cc: at index 4 the
+    /// logs make different members, and two confs with the same commitIndex list different ones.
+    #[test]
+    fn memberships_and_confs_that_differ_at_the_same_index_are_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let join = |n: &str| Command::Join {
+            name: n.into(),
+            connection_string: format!("http://{n}"),
+        };
+        let log = vec![
+            (1, 0, join("aa")),
+            (2, 0, Command::Nop),
+            (3, 0, join("bb")),
+            (4, 0, join("cc")),
+        ];
+        let mut paths = Vec::new();
+        for name in ["aa", "bb", "cc"] {
+            let p = write_node(tmp.path(), name, &log);
+            let peers: Vec<&str> = ["aa", "bb", "cc"]
+                .into_iter()
+                .filter(|m| *m != name)
+                .collect();
+            conf(&p, 4, &peers);
+            paths.push(p);
+        }
+        conf(&paths[0], 4, &["bb"]);
+        std::fs::create_dir_all(paths[0].join("snapshot")).unwrap();
+        let peer = |n: &str| crate::model::Peer {
+            name: n.into(),
+            connection_string: format!("http://{n}"),
+        };
+        let snap = crate::model::Snapshot {
+            last_index: 4,
+            last_term: 0,
+            peers: Some(vec![peer("aa"), peer("bb")]),
+            state: Some(b"{}".to_vec()),
+            path: String::new(),
+        };
+        std::fs::write(
+            paths[0].join("snapshot/0_4.ss"),
+            crate::format::snapshot::encode(&snap),
+        )
+        .unwrap();
+        let dirs: Vec<DataDir> = paths
+            .iter()
+            .map(|p| crate::datadir::open(p).unwrap())
+            .collect();
+        let f = check(&dirs);
+        let got: Vec<_> = f
+            .iter()
+            .filter(|f| f.code != "cluster-committed-prefix")
+            .map(|f| f.code)
+            .collect();
+        assert_eq!(got, ["cluster-conf-peers", "cluster-membership"]);
+        let m = f.iter().find(|f| f.code == "cluster-membership").unwrap();
+        assert!(
+            m.message
+                .starts_with("the membership replayed from the logs differs: at index 4, ")
+                && m.message.contains("/aa (aa) has {aa, bb} and ")
+                && m.message
+                    .ends_with("/bb (bb) has {aa, bb, cc} (1 more pair of nodes differs)"),
+            "{}",
+            m.message
+        );
+        let c = f.iter().find(|f| f.code == "cluster-conf-peers").unwrap();
+        assert!(
+            c.message.starts_with(
+                "the conf files with commitIndex 4 disagree on the members (peers plus self): "
+            ),
+            "{}",
+            c.message
+        );
+    }
+
+    /// A data dir without a name file: its conf lists the other members, but without the name
+    /// the comparison cannot add the node itself; that is no disagreement.
+    #[test]
+    fn a_conf_without_a_name_is_not_compared() {
+        let tmp = tempfile::tempdir().unwrap();
+        let join = |n: &str| Command::Join {
+            name: n.into(),
+            connection_string: format!("http://{n}"),
+        };
+        let log = vec![(1, 0, join("aa")), (2, 0, Command::Nop), (3, 0, join("bb"))];
+        let a = write_node(tmp.path(), "aa", &log);
+        conf(&a, 3, &["bb"]);
+        let b = write_node(tmp.path(), "bb", &log);
+        conf(&b, 3, &["aa"]);
+        std::fs::remove_file(b.join("name")).unwrap();
+        let dirs: Vec<DataDir> = [a, b]
+            .iter()
+            .map(|p| crate::datadir::open(p).unwrap())
+            .collect();
+        assert_eq!(
+            codes(&check(&dirs)),
+            [("cluster-committed-prefix", Some(3))]
+        );
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! The table of every finding code: its severity and a one-line description.
+//! The table of one node's finding codes, and [`all`], the one list of every code of every rule
+//! set (this table, then `check::cluster::CODES`): each code with its severity and a one-line
+//! description.
 //!
-//! It is the single source for the man page (`raftdump verify --help`), for the severity a rule
-//! gives its finding (rules call [`finding`], never `Finding::new` with a literal severity) and for
-//! the test that every code has a golden case under `tests/cmd/verify/`. Codes are stable: they are
-//! only added, never renamed. Pure data.
+//! Each rule set owns its table; [`SETS`] and [`all`] are the single source for the man page
+//! (`raftdump verify --help`), for the severity a rule gives its finding (rules call [`finding`],
+//! never `Finding::new` with a literal severity) and for the test that every code has a golden
+//! case under `tests/cmd/verify/`. Codes are stable: they are only added, never renamed. Pure data.
 
-use super::{Finding, Severity};
+use super::{cluster, Finding, Severity};
 use Severity::{Error as E, Info as I, Warning as W};
 
 /// Every code one node's rules produce: `(code, severity, description)`.
@@ -60,12 +62,39 @@ pub const CODES: &[(&str, Severity, &str)] = &[
     ("findings-suppressed", I, "more findings with one code on one node than are listed individually"),
 ];
 
-/// The severity of `code`, from [`CODES`].
+/// One rule set's codes, with the heading the man page lists them under.
+#[derive(Debug, Clone, Copy)]
+pub struct CodeSet {
+    /// The heading, e.g. `Cluster codes`.
+    pub title: &'static str,
+    /// When the rule set runs.
+    pub when: &'static str,
+    /// `(code, severity, description)`, in the rule set's order.
+    pub codes: &'static [(&'static str, Severity, &'static str)],
+}
+
+/// Every rule set's codes, in the order the man page lists them.
+pub const SETS: &[CodeSet] = &[
+    CodeSet {
+        title: "Finding codes",
+        when: "each node's files",
+        codes: CODES,
+    },
+    CodeSet {
+        title: "Cluster codes",
+        when: "across the nodes, when two or more are given",
+        codes: cluster::CODES,
+    },
+];
+
+/// Every code of every rule set: one node's, then the cluster's.
+pub fn all() -> impl Iterator<Item = &'static (&'static str, Severity, &'static str)> {
+    SETS.iter().flat_map(|s| s.codes.iter())
+}
+
+/// The severity of `code`, from [`all`].
 pub fn severity(code: &str) -> Option<Severity> {
-    CODES
-        .iter()
-        .find(|(c, _, _)| *c == code)
-        .map(|(_, s, _)| *s)
+    all().find(|(c, _, _)| *c == code).map(|(_, s, _)| *s)
 }
 
 /// A finding for `code` with the severity the table gives it.
@@ -74,22 +103,32 @@ pub fn severity(code: &str) -> Option<Severity> {
 /// report it as an error rather than lose it.
 pub fn finding(code: &'static str, message: impl Into<String>) -> Finding {
     let sev = severity(code);
-    debug_assert!(sev.is_some(), "finding code {code} is not in CODES");
+    debug_assert!(sev.is_some(), "finding code {code} is in no code table");
     Finding::new(sev.unwrap_or(Severity::Error), code, message)
 }
 
-/// The man-page text listing every code, grouped by severity, for `after_long_help`: the code
-/// on one line, its description indented below (so that wrapped lines keep the indent).
+/// The man-page text listing every code of [`SETS`], one section per rule set, grouped by
+/// severity, for `after_long_help`: the code on one line, its description indented below (so
+/// that wrapped lines keep the indent).
 pub fn help_text() -> String {
-    let mut out = String::from("Finding codes (stable), by severity:\n");
-    for sev in [Severity::Error, Severity::Warning, Severity::Info] {
-        let label = match sev {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-            Severity::Info => "info",
-        };
-        for (code, _, desc) in CODES.iter().filter(|(_, s, _)| *s == sev) {
-            out.push_str(&format!("  {code} ({label})\n      {desc}\n"));
+    let mut out = String::new();
+    for (n, set) in SETS.iter().enumerate() {
+        if n > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "{} (stable; {}), by severity:\n",
+            set.title, set.when
+        ));
+        for sev in [Severity::Error, Severity::Warning, Severity::Info] {
+            let label = match sev {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+                Severity::Info => "info",
+            };
+            for (code, _, desc) in set.codes.iter().filter(|(_, s, _)| *s == sev) {
+                out.push_str(&format!("  {code} ({label})\n      {desc}\n"));
+            }
         }
     }
     out
@@ -102,7 +141,7 @@ mod tests {
     #[test]
     fn codes_are_unique_kebab_case_and_described() {
         let mut seen = std::collections::BTreeSet::new();
-        for (code, _, desc) in CODES {
+        for (code, _, desc) in all() {
             assert!(seen.insert(*code), "{code} twice");
             assert!(
                 code.bytes()
@@ -113,14 +152,27 @@ mod tests {
         }
         assert_eq!(severity("log-torn-tail"), Some(Severity::Error));
         assert_eq!(severity("unknown-command"), Some(Severity::Info));
+        assert_eq!(severity("cluster-election-safety"), Some(Severity::Error));
         assert_eq!(severity("nope"), None);
+        assert_eq!(all().count(), CODES.len() + cluster::CODES.len());
+        assert!(CODES.iter().all(|(c, _, _)| !c.starts_with("cluster-")));
     }
 
     #[test]
-    fn help_lists_every_code_once() {
+    fn help_lists_every_code_once_in_its_section() {
         let text = help_text();
-        for (code, _, _) in CODES {
+        for (code, _, _) in all() {
             assert_eq!(text.matches(&format!("  {code} (")).count(), 1, "{code}");
+        }
+        let cluster_section = text
+            .find("Cluster codes (stable; across the nodes")
+            .unwrap();
+        assert!(text.starts_with("Finding codes (stable; each node's files), by severity:\n"));
+        for (code, _, _) in CODES {
+            assert!(text.find(&format!("  {code} (")).unwrap() < cluster_section);
+        }
+        for (code, _, _) in cluster::CODES {
+            assert!(text.find(&format!("  {code} (")).unwrap() > cluster_section);
         }
     }
 }

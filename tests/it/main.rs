@@ -10,6 +10,7 @@ mod repair;
 mod replay;
 mod sweeps;
 mod synthetic;
+mod synthetic_cluster;
 mod synthetic_verify;
 mod verify;
 

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use raftdump::check::codes::CODES;
+use raftdump::check::codes;
 use raftdump::check::node::{self, LogContext, LogOutcome};
 use raftdump::check::{Finding, Severity};
 use raftdump::format::log::LogReader;
@@ -204,7 +204,7 @@ fn odd_values_replacement_chars_are_the_three_invalid_utf8_writes() {
 #[test]
 fn every_code_has_a_golden_case_with_the_right_exit_status() {
     let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cmd/verify");
-    for (code, sev, _) in CODES {
+    for (code, sev, _) in codes::all() {
         let toml = std::fs::read_to_string(cases.join(format!("{code}.toml")))
             .unwrap_or_else(|_| panic!("no golden tests/cmd/verify/{code}.toml"));
         let stdout = std::fs::read_to_string(cases.join(format!("{code}.stdout"))).unwrap();
@@ -220,7 +220,7 @@ fn every_code_has_a_golden_case_with_the_right_exit_status() {
 #[test]
 fn long_help_documents_every_code() {
     let help = raftdump::cli::verify::long_help();
-    for (code, _, desc) in CODES {
+    for (code, _, desc) in codes::all() {
         assert!(help.contains(code) && help.contains(desc), "{code}");
     }
 }
