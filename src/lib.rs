@@ -5,6 +5,7 @@
 //! - [`model`]: indexes, terms, entries, commands, peers, conf, snapshots: plain data.
 //! - [`format`]: pure bytes <-> model for the log, conf, snapshot and RPC messages.
 //! - [`datadir`]: the filesystem edge: find and memory-map a node's files, never write.
+//! - [`node`]: `serve`: the Raft core, storage, transport, HTTP API and runtime.
 //! - [`render`]: the only formatting code, writing to `&mut dyn Write`.
 //! - [`cli`]: argument parsing, one file per subcommand, exit codes.
 #![warn(missing_docs)]
@@ -14,5 +15,6 @@ pub mod cli;
 pub mod datadir;
 pub mod format;
 pub mod model;
+pub mod node;
 pub mod render;
 pub mod replay;

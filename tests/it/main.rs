@@ -2,6 +2,7 @@
 
 mod cli;
 mod format;
+mod node_sim;
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +26,10 @@ pub fn real_logs() -> Vec<PathBuf> {
         }
     }
     out.sort();
-    assert!(out.len() >= 20, "expected the real fixture logs, found {}", out.len());
+    assert!(
+        out.len() >= 20,
+        "expected the real fixture logs, found {}",
+        out.len()
+    );
     out
 }
