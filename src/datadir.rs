@@ -253,10 +253,7 @@ pub fn open(path: &Path) -> Result<DataDir, LoadError> {
 impl DataDir {
     /// The node name, when the `name` file is there and is UTF-8.
     pub fn node_name(&self) -> Option<&str> {
-        self.name
-            .as_ref()
-            .and_then(|n| n.parsed.as_ref().ok())
-            .map(String::as_str)
+        self.name.as_ref().and_then(|n| n.parsed.as_ref().ok()).map(String::as_str)
     }
 
     /// The conf, when present and valid.

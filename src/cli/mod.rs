@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod generate;
 pub mod inspect;
+pub mod serve;
 
 /// What a subcommand concluded (errors are `anyhow::Error` and exit 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +20,8 @@ pub enum Outcome {
     Clean,
     /// Exit 1: the answer is negative (problems found, nodes differ).
     Negative,
+    /// Exit 130: stopped by SIGINT (`serve`).
+    Interrupted,
 }
 
 /// Output format of data commands.
@@ -95,6 +98,8 @@ pub struct Cli {
 pub enum Command {
     /// Show every entry, the conf, name and snapshots of a data dir or log file.
     Inspect(inspect::Args),
+    /// Run a raftd-compatible node on a data dir.
+    Serve(serve::Args),
     /// Generate man pages or shell completions.
     #[command(hide = true)]
     Generate(generate::Args),
@@ -186,12 +191,14 @@ pub fn main() -> ExitCode {
     let mut ui = Ui::new(&cli);
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args, &mut ui),
+        Command::Serve(args) => serve::run(args, &mut ui),
         Command::Generate(args) => generate::run(args, &mut ui),
     };
     let result = result.and_then(|o| ui.out.flush().map(|_| o).map_err(Into::into));
     match result {
         Ok(Outcome::Clean) => ExitCode::from(0),
         Ok(Outcome::Negative) => ExitCode::from(1),
+        Ok(Outcome::Interrupted) => ExitCode::from(130),
         Err(e) if is_broken_pipe(&e) => ExitCode::from(0),
         Err(e) => {
             let _ = ui.out.flush();

@@ -82,10 +82,9 @@ pub fn encode(command: &Command) -> Option<(&'static str, Option<Vec<u8>>)> {
         } => (names::JOIN, Some(encode_join(name, connection_string))),
         Command::Leave { name } => (names::LEAVE, Some(encode_leave(name))),
         Command::Nop => (names::NOP, None),
-        Command::Write { key, value } => (
-            names::WRITE,
-            Some(encode_write(key.as_bytes(), value.as_bytes())),
-        ),
+        Command::Write { key, value } => {
+            (names::WRITE, Some(encode_write(key.as_bytes(), value.as_bytes())))
+        }
         Command::Other { .. } | Command::Invalid { .. } => return None,
     })
 }
@@ -97,16 +96,10 @@ mod tests {
     #[test]
     fn spec_payloads() {
         let join = encode_join("2832bfa", "http://localhost:4001");
-        assert_eq!(
-            join,
-            b"{\"name\":\"2832bfa\",\"connectionString\":\"http://localhost:4001\"}\n"
-        );
+        assert_eq!(join, b"{\"name\":\"2832bfa\",\"connectionString\":\"http://localhost:4001\"}\n");
         assert_eq!(join.len(), 62);
         assert_eq!(encode_leave("7bd5bdc"), b"{\"name\":\"7bd5bdc\"}\n");
-        assert_eq!(
-            encode_write(b"foo", b"bar"),
-            b"{\"key\":\"foo\",\"value\":\"bar\"}\n"
-        );
+        assert_eq!(encode_write(b"foo", b"bar"), b"{\"key\":\"foo\",\"value\":\"bar\"}\n");
         assert_eq!(
             decode(b"raft:join", Some(&join)),
             Command::Join {
@@ -127,10 +120,7 @@ mod tests {
                 connection_string: String::new()
             }
         );
-        assert!(matches!(
-            decode(b"write", Some(b"{\"key\":1}\n")),
-            Command::Invalid { .. }
-        ));
+        assert!(matches!(decode(b"write", Some(b"{\"key\":1}\n")), Command::Invalid { .. }));
         assert!(matches!(decode(b"write", None), Command::Invalid { .. }));
         assert_eq!(
             decode(b"etcd:set", Some(b"{\"k\":\"v\"}\n")),
@@ -138,9 +128,6 @@ mod tests {
                 json: Some(serde_json::json!({"k":"v"}))
             }
         );
-        assert_eq!(
-            decode(b"etcd:raw", Some(b"\x00\x01")),
-            Command::Other { json: None }
-        );
+        assert_eq!(decode(b"etcd:raw", Some(b"\x00\x01")), Command::Other { json: None });
     }
 }

@@ -27,22 +27,10 @@ impl HeaderQuirks {
     pub const LEADING_ZEROS: HeaderQuirks = HeaderQuirks(8);
 
     const ALL: [(HeaderQuirks, &'static str, &'static str); 4] = [
-        (
-            Self::EXTRA_SPACES,
-            "extra-spaces",
-            "more than 8 characters of padding",
-        ),
-        (
-            Self::UNPADDED,
-            "unpadded",
-            "fewer than 8 characters (2013 \"%x\\n\" header)",
-        ),
+        (Self::EXTRA_SPACES, "extra-spaces", "more than 8 characters of padding"),
+        (Self::UNPADDED, "unpadded", "fewer than 8 characters (2013 \"%x\\n\" header)"),
         (Self::UPPERCASE, "uppercase", "uppercase hex digits"),
-        (
-            Self::LEADING_ZEROS,
-            "leading-zeros",
-            "zero padding instead of spaces",
-        ),
+        (Self::LEADING_ZEROS, "leading-zeros", "zero padding instead of spaces"),
     ];
 
     /// No quirk: the header is byte-for-byte what goraft writes.
@@ -324,27 +312,15 @@ mod tests {
         );
         assert!(matches!(
             parse_header(b"CORRUPT!\n"),
-            Err(HeaderError::Invalid {
-                at: 1,
-                found: b'O',
-                ..
-            })
+            Err(HeaderError::Invalid { at: 1, found: b'O', .. })
         ));
         assert!(matches!(
             parse_header(b"123456789\n"),
-            Err(HeaderError::Invalid {
-                at: 8,
-                found: b'9',
-                ..
-            })
+            Err(HeaderError::Invalid { at: 8, found: b'9', .. })
         ));
         assert!(matches!(
             parse_header(b"   12 \n"),
-            Err(HeaderError::Invalid {
-                at: 5,
-                found: b' ',
-                ..
-            })
+            Err(HeaderError::Invalid { at: 5, found: b' ', .. })
         ));
     }
 

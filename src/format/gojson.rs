@@ -58,15 +58,9 @@ pub fn write_string(s: &[u8], out: &mut Vec<u8>) {
             continue;
         }
         match utf8_char_len(&s[i..]) {
-            Some(3)
-                if s[i] == 0xe2 && s[i + 1] == 0x80 && (s[i + 2] == 0xa8 || s[i + 2] == 0xa9) =>
-            {
+            Some(3) if s[i] == 0xe2 && s[i + 1] == 0x80 && (s[i + 2] == 0xa8 || s[i + 2] == 0xa9) => {
                 out.extend_from_slice(&s[start..i]);
-                out.extend_from_slice(if s[i + 2] == 0xa8 {
-                    b"\\u2028"
-                } else {
-                    b"\\u2029"
-                });
+                out.extend_from_slice(if s[i + 2] == 0xa8 { b"\\u2028" } else { b"\\u2029" });
                 i += 3;
                 start = i;
             }
@@ -254,10 +248,7 @@ impl<'a> Parser<'a> {
             self.pos += word.len();
             Ok(())
         } else {
-            self.err(format!(
-                "invalid literal (expected {})",
-                String::from_utf8_lossy(word)
-            ))
+            self.err(format!("invalid literal (expected {})", String::from_utf8_lossy(word)))
         }
     }
 
@@ -468,20 +459,13 @@ mod tests {
 
     #[test]
     fn decoding_matches_go() {
-        let [k, v] =
-            decode_string_fields(b"{\"key\":\"foo\",\"value\":\"bar\"}\n", ["key", "value"])
-                .unwrap();
+        let [k, v] = decode_string_fields(b"{\"key\":\"foo\",\"value\":\"bar\"}\n", ["key", "value"]).unwrap();
         assert_eq!((k.as_str(), v.as_str()), ("foo", "bar"));
         let [k, v] = decode_string_fields(b"null\n", ["key", "value"]).unwrap();
         assert_eq!((k.as_str(), v.as_str()), ("", ""));
-        let [k, v] = decode_string_fields(
-            br#"{"KEY":"a","Value":null,"x":[1,{"y":2}],"key":"b"}"#,
-            ["key", "value"],
-        )
-        .unwrap();
+        let [k, v] = decode_string_fields(br#"{"KEY":"a","Value":null,"x":[1,{"y":2}],"key":"b"}"#, ["key", "value"]).unwrap();
         assert_eq!((k.as_str(), v.as_str()), ("b", ""));
-        let [v] =
-            decode_string_fields(br#"{"value":"\ud800x\u00e9\ud83c\udf89"}"#, ["value"]).unwrap();
+        let [v] = decode_string_fields(br#"{"value":"\ud800x\u00e9\ud83c\udf89"}"#, ["value"]).unwrap();
         assert_eq!(v, "\u{fffd}xé🎉");
         let [v] = decode_string_fields(b"{\"value\":\"\xff\"}", ["value"]).unwrap();
         assert_eq!(v, "\u{fffd}");

@@ -148,10 +148,7 @@ impl DamageKind {
 
     /// Whether this is a torn tail (a write cut short at the end of the file).
     pub fn is_torn_tail(&self) -> bool {
-        matches!(
-            self,
-            DamageKind::TornHeader { .. } | DamageKind::TornBody { .. }
-        )
+        matches!(self, DamageKind::TornHeader { .. } | DamageKind::TornBody { .. })
     }
 }
 
@@ -288,11 +285,7 @@ impl<'a> Iterator for LogReader<'a> {
                 let n = buf[pos..].iter().position(|&b| b != 0).unwrap_or(end - pos);
                 return Some(Err(self.damage(pos + n, DamageKind::NulRun)));
             }
-            Err(HeaderError::Invalid {
-                at,
-                found,
-                expected,
-            }) => {
+            Err(HeaderError::Invalid { at, found, expected }) => {
                 let next = self.resync(pos + 1).unwrap_or(end);
                 let kind = DamageKind::Garbage {
                     at: (pos + at) as u64,
@@ -424,12 +417,7 @@ impl<W: std::io::Write> LogWriter<W> {
 
     /// Appends an owned entry as it is.
     pub fn append_entry(&mut self, entry: &Entry) -> std::io::Result<()> {
-        self.append_raw(
-            entry.index,
-            entry.term,
-            &entry.name,
-            entry.payload.as_deref(),
-        )
+        self.append_raw(entry.index, entry.term, &entry.name, entry.payload.as_deref())
     }
 
     /// Bytes written so far.
@@ -492,15 +480,7 @@ mod tests {
         let entries: Vec<_> = LogReader::new(&log).map(Result::unwrap).collect();
         let got: Vec<_> = entries
             .iter()
-            .map(|e| {
-                (
-                    e.offset,
-                    e.ordinal,
-                    e.index(),
-                    e.term(),
-                    e.name().into_owned(),
-                )
-            })
+            .map(|e| (e.offset, e.ordinal, e.index(), e.term(), e.name().into_owned()))
             .collect();
         assert_eq!(
             got,

@@ -220,10 +220,7 @@ pub static REQUEST_VOTE_REQUEST: MessageSpec = MessageSpec {
 /// Strict declaration of [`RequestVoteResponse`].
 pub static REQUEST_VOTE_RESPONSE: MessageSpec = MessageSpec {
     name: "RequestVoteResponse",
-    fields: &[
-        req(1, "Term", Kind::Varint),
-        req(2, "VoteGranted", Kind::Varint),
-    ],
+    fields: &[req(1, "Term", Kind::Varint), req(2, "VoteGranted", Kind::Varint)],
 };
 
 /// Strict declaration of [`SnapshotRequest`].
@@ -301,10 +298,7 @@ mod tests {
             leader_name: "2832bfa".into(),
             entries: vec![],
         };
-        assert_eq!(
-            hb.encode_to_vec(),
-            hex("08 00 10 03 18 00 20 03 2a 07 32 38 33 32 62 66 61")
-        );
+        assert_eq!(hb.encode_to_vec(), hex("08 00 10 03 18 00 20 03 2a 07 32 38 33 32 62 66 61"));
         let nop = AppendEntriesRequest {
             term: 1,
             prev_log_index: 4,
@@ -330,10 +324,7 @@ mod tests {
             last_log_term: 0,
             candidate_name: "2832bfa".into(),
         };
-        assert_eq!(
-            rv.encode_to_vec(),
-            hex("08 01 10 04 18 00 22 07 32 38 33 32 62 66 61")
-        );
+        assert_eq!(rv.encode_to_vec(), hex("08 01 10 04 18 00 22 07 32 38 33 32 62 66 61"));
         let resp = AppendEntriesResponse {
             term: 2,
             index: 7,
@@ -342,11 +333,7 @@ mod tests {
         };
         assert_eq!(resp.encode_to_vec(), hex("08 02 10 07 18 07 20 00"));
         assert_eq!(
-            RequestVoteResponse {
-                term: 0,
-                vote_granted: false
-            }
-            .encode_to_vec(),
+            RequestVoteResponse { term: 0, vote_granted: false }.encode_to_vec(),
             hex("08 00 10 00")
         );
         let sr = SnapshotRequest {
@@ -354,10 +341,7 @@ mod tests {
             last_index: 252,
             last_term: 3,
         };
-        assert_eq!(
-            sr.encode_to_vec(),
-            hex("0a 07 32383332626661 10 fc 01 18 03")
-        );
+        assert_eq!(sr.encode_to_vec(), hex("0a 07 32383332626661 10 fc 01 18 03"));
         let srr = SnapshotRecoveryRequest {
             leader_name: "2832bfa".into(),
             last_index: 252,
@@ -375,12 +359,7 @@ mod tests {
         );
         assert_eq!(check(&bytes, &SNAPSHOT_RECOVERY_REQUEST), Ok(vec![]));
         assert_eq!(
-            SnapshotRecoveryResponse {
-                term: 3,
-                success: true,
-                commit_index: 252
-            }
-            .encode_to_vec(),
+            SnapshotRecoveryResponse { term: 3, success: true, commit_index: 252 }.encode_to_vec(),
             hex("08 03 10 01 18 fc 01")
         );
     }

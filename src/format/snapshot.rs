@@ -163,11 +163,7 @@ pub fn encode(s: &Snapshot) -> Vec<u8> {
         None => json.extend_from_slice(b"null"),
         Some(state) => {
             json.push(b'"');
-            json.extend_from_slice(
-                base64::engine::general_purpose::STANDARD
-                    .encode(state)
-                    .as_bytes(),
-            );
+            json.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(state).as_bytes());
             json.push(b'"');
         }
     }
@@ -183,9 +179,7 @@ pub fn encode(s: &Snapshot) -> Vec<u8> {
 pub fn parse_file_name(name: &str) -> Option<(Term, Index)> {
     let stem = name.strip_suffix(".ss")?;
     let (t, i) = stem.split_once('_')?;
-    let ok = |s: &str| {
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))
-    };
+    let ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     (ok(t) && ok(i)).then(|| Some((t.parse().ok()?, i.parse().ok()?)))?
 }
 

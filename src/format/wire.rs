@@ -172,19 +172,13 @@ impl fmt::Display for WireQuirk {
                 write!(f, "unknown field {field} at body offset {offset}")
             }
             WireQuirk::DuplicateField { offset, field } => {
-                write!(
-                    f,
-                    "duplicate field {field} at body offset {offset} (Go keeps the last)"
-                )
+                write!(f, "duplicate field {field} at body offset {offset} (Go keeps the last)")
             }
             WireQuirk::OutOfOrder { offset, field } => {
                 write!(f, "field {field} out of order at body offset {offset}")
             }
             WireQuirk::InvalidUtf8 { offset, field } => {
-                write!(
-                    f,
-                    "field {field} at body offset {offset} is not valid UTF-8"
-                )
+                write!(f, "field {field} at body offset {offset} is not valid UTF-8")
             }
         }
     }
@@ -458,8 +452,7 @@ fn check_into(
                     });
                 }
                 Kind::Message(nested) => {
-                    let start = field.offset
-                        + (bytes.as_ptr() as usize - buf[field.offset..].as_ptr() as usize);
+                    let start = field.offset + (bytes.as_ptr() as usize - buf[field.offset..].as_ptr() as usize);
                     let mut inner = Vec::new();
                     check_into(bytes, nested, 0, &mut inner).map_err(|e| WireError::Nested {
                         offset: base + start,
@@ -666,10 +659,7 @@ mod tests {
         let mut pos = 0;
         assert_eq!(read_varint(&out, &mut pos), Ok(300));
         assert_eq!(pos, 2);
-        assert_eq!(
-            read_varint(&[0x80], &mut 0),
-            Err(WireError::BadVarint { offset: 0 })
-        );
+        assert_eq!(read_varint(&[0x80], &mut 0), Err(WireError::BadVarint { offset: 0 }));
         assert_eq!(
             read_varint(&[0xff; 10], &mut 0),
             Err(WireError::BadVarint { offset: 0 })
@@ -685,10 +675,7 @@ mod tests {
     fn nop_body_from_the_spec() {
         let body = b"\x08\x01\x10\x01\x1a\x08raft:nop";
         let e = decode_entry(body).unwrap();
-        assert_eq!(
-            (e.index, e.term, e.name, e.command, e.canonical),
-            (1, 1, &b"raft:nop"[..], None, true)
-        );
+        assert_eq!((e.index, e.term, e.name, e.command, e.canonical), (1, 1, &b"raft:nop"[..], None, true));
         assert_eq!(check(body, &LOG_ENTRY), Ok(vec![]));
     }
 
@@ -709,10 +696,7 @@ mod tests {
         assert!(!e.canonical);
         assert_eq!(
             check(body, &LOG_ENTRY),
-            Ok(vec![WireQuirk::UnknownField {
-                offset: 7,
-                field: 5
-            }])
+            Ok(vec![WireQuirk::UnknownField { offset: 7, field: 5 }])
         );
         // Duplicate Index, last wins.
         let body = b"\x08\x01\x10\x01\x1a\x01x\x08\x02";
@@ -720,34 +704,19 @@ mod tests {
         assert_eq!(
             check(body, &LOG_ENTRY),
             Ok(vec![
-                WireQuirk::OutOfOrder {
-                    offset: 7,
-                    field: "Index"
-                },
-                WireQuirk::DuplicateField {
-                    offset: 7,
-                    field: "Index"
-                }
+                WireQuirk::OutOfOrder { offset: 7, field: "Index" },
+                WireQuirk::DuplicateField { offset: 7, field: "Index" }
             ])
         );
         // Truncated bytes field.
         assert!(matches!(
             decode_entry(b"\x08\x01\x10\x01\x1a\x09raft"),
-            Err(WireError::Truncated {
-                offset: 4,
-                field: 3,
-                needed: 9,
-                available: 4
-            })
+            Err(WireError::Truncated { offset: 4, field: 3, needed: 9, available: 4 })
         ));
         // Wrong wire type for Index.
         assert!(matches!(
             decode_entry(b"\x0a\x01x\x10\x01\x1a\x01x"),
-            Err(WireError::WrongWireType {
-                offset: 0,
-                field: "Index",
-                found: 2
-            })
+            Err(WireError::WrongWireType { offset: 0, field: "Index", found: 2 })
         ));
     }
 

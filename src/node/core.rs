@@ -724,7 +724,7 @@ impl Core {
     /// goraft's quorum: `(peers + 1) / 2 + 1`, peers excluding self.
     fn quorum(&self) -> usize {
         let peers = self.members.keys().filter(|n| **n != self.cfg.name).count();
-        (peers + 1) / 2 + 1
+        peers.div_ceil(2) + 1
     }
 
     /// goraft's promotable(): a node with an empty log (and no snapshot) never campaigns; a node that left the

@@ -1,1 +1,544 @@
-//! stub
+//! The runtime: one thread that owns the core, the file store and the state machine, drains
+//! inputs in batches and carries out the core's actions with group commit (see the diagram in
+//! `node/mod.rs`). Also the read-only node, which serves a data dir's state at an index
+//! without writing anything.
+//!
+//! It must not decide anything Raft decides (that is `core`), nor speak HTTP (that is `http`
+//! and `transport`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::core::{
+    Action, AppendResponse, Config, Core, Event, Millis, Rejection, RequestId, Role,
+    SnapshotInstall, Status, VoteResponse,
+};
+use super::exec;
+use super::storage::{FileStore, Storage, StoreError};
+use super::transport::{self, HttpTransport, Outbound, Timeouts, Transport};
+use crate::format::log::LogReader;
+use crate::model::{Index, Snapshot, Term};
+use crate::replay::kv::Kv;
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The data dir (it must exist and hold the `name` file or be new).
+    pub dir: PathBuf,
+    /// The node name.
+    pub name: String,
+    /// The advertised URL.
+    pub connection_string: String,
+    /// Heartbeat interval (ms).
+    pub heartbeat_ms: Millis,
+    /// Election timeout T (ms): waits are uniform in `[T, 2T)`.
+    pub election_timeout_ms: Millis,
+    /// Seed of the election randomness.
+    pub seed: u64,
+    /// Start a new cluster (self-join + nop in term 0) when the log is empty.
+    pub bootstrap: bool,
+    /// Peer RPC timeouts.
+    pub timeouts: Timeouts,
+}
+
+/// An answer from the runtime to a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// AppendEntries answer.
+    Append(AppendResponse),
+    /// RequestVote answer.
+    Vote(VoteResponse),
+    /// SnapshotRequest answer (`None`: goraft's 500).
+    SnapshotOffer(Option<bool>),
+    /// SnapshotRecoveryRequest answer `(term, success, commit)` (`None`: goraft's 500).
+    SnapshotInstall(Option<(Term, bool, Index)>),
+    /// A proposal's fate.
+    Proposal(Result<Index, Rejection>),
+    /// A read barrier's fate.
+    Read(Result<Index, Rejection>),
+}
+
+/// Why a call got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallError {
+    /// No answer in time (a write may still commit later).
+    Timeout,
+    /// The runtime has stopped.
+    Stopped,
+}
+
+enum Input {
+    Event(Event),
+    Call(Event, Sender<Reply>),
+    Stop,
+}
+
+/// State the runtime publishes for the HTTP threads.
+#[derive(Debug)]
+pub struct Shared {
+    /// The state machine.
+    pub kv: RwLock<Kv>,
+    status: Mutex<Status>,
+    failure: Mutex<Option<String>>,
+}
+
+/// A cheap, cloneable way to talk to a running node.
+#[derive(Clone)]
+pub struct Handle {
+    tx: Sender<Input>,
+    shared: Arc<Shared>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Handle {
+    /// Sends the event `make(id)` and waits for its reply.
+    pub fn call(
+        &self,
+        make: impl FnOnce(RequestId) -> Event,
+        timeout: Duration,
+    ) -> Result<Reply, CallError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        self.tx
+            .send(Input::Call(make(id), tx))
+            .map_err(|_| CallError::Stopped)?;
+        rx.recv_timeout(timeout).map_err(|e| match e {
+            RecvTimeoutError::Timeout => CallError::Timeout,
+            RecvTimeoutError::Disconnected => CallError::Stopped,
+        })
+    }
+
+    /// The core's public state, as of the last batch.
+    pub fn status(&self) -> Status {
+        self.shared
+            .status
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// The state machine, for reading.
+    pub fn kv(&self) -> RwLockReadGuard<'_, Kv> {
+        self.shared.kv.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Why the runtime stopped, if it failed.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure.lock().ok().and_then(|f| f.clone())
+    }
+}
+
+/// What start-up found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartReport {
+    /// The log's last index.
+    pub last_index: Index,
+    /// The snapshot point (0 without one).
+    pub start_index: Index,
+    /// The index known committed at start (applied at once).
+    pub commit: Index,
+    /// Whether the log was empty.
+    pub empty: bool,
+    /// A torn tail cut at start-up: (bytes, reason).
+    pub truncated_tail: Option<(u64, String)>,
+}
+
+/// A running node: its thread and a handle.
+pub struct Runtime {
+    handle: Handle,
+    thread: Option<JoinHandle<Result<(), StoreError>>>,
+}
+
+impl Runtime {
+    /// Opens the data dir, restores the state machine and starts the runtime thread.
+    pub fn start(opts: Options) -> Result<(Runtime, StartReport), StoreError> {
+        let (mut store, report) = FileStore::open(&opts.dir)?;
+        let (kv, init) = exec::startup(&mut store, report.conf_commit, report.config, &opts.name)?;
+        let start = StartReport {
+            last_index: init.log.last_index(),
+            start_index: init.log.start_index,
+            commit: init.commit,
+            empty: init.log.last_index() == 0,
+            truncated_tail: report.truncated_tail,
+        };
+        let mut cfg = Config::new(opts.name.clone(), opts.connection_string.clone());
+        cfg.heartbeat_ms = opts.heartbeat_ms;
+        cfg.election_timeout_ms = opts.election_timeout_ms;
+        cfg.seed = opts.seed;
+        let core = Core::new(cfg, init, 0);
+        let (tx, rx) = mpsc::channel::<Input>();
+        let shared = Arc::new(Shared {
+            kv: RwLock::new(kv),
+            status: Mutex::new(core.status()),
+            failure: Mutex::new(None),
+        });
+        let sink_tx = Mutex::new(tx.clone());
+        let sink: transport::Sink = Arc::new(move |e| {
+            if let Ok(t) = sink_tx.lock() {
+                let _ = t.send(Input::Event(e));
+            }
+        });
+        let transport = HttpTransport::new(sink, opts.timeouts);
+        if opts.bootstrap && start.empty {
+            let _ = tx.send(Input::Event(Event::Bootstrap));
+        }
+        let mut worker = Worker {
+            core,
+            store,
+            transport,
+            shared: shared.clone(),
+            name: opts.name,
+            waiting: HashMap::new(),
+            clock: Instant::now(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("raft-runtime".into())
+            .spawn(move || {
+                let r = worker.run(rx);
+                if let Err(e) = &r {
+                    log::error!("{e}");
+                    if let Ok(mut f) = worker.shared.failure.lock() {
+                        *f = Some(e.to_string());
+                    }
+                }
+                r
+            })
+            .map_err(|source| StoreError::Io {
+                path: opts.dir.clone(),
+                op: "start the runtime thread",
+                source,
+            })?;
+        let handle = Handle {
+            tx,
+            shared,
+            next_id: Arc::new(AtomicU64::new(1)),
+        };
+        Ok((
+            Runtime {
+                handle,
+                thread: Some(thread),
+            },
+            start,
+        ))
+    }
+
+    /// A handle for the HTTP threads.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Whether the runtime thread is still running.
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Stops the runtime: the log is synced and files closed.
+    pub fn stop(mut self) -> Result<(), StoreError> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Result<(), StoreError> {
+        let _ = self.handle.tx.send(Input::Stop);
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(StoreError::Invalid {
+                path: PathBuf::from("runtime"),
+                detail: "the runtime thread panicked".into(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}
+
+struct Worker {
+    core: Core,
+    store: FileStore,
+    transport: HttpTransport,
+    shared: Arc<Shared>,
+    name: String,
+    waiting: HashMap<RequestId, Sender<Reply>>,
+    clock: Instant,
+}
+
+const MAX_BATCH: usize = 4096;
+
+impl Worker {
+    fn now(&self) -> Millis {
+        self.clock.elapsed().as_millis() as Millis
+    }
+
+    fn run(&mut self, rx: Receiver<Input>) -> Result<(), StoreError> {
+        loop {
+            let now = self.now();
+            let wait = self
+                .core
+                .next_deadline()
+                .saturating_sub(now)
+                .clamp(1, 1_000);
+            let first = match rx.recv_timeout(Duration::from_millis(wait)) {
+                Ok(i) => Some(i),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            };
+            let mut events = vec![Event::Tick(self.now())];
+            let mut stop = false;
+            let mut take =
+                |input: Input, waiting: &mut HashMap<RequestId, Sender<Reply>>| match input {
+                    Input::Event(e) => events.push(e),
+                    Input::Call(e, tx) => {
+                        if let Some(id) = event_id(&e) {
+                            waiting.insert(id, tx);
+                        }
+                        events.push(e);
+                    }
+                    Input::Stop => stop = true,
+                };
+            if let Some(i) = first {
+                take(i, &mut self.waiting);
+                for _ in 0..MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(i) => take(i, &mut self.waiting),
+                        Err(_) => break,
+                    }
+                }
+            }
+            let actions = self.core.step_many(events);
+            let mut held = Vec::new();
+            let wrote = self.exec(actions, &mut held)?;
+            if wrote {
+                let last = self.store.sync()?;
+                let more = self.core.step(Event::Persisted(last));
+                self.exec(more, &mut held)?;
+                self.store.sync()?;
+            }
+            if let Ok(mut s) = self.shared.status.lock() {
+                *s = self.core.status();
+            }
+            for (tx, reply) in held {
+                let _ = tx.send(reply);
+            }
+            if stop {
+                self.store.sync()?;
+                return Ok(());
+            }
+        }
+    }
+
+    fn hold(&mut self, id: RequestId, reply: Reply, held: &mut Vec<(Sender<Reply>, Reply)>) {
+        if let Some(tx) = self.waiting.remove(&id) {
+            held.push((tx, reply));
+        }
+    }
+
+    /// Carries out actions in order; returns whether the log changed.
+    fn exec(
+        &mut self,
+        actions: Vec<Action>,
+        held: &mut Vec<(Sender<Reply>, Reply)>,
+    ) -> Result<bool, StoreError> {
+        let mut wrote = false;
+        for a in actions {
+            match a {
+                Action::SaveHardState(h) => self.store.save_hard_state(&h)?,
+                Action::Truncate(i) => {
+                    self.store.truncate_after(i)?;
+                    wrote = true;
+                }
+                Action::Append(es) => {
+                    self.store.append(&es)?;
+                    wrote = true;
+                }
+                Action::SendAppend {
+                    to,
+                    term,
+                    prev_index,
+                    prev_term,
+                    last,
+                    commit,
+                    sent,
+                } => {
+                    let req = exec::append_request(
+                        &mut self.store,
+                        term,
+                        &self.name,
+                        prev_index,
+                        prev_term,
+                        last,
+                        commit,
+                    )?;
+                    let body = transport::encode_append_request(&req);
+                    self.transport.send(Outbound::Append { to, body, sent });
+                }
+                Action::SendVote { to, req } => self.transport.send(Outbound::Vote { to, req }),
+                Action::SendSnapshot { to, last_index } => match self.store.snapshot() {
+                    Some(s) if s.last_index == last_index => {
+                        let install = SnapshotInstall {
+                            leader: self.name.clone(),
+                            last_index: s.last_index,
+                            last_term: s.last_term,
+                            peers: s.peers.clone().unwrap_or_default(),
+                            state: s.state.clone().unwrap_or_default(),
+                        };
+                        self.transport.send(Outbound::Snapshot { to, install });
+                    }
+                    _ => log::error!("no snapshot at {last_index} to send to {}", to.name),
+                },
+                Action::ReplyAppend { id, resp } => self.hold(id, Reply::Append(resp), held),
+                Action::ReplyVote { id, resp } => self.hold(id, Reply::Vote(resp), held),
+                Action::ReplySnapshotOffer { id, accept } => {
+                    self.hold(id, Reply::SnapshotOffer(accept), held)
+                }
+                Action::ReplySnapshotInstall { id, resp } => {
+                    self.hold(id, Reply::SnapshotInstall(resp), held)
+                }
+                Action::InstallSnapshot { id, snapshot, term } => {
+                    let snap = Snapshot {
+                        last_index: snapshot.last_index,
+                        last_term: snapshot.last_term,
+                        peers: Some(snapshot.peers),
+                        state: Some(snapshot.state),
+                        path: String::new(),
+                    };
+                    let result = match exec::kv_from_snapshot(&snap) {
+                        Ok(kv) => {
+                            let conf = exec::conf_of(&kv, &self.name, snap.last_index);
+                            let last = snap.last_index;
+                            self.store.install_snapshot(snap, &conf)?;
+                            *self.shared.kv.write().unwrap_or_else(|e| e.into_inner()) = kv;
+                            Some((term, true, last))
+                        }
+                        Err(e) => {
+                            log::error!("refusing a snapshot from the leader: {e}");
+                            None
+                        }
+                    };
+                    self.hold(id, Reply::SnapshotInstall(result), held);
+                }
+                Action::Commit(n) => {
+                    let mut kv = self.shared.kv.write().unwrap_or_else(|e| e.into_inner());
+                    exec::apply_to(&mut self.store, &mut kv, n, &self.name, true)?;
+                }
+                Action::ProposalDone { id, result } => self.hold(id, Reply::Proposal(result), held),
+                Action::ReadDone { id, result } => self.hold(id, Reply::Read(result), held),
+            }
+        }
+        Ok(wrote)
+    }
+}
+
+fn event_id(e: &Event) -> Option<RequestId> {
+    match e {
+        Event::Propose { id, .. }
+        | Event::Read { id }
+        | Event::Append { id, .. }
+        | Event::Vote { id, .. }
+        | Event::SnapshotOffer { id, .. }
+        | Event::SnapshotInstall { id, .. } => Some(*id),
+        _ => None,
+    }
+}
+
+/// A node that serves the state of a data dir at one index, read from the files without
+/// writing anything (GETs only).
+#[derive(Debug)]
+pub struct ReadOnlyNode {
+    /// The node's name (from the `name` file, or empty).
+    pub name: String,
+    /// The index served.
+    pub at: Index,
+    /// The state at `at`.
+    pub kv: Kv,
+}
+
+/// Why a read-only node cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadOnlyError {
+    /// The data dir cannot be read.
+    #[error(transparent)]
+    Load(#[from] crate::datadir::LoadError),
+    /// The index is not covered by the snapshot and log.
+    #[error("{path}: index {at} is not in the log (entries {first}..={last} after snapshot point {start})")]
+    OutOfRange {
+        /// The log.
+        path: String,
+        /// Requested index.
+        at: Index,
+        /// First index available.
+        first: Index,
+        /// Last index available.
+        last: Index,
+        /// The snapshot point.
+        start: Index,
+    },
+    /// The snapshot's state does not decode, or the log has a gap.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ReadOnlyNode {
+    /// Replays `dir` up to `at` (default: the last entry of the log).
+    pub fn open(dir: &Path, at: Option<Index>) -> Result<ReadOnlyNode, ReadOnlyError> {
+        let d = crate::datadir::open(dir)?;
+        let name = d.node_name().unwrap_or_default().to_string();
+        let snap = d
+            .best_snapshot()
+            .and_then(|s| s.parsed.as_ref().ok())
+            .filter(|p| p.crc_ok())
+            .and_then(|p| p.snapshot.as_ref().ok())
+            .filter(|s| at.is_none_or(|a| s.last_index <= a));
+        let mut kv = match snap {
+            Some(s) => exec::kv_from_snapshot(s).map_err(ReadOnlyError::Invalid)?,
+            None => Kv::new(),
+        };
+        let start = kv.applied;
+        let mut first = None;
+        let mut last = start;
+        for e in LogReader::new(d.log.bytes()).flatten() {
+            let i = e.index();
+            if i <= start {
+                continue;
+            }
+            first.get_or_insert(i);
+            if i != last + 1 {
+                return Err(ReadOnlyError::Invalid(format!(
+                    "{}: entry at byte {} has index {i}, expected {}",
+                    d.log_path.display(),
+                    e.offset,
+                    last + 1
+                )));
+            }
+            last = i;
+            if at.is_none_or(|a| i <= a) {
+                kv.apply(i, e.command());
+            }
+        }
+        let at = at.unwrap_or(last);
+        if at > last || at < start {
+            return Err(ReadOnlyError::OutOfRange {
+                path: d.log_path.display().to_string(),
+                at,
+                first: first.unwrap_or(start + 1),
+                last,
+                start,
+            });
+        }
+        Ok(ReadOnlyNode { name, at, kv })
+    }
+}
+
+/// The state string `/state` shows for a role.
+pub fn role_name(role: Role) -> &'static str {
+    role.as_str()
+}

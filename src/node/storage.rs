@@ -112,15 +112,13 @@ pub trait Storage: Send {
 }
 
 fn check_next(terms: &LogTerms, entries: &[Entry]) -> Result<(), StoreError> {
-    let mut expect = terms.last_index() + 1;
-    for e in entries {
+    for (expect, e) in (terms.last_index() + 1..).zip(entries) {
         if e.index != expect {
             return Err(StoreError::Invalid {
                 path: PathBuf::from("log"),
                 detail: format!("append of entry {} where {} was expected", e.index, expect),
             });
         }
-        expect += 1;
     }
     Ok(())
 }

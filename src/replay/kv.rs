@@ -133,10 +133,7 @@ mod tests {
         );
         assert_eq!(kv.apply(6, Command::Other { json: None }), Applied::Unknown);
         assert_eq!((kv.get("k"), kv.applied, kv.unknown), (Some("2"), 6, 1));
-        assert_eq!(
-            kv.apply(7, Command::Leave { name: "a".into() }),
-            Applied::Left(true)
-        );
+        assert_eq!(kv.apply(7, Command::Leave { name: "a".into() }), Applied::Left(true));
         assert!(kv.peers().is_empty());
     }
 }

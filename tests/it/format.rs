@@ -11,12 +11,7 @@ fn every_real_log_decodes_cleanly_and_re_encodes_to_identical_bytes() {
         let mut n = 0;
         for r in LogReader::new(&bytes) {
             let e = r.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            assert!(
-                e.is_canonical(),
-                "{}: entry {} not canonical",
-                path.display(),
-                e.index()
-            );
+            assert!(e.is_canonical(), "{}: entry {} not canonical", path.display(), e.index());
             assert_eq!(e.ordinal, n);
             raw.append_entry(&e.to_entry()).unwrap();
             // Through the decoded command, the payload comes back identical too, except where Go
@@ -28,22 +23,12 @@ fn every_real_log_decodes_cleanly_and_re_encodes_to_identical_bytes() {
                 let original = e.payload().unwrap_or_default();
                 let lossy = original.windows(6).any(|w| w == b"\\ufffd");
                 if !lossy {
-                    assert_eq!(
-                        payload.as_deref().unwrap_or_default(),
-                        original,
-                        "{}: {}",
-                        path.display(),
-                        e.index()
-                    );
+                    assert_eq!(payload.as_deref().unwrap_or_default(), original, "{}: {}", path.display(), e.index());
                 }
             }
             n += 1;
         }
         assert!(n > 0);
-        assert!(
-            raw.into_inner() == bytes,
-            "{}: re-encoding differs",
-            path.display()
-        );
+        assert!(raw.into_inner() == bytes, "{}: re-encoding differs", path.display());
     }
 }

@@ -26,10 +26,6 @@ pub fn real_logs() -> Vec<PathBuf> {
         }
     }
     out.sort();
-    assert!(
-        out.len() >= 20,
-        "expected the real fixture logs, found {}",
-        out.len()
-    );
+    assert!(out.len() >= 20, "expected the real fixture logs, found {}", out.len());
     out
 }
