@@ -701,12 +701,22 @@ impl Core {
         }
     }
 
-    /// The known leader as a peer (name and URL).
+    /// The known leader as a peer (name and URL; the URL may come from a join that is not
+    /// applied here yet).
     pub fn leader_peer(&self) -> Option<Peer> {
         let name = self.leader.as_ref()?;
+        let pending = self.pending_config.values().find_map(|c| match c {
+            ConfigChange::Join(p) if p.name == *name => Some(p.connection_string.clone()),
+            _ => None,
+        });
         Some(Peer {
             name: name.clone(),
-            connection_string: self.members.get(name).cloned().unwrap_or_default(),
+            connection_string: self
+                .members
+                .get(name)
+                .cloned()
+                .or(pending)
+                .unwrap_or_default(),
         })
     }
 
@@ -727,11 +737,22 @@ impl Core {
         peers.div_ceil(2) + 1
     }
 
-    /// goraft's promotable(): a node with an empty log (and no snapshot) never campaigns; a node that left the
-    /// membership does not either.
+    /// goraft's promotable(): a node with an empty log (and no snapshot) never campaigns.
+    /// Beyond goraft: only a member campaigns. A node that knows no members yet may campaign
+    /// only if every membership entry in its log is its own self-join (a lone node whose conf
+    /// was lost); a node that just joined and has not applied its membership must not, or it
+    /// would count itself a quorum of one.
     fn promotable(&self) -> bool {
-        self.log.last_index() > 0
-            && (self.members.is_empty() || self.members.contains_key(&self.cfg.name))
+        if self.log.last_index() == 0 {
+            return false;
+        }
+        if self.members.is_empty() {
+            return self
+                .pending_config
+                .values()
+                .all(|c| matches!(c, ConfigChange::Join(p) if p.name == self.cfg.name));
+        }
+        self.members.contains_key(&self.cfg.name)
     }
 
     fn reset_election_timer(&mut self) {
@@ -1603,6 +1624,42 @@ mod tests {
         let mut c = Core::new(Config::new("n1", "http://h:1"), InitialState::default(), 0);
         assert!(c.step(Event::Tick(10_000)).is_empty());
         assert_eq!(c.role(), Role::Follower);
+    }
+
+    #[test]
+    fn a_joined_node_that_applied_nothing_never_campaigns_alone() {
+        let mut log = LogTerms::new(0, 0);
+        for i in 1..=3 {
+            log.push(i, 0);
+        }
+        let join = |n: &str| {
+            ConfigChange::Join(Peer {
+                name: n.into(),
+                connection_string: format!("http://{n}"),
+            })
+        };
+        let mut pending = BTreeMap::new();
+        pending.insert(1, join("n1"));
+        pending.insert(3, join("n2"));
+        let init = InitialState {
+            log: log.clone(),
+            pending_config: pending,
+            ..Default::default()
+        };
+        let mut c = Core::new(Config::new("n2", "http://n2"), init, 0);
+        assert!(c.step(Event::Tick(10_000)).is_empty());
+        assert_eq!(c.role(), Role::Follower);
+        // A lone node whose conf was lost (only its own self-join in the log) does campaign.
+        let mut pending = BTreeMap::new();
+        pending.insert(1, join("n1"));
+        let init = InitialState {
+            log,
+            pending_config: pending,
+            ..Default::default()
+        };
+        let mut c = Core::new(Config::new("n1", "http://n1"), init, 0);
+        c.step(Event::Tick(0));
+        assert_eq!(c.role(), Role::Leader);
     }
 
     #[test]

@@ -269,8 +269,19 @@ impl Api for ReadOnlyNode {
     fn leader_url(&self) -> Option<String> {
         None
     }
-    fn rpc(&self, _: Rpc, _: &[u8], _: Duration) -> RpcAnswer {
-        RpcAnswer::Failed
+    fn rpc(&self, rpc: Rpc, body: &[u8], _: Duration) -> RpcAnswer {
+        // goraft decodes first (400), then finds the server not running (500).
+        let decodes = match rpc {
+            Rpc::AppendEntries => transport::decode_append_request(body).is_ok(),
+            Rpc::RequestVote => transport::decode_vote_request(body).is_ok(),
+            Rpc::Snapshot => transport::decode_snapshot_request(body).is_ok(),
+            Rpc::SnapshotRecovery => transport::decode_snapshot_install(body).is_ok(),
+        };
+        if decodes {
+            RpcAnswer::Failed
+        } else {
+            RpcAnswer::BadRequest
+        }
     }
 }
 

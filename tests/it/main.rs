@@ -2,6 +2,7 @@
 
 mod cli;
 mod format;
+mod node;
 mod node_sim;
 
 use std::path::{Path, PathBuf};
