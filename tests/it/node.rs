@@ -23,6 +23,8 @@ struct Node {
     stderr: PathBuf,
 }
 
+// The child is owned by `Node`, whose Drop kills and waits for it.
+#[allow(clippy::zombie_processes)]
 fn spawn_node(dir: &Path, port: u16, extra: &[&str]) -> Node {
     let stderr = dir.with_extension(format!("stderr.{}", rand_suffix()));
     let f = fs::File::create(&stderr).unwrap();
@@ -50,11 +52,12 @@ fn spawn_node(dir: &Path, port: u16, extra: &[&str]) -> Node {
                 stderr,
             };
         }
-        assert!(
-            Instant::now() < deadline,
-            "node on {} did not start: {text}",
-            dir.display()
-        );
+        if Instant::now() >= deadline {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("node on {} did not start: {text}", dir.display());
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
