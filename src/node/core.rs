@@ -641,9 +641,23 @@ impl Core {
     }
 
     /// Feeds several events as one batch: replication of new entries is sent once at the end.
+    ///
+    /// A `Tick` in the batch moves the clock at once, but its timers fire after the other
+    /// events: a node that was stalled (a slow fsync) first hears the heartbeats that queued
+    /// up meanwhile, instead of starting an election it has no reason for.
     pub fn step_many(&mut self, events: impl IntoIterator<Item = Event>) -> Vec<Action> {
+        let mut tick = None;
         for e in events {
-            self.handle(e);
+            match e {
+                Event::Tick(now) => {
+                    self.now = self.now.max(now);
+                    tick = Some(self.now);
+                }
+                other => self.handle(other),
+            }
+        }
+        if let Some(now) = tick {
+            self.tick(now);
         }
         if self.replicate_pending {
             self.replicate_pending = false;

@@ -75,6 +75,8 @@ pub enum CallError {
 enum Input {
     Event(Event),
     Call(Event, Sender<Reply>),
+    /// The fsync thread finished request `id`.
+    Synced(u64, Result<(), String>),
     Stop,
 }
 
@@ -187,6 +189,25 @@ impl Runtime {
         if opts.bootstrap && start.empty {
             let _ = tx.send(Input::Event(Event::Bootstrap));
         }
+        let (sync_tx, sync_rx) = mpsc::channel::<(u64, std::fs::File)>();
+        let synced_tx = Mutex::new(tx.clone());
+        std::thread::Builder::new()
+            .name("raft-fsync".into())
+            .spawn(move || {
+                while let Ok((id, file)) = sync_rx.recv() {
+                    let r = file.sync_data().map_err(|e| e.to_string());
+                    match synced_tx.lock() {
+                        Ok(t) if t.send(Input::Synced(id, r)).is_ok() => {}
+                        _ => return,
+                    }
+                }
+            })
+            .map_err(|source| StoreError::Io {
+                path: opts.dir.clone(),
+                op: "start the fsync thread",
+                source,
+            })?;
+        let persisted = store.terms().last_index();
         let mut worker = Worker {
             core,
             store,
@@ -195,6 +216,11 @@ impl Runtime {
             name: opts.name,
             waiting: HashMap::new(),
             clock: Instant::now(),
+            sync_tx,
+            sync: None,
+            sync_seq: 0,
+            persisted,
+            held: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("raft-runtime".into())
@@ -269,6 +295,15 @@ struct Worker {
     name: String,
     waiting: HashMap<RequestId, Sender<Reply>>,
     clock: Instant,
+    /// Requests to the fsync thread.
+    sync_tx: Sender<(u64, std::fs::File)>,
+    /// The fsync in flight: its id and the last index it makes durable.
+    sync: Option<(u64, Index)>,
+    sync_seq: u64,
+    /// The log is durable up to here.
+    persisted: Index,
+    /// Replies waiting for the log to be durable up to an index.
+    held: Vec<(Index, Sender<Reply>, Reply)>,
 }
 
 const MAX_BATCH: usize = 4096;
@@ -293,6 +328,7 @@ impl Worker {
             };
             let mut events = vec![Event::Tick(self.now())];
             let mut stop = false;
+            let mut synced = Vec::new();
             let mut take =
                 |input: Input, waiting: &mut HashMap<RequestId, Sender<Reply>>| match input {
                     Input::Event(e) => events.push(e),
@@ -302,6 +338,7 @@ impl Worker {
                         }
                         events.push(e);
                     }
+                    Input::Synced(id, r) => synced.push((id, r)),
                     Input::Stop => stop = true,
                 };
             if let Some(i) = first {
@@ -313,52 +350,94 @@ impl Worker {
                     }
                 }
             }
-            let actions = self.core.step_many(events);
-            let mut held = Vec::new();
-            let wrote = self.exec(actions, &mut held)?;
-            if wrote {
-                let last = self.store.sync()?;
-                let more = self.core.step(Event::Persisted(last));
-                self.exec(more, &mut held)?;
-                self.store.sync()?;
+            for (id, r) in synced {
+                if let Err(e) = r {
+                    return Err(StoreError::Invalid {
+                        path: self.store.dir().join("log"),
+                        detail: format!("fsync failed: {e}"),
+                    });
+                }
+                if let Some((sid, upto)) = self.sync {
+                    if sid == id {
+                        self.sync = None;
+                        self.persisted = self.persisted.max(upto);
+                        events.push(Event::Persisted(upto));
+                    }
+                }
             }
+            let actions = self.core.step_many(events);
+            self.exec(actions)?;
+            if stop {
+                self.store.sync()?;
+                self.persisted = self.store.terms().last_index();
+                self.release();
+                return Ok(());
+            }
+            self.start_sync()?;
+            self.release();
             if let Ok(mut s) = self.shared.status.lock() {
                 *s = self.core.status();
             }
-            for (tx, reply) in held {
-                let _ = tx.send(reply);
-            }
-            if stop {
-                self.store.sync()?;
-                return Ok(());
-            }
         }
     }
 
-    fn hold(&mut self, id: RequestId, reply: Reply, held: &mut Vec<(Sender<Reply>, Reply)>) {
+    /// Group commit, pipelined: while one fsync runs, new entries are written (no fsync) and
+    /// the next fsync covers all of them.
+    fn start_sync(&mut self) -> Result<(), StoreError> {
+        let last = self.store.write_out()?;
+        if self.sync.is_none() && last > self.persisted {
+            self.sync_seq += 1;
+            let file = self.store.sync_handle()?;
+            self.sync = Some((self.sync_seq, last));
+            if self.sync_tx.send((self.sync_seq, file)).is_err() {
+                return Err(StoreError::Invalid {
+                    path: self.store.dir().join("log"),
+                    detail: "the fsync thread stopped".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the replies whose entries are durable.
+    fn release(&mut self) {
+        let persisted = self.persisted;
+        self.held.retain(|(need, tx, reply)| {
+            if *need <= persisted {
+                let _ = tx.send(reply.clone());
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    fn hold(&mut self, id: RequestId, reply: Reply) {
         if let Some(tx) = self.waiting.remove(&id) {
-            held.push((tx, reply));
+            // An AppendEntries answer vouches for every entry this log holds: it waits for
+            // them to be durable. Other answers depend on nothing unsynced.
+            let need = match reply {
+                Reply::Append(_) => self.store.terms().last_index(),
+                _ => 0,
+            };
+            self.held.push((need, tx, reply));
         }
     }
 
-    /// Carries out actions in order; returns whether the log changed.
-    fn exec(
-        &mut self,
-        actions: Vec<Action>,
-        held: &mut Vec<(Sender<Reply>, Reply)>,
-    ) -> Result<bool, StoreError> {
-        let mut wrote = false;
+    /// Carries out actions in order.
+    fn exec(&mut self, actions: Vec<Action>) -> Result<(), StoreError> {
         for a in actions {
             match a {
                 Action::SaveHardState(h) => self.store.save_hard_state(&h)?,
                 Action::Truncate(i) => {
                     self.store.truncate_after(i)?;
-                    wrote = true;
+                    // What an fsync in flight covers at or below `i` is still the same bytes.
+                    self.persisted = self.persisted.min(i);
+                    if let Some((_, upto)) = &mut self.sync {
+                        *upto = (*upto).min(i);
+                    }
                 }
-                Action::Append(es) => {
-                    self.store.append(&es)?;
-                    wrote = true;
-                }
+                Action::Append(es) => self.store.append(&es)?,
                 Action::SendAppend {
                     to,
                     term,
@@ -394,13 +473,13 @@ impl Worker {
                     }
                     _ => log::error!("no snapshot at {last_index} to send to {}", to.name),
                 },
-                Action::ReplyAppend { id, resp } => self.hold(id, Reply::Append(resp), held),
-                Action::ReplyVote { id, resp } => self.hold(id, Reply::Vote(resp), held),
+                Action::ReplyAppend { id, resp } => self.hold(id, Reply::Append(resp)),
+                Action::ReplyVote { id, resp } => self.hold(id, Reply::Vote(resp)),
                 Action::ReplySnapshotOffer { id, accept } => {
-                    self.hold(id, Reply::SnapshotOffer(accept), held)
+                    self.hold(id, Reply::SnapshotOffer(accept))
                 }
                 Action::ReplySnapshotInstall { id, resp } => {
-                    self.hold(id, Reply::SnapshotInstall(resp), held)
+                    self.hold(id, Reply::SnapshotInstall(resp))
                 }
                 Action::InstallSnapshot { id, snapshot, term } => {
                     let snap = Snapshot {
@@ -423,17 +502,17 @@ impl Worker {
                             None
                         }
                     };
-                    self.hold(id, Reply::SnapshotInstall(result), held);
+                    self.hold(id, Reply::SnapshotInstall(result));
                 }
                 Action::Commit(n) => {
                     let mut kv = self.shared.kv.write().unwrap_or_else(|e| e.into_inner());
                     exec::apply_to(&mut self.store, &mut kv, n, &self.name, true)?;
                 }
-                Action::ProposalDone { id, result } => self.hold(id, Reply::Proposal(result), held),
-                Action::ReadDone { id, result } => self.hold(id, Reply::Read(result), held),
+                Action::ProposalDone { id, result } => self.hold(id, Reply::Proposal(result)),
+                Action::ReadDone { id, result } => self.hold(id, Reply::Read(result)),
             }
         }
-        Ok(wrote)
+        Ok(())
     }
 }
 

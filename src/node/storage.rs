@@ -491,6 +491,20 @@ impl FileStore {
         Ok(())
     }
 
+    /// Writes what is buffered to the file without an fsync; returns the last index.
+    pub fn write_out(&mut self) -> Result<Index, StoreError> {
+        self.flush_writes()?;
+        Ok(self.terms.last_index())
+    }
+
+    /// A second handle on the log file, for an fsync on another thread (it covers everything
+    /// [`FileStore::write_out`] wrote before it starts).
+    pub fn sync_handle(&self) -> Result<File, StoreError> {
+        self.file
+            .try_clone()
+            .map_err(io_at(&self.log_path, "duplicate handle"))
+    }
+
     fn offset_of(&self, index: Index) -> u64 {
         let k = (index - self.terms.start_index - 1) as usize;
         self.offsets.get(k).copied().unwrap_or(self.end)
