@@ -456,8 +456,7 @@ impl Worker {
                         last,
                         commit,
                     )?;
-                    let body = transport::encode_append_request(&req);
-                    self.transport.send(Outbound::Append { to, body, sent });
+                    self.transport.send(Outbound::Append { to, req, sent });
                 }
                 Action::SendVote { to, req } => self.transport.send(Outbound::Vote { to, req }),
                 Action::SendSnapshot { to, last_index } => match self.store.snapshot() {

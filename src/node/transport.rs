@@ -209,12 +209,12 @@ pub fn encode_snapshot_install_response(term: Term, success: bool, commit: Index
 /// A message for a peer.
 #[derive(Debug, Clone)]
 pub enum Outbound {
-    /// An encoded AppendEntriesRequest; answer with [`Event::AppendResult`].
+    /// An AppendEntriesRequest; answer with [`Event::AppendResult`].
     Append {
         /// The peer.
         to: Peer,
-        /// The encoded request.
-        body: Vec<u8>,
+        /// The request.
+        req: AppendRequest,
         /// Echoed back.
         sent: SentAppend,
     },
@@ -239,7 +239,9 @@ pub enum Outbound {
 /// with.
 ///
 /// # Correctness
-/// - AppendEntries to one peer are delivered in the order they were sent (one stream).
+/// - AppendEntries to one peer are delivered in the order they were sent (one stream);
+///   requests queued behind one in flight may be merged into one when they are contiguous,
+///   and each still gets its own result.
 /// - Every `Append` gets exactly one `AppendResult` (with `resp: None` on any failure or
 ///   timeout), so the core's in-flight window always drains.
 pub trait Transport: Send {
@@ -281,7 +283,7 @@ pub struct HttpTransport {
     agent: ureq::Agent,
     vote_agent: ureq::Agent,
     sink: Sink,
-    streams: HashMap<String, Sender<(String, Vec<u8>, SentAppend)>>,
+    streams: HashMap<String, Sender<Queued>>,
 }
 
 /// POSTs `body`; returns the answer's body (whatever the status, as goraft does) and whether
@@ -327,7 +329,7 @@ impl HttpTransport {
         }
     }
 
-    fn stream(&mut self, to: &Peer) -> &Sender<(String, Vec<u8>, SentAppend)> {
+    fn stream(&mut self, to: &Peer) -> &Sender<Queued> {
         let key = to.connection_string.clone();
         let agent = self.agent.clone();
         let sink = self.sink.clone();
@@ -344,32 +346,67 @@ impl HttpTransport {
     }
 }
 
-fn stream_worker(
-    agent: ureq::Agent,
-    url: String,
-    rx: Receiver<(String, Vec<u8>, SentAppend)>,
-    sink: Sink,
-) {
-    while let Ok((peer, body, sent)) = rx.recv() {
-        let (resp, raftdump) = match post(&agent, &url, &body) {
-            Some((b, raftdump)) => (decode_append_response(&b).ok(), raftdump),
-            None => (None, false),
-        };
-        sink(Event::AppendResult {
-            peer,
-            sent,
-            resp,
-            raftdump,
-        });
+/// An AppendEntries waiting for its peer's stream: (peer name, request, what to echo).
+type Queued = (String, AppendRequest, SentAppend);
+
+/// Most entries in one merged request.
+const MAX_MERGED_ENTRIES: usize = 4096;
+
+fn contiguous(a: &AppendRequest, b: &AppendRequest) -> bool {
+    a.term == b.term
+        && a.leader == b.leader
+        && b.prev_index == a.prev_index + a.entries.len() as u64
+        && a.entries.len() + b.entries.len() <= MAX_MERGED_ENTRIES
+}
+
+fn stream_worker(agent: ureq::Agent, url: String, rx: Receiver<Queued>, sink: Sink) {
+    while let Ok(first) = rx.recv() {
+        // Whatever queued up while the last request was in flight goes out as one request:
+        // the batching happens at send time, not at queue time.
+        let mut queue = vec![first];
+        while queue.len() < 256 {
+            match rx.try_recv() {
+                Ok(m) => queue.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut queue = queue.into_iter().peekable();
+        while let Some((peer, mut req, sent)) = queue.next() {
+            let mut sents = vec![sent];
+            while let Some((_, next, _)) = queue.peek() {
+                if !contiguous(&req, next) {
+                    break;
+                }
+                let Some((_, next, s)) = queue.next() else {
+                    break;
+                };
+                req.commit = req.commit.max(next.commit);
+                req.entries.extend(next.entries);
+                sents.push(s);
+            }
+            let body = encode_append_request(&req);
+            let (resp, raftdump) = match post(&agent, &url, &body) {
+                Some((b, raftdump)) => (decode_append_response(&b).ok(), raftdump),
+                None => (None, false),
+            };
+            for sent in sents {
+                sink(Event::AppendResult {
+                    peer: peer.clone(),
+                    sent,
+                    resp,
+                    raftdump,
+                });
+            }
+        }
     }
 }
 
 impl Transport for HttpTransport {
     fn send(&mut self, msg: Outbound) {
         match msg {
-            Outbound::Append { to, body, sent } => {
+            Outbound::Append { to, req, sent } => {
                 let name = to.name.clone();
-                if self.stream(&to).send((name.clone(), body, sent)).is_err() {
+                if self.stream(&to).send((name.clone(), req, sent)).is_err() {
                     (self.sink)(Event::AppendResult {
                         peer: name,
                         sent,

@@ -658,3 +658,38 @@ fn join_refuses_an_existing_log_and_bad_dirs_exit_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("log: damage at byte"), "{err}");
 }
+
+#[test]
+fn a_compacted_leader_sends_its_snapshot_to_a_new_raftdump_node() {
+    let g = crate::fixtures().join("goraft/snapshot");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("leader");
+    copy_dir(&g.join("node1"), &dir);
+    let expected: BTreeMap<String, String> =
+        serde_json::from_slice(&fs::read(g.join("expected-kv.json")).unwrap()).unwrap();
+    let leader = spawn_node(&dir, 0, &["--read-mode", "local"]);
+    // Its log starts after the snapshot point (1003): a new node can only get the snapshot.
+    let join = format!("127.0.0.1:{}", leader.port);
+    let n2 = spawn_node(
+        &tmp.path().join("n2"),
+        0,
+        &["--read-mode", "local", "--join", &join],
+    );
+    eventually(10, "the new node to hold the snapshot's state", || {
+        expected
+            .iter()
+            .all(|(k, v)| text("GET", &format!("{}/db/{k}", n2.url), "").1 == *v)
+            .then_some(())
+    });
+    assert_eq!(
+        text("POST", &format!("{}/db/after", leader.url), "yes"),
+        (200, String::new())
+    );
+    eventually(5, "the write after the snapshot", || {
+        (text("GET", &format!("{}/db/after", n2.url), "").1 == "yes").then_some(())
+    });
+    assert!(n2.dir.join("snapshot/1_1003.ss").exists());
+    let log = assert_log_clean(&n2.dir);
+    let first = LogReader::new(&log).next().unwrap().unwrap();
+    assert_eq!(first.index(), 1004);
+}
