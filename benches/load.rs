@@ -6,6 +6,7 @@
 //! cargo bench --bench load -- latency3 [REQUESTS]  3 nodes, 1 client: p50 / p99
 //! cargo bench --bench load -- write1 [REQUESTS]    1 node, 16 clients
 //! cargo bench --bench load -- startup1m            start-up on a 1,000,002-entry log
+//! cargo bench --bench load -- make1m DIR           just write that data dir
 //! cargo bench --bench load -- all
 //! ```
 //!
@@ -34,7 +35,9 @@ struct Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -47,11 +50,16 @@ impl Drop for Node {
     }
 }
 
+// The child is owned by `Node`, whose Drop stops and reaps it.
+#[allow(clippy::zombie_processes)]
 fn start(dir: &Path, extra: &[&str]) -> Node {
     let err = dir.with_extension("stderr");
+    // LOAD_SERVE_ARGS adds flags to every node (e.g. "--http-threads 16").
+    let env_args = std::env::var("LOAD_SERVE_ARGS").unwrap_or_default();
     let mut child = Command::new(BIN)
         .args(["serve", "-p", "0"])
         .args(extra)
+        .args(env_args.split_whitespace())
         .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -61,9 +69,16 @@ fn start(dir: &Path, extra: &[&str]) -> Node {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let text = std::fs::read_to_string(&err).unwrap_or_default();
-        if let Some(l) = text.lines().find(|l| l.starts_with("Listening at: http://")) {
+        if let Some(l) = text
+            .lines()
+            .find(|l| l.starts_with("Listening at: http://"))
+        {
             let addr = l["Listening at: http://".len()..].to_string();
-            let port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+            let port = addr
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("port");
             return Node { child, addr, port };
         }
         if Instant::now() > deadline {
@@ -93,13 +108,20 @@ impl Conn {
     }
 
     fn request(&mut self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-        let head = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len());
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
         let mut msg = head.into_bytes();
         msg.extend_from_slice(body);
         self.w.write_all(&msg).expect("write");
         let mut line = String::new();
         self.r.read_line(&mut line).expect("status line");
-        let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
+        let status: u16 = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
         let mut len = 0usize;
         loop {
             line.clear();
@@ -126,15 +148,19 @@ fn value(i: u64) -> Vec<u8> {
     v
 }
 
-/// `clients` threads POST `total` writes to `addr`; returns (writes/s, p50 ms, p99 ms).
-fn load(addr: &str, clients: usize, total: u64) -> (f64, f64, f64) {
+/// `clients` threads POST `total` writes, starting at `addrs[0]`; a write refused because
+/// leadership moved is retried on the node `/leader` names. Returns (writes/s, p50 ms, p99 ms,
+/// retries).
+fn load(addrs: &[(String, String)], clients: usize, total: u64) -> (f64, f64, f64, u64) {
     let next = Arc::new(AtomicU64::new(0));
+    let retries = Arc::new(AtomicU64::new(0));
     let t0 = Instant::now();
     let threads: Vec<_> = (0..clients)
         .map(|_| {
-            let (addr, next) = (addr.to_string(), next.clone());
+            let (addrs, next, retries) = (addrs.to_vec(), next.clone(), retries.clone());
             std::thread::spawn(move || {
-                let mut c = Conn::new(&addr);
+                let mut at = addrs[0].1.clone();
+                let mut c = Conn::new(&at);
                 let mut lat = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -142,18 +168,46 @@ fn load(addr: &str, clients: usize, total: u64) -> (f64, f64, f64) {
                         return lat;
                     }
                     let t = Instant::now();
-                    let (s, _) = c.request("POST", &format!("/db/key{:06}", i % 100_000), &value(i));
-                    assert_eq!(s, 200, "write {i}");
+                    let path = format!("/db/key{:06}", i % 100_000);
+                    let mut tries = 0;
+                    while c.request("POST", &path, &value(i)).0 != 200 {
+                        tries += 1;
+                        assert!(
+                            tries < 200 && t0.elapsed() < MAX_TIME,
+                            "write {i} never succeeded"
+                        );
+                        retries.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(Duration::from_millis(10));
+                        let (_, leader) = c.request("GET", "/leader", b"");
+                        let leader = String::from_utf8_lossy(&leader)
+                            .trim_matches('"')
+                            .to_string();
+                        if let Some((_, a)) = addrs.iter().find(|(n, _)| *n == leader) {
+                            if *a != at {
+                                at = a.clone();
+                                c = Conn::new(&at);
+                            }
+                        }
+                    }
                     lat.push(t.elapsed());
                 }
             })
         })
         .collect();
-    let mut lat: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().expect("client")).collect();
+    let mut lat: Vec<Duration> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("client"))
+        .collect();
     let secs = t0.elapsed().as_secs_f64();
     lat.sort();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1e3;
-    (lat.len() as f64 / secs, pct(0.50), pct(0.99))
+    let pct =
+        |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1e3;
+    (
+        lat.len() as f64 / secs,
+        pct(0.50),
+        pct(0.99),
+        retries.load(Ordering::Relaxed),
+    )
 }
 
 fn cluster(tmp: &Path, n: usize) -> Vec<Node> {
@@ -176,12 +230,35 @@ fn tmpdir(tag: &str) -> PathBuf {
     d
 }
 
+/// CPU seconds (user + system) a process has used.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // Fields after the name: state(skipped: not a number) ... utime is field 14, stime 15.
+    (f.get(10).copied().unwrap_or(0.0) + f.get(11).copied().unwrap_or(0.0)) / 100.0
+}
+
 fn write_scenario(tag: &str, nodes_n: usize, clients: usize, total: u64) {
     let tmp = tmpdir(tag);
     let nodes = cluster(&tmp, nodes_n);
-    let (rate, p50, p99) = load(&nodes[0].addr, clients, total);
+    let cpu0: Vec<f64> = nodes.iter().map(|n| cpu_secs(n.child.id())).collect();
+    let addrs: Vec<(String, String)> = (1..=nodes_n)
+        .map(|i| std::fs::read_to_string(tmp.join(format!("n{i}/name"))).expect("name"))
+        .zip(nodes.iter().map(|n| n.addr.clone()))
+        .collect();
+    let (rate, p50, p99, retries) = load(&addrs, clients, total);
+    let cpu: Vec<String> = nodes
+        .iter()
+        .zip(cpu0)
+        .map(|(n, c0)| format!("{:.0}", (cpu_secs(n.child.id()) - c0) * 1e6 / total as f64))
+        .collect();
     println!(
-        "{tag}: {nodes_n} node(s), {clients} client(s), {total} POSTs of 16 bytes: {rate:.0} writes/s, p50 {p50:.2} ms, p99 {p99:.2} ms"
+        "{tag}: {nodes_n} node(s), {clients} client(s), {total} POSTs of 16 bytes: {rate:.0} writes/s, p50 {p50:.2} ms, p99 {p99:.2} ms; {retries} retries after leader changes; CPU us/write per node: {}",
+        cpu.join(" ")
     );
     drop(nodes);
     let _ = std::fs::remove_dir_all(&tmp);
@@ -203,7 +280,8 @@ fn make_1m(dir: &Path) {
     for i in 0..1_000_000u64 {
         let key = format!("mkey{:07}", i % 250_000);
         let v = String::from_utf8(value(i)).expect("ascii");
-        w.append(i + 3, 0, &Cmd::Write { key, value: v }).expect("write");
+        w.append(i + 3, 0, &Cmd::Write { key, value: v })
+            .expect("write");
     }
     let n = w.bytes_written();
     w.into_inner().flush().expect("flush");
@@ -258,7 +336,10 @@ fn startup_1m() {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let what = args.first().map_or("all", String::as_str);
     let n = |d: u64| args.get(1).and_then(|s| s.parse().ok()).unwrap_or(d);
     match what {
@@ -266,6 +347,7 @@ fn main() {
         "latency3" => write_scenario("latency3", 3, 1, n(5_000)),
         "write1" => write_scenario("write1", 1, 16, n(100_000)),
         "startup1m" => startup_1m(),
+        "make1m" => make_1m(Path::new(args.get(1).map_or("large-1m", String::as_str))),
         "all" => {
             write_scenario("write3", 3, 16, 100_000);
             write_scenario("latency3", 3, 1, 5_000);

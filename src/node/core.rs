@@ -788,6 +788,10 @@ impl Core {
                 self.persisted = self.persisted.max(i.min(self.log.last_index()));
                 if self.role == Role::Leader {
                     self.advance_commit();
+                } else if self.role == Role::Follower && self.leader.is_some() {
+                    // Our own slow fsync held the leader's answer (and so its next request):
+                    // that silence is ours, not the leader's.
+                    self.reset_election_timer();
                 }
             }
             Event::Append { id, req } => self.on_append(id, req),

@@ -505,6 +505,47 @@ impl FileStore {
             .map_err(io_at(&self.log_path, "duplicate handle"))
     }
 
+    /// Calls `f` with the decoded command of every entry `from..=to`, read from the file in
+    /// large chunks without building [`Entry`] values (the fast path for applying a long log).
+    /// The range must have been written out ([`FileStore::write_out`]).
+    pub fn decode_range(
+        &self,
+        from: Index,
+        to: Index,
+        f: &mut dyn FnMut(Index, crate::model::Command),
+    ) -> Result<(), StoreError> {
+        let start = self.terms.start_index;
+        let (a, b) = (self.offset_of(from), self.offset_of(to + 1));
+        if from <= start || to > self.terms.last_index() || from > to || b > self.written {
+            return Err(StoreError::Invalid {
+                path: self.log_path.clone(),
+                detail: format!("entries {from}..={to} are not written in the log"),
+            });
+        }
+        let mut buf = vec![0u8; (b - a) as usize];
+        self.file
+            .read_exact_at(&mut buf, a)
+            .map_err(io_at(&self.log_path, "read"))?;
+        for (expect, r) in (from..).zip(LogReader::new(&buf)) {
+            let e = r.map_err(|d| StoreError::Damaged {
+                path: self.log_path.clone(),
+                offset: a + d.offset,
+                entry: from + d.entry,
+                detail: d.to_string(),
+            })?;
+            if e.index() != expect {
+                return Err(StoreError::Gap {
+                    path: self.log_path.clone(),
+                    offset: a + e.offset,
+                    expected: expect,
+                    found: e.index(),
+                });
+            }
+            f(expect, e.command());
+        }
+        Ok(())
+    }
+
     fn offset_of(&self, index: Index) -> u64 {
         let k = (index - self.terms.start_index - 1) as usize;
         self.offsets.get(k).copied().unwrap_or(self.end)
