@@ -5,6 +5,7 @@
 //! cargo bench --bench load -- write3 [REQUESTS]    3 nodes, 16 clients POST to the leader
 //! cargo bench --bench load -- latency3 [REQUESTS]  3 nodes, 1 client: p50 / p99
 //! cargo bench --bench load -- write1 [REQUESTS]    1 node, 16 clients
+//! cargo bench --bench load -- read1 [REQUESTS]     1 node, 16 clients GET (local reads)
 //! cargo bench --bench load -- startup1m            start-up on a 1,000,002-entry log
 //! cargo bench --bench load -- make1m DIR           just write that data dir
 //! cargo bench --bench load -- all
@@ -151,7 +152,12 @@ fn value(i: u64) -> Vec<u8> {
 /// `clients` threads POST `total` writes, starting at `addrs[0]`; a write refused because
 /// leadership moved is retried on the node `/leader` names. Returns (writes/s, p50 ms, p99 ms,
 /// retries).
-fn load(addrs: &[(String, String)], clients: usize, total: u64) -> (f64, f64, f64, u64) {
+fn load(
+    addrs: &[(String, String)],
+    clients: usize,
+    total: u64,
+    method: &'static str,
+) -> (f64, f64, f64, u64) {
     let next = Arc::new(AtomicU64::new(0));
     let retries = Arc::new(AtomicU64::new(0));
     let t0 = Instant::now();
@@ -170,7 +176,12 @@ fn load(addrs: &[(String, String)], clients: usize, total: u64) -> (f64, f64, f6
                     let t = Instant::now();
                     let path = format!("/db/key{:06}", i % 100_000);
                     let mut tries = 0;
-                    while c.request("POST", &path, &value(i)).0 != 200 {
+                    let body = if method == "POST" {
+                        value(i)
+                    } else {
+                        Vec::new()
+                    };
+                    while c.request(method, &path, &body).0 != 200 {
                         tries += 1;
                         assert!(
                             tries < 200 && t0.elapsed() < MAX_TIME,
@@ -210,11 +221,13 @@ fn load(addrs: &[(String, String)], clients: usize, total: u64) -> (f64, f64, f6
     )
 }
 
-fn cluster(tmp: &Path, n: usize) -> Vec<Node> {
-    let mut nodes = vec![start(&tmp.join("n1"), &[])];
+fn cluster(tmp: &Path, n: usize, extra: &[&str]) -> Vec<Node> {
+    let mut nodes = vec![start(&tmp.join("n1"), extra)];
     let join = format!("127.0.0.1:{}", nodes[0].port);
     for i in 2..=n {
-        nodes.push(start(&tmp.join(format!("n{i}")), &["--join", &join]));
+        let mut args = extra.to_vec();
+        args.extend(["--join", &join]);
+        nodes.push(start(&tmp.join(format!("n{i}")), &args));
     }
     // Let every follower catch up before measuring.
     let mut c = Conn::new(&nodes[0].addr);
@@ -243,21 +256,32 @@ fn cpu_secs(pid: u32) -> f64 {
 }
 
 fn write_scenario(tag: &str, nodes_n: usize, clients: usize, total: u64) {
+    run_scenario(tag, nodes_n, clients, total, "POST", &[]);
+}
+
+fn run_scenario(
+    tag: &str,
+    nodes_n: usize,
+    clients: usize,
+    total: u64,
+    method: &'static str,
+    extra: &[&str],
+) {
     let tmp = tmpdir(tag);
-    let nodes = cluster(&tmp, nodes_n);
+    let nodes = cluster(&tmp, nodes_n, extra);
     let cpu0: Vec<f64> = nodes.iter().map(|n| cpu_secs(n.child.id())).collect();
     let addrs: Vec<(String, String)> = (1..=nodes_n)
         .map(|i| std::fs::read_to_string(tmp.join(format!("n{i}/name"))).expect("name"))
         .zip(nodes.iter().map(|n| n.addr.clone()))
         .collect();
-    let (rate, p50, p99, retries) = load(&addrs, clients, total);
+    let (rate, p50, p99, retries) = load(&addrs, clients, total, method);
     let cpu: Vec<String> = nodes
         .iter()
         .zip(cpu0)
         .map(|(n, c0)| format!("{:.0}", (cpu_secs(n.child.id()) - c0) * 1e6 / total as f64))
         .collect();
     println!(
-        "{tag}: {nodes_n} node(s), {clients} client(s), {total} POSTs of 16 bytes: {rate:.0} writes/s, p50 {p50:.2} ms, p99 {p99:.2} ms; {retries} retries after leader changes; CPU us/write per node: {}",
+        "{tag}: {nodes_n} node(s), {clients} client(s), {total} {method}s of 16 bytes: {rate:.0} requests/s, p50 {p50:.2} ms, p99 {p99:.2} ms; {retries} retries after leader changes; CPU us/request per node: {}",
         cpu.join(" ")
     );
     drop(nodes);
@@ -346,6 +370,7 @@ fn main() {
         "write3" => write_scenario("write3", 3, 16, n(100_000)),
         "latency3" => write_scenario("latency3", 3, 1, n(5_000)),
         "write1" => write_scenario("write1", 1, 16, n(100_000)),
+        "read1" => run_scenario("read1", 1, 16, n(100_000), "GET", &["--read-mode", "local"]),
         "startup1m" => startup_1m(),
         "make1m" => make_1m(Path::new(args.get(1).map_or("large-1m", String::as_str))),
         "all" => {

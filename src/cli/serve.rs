@@ -175,10 +175,12 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    // The runtime goes first: requests still waiting on it are answered at once
+    // ("raft: Has been stopped") instead of holding the workers until their timeout.
+    shutdown.store(true, Ordering::SeqCst);
+    let stopped = runtime.map(Runtime::stop);
     server.stop();
-    if let Some(rt) = runtime {
-        rt.stop()?;
-    }
+    stopped.transpose()?;
     outcome
 }
 
