@@ -193,19 +193,27 @@ fn join(leader: &str, name: &str, url: &str) -> anyhow::Result<()> {
         .timeout_connect(Duration::from_secs(2))
         .timeout(Duration::from_secs(30))
         .build();
-    match agent
-        .post(&target)
-        .set("Content-Type", "application/json")
-        .send_bytes(&body)
-    {
-        Ok(_) => Ok(()),
-        Err(ureq::Error::Status(code, r)) => {
-            let text = r.into_string().unwrap_or_default();
-            bail!(
-                "the join was refused by {target}: {code} {}",
-                text.trim_end()
-            )
+    // A leader answers 503 while another membership change (or its own first entry) is not
+    // committed yet: retry that for a while.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match agent
+            .post(&target)
+            .set("Content-Type", "application/json")
+            .send_bytes(&body)
+        {
+            Ok(_) => return Ok(()),
+            Err(ureq::Error::Status(503, _)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(ureq::Error::Status(code, r)) => {
+                let text = r.into_string().unwrap_or_default();
+                bail!(
+                    "the join was refused by {target}: {code} {}",
+                    text.trim_end()
+                )
+            }
+            Err(e) => bail!("cannot join {target}: {e}"),
         }
-        Err(e) => bail!("cannot join {target}: {e}"),
     }
 }

@@ -60,7 +60,7 @@ impl Config {
             heartbeat_ms: 50,
             election_timeout_ms: 150,
             max_batch_entries: 1000,
-            max_inflight: 4,
+            max_inflight: 2,
             seed: 1,
         }
     }
@@ -584,8 +584,12 @@ pub struct Core {
     round_in_flight: bool,
     term_start: Index,
     replicate_pending: bool,
+    commit_notify_at: Option<Millis>,
     out: Vec<Action>,
 }
+
+/// How long a leader waits before telling idle followers about a new commit index.
+const COMMIT_NOTIFY_MS: Millis = 5;
 
 impl Core {
     /// A follower at time `now`, from what storage loaded.
@@ -623,6 +627,7 @@ impl Core {
             round_in_flight: false,
             term_start: 0,
             replicate_pending: false,
+            commit_notify_at: None,
             out: Vec::new(),
         };
         core.pending_config.retain(|&i, _| i > commit);
@@ -710,7 +715,9 @@ impl Core {
     /// When the core next needs a [`Event::Tick`].
     pub fn next_deadline(&self) -> Millis {
         match self.role {
-            Role::Leader => self.heartbeat_deadline,
+            Role::Leader => self
+                .heartbeat_deadline
+                .min(self.commit_notify_at.unwrap_or(Millis::MAX)),
             _ => self.election_deadline,
         }
     }
@@ -842,6 +849,18 @@ impl Core {
         self.now = self.now.max(now);
         match self.role {
             Role::Leader => {
+                if self.commit_notify_at.is_some_and(|t| self.now >= t) {
+                    self.commit_notify_at = None;
+                    let idle: Vec<String> = self
+                        .progress
+                        .iter()
+                        .filter(|(_, p)| p.inflight == 0)
+                        .map(|(n, _)| n.clone())
+                        .collect();
+                    for name in idle {
+                        self.send_append(&name, true);
+                    }
+                }
                 if self.now >= self.heartbeat_deadline {
                     self.heartbeat_deadline = self.now + self.cfg.heartbeat_ms;
                     let max = self.cfg.max_inflight.max(1);
@@ -978,11 +997,14 @@ impl Core {
             return;
         }
         if let Some(change) = ConfigChange::of(&name, payload.as_deref()) {
+            // One change at a time, and none before this leader's nop is committed (the
+            // single-server change rule: a new leader first commits an entry of its term).
             if self
                 .pending_config
                 .range(self.commit + 1..)
                 .next()
                 .is_some()
+                || self.commit < self.term_start
             {
                 self.out.push(Action::ProposalDone {
                     id,
@@ -1289,15 +1311,10 @@ impl Core {
             self.out.push(Action::ProposalDone { id, result });
         }
         if self.role == Role::Leader {
-            // Followers learn the new commit index at once when they are idle.
-            let idle: Vec<String> = self
-                .progress
-                .iter()
-                .filter(|(_, p)| p.inflight == 0)
-                .map(|(n, _)| n.clone())
-                .collect();
-            for name in idle {
-                self.send_append(&name, true);
+            // Followers learn the new commit index soon even when idle, but not with an extra
+            // request per commit: under load the next batch carries it anyway.
+            if self.commit_notify_at.is_none() {
+                self.commit_notify_at = Some(self.now + COMMIT_NOTIFY_MS);
             }
         }
         self.check_reads();

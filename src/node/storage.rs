@@ -262,6 +262,26 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> 
     sync_dir(dir)
 }
 
+/// The common case of a `write` payload, `{"key":"K","value":"V"}\n` with no escapes, control
+/// bytes or invalid UTF-8 in K and V, decoded without the general JSON parser. Anything else
+/// gives `None` (the caller falls back to `format::command::decode`, which it equals).
+fn plain_write(p: &[u8]) -> Option<crate::model::Command> {
+    let rest = p.strip_prefix(b"{\"key\":\"")?;
+    let plain = |b: &u8| *b != b'\\' && *b >= 0x20;
+    let k = rest.iter().position(|&b| b == b'"')?;
+    let (key, rest) = rest.split_at(k);
+    let rest = rest.strip_prefix(b"\",\"value\":\"")?;
+    let v = rest.iter().position(|&b| b == b'"')?;
+    let (value, rest) = rest.split_at(v);
+    if rest != b"\"}\n" || !key.iter().all(plain) || !value.iter().all(plain) {
+        return None;
+    }
+    Some(crate::model::Command::Write {
+        key: std::str::from_utf8(key).ok()?.to_string(),
+        value: std::str::from_utf8(value).ok()?.to_string(),
+    })
+}
+
 /// Reads the `name` file, or creates the dir and a name of 7 random lowercase hex digits.
 pub fn ensure_name(dir: &Path, seed: u64) -> Result<String, StoreError> {
     let path = dir.join("name");
@@ -541,7 +561,11 @@ impl FileStore {
                     found: e.index(),
                 });
             }
-            f(expect, e.command());
+            let cmd = match (e.wire.name, e.payload()) {
+                (b"write", Some(p)) => plain_write(p).unwrap_or_else(|| e.command()),
+                _ => e.command(),
+            };
+            f(expect, cmd);
         }
         Ok(())
     }
@@ -812,6 +836,29 @@ mod tests {
         s.append(&[e(11, 3, "z")]).unwrap();
         assert_eq!(s.entries(11, 11).unwrap(), [e(11, 3, "z")]);
         assert_eq!(s.snapshot().map(|x| x.last_index), Some(10));
+    }
+
+    #[test]
+    fn the_plain_write_fast_path_equals_the_json_decoder() {
+        let cases: [&[u8]; 9] = [
+            b"{\"key\":\"foo\",\"value\":\"bar\"}\n",
+            b"{\"key\":\"\",\"value\":\"\"}\n",
+            b"{\"key\":\"k\",\"value\":\"a\\\"b\"}\n",
+            b"{\"key\":\"k\",\"value\":\"\\u003c\"}\n",
+            b"{\"key\":\"k\",\"value\":\"\xc3\xa9\"}\n",
+            b"{\"key\":\"k\",\"value\":\"\xff\"}\n",
+            b"{\"key\":\"k\",\"value\":\"v\"}",
+            b"{\"value\":\"v\",\"key\":\"k\"}\n",
+            b"{\"key\":\"k\t\",\"value\":\"v\"}\n",
+        ];
+        for p in cases {
+            let slow = crate::format::command::decode(b"write", Some(p));
+            if let Some(fast) = plain_write(p) {
+                assert_eq!(fast, slow, "{}", String::from_utf8_lossy(p));
+            }
+        }
+        assert!(plain_write(cases[0]).is_some() && plain_write(cases[4]).is_some());
+        assert!(plain_write(cases[2]).is_none() && plain_write(cases[5]).is_none());
     }
 
     #[test]
