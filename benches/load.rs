@@ -101,7 +101,7 @@ impl Conn {
     fn new(addr: &str) -> Conn {
         let s = TcpStream::connect(addr).expect("connect");
         s.set_nodelay(true).ok();
-        s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+        s.set_read_timeout(Some(Duration::from_secs(12))).ok();
         Conn {
             r: BufReader::new(s.try_clone().expect("clone")),
             w: s,
@@ -117,7 +117,9 @@ impl Conn {
         msg.extend_from_slice(body);
         self.w.write_all(&msg).expect("write");
         let mut line = String::new();
-        self.r.read_line(&mut line).expect("status line");
+        if let Err(e) = self.r.read_line(&mut line) {
+            panic!("{method} {path}: no answer: {e}");
+        }
         let status: u16 = line
             .split(' ')
             .nth(1)

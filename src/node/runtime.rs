@@ -421,6 +421,9 @@ impl Worker {
                 _ => 0,
             };
             self.held.push((need, tx, reply));
+        } else {
+            // The caller gave up (timeout) before the answer came.
+            log::debug!("no one waits any more for the answer to request {id}: {reply:?}");
         }
     }
 
