@@ -45,7 +45,10 @@ pub struct Config {
     pub election_timeout_ms: Millis,
     /// Most entries in one AppendEntries request.
     pub max_batch_entries: u64,
-    /// Most AppendEntries requests in flight to one peer (pipelining).
+    /// Most AppendEntries requests in flight to one peer (pipelining). raftdump's HTTP
+    /// transport keeps one ordered stream per peer, so a second request in flight only splits
+    /// the batches: the default is 1 (3 nodes, 16 clients: 5.5k writes/s against 3.0k with 2);
+    /// the simulator also runs with 4.
     pub max_inflight: u32,
     /// Seed of the election-timeout randomness.
     pub seed: u64,
@@ -60,7 +63,7 @@ impl Config {
             heartbeat_ms: 50,
             election_timeout_ms: 150,
             max_batch_entries: 1000,
-            max_inflight: 2,
+            max_inflight: 1,
             seed: 1,
         }
     }

@@ -31,6 +31,8 @@ pub struct SimConfig {
     pub drop_per_mille: u64,
     /// Most entries per AppendEntries.
     pub max_batch_entries: u64,
+    /// Most AppendEntries in flight per peer (the simulated network may reorder them).
+    pub max_inflight: u32,
 }
 
 impl SimConfig {
@@ -42,6 +44,7 @@ impl SimConfig {
             max_delay: 5,
             drop_per_mille: 0,
             max_batch_entries: 1000,
+            max_inflight: 1,
         }
     }
 }
@@ -164,6 +167,7 @@ fn node_config(name: &str, seed: u64, cfg: &SimConfig) -> Config {
     let mut c = Config::new(name, format!("mem://{name}"));
     c.seed = seed;
     c.max_batch_entries = cfg.max_batch_entries;
+    c.max_inflight = cfg.max_inflight;
     c
 }
 
