@@ -109,6 +109,11 @@ pub trait Api: Send + Sync {
     fn lookup(&self, key: &str) -> Option<String>;
     /// Proposes a command and waits until it is committed and applied.
     fn propose(&self, name: &str, payload: Vec<u8>, timeout: Duration) -> Result<(), ApiError>;
+    /// Proposes a command; `done` gets the outcome (it must not block). By default this is
+    /// [`Api::propose`] on the calling thread.
+    fn propose_async(&self, name: &str, payload: Vec<u8>, timeout: Duration, done: Done) {
+        done(self.propose(name, payload, timeout));
+    }
     /// `(name, state, term, commit index, leader name)`.
     fn status(&self) -> (String, String, u64, u64, String);
     /// Every member but this node, by name.
@@ -117,6 +122,17 @@ pub trait Api: Send + Sync {
     fn leader_url(&self) -> Option<String>;
     /// Handles a goraft RPC body.
     fn rpc(&self, rpc: Rpc, body: &[u8], timeout: Duration) -> RpcAnswer;
+}
+
+/// What [`Api::propose_async`] calls with the outcome.
+pub type Done = Box<dyn FnOnce(Result<(), ApiError>) + Send>;
+
+fn proposal_outcome(r: Result<Reply, CallError>) -> Result<(), ApiError> {
+    match r.map_err(call_error)? {
+        Reply::Proposal(Ok(_)) => Ok(()),
+        Reply::Proposal(Err(r)) => Err(rejection(r)),
+        _ => Err(ApiError::Stopped),
+    }
 }
 
 fn rejection(r: Rejection) -> ApiError {
@@ -157,11 +173,16 @@ impl Api for Handle {
             name: name.to_string(),
             payload: Some(payload),
         };
-        match self.call(ev, timeout).map_err(call_error)? {
-            Reply::Proposal(Ok(_)) => Ok(()),
-            Reply::Proposal(Err(r)) => Err(rejection(r)),
-            _ => Err(ApiError::Stopped),
-        }
+        proposal_outcome(self.call(ev, timeout))
+    }
+
+    fn propose_async(&self, name: &str, payload: Vec<u8>, timeout: Duration, done: Done) {
+        let ev = |id| Event::Propose {
+            id,
+            name: name.to_string(),
+            payload: Some(payload),
+        };
+        self.call_async(ev, timeout, Box::new(move |r| done(proposal_outcome(r))));
     }
 
     fn status(&self) -> (String, String, u64, u64, String) {
@@ -395,6 +416,49 @@ fn write_error(e: &ApiError, not_leader_status: u16) -> Answer {
     }
 }
 
+/// The answer to `POST /db/{key}` for the proposal's outcome.
+pub fn write_answer(
+    api: &dyn Api,
+    opts: &HttpOptions,
+    req: &Request<'_>,
+    forward: &dyn Fn(&str, &Request<'_>) -> Option<Answer>,
+    r: Result<(), ApiError>,
+) -> Answer {
+    match r {
+        Ok(()) => Answer::empty(200),
+        Err(e @ ApiError::NotLeader(_)) => {
+            forwarded_or(api, opts, req, forward, write_error(&e, 400))
+        }
+        Err(e) => write_error(&e, 400),
+    }
+}
+
+/// With `--forward` (and a known leader), the leader's answer to `req`; otherwise `a`.
+fn forwarded_or(
+    api: &dyn Api,
+    opts: &HttpOptions,
+    req: &Request<'_>,
+    forward: &dyn Fn(&str, &Request<'_>) -> Option<Answer>,
+    a: Answer,
+) -> Answer {
+    if opts.forward && !req.forwarded {
+        if let Some(url) = api.leader_url() {
+            if let Some(f) = forward(&url, req) {
+                return f;
+            }
+        }
+    }
+    a
+}
+
+/// The key of a `/db/{key}` path (percent-decoded), if the path is one.
+fn db_key(url: &str) -> Option<Vec<u8>> {
+    let path = url.split(['?', '#']).next().unwrap_or("");
+    let decoded = percent_decode(path)?;
+    let key = decoded.strip_prefix(b"/db/")?;
+    (!key.is_empty() && !key.contains(&b'/')).then(|| key.to_vec())
+}
+
 /// Routes one request. `forward` relays a request to the leader's URL (used with `--forward`).
 pub fn route(
     api: &dyn Api,
@@ -408,16 +472,7 @@ pub fn route(
     };
     let get = req.method == "GET";
     let post = req.method == "POST";
-    let try_forward = |a: Answer| -> Answer {
-        if opts.forward && !req.forwarded {
-            if let Some(url) = api.leader_url() {
-                if let Some(f) = forward(&url, &req) {
-                    return f;
-                }
-            }
-        }
-        a
-    };
+    let try_forward = |a: Answer| forwarded_or(api, opts, &req, forward, a);
     if let Some(key) = decoded.strip_prefix(b"/db/") {
         if key.is_empty() || key.contains(&b'/') {
             return Answer::not_found();
@@ -446,11 +501,8 @@ pub fn route(
                 );
             }
             let payload = command::encode_write(key, req.body);
-            return match api.propose(names::WRITE, payload, opts.timeout) {
-                Ok(()) => Answer::empty(200),
-                Err(e @ ApiError::NotLeader(_)) => try_forward(write_error(&e, 400)),
-                Err(e) => write_error(&e, 400),
-            };
+            let r = api.propose(names::WRITE, payload, opts.timeout);
+            return write_answer(api, opts, &req, forward, r);
         }
         return Answer::empty(405);
     }
@@ -581,7 +633,21 @@ pub fn forward_to(agent: &ureq::Agent, leader_url: &str, req: &Request<'_>) -> O
 pub struct Server {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    responders: Vec<JoinHandle<()>>,
 }
+
+/// A write whose answer is computed once its proposal is decided (on a responder thread).
+struct Pending {
+    rq: tiny_http::Request,
+    method: String,
+    url: String,
+    body: Vec<u8>,
+    forwarded: bool,
+    result: Result<(), ApiError>,
+}
+
+/// Threads that answer writes decided by the runtime, so that HTTP workers never wait.
+const RESPONDERS: usize = 2;
 
 impl Server {
     /// Serves `api` on `listener` with `workers` threads until [`Server::stop`] or until
@@ -601,34 +667,101 @@ impl Server {
             .timeout(opts.timeout + Duration::from_secs(1))
             .build();
         let opts = Arc::new(opts);
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<Pending>();
+        let done_rx = Arc::new(std::sync::Mutex::new(done_rx));
+        let mut responders = Vec::new();
+        for _ in 0..RESPONDERS {
+            let (rx, api, opts, agent) =
+                (done_rx.clone(), api.clone(), opts.clone(), agent.clone());
+            responders.push(
+                std::thread::Builder::new()
+                    .name("http-respond".into())
+                    .spawn(move || responder(&rx, &*api, &opts, &agent))?,
+            );
+        }
         let mut threads = Vec::new();
         for _ in 0..workers.max(1) {
-            let (server, api, opts, stop, agent) = (
+            let (server, api, opts, stop, agent, done_tx) = (
                 server.clone(),
                 api.clone(),
                 opts.clone(),
                 shutdown.clone(),
                 agent.clone(),
+                done_tx.clone(),
             );
             threads.push(
                 std::thread::Builder::new()
                     .name("http".into())
-                    .spawn(move || worker(&server, &*api, &opts, &stop, &agent))?,
+                    .spawn(move || worker(&server, &*api, &opts, &stop, &agent, &done_tx))?,
             );
         }
         Ok(Server {
             stop: shutdown,
             threads,
+            responders,
         })
     }
 
-    /// Stops accepting and waits for the workers (each notices within 100 ms).
+    /// Stops accepting and waits for the workers (each notices within 100 ms) and for the
+    /// responders (once every pending write is answered).
     pub fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);
         for t in self.threads {
             let _ = t.join();
         }
+        for t in self.responders {
+            let _ = t.join();
+        }
     }
+}
+
+fn responder(
+    rx: &std::sync::Mutex<std::sync::mpsc::Receiver<Pending>>,
+    api: &dyn Api,
+    opts: &HttpOptions,
+    agent: &ureq::Agent,
+) {
+    loop {
+        let job = match rx.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(p) = job else { return };
+        let req = Request {
+            method: &p.method,
+            url: &p.url,
+            body: &p.body,
+            forwarded: p.forwarded,
+        };
+        let answer = write_answer(
+            api,
+            opts,
+            &req,
+            &|leader, r| forward_to(agent, leader, r),
+            p.result,
+        );
+        send(p.rq, answer);
+    }
+}
+
+fn send(rq: tiny_http::Request, answer: Answer) {
+    let mut resp = tiny_http::Response::from_data(answer.body).with_status_code(answer.status);
+    if let Some(ct) = answer.content_type {
+        if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", ct) {
+            resp.add_header(h);
+        }
+        if answer.status >= 400 {
+            if let Ok(h) = tiny_http::Header::from_bytes("X-Content-Type-Options", "nosniff") {
+                resp.add_header(h);
+            }
+        }
+    }
+    if answer.raftdump {
+        if let Ok(h) = tiny_http::Header::from_bytes(RAFTDUMP_HEADER, env!("CARGO_PKG_VERSION")) {
+            resp.add_header(h);
+        }
+    }
+    let _ = rq.respond(resp);
 }
 
 fn worker(
@@ -637,6 +770,7 @@ fn worker(
     opts: &HttpOptions,
     stop: &AtomicBool,
     agent: &ureq::Agent,
+    done_tx: &std::sync::mpsc::Sender<Pending>,
 ) {
     while !stop.load(Ordering::SeqCst) {
         let mut rq = match server.recv_timeout(Duration::from_millis(100)) {
@@ -652,38 +786,48 @@ fn worker(
         } as u64
             + 1;
         let mut body = Vec::new();
-        let answer = if rq.as_reader().take(limit).read_to_end(&mut body).is_err() {
+        if rq.as_reader().take(limit).read_to_end(&mut body).is_err() {
             // raftd: a body that cannot be read is a 400 with an empty body.
-            Answer::text(400, if is_rpc { "\n" } else { "" })
-        } else {
-            let method = rq.method().as_str().to_ascii_uppercase();
-            let url = rq.url().to_string();
-            let forwarded = rq.headers().iter().any(|h| h.field.equiv(FORWARDED_HEADER));
-            let req = Request {
-                method: &method,
-                url: &url,
-                body: &body,
-                forwarded,
-            };
-            route(api, opts, req, &|leader, r| forward_to(agent, leader, r))
+            send(rq, Answer::text(400, if is_rpc { "\n" } else { "" }));
+            continue;
+        }
+        let method = rq.method().as_str().to_ascii_uppercase();
+        let url = rq.url().to_string();
+        let forwarded = rq.headers().iter().any(|h| h.field.equiv(FORWARDED_HEADER));
+        // A write is proposed without waiting: the runtime calls back when it is decided and a
+        // responder thread answers. Everything else is answered here by `route`.
+        if method == "POST" && body.len() <= opts.max_body {
+            if let Some(key) = db_key(&url) {
+                let payload = command::encode_write(&key, &body);
+                let tx = done_tx.clone();
+                let mut pending = Some((rq, method, url, body, forwarded));
+                api.propose_async(
+                    names::WRITE,
+                    payload,
+                    opts.timeout,
+                    Box::new(move |result| {
+                        if let Some((rq, method, url, body, forwarded)) = pending.take() {
+                            let _ = tx.send(Pending {
+                                rq,
+                                method,
+                                url,
+                                body,
+                                forwarded,
+                                result,
+                            });
+                        }
+                    }),
+                );
+                continue;
+            }
+        }
+        let req = Request {
+            method: &method,
+            url: &url,
+            body: &body,
+            forwarded,
         };
-        let mut resp = tiny_http::Response::from_data(answer.body).with_status_code(answer.status);
-        if let Some(ct) = answer.content_type {
-            if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", ct) {
-                resp.add_header(h);
-            }
-            if answer.status >= 400 {
-                if let Ok(h) = tiny_http::Header::from_bytes("X-Content-Type-Options", "nosniff") {
-                    resp.add_header(h);
-                }
-            }
-        }
-        if answer.raftdump {
-            if let Ok(h) = tiny_http::Header::from_bytes(RAFTDUMP_HEADER, env!("CARGO_PKG_VERSION"))
-            {
-                resp.add_header(h);
-            }
-        }
-        let _ = rq.respond(resp);
+        let answer = route(api, opts, req, &|leader, r| forward_to(agent, leader, r));
+        send(rq, answer);
     }
 }

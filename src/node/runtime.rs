@@ -72,9 +72,34 @@ pub enum CallError {
     Stopped,
 }
 
+/// Called once with the answer to an asynchronous call (on the runtime thread: keep it short).
+pub type Callback = Box<dyn FnOnce(Result<Reply, CallError>) + Send>;
+
+/// Who waits for an answer.
+enum Waiter {
+    /// A blocked thread.
+    Chan(Sender<Reply>),
+    /// A callback, answered with `Timeout` after its deadline.
+    Cb(Callback),
+}
+
+impl Waiter {
+    fn answer(self, r: Result<Reply, CallError>) {
+        match (self, r) {
+            (Waiter::Chan(tx), Ok(reply)) => {
+                let _ = tx.send(reply);
+            }
+            (Waiter::Chan(_), Err(_)) => {}
+            (Waiter::Cb(cb), r) => cb(r),
+        }
+    }
+}
+
 enum Input {
     Event(Event),
     Call(Event, Sender<Reply>),
+    /// An asynchronous call: the callback gets the answer, or `Timeout` at the instant given.
+    CallAsync(Event, Callback, Instant),
     /// The fsync thread finished request `id`.
     Synced(u64, Result<(), String>),
     Stop,
@@ -113,6 +138,21 @@ impl Handle {
             RecvTimeoutError::Timeout => CallError::Timeout,
             RecvTimeoutError::Disconnected => CallError::Stopped,
         })
+    }
+
+    /// Sends the event `make(id)`; `done` is called with its answer, or with `Timeout` after
+    /// `timeout`, or `Stopped`. It runs on the runtime thread: it must not block.
+    pub fn call_async(
+        &self,
+        make: impl FnOnce(RequestId) -> Event,
+        timeout: Duration,
+        done: Callback,
+    ) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let input = Input::CallAsync(make(id), done, Instant::now() + timeout);
+        if let Err(mpsc::SendError(Input::CallAsync(_, done, _))) = self.tx.send(input) {
+            done(Err(CallError::Stopped));
+        }
     }
 
     /// The core's public state, as of the last batch.
@@ -215,6 +255,7 @@ impl Runtime {
             shared: shared.clone(),
             name: opts.name,
             waiting: HashMap::new(),
+            deadlines: std::collections::VecDeque::new(),
             clock: Instant::now(),
             sync_tx,
             sync: None,
@@ -226,6 +267,7 @@ impl Runtime {
             .name("raft-runtime".into())
             .spawn(move || {
                 let r = worker.run(rx);
+                worker.abandon();
                 if let Err(e) = &r {
                     log::error!("{e}");
                     if let Ok(mut f) = worker.shared.failure.lock() {
@@ -293,7 +335,9 @@ struct Worker {
     transport: HttpTransport,
     shared: Arc<Shared>,
     name: String,
-    waiting: HashMap<RequestId, Sender<Reply>>,
+    waiting: HashMap<RequestId, Waiter>,
+    /// Deadlines of asynchronous calls, in arrival order (their timeouts are equal).
+    deadlines: std::collections::VecDeque<(Instant, RequestId)>,
     clock: Instant,
     /// Requests to the fsync thread.
     sync_tx: Sender<(u64, std::fs::File)>,
@@ -303,7 +347,7 @@ struct Worker {
     /// The log is durable up to here.
     persisted: Index,
     /// Replies waiting for the log to be durable up to an index.
-    held: Vec<(Index, Sender<Reply>, Reply)>,
+    held: Vec<(Index, Waiter, Reply)>,
 }
 
 const MAX_BATCH: usize = 4096;
@@ -316,11 +360,15 @@ impl Worker {
     fn run(&mut self, rx: Receiver<Input>) -> Result<(), StoreError> {
         loop {
             let now = self.now();
-            let wait = self
+            let mut wait = self
                 .core
                 .next_deadline()
                 .saturating_sub(now)
                 .clamp(1, 1_000);
+            if let Some((d, _)) = self.deadlines.front() {
+                let left = d.saturating_duration_since(Instant::now()).as_millis() as u64;
+                wait = wait.min(left.max(1));
+            }
             let first = match rx.recv_timeout(Duration::from_millis(wait)) {
                 Ok(i) => Some(i),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -330,22 +378,36 @@ impl Worker {
             let mut stop = false;
             let mut synced = Vec::new();
             let mut take =
-                |input: Input, waiting: &mut HashMap<RequestId, Sender<Reply>>| match input {
-                    Input::Event(e) => events.push(e),
-                    Input::Call(e, tx) => {
-                        if let Some(id) = event_id(&e) {
-                            waiting.insert(id, tx);
+                |input: Input,
+                 waiting: &mut HashMap<RequestId, Waiter>,
+                 deadlines: &mut std::collections::VecDeque<(Instant, RequestId)>| {
+                    match input {
+                        Input::Event(e) => events.push(e),
+                        Input::Call(e, tx) => {
+                            if let Some(id) = event_id(&e) {
+                                waiting.insert(id, Waiter::Chan(tx));
+                            }
+                            events.push(e);
                         }
-                        events.push(e);
+                        Input::CallAsync(e, cb, deadline) => {
+                            match event_id(&e) {
+                                Some(id) => {
+                                    waiting.insert(id, Waiter::Cb(cb));
+                                    deadlines.push_back((deadline, id));
+                                }
+                                None => cb(Err(CallError::Stopped)),
+                            }
+                            events.push(e);
+                        }
+                        Input::Synced(id, r) => synced.push((id, r)),
+                        Input::Stop => stop = true,
                     }
-                    Input::Synced(id, r) => synced.push((id, r)),
-                    Input::Stop => stop = true,
                 };
             if let Some(i) = first {
-                take(i, &mut self.waiting);
+                take(i, &mut self.waiting, &mut self.deadlines);
                 for _ in 0..MAX_BATCH {
                     match rx.try_recv() {
-                        Ok(i) => take(i, &mut self.waiting),
+                        Ok(i) => take(i, &mut self.waiting, &mut self.deadlines),
                         Err(_) => break,
                     }
                 }
@@ -375,6 +437,7 @@ impl Worker {
             }
             self.start_sync()?;
             self.release();
+            self.expire();
             if let Ok(mut s) = self.shared.status.lock() {
                 *s = self.core.status();
             }
@@ -402,25 +465,54 @@ impl Worker {
     /// Sends the replies whose entries are durable.
     fn release(&mut self) {
         let persisted = self.persisted;
-        self.held.retain(|(need, tx, reply)| {
-            if *need <= persisted {
-                let _ = tx.send(reply.clone());
-                false
+        let mut i = 0;
+        while i < self.held.len() {
+            if self.held[i].0 <= persisted {
+                let (_, w, reply) = self.held.swap_remove(i);
+                w.answer(Ok(reply));
             } else {
-                true
+                i += 1;
             }
-        });
+        }
+    }
+
+    /// Answers `Timeout` to asynchronous calls past their deadline.
+    fn expire(&mut self) {
+        let now = Instant::now();
+        while let Some(&(d, id)) = self.deadlines.front() {
+            if d > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            if let Some(w) = self.waiting.remove(&id) {
+                w.answer(Err(CallError::Timeout));
+            }
+        }
+        if self.deadlines.len() > 2 * self.waiting.len() + 64 {
+            let waiting = &self.waiting;
+            self.deadlines.retain(|(_, id)| waiting.contains_key(id));
+        }
+    }
+
+    /// Answers `Stopped` to everyone still waiting (the runtime is exiting).
+    fn abandon(&mut self) {
+        for (_, w) in self.waiting.drain() {
+            w.answer(Err(CallError::Stopped));
+        }
+        for (_, w, _) in self.held.drain(..) {
+            w.answer(Err(CallError::Stopped));
+        }
     }
 
     fn hold(&mut self, id: RequestId, reply: Reply) {
-        if let Some(tx) = self.waiting.remove(&id) {
+        if let Some(w) = self.waiting.remove(&id) {
             // An AppendEntries answer vouches for every entry this log holds: it waits for
             // them to be durable. Other answers depend on nothing unsynced.
             let need = match reply {
                 Reply::Append(_) => self.store.terms().last_index(),
                 _ => 0,
             };
-            self.held.push((need, tx, reply));
+            self.held.push((need, w, reply));
         } else {
             // The caller gave up (timeout) before the answer came.
             log::debug!("no one waits any more for the answer to request {id}: {reply:?}");
