@@ -535,12 +535,16 @@ impl FileStore {
         f: &mut dyn FnMut(Index, crate::model::Command),
     ) -> Result<(), StoreError> {
         let start = self.terms.start_index;
+        let out_of_range = || StoreError::Invalid {
+            path: self.log_path.clone(),
+            detail: format!("entries {from}..={to} are not written in the log"),
+        };
+        if from <= start || to > self.terms.last_index() || from > to {
+            return Err(out_of_range());
+        }
         let (a, b) = (self.offset_of(from), self.offset_of(to + 1));
-        if from <= start || to > self.terms.last_index() || from > to || b > self.written {
-            return Err(StoreError::Invalid {
-                path: self.log_path.clone(),
-                detail: format!("entries {from}..={to} are not written in the log"),
-            });
+        if b > self.written {
+            return Err(out_of_range());
         }
         let mut buf = vec![0u8; (b - a) as usize];
         self.file
