@@ -14,6 +14,7 @@ use super::core::{
 };
 use super::exec;
 use super::storage::{MemStore, Storage};
+use super::transport::{MemTransport, Outbound, Transport};
 use crate::format::command;
 use crate::model::{names, Index, Peer, Snapshot, Term};
 use crate::replay::kv::Kv;
@@ -143,6 +144,8 @@ pub struct SimNode {
     pub proposals: BTreeMap<RequestId, Result<Index, Rejection>>,
     /// Read results by id (the read index, after the state machine applied it).
     pub reads: BTreeMap<RequestId, Result<Index, Rejection>>,
+    /// Its in-memory transport (drained onto the simulated network).
+    pub transport: MemTransport,
     pending: BTreeMap<RequestId, Pending>,
 }
 
@@ -187,6 +190,7 @@ impl Sim {
                     up: true,
                     proposals: BTreeMap::new(),
                     reads: BTreeMap::new(),
+                    transport: MemTransport::new(),
                     pending: BTreeMap::new(),
                 }
             })
@@ -326,40 +330,24 @@ impl Sim {
                         commit,
                     )
                     .expect("entries in range");
-                    if let Some(t) = self.index_of(&to.name) {
-                        self.send(Packet::AppendReq {
-                            from: i,
-                            to: t,
-                            req,
-                            sent,
-                        });
-                    }
+                    node.transport.send(Outbound::Append { to, req, sent });
+                    self.flush_outbox(i);
                 }
                 Action::SendVote { to, req } => {
-                    if let Some(t) = self.index_of(&to.name) {
-                        self.send(Packet::VoteReq {
-                            from: i,
-                            to: t,
-                            req,
-                        });
-                    }
+                    node.transport.send(Outbound::Vote { to, req });
+                    self.flush_outbox(i);
                 }
                 Action::SendSnapshot { to, .. } => {
-                    let snap = node.store.snapshot().cloned();
-                    let name = node.name.clone();
-                    if let (Some(t), Some(s)) = (self.index_of(&to.name), snap) {
+                    if let Some(s) = node.store.snapshot() {
                         let install = SnapshotInstall {
-                            leader: name,
+                            leader: node.name.clone(),
                             last_index: s.last_index,
                             last_term: s.last_term,
                             peers: s.peers.clone().unwrap_or_default(),
                             state: s.state.clone().unwrap_or_default(),
                         };
-                        self.send(Packet::Snapshot {
-                            from: i,
-                            to: t,
-                            install,
-                        });
+                        node.transport.send(Outbound::Snapshot { to, install });
+                        self.flush_outbox(i);
                     }
                 }
                 Action::ReplyAppend { id, resp } => {
@@ -471,6 +459,37 @@ impl Sim {
         }
         for p in held {
             self.send(p);
+        }
+    }
+
+    /// Moves what node `i` sent through its [`MemTransport`] onto the simulated network.
+    fn flush_outbox(&mut self, i: usize) {
+        for msg in self.nodes[i].transport.drain() {
+            let packet = match msg {
+                Outbound::Append { to, req, sent } => {
+                    self.index_of(&to.name).map(|t| Packet::AppendReq {
+                        from: i,
+                        to: t,
+                        req,
+                        sent,
+                    })
+                }
+                Outbound::Vote { to, req } => self.index_of(&to.name).map(|t| Packet::VoteReq {
+                    from: i,
+                    to: t,
+                    req,
+                }),
+                Outbound::Snapshot { to, install } => {
+                    self.index_of(&to.name).map(|t| Packet::Snapshot {
+                        from: i,
+                        to: t,
+                        install,
+                    })
+                }
+            };
+            if let Some(p) = packet {
+                self.send(p);
+            }
         }
     }
 
@@ -725,6 +744,7 @@ impl Sim {
             up: true,
             proposals: BTreeMap::new(),
             reads: BTreeMap::new(),
+            transport: MemTransport::new(),
             pending: BTreeMap::new(),
         });
         self.nodes.len() - 1

@@ -249,6 +249,31 @@ pub trait Transport: Send {
     fn send(&mut self, msg: Outbound);
 }
 
+/// An in-memory transport: messages wait in an outbox for whoever drives the network (the
+/// simulator in `node::sim`, which delivers, delays, drops and answers them).
+#[derive(Debug, Default, Clone)]
+pub struct MemTransport {
+    outbox: Vec<Outbound>,
+}
+
+impl MemTransport {
+    /// An empty outbox.
+    pub fn new() -> Self {
+        MemTransport::default()
+    }
+
+    /// Takes every message sent so far, in order.
+    pub fn drain(&mut self) -> Vec<Outbound> {
+        std::mem::take(&mut self.outbox)
+    }
+}
+
+impl Transport for MemTransport {
+    fn send(&mut self, msg: Outbound) {
+        self.outbox.push(msg);
+    }
+}
+
 /// Where results go.
 pub type Sink = Arc<dyn Fn(Event) + Send + Sync>;
 
