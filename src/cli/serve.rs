@@ -35,6 +35,15 @@ pub enum ReadModeArg {
     Local,
 }
 
+/// The up-to-date check of vote requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VoteRuleArg {
+    /// goraft's: deny if our last index or our last term is greater.
+    Goraft,
+    /// The Raft paper's: compare (last term, last index).
+    Paper,
+}
+
 /// Run a raftd-compatible node on DIR (created if missing).
 #[derive(Debug, clap::Args)]
 #[command(disable_help_flag = true, after_help = AFTER_HELP)]
@@ -69,6 +78,11 @@ pub struct Args {
     /// Election timeout T in milliseconds; each wait is random in [T, 2T) (raftd: 150).
     #[arg(long, value_name = "MS", default_value_t = 150)]
     election_timeout: u64,
+    /// How a vote request's log is judged up to date: goraft's rule (deny if our last index
+    /// or our last term is greater) or the Raft paper's (which cannot stall the way goraft's
+    /// can when the node with the longest log has an older last term).
+    #[arg(long, value_enum, default_value_t = VoteRuleArg::Goraft)]
+    vote_rule: VoteRuleArg,
     /// Largest request body for /db and /join, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     max_body: usize,
@@ -132,6 +146,10 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
             seed: seed(),
             bootstrap: args.join.is_none(),
             timeouts: transport::Timeouts::default(),
+            vote_rule: match args.vote_rule {
+                VoteRuleArg::Goraft => crate::node::core::VoteRule::Goraft,
+                VoteRuleArg::Paper => crate::node::core::VoteRule::Paper,
+            },
         })
         .with_context(|| format!("cannot start a node on {}", args.dir.display()))?;
         if let Some((bytes, why)) = &report.truncated_tail {

@@ -52,6 +52,21 @@ pub struct Config {
     pub max_inflight: u32,
     /// Seed of the election-timeout randomness.
     pub seed: u64,
+    /// How a vote request's log is judged up to date.
+    pub vote_rule: VoteRule,
+}
+
+/// The up-to-date check of a vote request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VoteRule {
+    /// goraft's (§7.7 step 3): deny if our last index OR our last term is greater. Safe (it
+    /// grants a subset of the paper's votes) but it can stall: with (index 10, term 1) and
+    /// (index 8, term 2) alive and the third node down, neither can win.
+    #[default]
+    Goraft,
+    /// The Raft paper's: grant if the candidate's last term is greater, or equal with an index
+    /// at least ours.
+    Paper,
 }
 
 impl Config {
@@ -65,6 +80,7 @@ impl Config {
             max_batch_entries: 1000,
             max_inflight: 1,
             seed: 1,
+            vote_rule: VoteRule::Goraft,
         }
     }
 }
@@ -1483,9 +1499,16 @@ impl Core {
             .voted_for
             .as_ref()
             .is_some_and(|v| *v != req.candidate);
-        // goraft's §7.7 step 3: deny when our last index OR our last term is greater. Every
-        // vote it grants the paper's rule would grant too, so it is safe.
-        let behind = self.log.last_index() > req.last_index || self.log.last_term() > req.last_term;
+        let (mine, theirs) = (
+            (self.log.last_term(), self.log.last_index()),
+            (req.last_term, req.last_index),
+        );
+        let behind = match self.cfg.vote_rule {
+            // goraft's §7.7 step 3: deny when our last index OR our last term is greater.
+            // Every vote it grants the paper's rule would grant too, so it is safe.
+            VoteRule::Goraft => mine.1 > theirs.1 || mine.0 > theirs.0,
+            VoteRule::Paper => mine > theirs,
+        };
         let granted = !other_vote && !behind && self.role == Role::Follower;
         if granted {
             if self.hs.voted_for.is_none() {
@@ -1730,6 +1753,28 @@ mod tests {
             if granted {
                 assert_eq!(c.hard_state().voted_for.as_deref(), Some("b"));
             }
+        }
+    }
+
+    #[test]
+    fn the_paper_rule_breaks_goraft_s_stalemate() {
+        // Mine: (index 10, term 1); the candidate's: (index 8, term 2).
+        for (rule, granted) in [(VoteRule::Goraft, false), (VoteRule::Paper, true)] {
+            let mut c = follower(&[1; 10]);
+            c.cfg.vote_rule = rule;
+            let acts = c.step(Event::Vote {
+                id: 1,
+                req: VoteRequest {
+                    term: 3,
+                    last_index: 8,
+                    last_term: 2,
+                    candidate: "b".into(),
+                },
+            });
+            assert!(
+                matches!(acts.last(), Some(Action::ReplyVote { resp, .. }) if resp.granted == granted),
+                "{rule:?}"
+            );
         }
     }
 

@@ -44,6 +44,8 @@ pub struct Options {
     pub bootstrap: bool,
     /// Peer RPC timeouts.
     pub timeouts: Timeouts,
+    /// The up-to-date check for votes.
+    pub vote_rule: super::core::VoteRule,
 }
 
 /// An answer from the runtime to a call.
@@ -212,6 +214,7 @@ impl Runtime {
         cfg.heartbeat_ms = opts.heartbeat_ms;
         cfg.election_timeout_ms = opts.election_timeout_ms;
         cfg.seed = opts.seed;
+        cfg.vote_rule = opts.vote_rule;
         let core = Core::new(cfg, init, 0);
         let (tx, rx) = mpsc::channel::<Input>();
         let shared = Arc::new(Shared {

@@ -34,6 +34,8 @@ pub struct SimConfig {
     pub max_batch_entries: u64,
     /// Most AppendEntries in flight per peer (the simulated network may reorder them).
     pub max_inflight: u32,
+    /// The up-to-date check of votes.
+    pub vote_rule: super::core::VoteRule,
 }
 
 impl SimConfig {
@@ -46,6 +48,7 @@ impl SimConfig {
             drop_per_mille: 0,
             max_batch_entries: 1000,
             max_inflight: 1,
+            vote_rule: super::core::VoteRule::Goraft,
         }
     }
 }
@@ -171,6 +174,7 @@ fn node_config(name: &str, seed: u64, cfg: &SimConfig) -> Config {
     c.seed = seed;
     c.max_batch_entries = cfg.max_batch_entries;
     c.max_inflight = cfg.max_inflight;
+    c.vote_rule = cfg.vote_rule;
     c
 }
 
