@@ -7,6 +7,7 @@
 //! - [`datadir`]: the filesystem edge: find and memory-map a node's files, never write.
 //! - [`inspect`]: one streaming summary pass over a log, and the entry filter of `inspect`.
 //! - [`repair`]: plans and applies the safe repair of a damaged node (the only writer of data files).
+//! - [`node`]: `serve`: the Raft core, storage, transport, HTTP API and runtime.
 //! - [`render`]: the only formatting code, writing to `&mut dyn Write`.
 //! - [`replay`]: raftd's state machine and the streaming replayer.
 //! - [`diff`]: index-aligned comparison of N nodes' logs.
@@ -20,6 +21,7 @@ pub mod diff;
 pub mod format;
 pub mod inspect;
 pub mod model;
+pub mod node;
 pub mod render;
 pub mod repair;
 pub mod replay;

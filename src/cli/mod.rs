@@ -14,6 +14,7 @@ pub mod generate;
 pub mod inspect;
 pub mod repair;
 pub mod replay;
+pub mod serve;
 pub mod verify;
 
 /// What a subcommand concluded (errors are `anyhow::Error` and exit 2).
@@ -23,6 +24,8 @@ pub enum Outcome {
     Clean,
     /// Exit 1: the answer is negative (problems found, nodes differ).
     Negative,
+    /// Exit 130: stopped by SIGINT (`serve`).
+    Interrupted,
 }
 
 /// Output format of data commands.
@@ -107,6 +110,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Plan (default) or apply a safe repair of a damaged node: cut, salvage, back up first.
     Repair(repair::Args),
+    /// Run a raftd-compatible node on a data dir.
+    Serve(serve::Args),
     /// Generate man pages or shell completions.
     #[command(hide = true)]
     Generate(generate::Args),
@@ -202,12 +207,14 @@ pub fn main() -> ExitCode {
         Command::Diff(args) => diff::run(args, &mut ui),
         Command::Verify(args) => verify::run(args, &mut ui),
         Command::Repair(args) => repair::run(args, &mut ui),
+        Command::Serve(args) => serve::run(args, &mut ui),
         Command::Generate(args) => generate::run(args, &mut ui),
     };
     let result = result.and_then(|o| ui.out.flush().map(|_| o).map_err(Into::into));
     match result {
         Ok(Outcome::Clean) => ExitCode::from(0),
         Ok(Outcome::Negative) => ExitCode::from(1),
+        Ok(Outcome::Interrupted) => ExitCode::from(130),
         Err(e) if is_broken_pipe(&e) => ExitCode::from(0),
         Err(e) => {
             let _ = ui.out.flush();

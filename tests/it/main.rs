@@ -5,6 +5,8 @@ mod diff;
 mod format;
 mod inspect;
 mod man;
+mod node;
+mod node_sim;
 mod regressions;
 mod repair;
 mod replay;

@@ -1,0 +1,237 @@
+//! `raftdump serve`: run a raftd-compatible node on a data dir (see `node`).
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use super::{Outcome, Ui};
+use crate::node::http::{HttpOptions, ReadMode, Server};
+use crate::node::runtime::{Options, ReadOnlyNode, Runtime};
+use crate::node::{storage, transport};
+
+const AFTER_HELP: &str = "\
+Like raftd: `-h` is the host (use --help for help), the first node of a new cluster joins
+itself and leads in term 0, `--join` posts this node's join to the leader and refuses an
+existing log, and the HTTP API (GET/POST /db/KEY, POST /join, GET /peers, /members, /leader,
+/state) and goraft's /raft/* routes answer byte for byte as raftd does.
+
+Beyond raftd: reads are linearizable (the leader confirms its leadership first; a follower
+answers 400 naming the leader, or forwards with --forward; --read-mode=local restores raftd's
+local reads), the log is fsynced on a majority before a write is answered, and term and vote
+are kept in `raftdump-state`, a file goraft ignores.
+
+Exit status: 0 after SIGTERM, 130 after SIGINT, 2 when the node cannot start or fails.";
+
+/// How GET /db/KEY is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReadModeArg {
+    /// The leader confirms its leadership first; followers refuse or forward.
+    Linearizable,
+    /// Any node answers from its own state (raftd's behaviour; may be stale).
+    Local,
+}
+
+/// The up-to-date check of vote requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VoteRuleArg {
+    /// goraft's: deny if our last index or our last term is greater.
+    Goraft,
+    /// The Raft paper's: compare (last term, last index).
+    Paper,
+}
+
+/// Run a raftd-compatible node on DIR (created if missing).
+#[derive(Debug, clap::Args)]
+#[command(disable_help_flag = true, after_help = AFTER_HELP)]
+pub struct Args {
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// Host to listen on and advertise (raftd's -h).
+    #[arg(short = 'h', long = "host", default_value = "127.0.0.1")]
+    host: String,
+    /// Port; 0 binds a free port (the "Listening at" line shows it).
+    #[arg(short = 'p', long = "port", default_value_t = 4001)]
+    port: u16,
+    /// host:port of the leader to join.
+    #[arg(long, value_name = "HOST:PORT")]
+    join: Option<String>,
+    /// Serve the state from the files without writing anything (GETs only).
+    #[arg(long, conflicts_with = "join")]
+    read_only: bool,
+    /// With --read-only: the index to serve (default: the last entry of the log).
+    #[arg(long, requires = "read_only", value_name = "INDEX")]
+    at: Option<u64>,
+    /// How GET /db/KEY is answered.
+    #[arg(long, value_enum, default_value_t = ReadModeArg::Linearizable)]
+    read_mode: ReadModeArg,
+    /// Forward writes, joins and reads sent to a follower to the leader.
+    #[arg(long)]
+    forward: bool,
+    /// Heartbeat interval in milliseconds (raftd: 50).
+    #[arg(long, value_name = "MS", default_value_t = 50)]
+    heartbeat: u64,
+    /// Election timeout T in milliseconds; each wait is random in [T, 2T) (raftd: 150).
+    #[arg(long, value_name = "MS", default_value_t = 150)]
+    election_timeout: u64,
+    /// How a vote request's log is judged up to date: goraft's rule (deny if our last index
+    /// or our last term is greater) or the Raft paper's (which cannot stall the way goraft's
+    /// can when the node with the longest log has an older last term).
+    #[arg(long, value_enum, default_value_t = VoteRuleArg::Goraft)]
+    vote_rule: VoteRuleArg,
+    /// Largest request body for /db and /join, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    max_body: usize,
+    /// HTTP worker threads.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    http_threads: usize,
+    /// The data directory.
+    dir: PathBuf,
+}
+
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Runs the node until SIGINT or SIGTERM.
+pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
+    let sigint = Arc::new(AtomicBool::new(false));
+    let sigterm = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, sigint.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, sigterm.clone())?;
+
+    let listener = TcpListener::bind((args.host.as_str(), args.port))
+        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+    let port = listener.local_addr()?.port();
+    let url = format!("http://{}:{port}", args.host);
+    let opts = HttpOptions {
+        read_mode: match args.read_mode {
+            ReadModeArg::Linearizable => ReadMode::Linearizable,
+            ReadModeArg::Local => ReadMode::Local,
+        },
+        forward: args.forward,
+        max_body: args.max_body,
+        ..HttpOptions::default()
+    };
+    let shutdown = Arc::new(AtomicBool::new(false));
+    eprintln!("Initializing Raft Server: {}", args.dir.display());
+
+    let mut runtime = None;
+    let server = if args.read_only {
+        let node = ReadOnlyNode::open(&args.dir, args.at)
+            .with_context(|| format!("cannot serve {} read-only", args.dir.display()))?;
+        eprintln!("Serving the state at index {} read-only", node.at);
+        Server::start(
+            listener,
+            Arc::new(node),
+            opts,
+            args.http_threads,
+            shutdown.clone(),
+        )?
+    } else {
+        let name = storage::ensure_name(&args.dir, seed())?;
+        let (rt, report) = Runtime::start(Options {
+            dir: args.dir.clone(),
+            name: name.clone(),
+            connection_string: url.clone(),
+            heartbeat_ms: args.heartbeat,
+            election_timeout_ms: args.election_timeout,
+            seed: seed(),
+            bootstrap: args.join.is_none(),
+            timeouts: transport::Timeouts::default(),
+            vote_rule: match args.vote_rule {
+                VoteRuleArg::Goraft => crate::node::core::VoteRule::Goraft,
+                VoteRuleArg::Paper => crate::node::core::VoteRule::Paper,
+            },
+        })
+        .with_context(|| format!("cannot start a node on {}", args.dir.display()))?;
+        if let Some((bytes, why)) = &report.truncated_tail {
+            eprintln!("raftdump: warning: cut {bytes} bytes off the log's torn tail: {why}");
+        }
+        if args.join.is_some() && !report.empty {
+            bail!("Cannot join with an existing log");
+        }
+        let server = Server::start(
+            listener,
+            Arc::new(rt.handle()),
+            opts,
+            args.http_threads,
+            shutdown.clone(),
+        )?;
+        match &args.join {
+            Some(leader) => {
+                eprintln!("Attempting to join leader: {leader}");
+                join(leader, &name, &url)?;
+            }
+            None if report.empty => eprintln!("Initializing new cluster"),
+            None => eprintln!("Recovered from log"),
+        }
+        runtime = Some(rt);
+        server
+    };
+    eprintln!("Listening at: {url}");
+
+    let outcome = loop {
+        if sigint.load(Ordering::SeqCst) {
+            break Ok(Outcome::Interrupted);
+        }
+        if sigterm.load(Ordering::SeqCst) {
+            break Ok(Outcome::Clean);
+        }
+        if let Some(rt) = &runtime {
+            if !rt.is_running() {
+                let why = rt.handle().failure().unwrap_or_else(|| "stopped".into());
+                break Err(anyhow::anyhow!("the node stopped: {why}"));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The runtime goes first: requests still waiting on it are answered at once
+    // ("raft: Has been stopped") instead of holding the workers until their timeout.
+    shutdown.store(true, Ordering::SeqCst);
+    let stopped = runtime.map(Runtime::stop);
+    server.stop();
+    stopped.transpose()?;
+    outcome
+}
+
+/// POSTs this node's join to the leader, as raftd does (but a refusal is an error here).
+fn join(leader: &str, name: &str, url: &str) -> anyhow::Result<()> {
+    // raftd's client encodes the command with json.Encoder too: the same bytes.
+    let body = crate::format::command::encode_join(name, url);
+    let target = format!("http://{leader}/join");
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(2))
+        .timeout(Duration::from_secs(30))
+        .build();
+    // A leader answers 503 while another membership change (or its own first entry) is not
+    // committed yet: retry that for a while.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match agent
+            .post(&target)
+            .set("Content-Type", "application/json")
+            .send_bytes(&body)
+        {
+            Ok(_) => return Ok(()),
+            Err(ureq::Error::Status(503, _)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(ureq::Error::Status(code, r)) => {
+                let text = r.into_string().unwrap_or_default();
+                bail!(
+                    "the join was refused by {target}: {code} {}",
+                    text.trim_end()
+                )
+            }
+            Err(e) => bail!("cannot join {target}: {e}"),
+        }
+    }
+}

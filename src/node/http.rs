@@ -1,0 +1,833 @@
+//! raftd's HTTP API and goraft's `/raft/*` routes on tiny_http, byte-exact to the spec
+//! (goraft-format.md §6.4, §8.2, §8.3), plus raftdump's documented extensions: linearizable
+//! reads by default, `--read-mode=local`, `--forward`, and clear 4xx answers to bad input.
+//!
+//! [`route`] is a plain function from (method, URL, headers, body) to an [`Answer`], so every
+//! route and error case is testable without sockets; [`Server`] runs it on worker threads over
+//! an already-bound listener until its shutdown flag is set.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::core::{Event, Rejection, Role};
+use super::runtime::{CallError, Handle, ReadOnlyNode, Reply};
+use super::transport::{self, RAFTDUMP_HEADER};
+use crate::format::command;
+use crate::format::gojson::{decode_string_fields, write_string};
+use crate::model::{names, Peer};
+
+/// How `GET /db/{key}` is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// The leader confirms its leadership with a heartbeat round first; other nodes refuse
+    /// (or forward).
+    Linearizable,
+    /// raftd's behaviour: any node answers from its own state, possibly stale.
+    Local,
+}
+
+/// HTTP behaviour knobs.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Read mode.
+    pub read_mode: ReadMode,
+    /// Forward writes, joins and linearizable reads from a follower to the leader.
+    pub forward: bool,
+    /// Largest accepted request body for `/db` and `/join` (bytes).
+    pub max_body: usize,
+    /// Largest accepted `/raft/*` body (bytes).
+    pub max_rpc_body: usize,
+    /// How long a write or read waits for the cluster.
+    pub timeout: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            read_mode: ReadMode::Linearizable,
+            forward: false,
+            max_body: 1 << 20,
+            max_rpc_body: 64 << 20,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the node could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// Not the leader (its name and URL when known).
+    NotLeader(Option<Peer>),
+    /// A read-only node.
+    ReadOnly,
+    /// A membership change is still in progress.
+    ConfigChangePending,
+    /// A join for a name that is already a member.
+    Duplicate(String),
+    /// The entry was replaced by another leader's: not committed.
+    Superseded,
+    /// No answer in time (no quorum?); a write may still commit.
+    Timeout,
+    /// The node has stopped.
+    Stopped,
+}
+
+/// The four goraft RPC routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rpc {
+    /// `/raft/appendEntries`.
+    AppendEntries,
+    /// `/raft/requestVote`.
+    RequestVote,
+    /// `/raft/snapshot`.
+    Snapshot,
+    /// `/raft/snapshotRecovery`.
+    SnapshotRecovery,
+}
+
+/// The outcome of an RPC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RpcAnswer {
+    /// 200 with this protobuf body.
+    Ok(Vec<u8>),
+    /// 400 `\n`: the body does not decode.
+    BadRequest,
+    /// 500 `Failed creating response.\n`: not handled in this state.
+    Failed,
+}
+
+/// What the HTTP layer needs from a node (a running one, or a read-only one).
+pub trait Api: Send + Sync {
+    /// Waits until a read would be linearizable here.
+    fn read_barrier(&self, timeout: Duration) -> Result<(), ApiError>;
+    /// The value of `key` in the local state machine.
+    fn lookup(&self, key: &str) -> Option<String>;
+    /// Proposes a command and waits until it is committed and applied.
+    fn propose(&self, name: &str, payload: Vec<u8>, timeout: Duration) -> Result<(), ApiError>;
+    /// Proposes a command; `done` gets the outcome (it must not block). By default this is
+    /// [`Api::propose`] on the calling thread.
+    fn propose_async(&self, name: &str, payload: Vec<u8>, timeout: Duration, done: Done) {
+        done(self.propose(name, payload, timeout));
+    }
+    /// `(name, state, term, commit index, leader name)`.
+    fn status(&self) -> (String, String, u64, u64, String);
+    /// Every member but this node, by name.
+    fn peers(&self) -> BTreeMap<String, String>;
+    /// The leader's URL when known and not this node.
+    fn leader_url(&self) -> Option<String>;
+    /// Handles a goraft RPC body.
+    fn rpc(&self, rpc: Rpc, body: &[u8], timeout: Duration) -> RpcAnswer;
+}
+
+/// What [`Api::propose_async`] calls with the outcome.
+pub type Done = Box<dyn FnOnce(Result<(), ApiError>) + Send>;
+
+fn proposal_outcome(r: Result<Reply, CallError>) -> Result<(), ApiError> {
+    match r.map_err(call_error)? {
+        Reply::Proposal(Ok(_)) => Ok(()),
+        Reply::Proposal(Err(r)) => Err(rejection(r)),
+        _ => Err(ApiError::Stopped),
+    }
+}
+
+fn rejection(r: Rejection) -> ApiError {
+    match r {
+        Rejection::NotLeader(p) => ApiError::NotLeader(p),
+        Rejection::ConfigChangePending => ApiError::ConfigChangePending,
+        Rejection::DuplicateMember(n) => ApiError::Duplicate(n),
+        Rejection::Superseded => ApiError::Superseded,
+    }
+}
+
+fn call_error(e: CallError) -> ApiError {
+    match e {
+        CallError::Timeout => ApiError::Timeout,
+        CallError::Stopped => ApiError::Stopped,
+    }
+}
+
+impl Api for Handle {
+    fn read_barrier(&self, timeout: Duration) -> Result<(), ApiError> {
+        match self
+            .call(|id| Event::Read { id }, timeout)
+            .map_err(call_error)?
+        {
+            Reply::Read(Ok(_)) => Ok(()),
+            Reply::Read(Err(r)) => Err(rejection(r)),
+            _ => Err(ApiError::Stopped),
+        }
+    }
+
+    fn lookup(&self, key: &str) -> Option<String> {
+        self.kv().get(key).map(str::to_string)
+    }
+
+    fn propose(&self, name: &str, payload: Vec<u8>, timeout: Duration) -> Result<(), ApiError> {
+        let ev = |id| Event::Propose {
+            id,
+            name: name.to_string(),
+            payload: Some(payload),
+        };
+        proposal_outcome(self.call(ev, timeout))
+    }
+
+    fn propose_async(&self, name: &str, payload: Vec<u8>, timeout: Duration, done: Done) {
+        let ev = |id| Event::Propose {
+            id,
+            name: name.to_string(),
+            payload: Some(payload),
+        };
+        self.call_async(ev, timeout, Box::new(move |r| done(proposal_outcome(r))));
+    }
+
+    fn status(&self) -> (String, String, u64, u64, String) {
+        let s = self.status();
+        let state = if self.failure().is_some() {
+            "stopped"
+        } else {
+            s.role.as_str()
+        };
+        (
+            s.name,
+            state.to_string(),
+            s.term,
+            s.commit,
+            s.leader.unwrap_or_default(),
+        )
+    }
+
+    fn peers(&self) -> BTreeMap<String, String> {
+        let s = self.status();
+        s.members
+            .into_iter()
+            .filter(|(n, _)| *n != s.name)
+            .collect()
+    }
+
+    fn leader_url(&self) -> Option<String> {
+        let s = self.status();
+        if s.role == Role::Leader {
+            return None;
+        }
+        s.leader
+            .and_then(|l| s.members.get(&l).cloned())
+            .filter(|u| !u.is_empty())
+    }
+
+    fn rpc(&self, rpc: Rpc, body: &[u8], timeout: Duration) -> RpcAnswer {
+        let reply = match rpc {
+            Rpc::AppendEntries => match transport::decode_append_request(body) {
+                Ok(req) => self.call(|id| Event::Append { id, req }, timeout),
+                Err(_) => return RpcAnswer::BadRequest,
+            },
+            Rpc::RequestVote => match transport::decode_vote_request(body) {
+                Ok(req) => self.call(|id| Event::Vote { id, req }, timeout),
+                Err(_) => return RpcAnswer::BadRequest,
+            },
+            Rpc::Snapshot => match transport::decode_snapshot_request(body) {
+                Ok((leader, last_index, last_term)) => self.call(
+                    |id| Event::SnapshotOffer {
+                        id,
+                        leader,
+                        last_index,
+                        last_term,
+                    },
+                    timeout,
+                ),
+                Err(_) => return RpcAnswer::BadRequest,
+            },
+            Rpc::SnapshotRecovery => match transport::decode_snapshot_install(body) {
+                Ok(req) => self.call(|id| Event::SnapshotInstall { id, req }, timeout),
+                Err(_) => return RpcAnswer::BadRequest,
+            },
+        };
+        match reply {
+            Ok(Reply::Append(r)) => RpcAnswer::Ok(transport::encode_append_response(&r)),
+            Ok(Reply::Vote(r)) => RpcAnswer::Ok(transport::encode_vote_response(&r)),
+            Ok(Reply::SnapshotOffer(Some(a))) => {
+                RpcAnswer::Ok(transport::encode_snapshot_response(a))
+            }
+            Ok(Reply::SnapshotInstall(Some((t, s, c)))) => {
+                RpcAnswer::Ok(transport::encode_snapshot_install_response(t, s, c))
+            }
+            _ => RpcAnswer::Failed,
+        }
+    }
+}
+
+impl Api for ReadOnlyNode {
+    fn read_barrier(&self, _: Duration) -> Result<(), ApiError> {
+        Ok(())
+    }
+    fn lookup(&self, key: &str) -> Option<String> {
+        self.kv.get(key).map(str::to_string)
+    }
+    fn propose(&self, _: &str, _: Vec<u8>, _: Duration) -> Result<(), ApiError> {
+        Err(ApiError::ReadOnly)
+    }
+    fn status(&self) -> (String, String, u64, u64, String) {
+        (
+            self.name.clone(),
+            "read-only".into(),
+            0,
+            self.at,
+            String::new(),
+        )
+    }
+    fn peers(&self) -> BTreeMap<String, String> {
+        self.kv
+            .members
+            .iter()
+            .filter(|(n, _)| **n != self.name)
+            .map(|(n, c)| (n.clone(), c.clone()))
+            .collect()
+    }
+    fn leader_url(&self) -> Option<String> {
+        None
+    }
+    fn rpc(&self, rpc: Rpc, body: &[u8], _: Duration) -> RpcAnswer {
+        // goraft decodes first (400), then finds the server not running (500).
+        let decodes = match rpc {
+            Rpc::AppendEntries => transport::decode_append_request(body).is_ok(),
+            Rpc::RequestVote => transport::decode_vote_request(body).is_ok(),
+            Rpc::Snapshot => transport::decode_snapshot_request(body).is_ok(),
+            Rpc::SnapshotRecovery => transport::decode_snapshot_install(body).is_ok(),
+        };
+        if decodes {
+            RpcAnswer::Failed
+        } else {
+            RpcAnswer::BadRequest
+        }
+    }
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Status code.
+    pub status: u16,
+    /// Body bytes.
+    pub body: Vec<u8>,
+    /// Content-Type, when one is sent.
+    pub content_type: Option<&'static str>,
+    /// Whether to add the raftdump marker header (RPC answers).
+    pub raftdump: bool,
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+impl Answer {
+    fn text(status: u16, body: impl Into<Vec<u8>>) -> Answer {
+        Answer {
+            status,
+            body: body.into(),
+            content_type: Some(TEXT),
+            raftdump: false,
+        }
+    }
+    fn empty(status: u16) -> Answer {
+        Answer {
+            status,
+            body: Vec::new(),
+            content_type: None,
+            raftdump: false,
+        }
+    }
+    fn not_found() -> Answer {
+        Answer::text(404, "404 page not found\n")
+    }
+}
+
+/// The parts of a request [`route`] looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// Method, upper case.
+    pub method: &'a str,
+    /// The raw request target (path and query).
+    pub url: &'a str,
+    /// The body (already read, at most the limit + 1 bytes).
+    pub body: &'a [u8],
+    /// Whether it was forwarded by another raftdump node (never forwarded twice).
+    pub forwarded: bool,
+}
+
+fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = b.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(h).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+fn json_string(s: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_string(s.as_bytes(), &mut out);
+    out
+}
+
+fn not_leader_text(p: &Option<Peer>) -> String {
+    match p {
+        Some(p) if !p.connection_string.is_empty() => format!(
+            "raftdump: not the leader; the leader is {} at {}\n",
+            p.name, p.connection_string
+        ),
+        Some(p) => format!("raftdump: not the leader; the leader is {}\n", p.name),
+        None => "raftdump: not the leader; no leader is known\n".to_string(),
+    }
+}
+
+/// Common answers to a write-path error (raftd's strings where raftd has one).
+fn write_error(e: &ApiError, not_leader_status: u16) -> Answer {
+    match e {
+        ApiError::NotLeader(_) => {
+            Answer::text(not_leader_status, "raft.Server: Not current leader\n")
+        }
+        ApiError::ReadOnly => Answer::text(403, "raftdump: this node is read-only\n"),
+        ApiError::ConfigChangePending => {
+            Answer::text(503, "raftdump: a membership change is in progress; retry\n")
+        }
+        ApiError::Duplicate(n) => Answer::text(
+            409,
+            format!("raftdump: a member named {n:?} already exists\n"),
+        ),
+        ApiError::Superseded => {
+            Answer::text(500, "command failed to be committed due to node failure\n")
+        }
+        ApiError::Timeout => Answer::text(
+            503,
+            "raftdump: no quorum answered in time; the write may still commit\n",
+        ),
+        ApiError::Stopped => Answer::text(400, "raft: Has been stopped\n"),
+    }
+}
+
+/// The answer to `POST /db/{key}` for the proposal's outcome.
+pub fn write_answer(
+    api: &dyn Api,
+    opts: &HttpOptions,
+    req: &Request<'_>,
+    forward: &dyn Fn(&str, &Request<'_>) -> Option<Answer>,
+    r: Result<(), ApiError>,
+) -> Answer {
+    match r {
+        Ok(()) => Answer::empty(200),
+        Err(e @ ApiError::NotLeader(_)) => {
+            forwarded_or(api, opts, req, forward, write_error(&e, 400))
+        }
+        Err(e) => write_error(&e, 400),
+    }
+}
+
+/// With `--forward` (and a known leader), the leader's answer to `req`; otherwise `a`.
+fn forwarded_or(
+    api: &dyn Api,
+    opts: &HttpOptions,
+    req: &Request<'_>,
+    forward: &dyn Fn(&str, &Request<'_>) -> Option<Answer>,
+    a: Answer,
+) -> Answer {
+    if opts.forward && !req.forwarded {
+        if let Some(url) = api.leader_url() {
+            if let Some(f) = forward(&url, req) {
+                return f;
+            }
+        }
+    }
+    a
+}
+
+/// The key of a `/db/{key}` path (percent-decoded), if the path is one.
+fn db_key(url: &str) -> Option<Vec<u8>> {
+    let path = url.split(['?', '#']).next().unwrap_or("");
+    let decoded = percent_decode(path)?;
+    let key = decoded.strip_prefix(b"/db/")?;
+    (!key.is_empty() && !key.contains(&b'/')).then(|| key.to_vec())
+}
+
+/// Routes one request. `forward` relays a request to the leader's URL (used with `--forward`).
+pub fn route(
+    api: &dyn Api,
+    opts: &HttpOptions,
+    req: Request<'_>,
+    forward: &dyn Fn(&str, &Request<'_>) -> Option<Answer>,
+) -> Answer {
+    let path = req.url.split(['?', '#']).next().unwrap_or("");
+    let Some(decoded) = percent_decode(path) else {
+        return Answer::text(400, "400 Bad Request");
+    };
+    let get = req.method == "GET";
+    let post = req.method == "POST";
+    let try_forward = |a: Answer| forwarded_or(api, opts, &req, forward, a);
+    if let Some(key) = decoded.strip_prefix(b"/db/") {
+        if key.is_empty() || key.contains(&b'/') {
+            return Answer::not_found();
+        }
+        if get {
+            if opts.read_mode == ReadMode::Linearizable {
+                if let Err(e) = api.read_barrier(opts.timeout) {
+                    return match e {
+                        ApiError::NotLeader(p) => {
+                            try_forward(Answer::text(400, not_leader_text(&p)))
+                        }
+                        other => write_error(&other, 400),
+                    };
+                }
+            }
+            // raftd's map is keyed by the decoded path; a key that is not UTF-8 was stored
+            // with U+FFFD and is never found under its raw bytes.
+            let value = std::str::from_utf8(key).ok().and_then(|k| api.lookup(k));
+            return Answer::text(200, value.unwrap_or_default());
+        }
+        if post {
+            if req.body.len() > opts.max_body {
+                return Answer::text(
+                    413,
+                    format!("raftdump: body over {} bytes\n", opts.max_body),
+                );
+            }
+            let payload = command::encode_write(key, req.body);
+            let r = api.propose(names::WRITE, payload, opts.timeout);
+            return write_answer(api, opts, &req, forward, r);
+        }
+        return Answer::empty(405);
+    }
+    match decoded.as_slice() {
+        b"/join" => {
+            if !post {
+                return Answer::empty(405);
+            }
+            if req.body.len() > opts.max_body {
+                return Answer::text(
+                    413,
+                    format!("raftdump: body over {} bytes\n", opts.max_body),
+                );
+            }
+            let (name, cs) = match decode_string_fields(req.body, ["name", "connectionString"]) {
+                Ok([n, c]) => (n, c),
+                Err(e) => return Answer::text(400, format!("raftdump: bad join body: {e}\n")),
+            };
+            if req.body.trim_ascii() == b"null" {
+                return Answer::text(400, "raftdump: a null join is refused\n");
+            }
+            if name.is_empty() || cs.is_empty() {
+                return Answer::text(
+                    400,
+                    "raftdump: a join needs a non-empty name and connectionString\n",
+                );
+            }
+            let payload = command::encode_join(&name, &cs);
+            match api.propose(names::JOIN, payload, opts.timeout) {
+                Ok(()) => Answer::empty(200),
+                Err(e @ ApiError::NotLeader(_)) => try_forward(write_error(&e, 500)),
+                Err(e) => write_error(&e, 500),
+            }
+        }
+        b"/peers" | b"/members" => {
+            if !get {
+                return Answer::empty(405);
+            }
+            let mut out = b"{".to_vec();
+            for (i, (n, c)) in api.peers().iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(n.as_bytes(), &mut out);
+                out.extend_from_slice(b":{\"name\":");
+                write_string(n.as_bytes(), &mut out);
+                out.extend_from_slice(b",\"connectionString\":");
+                write_string(c.as_bytes(), &mut out);
+                out.push(b'}');
+            }
+            out.push(b'}');
+            Answer::text(200, out)
+        }
+        b"/leader" => {
+            if !get {
+                return Answer::empty(405);
+            }
+            Answer::text(200, json_string(&api.status().4))
+        }
+        b"/state" => {
+            if !get {
+                return Answer::empty(405);
+            }
+            let (name, state, term, commit, _) = api.status();
+            let s = format!("Name: {name}, State: {state}, Term: {term}, CommitedIndex: {commit} ");
+            Answer::text(200, json_string(&s))
+        }
+        b"/raft/appendEntries"
+        | b"/raft/requestVote"
+        | b"/raft/snapshot"
+        | b"/raft/snapshotRecovery" => {
+            let rpc = match decoded.as_slice() {
+                b"/raft/appendEntries" => Rpc::AppendEntries,
+                b"/raft/requestVote" => Rpc::RequestVote,
+                b"/raft/snapshot" => Rpc::Snapshot,
+                _ => Rpc::SnapshotRecovery,
+            };
+            if req.body.len() > opts.max_rpc_body {
+                return Answer::text(400, "\n");
+            }
+            match api.rpc(rpc, req.body, opts.timeout) {
+                RpcAnswer::Ok(b) => Answer {
+                    status: 200,
+                    body: b,
+                    content_type: Some("application/octet-stream"),
+                    raftdump: true,
+                },
+                RpcAnswer::BadRequest => Answer::text(400, "\n"),
+                RpcAnswer::Failed => Answer::text(500, "Failed creating response.\n"),
+            }
+        }
+        _ => Answer::not_found(),
+    }
+}
+
+/// The header a forwarding node adds, so that a request is forwarded at most once.
+pub const FORWARDED_HEADER: &str = "X-Raftdump-Forwarded";
+
+/// Relays `req` to `leader_url` and returns its answer (`None` if the leader cannot be reached).
+pub fn forward_to(agent: &ureq::Agent, leader_url: &str, req: &Request<'_>) -> Option<Answer> {
+    let url = transport::url(leader_url, req.url);
+    let r = agent
+        .request(req.method, &url)
+        .set(FORWARDED_HEADER, "1")
+        .send_bytes(req.body);
+    let resp = match r {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(ureq::Error::Transport(t)) => {
+            log::warn!("forwarding to {url}: {t}");
+            return None;
+        }
+    };
+    let status = resp.status();
+    let mut body = Vec::new();
+    resp.into_reader()
+        .take(64 << 20)
+        .read_to_end(&mut body)
+        .ok()?;
+    Some(Answer {
+        status,
+        content_type: (!body.is_empty() || status != 200).then_some(TEXT),
+        body,
+        raftdump: false,
+    })
+}
+
+/// The HTTP server: worker threads over one listener.
+pub struct Server {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    responders: Vec<JoinHandle<()>>,
+}
+
+/// A write whose answer is computed once its proposal is decided (on a responder thread).
+struct Pending {
+    rq: tiny_http::Request,
+    method: String,
+    url: String,
+    body: Vec<u8>,
+    forwarded: bool,
+    result: Result<(), ApiError>,
+}
+
+/// Threads that answer writes decided by the runtime, so that HTTP workers never wait.
+const RESPONDERS: usize = 2;
+
+impl Server {
+    /// Serves `api` on `listener` with `workers` threads until [`Server::stop`] or until
+    /// `shutdown` is set.
+    pub fn start(
+        listener: TcpListener,
+        api: Arc<dyn Api>,
+        opts: HttpOptions,
+        workers: usize,
+        shutdown: Arc<AtomicBool>,
+    ) -> std::io::Result<Server> {
+        let server = tiny_http::Server::from_listener(listener, None)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let server = Arc::new(server);
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_millis(500))
+            .timeout(opts.timeout + Duration::from_secs(1))
+            .build();
+        let opts = Arc::new(opts);
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<Pending>();
+        let done_rx = Arc::new(std::sync::Mutex::new(done_rx));
+        let mut responders = Vec::new();
+        for _ in 0..RESPONDERS {
+            let (rx, api, opts, agent) =
+                (done_rx.clone(), api.clone(), opts.clone(), agent.clone());
+            responders.push(
+                std::thread::Builder::new()
+                    .name("http-respond".into())
+                    .spawn(move || responder(&rx, &*api, &opts, &agent))?,
+            );
+        }
+        let mut threads = Vec::new();
+        for _ in 0..workers.max(1) {
+            let (server, api, opts, stop, agent, done_tx) = (
+                server.clone(),
+                api.clone(),
+                opts.clone(),
+                shutdown.clone(),
+                agent.clone(),
+                done_tx.clone(),
+            );
+            threads.push(
+                std::thread::Builder::new()
+                    .name("http".into())
+                    .spawn(move || worker(&server, &*api, &opts, &stop, &agent, &done_tx))?,
+            );
+        }
+        Ok(Server {
+            stop: shutdown,
+            threads,
+            responders,
+        })
+    }
+
+    /// Stops accepting and waits for the workers (each notices within 100 ms) and for the
+    /// responders (once every pending write is answered).
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        for t in self.responders {
+            let _ = t.join();
+        }
+    }
+}
+
+fn responder(
+    rx: &std::sync::Mutex<std::sync::mpsc::Receiver<Pending>>,
+    api: &dyn Api,
+    opts: &HttpOptions,
+    agent: &ureq::Agent,
+) {
+    loop {
+        let job = match rx.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(p) = job else { return };
+        let req = Request {
+            method: &p.method,
+            url: &p.url,
+            body: &p.body,
+            forwarded: p.forwarded,
+        };
+        let answer = write_answer(
+            api,
+            opts,
+            &req,
+            &|leader, r| forward_to(agent, leader, r),
+            p.result,
+        );
+        send(p.rq, answer);
+    }
+}
+
+fn send(rq: tiny_http::Request, answer: Answer) {
+    let mut resp = tiny_http::Response::from_data(answer.body).with_status_code(answer.status);
+    if let Some(ct) = answer.content_type {
+        if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", ct) {
+            resp.add_header(h);
+        }
+        if answer.status >= 400 {
+            if let Ok(h) = tiny_http::Header::from_bytes("X-Content-Type-Options", "nosniff") {
+                resp.add_header(h);
+            }
+        }
+    }
+    if answer.raftdump {
+        if let Ok(h) = tiny_http::Header::from_bytes(RAFTDUMP_HEADER, env!("CARGO_PKG_VERSION")) {
+            resp.add_header(h);
+        }
+    }
+    let _ = rq.respond(resp);
+}
+
+fn worker(
+    server: &tiny_http::Server,
+    api: &dyn Api,
+    opts: &HttpOptions,
+    stop: &AtomicBool,
+    agent: &ureq::Agent,
+    done_tx: &std::sync::mpsc::Sender<Pending>,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        let mut rq = match server.recv_timeout(Duration::from_millis(100)) {
+            Ok(Some(rq)) => rq,
+            Ok(None) => continue,
+            Err(_) => break,
+        };
+        let is_rpc = rq.url().starts_with("/raft/");
+        let limit = if is_rpc {
+            opts.max_rpc_body
+        } else {
+            opts.max_body
+        } as u64
+            + 1;
+        let mut body = Vec::new();
+        if rq.as_reader().take(limit).read_to_end(&mut body).is_err() {
+            // raftd: a body that cannot be read is a 400 with an empty body.
+            send(rq, Answer::text(400, if is_rpc { "\n" } else { "" }));
+            continue;
+        }
+        let method = rq.method().as_str().to_ascii_uppercase();
+        let url = rq.url().to_string();
+        let forwarded = rq.headers().iter().any(|h| h.field.equiv(FORWARDED_HEADER));
+        // A write is proposed without waiting: the runtime calls back when it is decided and a
+        // responder thread answers. Everything else is answered here by `route`.
+        if method == "POST" && body.len() <= opts.max_body {
+            if let Some(key) = db_key(&url) {
+                let payload = command::encode_write(&key, &body);
+                let tx = done_tx.clone();
+                let mut pending = Some((rq, method, url, body, forwarded));
+                api.propose_async(
+                    names::WRITE,
+                    payload,
+                    opts.timeout,
+                    Box::new(move |result| {
+                        if let Some((rq, method, url, body, forwarded)) = pending.take() {
+                            let _ = tx.send(Pending {
+                                rq,
+                                method,
+                                url,
+                                body,
+                                forwarded,
+                                result,
+                            });
+                        }
+                    }),
+                );
+                continue;
+            }
+        }
+        let req = Request {
+            method: &method,
+            url: &url,
+            body: &body,
+            forwarded,
+        };
+        let answer = route(api, opts, req, &|leader, r| forward_to(agent, leader, r));
+        send(rq, answer);
+    }
+}

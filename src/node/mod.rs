@@ -1,0 +1,38 @@
+//! `raftdump serve`: a raftd node, compatible with goraft on disk and on the wire.
+//!
+//! ```text
+//!   clients ──> http.rs (tiny_http workers) ───────┐ Input channel        ┌──> transport.rs
+//!   peers   ──> /raft/* (same workers, same port) ─┤                      │    one ordered
+//!               POST /db/{key}: proposed without   │                      │    keep-alive ureq
+//!               waiting; responder threads answer  v                      │    stream per peer
+//!                                    runtime.rs: one thread               │    (queued requests
+//!                                     drain a batch of inputs             │     merged)
+//!                                     core.step_many([Tick(now), ...])    │
+//!                                     carry out the actions in order:     │
+//!                                       SaveHardState -> fsync now        │
+//!                                       Append/Truncate -> write, no fsync│
+//!                                       Send* ───────────────────────────-┘
+//!                                       Commit -> replay::kv::Kv.apply (+ conf on join/leave)
+//!                                       Reply*/ProposalDone/ReadDone -> held
+//!                                     hand "fsync up to i" to the fsync thread (pipelined
+//!                                       group commit: one fsync covers every write before it)
+//!                                     fsync done -> core.step(Persisted(i))
+//!                                     release held answers whose entries are durable
+//!
+//!   core.rs      pure Raft: step(Event) -> Vec<Action>; clock and randomness injected
+//!   storage.rs   Storage trait; FileStore (goraft's files exactly) and MemStore
+//!   transport.rs Transport trait; HTTP client (proto2 bodies), MemTransport, the wire codec
+//!   exec.rs      what every executor shares: start-up state, AppendEntries ranges, apply
+//!   sim.rs       deterministic multi-node simulator: MemStore, MemTransport, seeded network
+//!   http.rs      raftd's routes byte for byte, linearizable reads, --forward
+//! ```
+//!
+//! The state machine is [`crate::replay::kv::Kv`], the same code `replay` uses.
+
+pub mod core;
+pub mod exec;
+pub mod http;
+pub mod runtime;
+pub mod sim;
+pub mod storage;
+pub mod transport;

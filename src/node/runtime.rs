@@ -1,0 +1,812 @@
+//! The runtime: one thread that owns the core, the file store and the state machine, drains
+//! inputs in batches and carries out the core's actions with group commit (see the diagram in
+//! `node/mod.rs`). Also the read-only node, which serves a data dir's state at an index
+//! without writing anything.
+//!
+//! It must not decide anything Raft decides (that is `core`), nor speak HTTP (that is `http`
+//! and `transport`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::core::{
+    Action, AppendResponse, Config, Core, Event, Millis, Rejection, RequestId, Role,
+    SnapshotInstall, Status, VoteResponse,
+};
+use super::exec;
+use super::storage::{FileStore, Storage, StoreError};
+use super::transport::{self, HttpTransport, Outbound, Timeouts, Transport};
+use crate::format::log::LogReader;
+use crate::model::{Index, Snapshot, Term};
+use crate::replay::kv::Kv;
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The data dir (it must exist and hold the `name` file or be new).
+    pub dir: PathBuf,
+    /// The node name.
+    pub name: String,
+    /// The advertised URL.
+    pub connection_string: String,
+    /// Heartbeat interval (ms).
+    pub heartbeat_ms: Millis,
+    /// Election timeout T (ms): waits are uniform in `[T, 2T)`.
+    pub election_timeout_ms: Millis,
+    /// Seed of the election randomness.
+    pub seed: u64,
+    /// Start a new cluster (self-join + nop in term 0) when the log is empty.
+    pub bootstrap: bool,
+    /// Peer RPC timeouts.
+    pub timeouts: Timeouts,
+    /// The up-to-date check for votes.
+    pub vote_rule: super::core::VoteRule,
+}
+
+/// An answer from the runtime to a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// AppendEntries answer.
+    Append(AppendResponse),
+    /// RequestVote answer.
+    Vote(VoteResponse),
+    /// SnapshotRequest answer (`None`: goraft's 500).
+    SnapshotOffer(Option<bool>),
+    /// SnapshotRecoveryRequest answer `(term, success, commit)` (`None`: goraft's 500).
+    SnapshotInstall(Option<(Term, bool, Index)>),
+    /// A proposal's fate.
+    Proposal(Result<Index, Rejection>),
+    /// A read barrier's fate.
+    Read(Result<Index, Rejection>),
+}
+
+/// Why a call got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallError {
+    /// No answer in time (a write may still commit later).
+    Timeout,
+    /// The runtime has stopped.
+    Stopped,
+}
+
+/// Called once with the answer to an asynchronous call (on the runtime thread: keep it short).
+pub type Callback = Box<dyn FnOnce(Result<Reply, CallError>) + Send>;
+
+/// Who waits for an answer.
+enum Waiter {
+    /// A blocked thread.
+    Chan(Sender<Reply>),
+    /// A callback, answered with `Timeout` after its deadline.
+    Cb(Callback),
+}
+
+impl Waiter {
+    fn answer(self, r: Result<Reply, CallError>) {
+        match (self, r) {
+            (Waiter::Chan(tx), Ok(reply)) => {
+                let _ = tx.send(reply);
+            }
+            (Waiter::Chan(_), Err(_)) => {}
+            (Waiter::Cb(cb), r) => cb(r),
+        }
+    }
+}
+
+enum Input {
+    Event(Event),
+    Call(Event, Sender<Reply>),
+    /// An asynchronous call: the callback gets the answer, or `Timeout` at the instant given.
+    CallAsync(Event, Callback, Instant),
+    /// The fsync thread finished request `id`.
+    Synced(u64, Result<(), String>),
+    Stop,
+}
+
+/// State the runtime publishes for the HTTP threads.
+#[derive(Debug)]
+pub struct Shared {
+    /// The state machine.
+    pub kv: RwLock<Kv>,
+    status: Mutex<Status>,
+    failure: Mutex<Option<String>>,
+}
+
+/// A cheap, cloneable way to talk to a running node.
+#[derive(Clone)]
+pub struct Handle {
+    tx: Sender<Input>,
+    shared: Arc<Shared>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Handle {
+    /// Sends the event `make(id)` and waits for its reply.
+    pub fn call(
+        &self,
+        make: impl FnOnce(RequestId) -> Event,
+        timeout: Duration,
+    ) -> Result<Reply, CallError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        self.tx
+            .send(Input::Call(make(id), tx))
+            .map_err(|_| CallError::Stopped)?;
+        rx.recv_timeout(timeout).map_err(|e| match e {
+            RecvTimeoutError::Timeout => CallError::Timeout,
+            RecvTimeoutError::Disconnected => CallError::Stopped,
+        })
+    }
+
+    /// Sends the event `make(id)`; `done` is called with its answer, or with `Timeout` after
+    /// `timeout`, or `Stopped`. It runs on the runtime thread: it must not block.
+    pub fn call_async(
+        &self,
+        make: impl FnOnce(RequestId) -> Event,
+        timeout: Duration,
+        done: Callback,
+    ) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let input = Input::CallAsync(make(id), done, Instant::now() + timeout);
+        if let Err(mpsc::SendError(Input::CallAsync(_, done, _))) = self.tx.send(input) {
+            done(Err(CallError::Stopped));
+        }
+    }
+
+    /// The core's public state, as of the last batch.
+    pub fn status(&self) -> Status {
+        self.shared
+            .status
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// The state machine, for reading.
+    pub fn kv(&self) -> RwLockReadGuard<'_, Kv> {
+        self.shared.kv.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Why the runtime stopped, if it failed.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure.lock().ok().and_then(|f| f.clone())
+    }
+}
+
+/// What start-up found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartReport {
+    /// The log's last index.
+    pub last_index: Index,
+    /// The snapshot point (0 without one).
+    pub start_index: Index,
+    /// The index known committed at start (applied at once).
+    pub commit: Index,
+    /// Whether the log was empty.
+    pub empty: bool,
+    /// A torn tail cut at start-up: (bytes, reason).
+    pub truncated_tail: Option<(u64, String)>,
+}
+
+/// A running node: its thread and a handle.
+pub struct Runtime {
+    handle: Handle,
+    thread: Option<JoinHandle<Result<(), StoreError>>>,
+}
+
+impl Runtime {
+    /// Opens the data dir, restores the state machine and starts the runtime thread.
+    pub fn start(opts: Options) -> Result<(Runtime, StartReport), StoreError> {
+        let (mut store, report) = FileStore::open(&opts.dir)?;
+        let (kv, init) = exec::startup(&mut store, report.conf_commit, report.config, &opts.name)?;
+        let start = StartReport {
+            last_index: init.log.last_index(),
+            start_index: init.log.start_index,
+            commit: init.commit,
+            empty: init.log.last_index() == 0,
+            truncated_tail: report.truncated_tail,
+        };
+        let mut cfg = Config::new(opts.name.clone(), opts.connection_string.clone());
+        cfg.heartbeat_ms = opts.heartbeat_ms;
+        cfg.election_timeout_ms = opts.election_timeout_ms;
+        cfg.seed = opts.seed;
+        cfg.vote_rule = opts.vote_rule;
+        let core = Core::new(cfg, init, 0);
+        let (tx, rx) = mpsc::channel::<Input>();
+        let shared = Arc::new(Shared {
+            kv: RwLock::new(kv),
+            status: Mutex::new(core.status()),
+            failure: Mutex::new(None),
+        });
+        let sink_tx = Mutex::new(tx.clone());
+        let sink: transport::Sink = Arc::new(move |e| {
+            if let Ok(t) = sink_tx.lock() {
+                let _ = t.send(Input::Event(e));
+            }
+        });
+        let transport = HttpTransport::new(sink, opts.timeouts);
+        if opts.bootstrap && start.empty {
+            let _ = tx.send(Input::Event(Event::Bootstrap));
+        }
+        let (sync_tx, sync_rx) = mpsc::channel::<(u64, std::fs::File)>();
+        let synced_tx = Mutex::new(tx.clone());
+        std::thread::Builder::new()
+            .name("raft-fsync".into())
+            .spawn(move || {
+                while let Ok((id, file)) = sync_rx.recv() {
+                    let r = file.sync_data().map_err(|e| e.to_string());
+                    match synced_tx.lock() {
+                        Ok(t) if t.send(Input::Synced(id, r)).is_ok() => {}
+                        _ => return,
+                    }
+                }
+            })
+            .map_err(|source| StoreError::Io {
+                path: opts.dir.clone(),
+                op: "start the fsync thread",
+                source,
+            })?;
+        let persisted = store.terms().last_index();
+        let mut worker = Worker {
+            core,
+            store,
+            transport,
+            shared: shared.clone(),
+            name: opts.name,
+            waiting: HashMap::new(),
+            deadlines: std::collections::VecDeque::new(),
+            clock: Instant::now(),
+            sync_tx,
+            sync: None,
+            sync_seq: 0,
+            persisted,
+            held: Vec::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("raft-runtime".into())
+            .spawn(move || {
+                let r = worker.run(rx);
+                worker.abandon();
+                if let Err(e) = &r {
+                    log::error!("{e}");
+                    if let Ok(mut f) = worker.shared.failure.lock() {
+                        *f = Some(e.to_string());
+                    }
+                }
+                r
+            })
+            .map_err(|source| StoreError::Io {
+                path: opts.dir.clone(),
+                op: "start the runtime thread",
+                source,
+            })?;
+        let handle = Handle {
+            tx,
+            shared,
+            next_id: Arc::new(AtomicU64::new(1)),
+        };
+        Ok((
+            Runtime {
+                handle,
+                thread: Some(thread),
+            },
+            start,
+        ))
+    }
+
+    /// A handle for the HTTP threads.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Whether the runtime thread is still running.
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Stops the runtime: the log is synced and files closed.
+    pub fn stop(mut self) -> Result<(), StoreError> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Result<(), StoreError> {
+        let _ = self.handle.tx.send(Input::Stop);
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(StoreError::Invalid {
+                path: PathBuf::from("runtime"),
+                detail: "the runtime thread panicked".into(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}
+
+struct Worker {
+    core: Core,
+    store: FileStore,
+    transport: HttpTransport,
+    shared: Arc<Shared>,
+    name: String,
+    waiting: HashMap<RequestId, Waiter>,
+    /// Deadlines of asynchronous calls, in arrival order (their timeouts are equal).
+    deadlines: std::collections::VecDeque<(Instant, RequestId)>,
+    clock: Instant,
+    /// Requests to the fsync thread.
+    sync_tx: Sender<(u64, std::fs::File)>,
+    /// The fsync in flight: its id and the last index it makes durable.
+    sync: Option<(u64, Index)>,
+    sync_seq: u64,
+    /// The log is durable up to here.
+    persisted: Index,
+    /// Replies waiting for the log to be durable up to an index.
+    held: Vec<(Index, Waiter, Reply)>,
+}
+
+const MAX_BATCH: usize = 4096;
+
+impl Worker {
+    fn now(&self) -> Millis {
+        self.clock.elapsed().as_millis() as Millis
+    }
+
+    fn run(&mut self, rx: Receiver<Input>) -> Result<(), StoreError> {
+        loop {
+            let now = self.now();
+            let mut wait = self
+                .core
+                .next_deadline()
+                .saturating_sub(now)
+                .clamp(1, 1_000);
+            if let Some((d, _)) = self.deadlines.front() {
+                let left = d.saturating_duration_since(Instant::now()).as_millis() as u64;
+                wait = wait.min(left.max(1));
+            }
+            let first = match rx.recv_timeout(Duration::from_millis(wait)) {
+                Ok(i) => Some(i),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            };
+            let mut events = vec![Event::Tick(self.now())];
+            let mut stop = false;
+            let mut synced = Vec::new();
+            let mut take =
+                |input: Input,
+                 waiting: &mut HashMap<RequestId, Waiter>,
+                 deadlines: &mut std::collections::VecDeque<(Instant, RequestId)>| {
+                    match input {
+                        Input::Event(e) => events.push(e),
+                        Input::Call(e, tx) => {
+                            if let Some(id) = event_id(&e) {
+                                waiting.insert(id, Waiter::Chan(tx));
+                            }
+                            events.push(e);
+                        }
+                        Input::CallAsync(e, cb, deadline) => {
+                            match event_id(&e) {
+                                Some(id) => {
+                                    waiting.insert(id, Waiter::Cb(cb));
+                                    deadlines.push_back((deadline, id));
+                                }
+                                None => cb(Err(CallError::Stopped)),
+                            }
+                            events.push(e);
+                        }
+                        Input::Synced(id, r) => synced.push((id, r)),
+                        Input::Stop => stop = true,
+                    }
+                };
+            if let Some(i) = first {
+                take(i, &mut self.waiting, &mut self.deadlines);
+                for _ in 0..MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(i) => take(i, &mut self.waiting, &mut self.deadlines),
+                        Err(_) => break,
+                    }
+                }
+            }
+            for (id, r) in synced {
+                if let Err(e) = r {
+                    return Err(StoreError::Invalid {
+                        path: self.store.dir().join("log"),
+                        detail: format!("fsync failed: {e}"),
+                    });
+                }
+                if let Some((sid, upto)) = self.sync {
+                    if sid == id {
+                        self.sync = None;
+                        self.persisted = self.persisted.max(upto);
+                        events.push(Event::Persisted(upto));
+                    }
+                }
+            }
+            let actions = self.core.step_many(events);
+            self.exec(actions)?;
+            if stop {
+                self.store.sync()?;
+                self.persisted = self.store.terms().last_index();
+                self.release();
+                return Ok(());
+            }
+            self.start_sync()?;
+            self.release();
+            self.expire();
+            if let Ok(mut s) = self.shared.status.lock() {
+                *s = self.core.status();
+            }
+        }
+    }
+
+    /// Group commit, pipelined: while one fsync runs, new entries are written (no fsync) and
+    /// the next fsync covers all of them.
+    fn start_sync(&mut self) -> Result<(), StoreError> {
+        let last = self.store.write_out()?;
+        if self.sync.is_none() && last > self.persisted {
+            self.sync_seq += 1;
+            let file = self.store.sync_handle()?;
+            self.sync = Some((self.sync_seq, last));
+            if self.sync_tx.send((self.sync_seq, file)).is_err() {
+                return Err(StoreError::Invalid {
+                    path: self.store.dir().join("log"),
+                    detail: "the fsync thread stopped".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the replies whose entries are durable.
+    fn release(&mut self) {
+        let persisted = self.persisted;
+        let mut i = 0;
+        while i < self.held.len() {
+            if self.held[i].0 <= persisted {
+                let (_, w, reply) = self.held.swap_remove(i);
+                w.answer(Ok(reply));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Answers `Timeout` to asynchronous calls past their deadline.
+    fn expire(&mut self) {
+        let now = Instant::now();
+        while let Some(&(d, id)) = self.deadlines.front() {
+            if d > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            if let Some(w) = self.waiting.remove(&id) {
+                w.answer(Err(CallError::Timeout));
+            }
+        }
+        if self.deadlines.len() > 2 * self.waiting.len() + 64 {
+            let waiting = &self.waiting;
+            self.deadlines.retain(|(_, id)| waiting.contains_key(id));
+        }
+    }
+
+    /// Answers `Stopped` to everyone still waiting (the runtime is exiting).
+    fn abandon(&mut self) {
+        for (_, w) in self.waiting.drain() {
+            w.answer(Err(CallError::Stopped));
+        }
+        for (_, w, _) in self.held.drain(..) {
+            w.answer(Err(CallError::Stopped));
+        }
+    }
+
+    fn hold(&mut self, id: RequestId, reply: Reply) {
+        if let Some(w) = self.waiting.remove(&id) {
+            // An AppendEntries answer vouches for every entry this log holds: it waits for
+            // them to be durable. Other answers depend on nothing unsynced.
+            let need = match reply {
+                Reply::Append(_) => self.store.terms().last_index(),
+                _ => 0,
+            };
+            self.held.push((need, w, reply));
+        } else {
+            // The caller gave up (timeout) before the answer came.
+            log::debug!("no one waits any more for the answer to request {id}: {reply:?}");
+        }
+    }
+
+    /// Carries out actions in order.
+    fn exec(&mut self, actions: Vec<Action>) -> Result<(), StoreError> {
+        for a in actions {
+            match a {
+                Action::SaveHardState(h) => self.store.save_hard_state(&h)?,
+                Action::Truncate(i) => {
+                    self.store.truncate_after(i)?;
+                    // What an fsync in flight covers at or below `i` is still the same bytes.
+                    self.persisted = self.persisted.min(i);
+                    if let Some((_, upto)) = &mut self.sync {
+                        *upto = (*upto).min(i);
+                    }
+                }
+                Action::Append(es) => self.store.append(&es)?,
+                Action::SendAppend {
+                    to,
+                    term,
+                    prev_index,
+                    prev_term,
+                    last,
+                    commit,
+                    sent,
+                } => {
+                    let req = exec::append_request(
+                        &mut self.store,
+                        term,
+                        &self.name,
+                        prev_index,
+                        prev_term,
+                        last,
+                        commit,
+                    )?;
+                    self.transport.send(Outbound::Append { to, req, sent });
+                }
+                Action::SendVote { to, req } => self.transport.send(Outbound::Vote { to, req }),
+                Action::SendSnapshot { to, last_index } => match self.store.snapshot() {
+                    Some(s) if s.last_index == last_index => {
+                        let install = SnapshotInstall {
+                            leader: self.name.clone(),
+                            last_index: s.last_index,
+                            last_term: s.last_term,
+                            peers: s.peers.clone().unwrap_or_default(),
+                            state: s.state.clone().unwrap_or_default(),
+                        };
+                        self.transport.send(Outbound::Snapshot { to, install });
+                    }
+                    _ => log::error!("no snapshot at {last_index} to send to {}", to.name),
+                },
+                Action::ReplyAppend { id, resp } => self.hold(id, Reply::Append(resp)),
+                Action::ReplyVote { id, resp } => self.hold(id, Reply::Vote(resp)),
+                Action::ReplySnapshotOffer { id, accept } => {
+                    self.hold(id, Reply::SnapshotOffer(accept))
+                }
+                Action::ReplySnapshotInstall { id, resp } => {
+                    self.hold(id, Reply::SnapshotInstall(resp))
+                }
+                Action::InstallSnapshot { id, snapshot, term } => {
+                    let snap = Snapshot {
+                        last_index: snapshot.last_index,
+                        last_term: snapshot.last_term,
+                        peers: Some(snapshot.peers),
+                        state: Some(snapshot.state),
+                        path: String::new(),
+                    };
+                    let result = match exec::kv_from_snapshot(&snap) {
+                        Ok(kv) => {
+                            let conf = exec::conf_of(&kv, &self.name, snap.last_index);
+                            let last = snap.last_index;
+                            self.store.install_snapshot(snap, &conf)?;
+                            *self.shared.kv.write().unwrap_or_else(|e| e.into_inner()) = kv;
+                            Some((term, true, last))
+                        }
+                        Err(e) => {
+                            log::error!("refusing a snapshot from the leader: {e}");
+                            None
+                        }
+                    };
+                    self.hold(id, Reply::SnapshotInstall(result));
+                }
+                Action::Commit(n) => {
+                    let mut kv = self.shared.kv.write().unwrap_or_else(|e| e.into_inner());
+                    if n.saturating_sub(kv.applied) > PARALLEL_APPLY {
+                        let t = Instant::now();
+                        let from = kv.applied;
+                        apply_pipelined(&mut self.store, &mut kv, n, &self.name)?;
+                        log::info!("applied {} entries in {:?}", n - from, t.elapsed());
+                    } else {
+                        exec::apply_to(&mut self.store, &mut kv, n, &self.name, true)?;
+                    }
+                }
+                Action::ProposalDone { id, result } => self.hold(id, Reply::Proposal(result)),
+                Action::ReadDone { id, result } => self.hold(id, Reply::Read(result)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Above this many entries, applying takes the fast path (no `Entry` values built).
+const PARALLEL_APPLY: u64 = 50_000;
+
+/// Applies `kv.applied+1..=to`, decoding straight from the file's bytes in large chunks.
+/// conf is written once at the end if membership changed (its commitIndex is the last
+/// membership entry's index, as goraft's last rewrite would leave it). A second decoding
+/// thread was tried: glibc's cross-thread frees made it slower.
+fn apply_pipelined(
+    store: &mut FileStore,
+    kv: &mut Kv,
+    to: Index,
+    name: &str,
+) -> Result<(), StoreError> {
+    use crate::replay::kv::Applied;
+    const CHUNK: u64 = 16_384;
+    store.write_out()?;
+    let to = to.min(store.terms().last_index());
+    let mut conf_at = None;
+    let mut a = kv.applied + 1;
+    while a <= to {
+        let b = to.min(a + CHUNK - 1);
+        store.decode_range(a, b, &mut |i, c| {
+            let self_join = matches!(&c, crate::model::Command::Join { name: n, .. } if n == name);
+            let applied = kv.apply(i, c);
+            if self_join || matches!(applied, Applied::Joined(true) | Applied::Left(true)) {
+                conf_at = Some(i);
+            }
+        })?;
+        a = b + 1;
+    }
+    if let Some(i) = conf_at {
+        store.write_conf(&exec::conf_of(kv, name, i))?;
+    }
+    Ok(())
+}
+
+fn event_id(e: &Event) -> Option<RequestId> {
+    match e {
+        Event::Propose { id, .. }
+        | Event::Read { id }
+        | Event::Append { id, .. }
+        | Event::Vote { id, .. }
+        | Event::SnapshotOffer { id, .. }
+        | Event::SnapshotInstall { id, .. } => Some(*id),
+        _ => None,
+    }
+}
+
+/// A node that serves the state of a data dir at one index, read from the files without
+/// writing anything (GETs only).
+#[derive(Debug)]
+pub struct ReadOnlyNode {
+    /// The node's name (from the `name` file, or empty).
+    pub name: String,
+    /// The index served.
+    pub at: Index,
+    /// The state at `at`.
+    pub kv: Kv,
+}
+
+/// Why a read-only node cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadOnlyError {
+    /// The data dir cannot be read.
+    #[error(transparent)]
+    Load(#[from] crate::datadir::LoadError),
+    /// The index is not covered by the snapshot and log.
+    #[error("{path}: index {at} is not in the log (entries {first}..={last} after snapshot point {start})")]
+    OutOfRange {
+        /// The log.
+        path: String,
+        /// Requested index.
+        at: Index,
+        /// First index available.
+        first: Index,
+        /// Last index available.
+        last: Index,
+        /// The snapshot point.
+        start: Index,
+    },
+    /// The snapshot's state does not decode, or the log has a gap.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ReadOnlyNode {
+    /// Replays `dir` up to `at` (default: the last entry of the log).
+    pub fn open(dir: &Path, at: Option<Index>) -> Result<ReadOnlyNode, ReadOnlyError> {
+        let d = crate::datadir::open(dir)?;
+        let name = d.node_name().unwrap_or_default().to_string();
+        let snap = d
+            .best_snapshot()
+            .and_then(|s| s.parsed.as_ref().ok())
+            .filter(|p| p.crc_ok())
+            .and_then(|p| p.snapshot.as_ref().ok())
+            .filter(|s| at.is_none_or(|a| s.last_index <= a));
+        let mut kv = match snap {
+            Some(s) => exec::kv_from_snapshot(s).map_err(ReadOnlyError::Invalid)?,
+            None => Kv::new(),
+        };
+        let start = kv.applied;
+        let mut first = None;
+        let mut last = start;
+        for e in LogReader::new(d.log.bytes()).flatten() {
+            let i = e.index();
+            if i <= start {
+                continue;
+            }
+            first.get_or_insert(i);
+            if i != last + 1 {
+                return Err(ReadOnlyError::Invalid(format!(
+                    "{}: entry at byte {} has index {i}, expected {}",
+                    d.log_path.display(),
+                    e.offset,
+                    last + 1
+                )));
+            }
+            last = i;
+            if at.is_none_or(|a| i <= a) {
+                kv.apply(i, e.command());
+            }
+        }
+        let at = at.unwrap_or(last);
+        if at > last || at < start {
+            return Err(ReadOnlyError::OutOfRange {
+                path: d.log_path.display().to_string(),
+                at,
+                first: first.unwrap_or(start + 1),
+                last,
+                start,
+            });
+        }
+        Ok(ReadOnlyNode { name, at, kv })
+    }
+}
+
+/// The state string `/state` shows for a role.
+pub fn role_name(role: Role) -> &'static str {
+    role.as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::command;
+    use crate::model::{names, Entry};
+
+    #[test]
+    fn the_fast_apply_path_gives_the_same_state_and_conf() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = FileStore::open(dir.path()).unwrap();
+        let mut entries = vec![Entry {
+            index: 1,
+            term: 0,
+            name: names::JOIN.into(),
+            payload: Some(command::encode_join("me", "http://me")),
+        }];
+        for i in 2..=60_000u64 {
+            let (name, payload) = if i == 30_000 {
+                (names::JOIN, command::encode_join("other", "http://o"))
+            } else {
+                (
+                    names::WRITE,
+                    command::encode_write(
+                        format!("k{}", i % 977).as_bytes(),
+                        format!("v{i}").as_bytes(),
+                    ),
+                )
+            };
+            entries.push(Entry {
+                index: i,
+                term: 0,
+                name: name.into(),
+                payload: Some(payload),
+            });
+        }
+        store.append(&entries).unwrap();
+        let mut slow = Kv::new();
+        exec::apply_to(&mut store, &mut slow, 60_000, "me", false).unwrap();
+        let mut fast = Kv::new();
+        apply_pipelined(&mut store, &mut fast, 60_000, "me").unwrap();
+        assert_eq!(fast, slow);
+        assert_eq!(fast.applied, 60_000);
+        assert_eq!(
+            std::fs::read(dir.path().join("conf")).unwrap(),
+            b"{\"commitIndex\":30000,\"peers\":[{\"name\":\"other\",\"connectionString\":\"http://o\"}]}"
+        );
+    }
+}
