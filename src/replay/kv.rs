@@ -34,12 +34,9 @@ pub enum Applied {
 /// The state of a raftd node: its key-value map and the members it knows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Kv {
-    /// The key-value map (raftd's `map[string]string`). A hash map of inline strings: a long log
-    /// overwrites keys millions of times, and ordered search plus one heap string per key and
-    /// value cost more than everything else in replay (cache misses). [`Kv::sorted`] gives key
-    /// order for output. The hasher is seeded per process, so keys sent to `serve` cannot be
-    /// chosen to collide.
-    pub data: HashMap<CompactString, CompactString, foldhash::fast::RandomState>,
+    /// The key-value map (raftd's `map[string]string`); see [`KvMap`]. [`Kv::sorted`] gives key
+    /// order for output.
+    pub data: KvMap,
     /// Every member that joined and did not leave, by name (goraft's peers plus self).
     pub members: BTreeMap<String, String>,
     /// The index of the last applied entry.
@@ -48,6 +45,98 @@ pub struct Kv {
     pub unknown: u64,
     /// Entries with known names whose payload did not decode, skipped.
     pub invalid: u64,
+    /// Writes queued by [`Kv::put_batched`], by partition, not yet in `data`.
+    pending: Vec<Vec<(CompactString, CompactString)>>,
+    pending_len: usize,
+    /// Overwrites found while applying queued writes, not yet taken by [`Kv::flush`].
+    pending_overwrites: u64,
+}
+
+/// How many partitions [`KvMap`] splits the keys into.
+const PARTS: usize = 64;
+/// How many queued writes [`Kv::put_batched`] holds before it applies them.
+const BATCH: usize = 1 << 16;
+
+/// raftd's key-value map, as 64 hash maps of inline strings partitioned by key hash.
+///
+/// Why: a long log overwrites keys millions of times in an order with no locality, and one big
+/// map turns every write into cache misses (a heap string per key and value made it worse).
+/// Writes queued per partition and applied partition by partition touch one small map at a
+/// time, which stays in the CPU cache. The hasher is seeded per process, so keys sent to `serve`
+/// cannot be chosen to collide.
+#[derive(Debug, Clone)]
+pub struct KvMap {
+    parts: Vec<HashMap<CompactString, CompactString, foldhash::fast::RandomState>>,
+    router: foldhash::fast::FixedState,
+}
+
+impl Default for KvMap {
+    fn default() -> Self {
+        KvMap {
+            parts: (0..PARTS).map(|_| HashMap::default()).collect(),
+            // Fixed, so that the partition of a key does not depend on the process (equal maps
+            // compare equal); each partition's own hasher is seeded per process.
+            router: foldhash::fast::FixedState::with_seed(0x5261_6674_6475_6d70),
+        }
+    }
+}
+
+impl KvMap {
+    #[inline]
+    fn part(&self, key: &str) -> usize {
+        use std::hash::BuildHasher as _;
+        (self.router.hash_one(key) >> 58) as usize
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&CompactString> {
+        self.parts[self.part(key)].get(key)
+    }
+
+    /// The value of `key`, mutable.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut CompactString> {
+        let p = self.part(key);
+        self.parts[p].get_mut(key)
+    }
+
+    /// Sets `key`, returning the previous value.
+    pub fn insert(&mut self, key: CompactString, value: CompactString) -> Option<CompactString> {
+        let p = self.part(&key);
+        self.parts[p].insert(key, value)
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(HashMap::len).sum()
+    }
+
+    /// Whether there is no key.
+    pub fn is_empty(&self) -> bool {
+        self.parts.iter().all(HashMap::is_empty)
+    }
+
+    /// Every pair, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&CompactString, &CompactString)> {
+        self.parts.iter().flat_map(|m| m.iter())
+    }
+}
+
+impl PartialEq for KvMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
+impl Eq for KvMap {}
+
+impl FromIterator<(CompactString, CompactString)> for KvMap {
+    fn from_iter<I: IntoIterator<Item = (CompactString, CompactString)>>(iter: I) -> Self {
+        let mut m = KvMap::default();
+        for (k, v) in iter {
+            m.insert(k, v);
+        }
+        m
+    }
 }
 
 impl Kv {
@@ -102,6 +191,49 @@ impl Kv {
         }
     }
 
+    /// Queues a `write` at `index`: the same effect as [`Kv::put_str`] once [`Kv::flush`] has run
+    /// (queued writes to one key keep their order). For streaming a long log; `get`, `sorted`
+    /// and `data` do not see queued writes until the flush.
+    pub fn put_batched(&mut self, index: Index, key: &str, value: &str) {
+        self.applied = index;
+        if self.pending.is_empty() {
+            self.pending = (0..PARTS).map(|_| Vec::new()).collect();
+        }
+        let p = self.data.part(key);
+        self.pending[p].push((CompactString::new(key), CompactString::new(value)));
+        self.pending_len += 1;
+        if self.pending_len >= BATCH {
+            self.apply_pending();
+        }
+    }
+
+    fn apply_pending(&mut self) {
+        let mut overwrites = 0;
+        for (p, queue) in self.pending.iter_mut().enumerate() {
+            let map = &mut self.data.parts[p];
+            for (k, v) in queue.drain(..) {
+                match map.get_mut(&k) {
+                    Some(old) => {
+                        *old = v;
+                        overwrites += 1;
+                    }
+                    None => {
+                        map.insert(k, v);
+                    }
+                }
+            }
+        }
+        self.pending_len = 0;
+        self.pending_overwrites += overwrites;
+    }
+
+    /// Applies every queued write; returns how many of the writes queued since the last flush
+    /// replaced an existing value.
+    pub fn flush(&mut self) -> u64 {
+        self.apply_pending();
+        std::mem::take(&mut self.pending_overwrites)
+    }
+
     /// The pairs in key order.
     pub fn sorted(&self) -> Vec<(&str, &str)> {
         let mut v: Vec<(&str, &str)> = self
@@ -149,6 +281,22 @@ impl Kv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batched_puts_equal_direct_puts() {
+        let (mut a, mut b) = (Kv::new(), Kv::new());
+        let mut overwrites = 0;
+        for i in 0..200_000u64 {
+            let (k, v) = (format!("k{}", i % 70_001), format!("v{i}"));
+            overwrites += u64::from(a.put_str(i + 1, &k, &v).is_some());
+            b.put_batched(i + 1, &k, &v);
+        }
+        assert_eq!(b.flush(), overwrites);
+        assert_eq!(b.flush(), 0);
+        assert_eq!((a.to_btree(), a.applied), (b.to_btree(), b.applied));
+        assert_eq!(a.data.len(), 70_001);
+        assert_eq!(b.get("k5"), Some("v140007"));
+    }
 
     #[test]
     fn writes_joins_and_unknowns() {

@@ -584,6 +584,11 @@ impl Replayer {
         if let Some(t) = &mut self.term {
             t.writes += 1;
         }
+        if self.r.history.is_none() {
+            // No history to keep: queue the write; overwrites are counted at the flush.
+            self.r.kv.put_batched(index, &key, &value);
+            return;
+        }
         let tracked = match &self.r.history {
             Some(h) if h.key == key => Some(value.clone().into_owned()),
             _ => None,
@@ -663,6 +668,7 @@ impl Replayer {
 
     /// Ends the replay.
     pub fn finish(mut self) -> Replay {
+        self.r.stats.overwrites += self.r.kv.flush();
         if let Some(t) = self.term.take() {
             self.r.stats.per_term.push(t);
         }

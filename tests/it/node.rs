@@ -427,7 +427,7 @@ fn read_only_at_an_index_serves_that_state_and_writes_nothing() {
     }
     let n = spawn_node(&dir, 0, &["--read-only", "--at", "4"]);
     assert_eq!(kv.data.len(), 2);
-    for (k, v) in &kv.data {
+    for (k, v) in kv.data.iter() {
         assert_eq!(
             text("GET", &format!("{}/db/{k}", n.url), ""),
             (200, v.to_string())
