@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use super::core::{Event, Rejection, Role};
 use super::runtime::{CallError, Handle, ReadOnlyNode, Reply};
+use super::security::{self, TOKEN_HEADER};
 use super::transport::{self, RAFTDUMP_HEADER};
 use crate::format::command;
 use crate::format::gojson::{decode_string_fields, write_string};
@@ -44,6 +45,17 @@ pub struct HttpOptions {
     pub max_rpc_body: usize,
     /// How long a write or read waits for the cluster.
     pub timeout: Duration,
+    /// Longest accepted key of `/db/{key}` (decoded bytes).
+    pub max_key: usize,
+    /// The cluster token `/join` and `/raft/*` require (see [`super::security`]); `None`:
+    /// not checked.
+    pub token: Option<String>,
+    /// A connection idle this long (no byte of a request or body) is closed.
+    pub idle_timeout: Duration,
+    /// A request's head must be complete this long after its first byte.
+    pub header_timeout: Duration,
+    /// Most open client connections; more are closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for HttpOptions {
@@ -54,6 +66,11 @@ impl Default for HttpOptions {
             max_body: 1 << 20,
             max_rpc_body: 64 << 20,
             timeout: Duration::from_secs(10),
+            max_key: 8 << 10,
+            token: None,
+            idle_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 512,
         }
     }
 }
@@ -477,6 +494,9 @@ pub fn route(
         if key.is_empty() || key.contains(&b'/') {
             return Answer::not_found();
         }
+        if key.len() > opts.max_key {
+            return Answer::text(413, format!("raftdump: key over {} bytes\n", opts.max_key));
+        }
         if get {
             if opts.read_mode == ReadMode::Linearizable {
                 if let Err(e) = api.read_barrier(opts.timeout) {
@@ -581,7 +601,10 @@ pub fn route(
                 _ => Rpc::SnapshotRecovery,
             };
             if req.body.len() > opts.max_rpc_body {
-                return Answer::text(400, "\n");
+                return Answer::text(
+                    413,
+                    format!("raftdump: body over {} bytes\n", opts.max_rpc_body),
+                );
             }
             match api.rpc(rpc, req.body, opts.timeout) {
                 RpcAnswer::Ok(b) => Answer {
@@ -596,6 +619,22 @@ pub fn route(
         }
         _ => Answer::not_found(),
     }
+}
+
+/// Whether `rq` may go on: its path is not guarded by the token, or it carries the token.
+fn authorized(token: &str, rq: &tiny_http::Request) -> bool {
+    let path = rq.url().split(['?', '#']).next().unwrap_or("");
+    // A path that does not decode is refused by `route` anyway; check it as guarded.
+    let guarded = percent_decode(path).is_none_or(|p| security::guarded(&p));
+    if !guarded {
+        return true;
+    }
+    let given = rq
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv(TOKEN_HEADER))
+        .map_or(&b""[..], |h| h.value.as_str().as_bytes());
+    security::token_matches(token.as_bytes(), given)
 }
 
 /// The header a forwarding node adds, so that a request is forwarded at most once.
@@ -659,13 +698,24 @@ impl Server {
         workers: usize,
         shutdown: Arc<AtomicBool>,
     ) -> std::io::Result<Server> {
-        let server = tiny_http::Server::from_listener(listener, None)
+        let limits = tiny_http::Limits {
+            idle_timeout: Some(opts.idle_timeout),
+            write_timeout: Some(opts.idle_timeout),
+            header_timeout: opts.header_timeout,
+            max_header_line: 16 << 10,
+            max_headers: 100,
+            max_connections: opts.max_connections,
+        };
+        let server = tiny_http::Server::from_listener_with_limits(listener, None, limits)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let server = Arc::new(server);
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_millis(500))
-            .timeout(opts.timeout + Duration::from_secs(1))
-            .build();
+        let agent = security::with_token(
+            ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_millis(500))
+                .timeout(opts.timeout + Duration::from_secs(1)),
+            opts.token.as_deref(),
+        )
+        .build();
         let opts = Arc::new(opts);
         let (done_tx, done_rx) = std::sync::mpsc::channel::<Pending>();
         let done_rx = Arc::new(std::sync::Mutex::new(done_rx));
@@ -778,6 +828,19 @@ fn worker(
             Ok(None) => continue,
             Err(_) => break,
         };
+        if let Some(token) = &opts.token {
+            if !authorized(token, &rq) {
+                // raftd reads no body here: the connection is closed after the answer.
+                send(
+                    rq,
+                    Answer::text(
+                        401,
+                        format!("raftdump: this route needs a valid {TOKEN_HEADER} header\n"),
+                    ),
+                );
+                continue;
+            }
+        }
         let is_rpc = rq.url().starts_with("/raft/");
         let limit = if is_rpc {
             opts.max_rpc_body
@@ -797,7 +860,7 @@ fn worker(
         // A write is proposed without waiting: the runtime calls back when it is decided and a
         // responder thread answers. Everything else is answered here by `route`.
         if method == "POST" && body.len() <= opts.max_body {
-            if let Some(key) = db_key(&url) {
+            if let Some(key) = db_key(&url).filter(|k| k.len() <= opts.max_key) {
                 let payload = command::encode_write(&key, &body);
                 let tx = done_tx.clone();
                 let mut pending = Some((rq, method, url, body, forwarded));
