@@ -10,6 +10,7 @@ mod node_sim;
 mod regressions;
 mod repair;
 mod replay;
+mod secure;
 mod sweeps;
 mod synthetic;
 mod synthetic_cluster;
