@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::{Outcome, Ui};
-use crate::node::http::{HttpOptions, ReadMode, Server};
+use crate::node::http::{HttpOptions, ReadMode, Server, SpaceGuard};
 use crate::node::runtime::{Options, ReadOnlyNode, Runtime};
 use crate::node::security::{self, Policy};
 use crate::node::{storage, transport};
@@ -118,6 +118,10 @@ pub struct Args {
     /// Most open client connections; further ones are closed at once.
     #[arg(long, value_name = "N", default_value_t = 512)]
     max_connections: usize,
+    /// Writes are refused (507) while the data dir's file system has less than BYTES free, so
+    /// that a full disk stops writes but not reads; 0 turns the check off.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    min_free: u64,
     /// HTTP worker threads.
     #[arg(long, value_name = "N", default_value_t = 64)]
     http_threads: usize,
@@ -176,6 +180,10 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
         header_timeout: Duration::from_millis(args.header_timeout),
         idle_timeout: Duration::from_millis(args.idle_timeout),
         max_connections: args.max_connections,
+        space: (args.min_free > 0 && !args.read_only).then(|| SpaceGuard {
+            dir: args.dir.clone(),
+            reserve: args.min_free,
+        }),
         ..HttpOptions::default()
     };
     let shutdown = Arc::new(AtomicBool::new(false));

@@ -56,6 +56,41 @@ pub struct HttpOptions {
     pub header_timeout: Duration,
     /// Most open client connections; more are closed at once.
     pub max_connections: usize,
+    /// Refuse writes (507) when the data dir's file system runs low on space.
+    pub space: Option<SpaceGuard>,
+}
+
+/// Refuses a write before it is appended when the file system holding the log would keep
+/// less than `reserve` bytes free: the node then stays up and keeps serving reads, instead of
+/// meeting `ENOSPC` in the middle of an append (which stops it, never answering 200).
+#[derive(Debug, Clone)]
+pub struct SpaceGuard {
+    /// The data dir.
+    pub dir: std::path::PathBuf,
+    /// Bytes to keep free.
+    pub reserve: u64,
+}
+
+impl SpaceGuard {
+    /// Whether a command of `payload` bytes may be appended. A file system that cannot be
+    /// queried admits it (the append itself then reports any error).
+    pub fn admits(&self, payload: usize) -> bool {
+        match rustix::fs::statvfs(&self.dir) {
+            Ok(st) => {
+                let free = st.f_bavail.saturating_mul(st.f_frsize);
+                // The frame adds a header, the index, term and command name: 256 bytes covers it.
+                free >= self.reserve.saturating_add(payload as u64 + 256)
+            }
+            Err(_) => true,
+        }
+    }
+}
+
+fn no_space() -> Answer {
+    Answer::text(
+        507,
+        "raftdump: not enough free disk space for this write; reads are still served\n",
+    )
 }
 
 impl Default for HttpOptions {
@@ -71,6 +106,7 @@ impl Default for HttpOptions {
             idle_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
             max_connections: 512,
+            space: None,
         }
     }
 }
@@ -521,6 +557,13 @@ pub fn route(
                 );
             }
             let payload = command::encode_write(key, req.body);
+            if opts
+                .space
+                .as_ref()
+                .is_some_and(|g| !g.admits(payload.len()))
+            {
+                return no_space();
+            }
             let r = api.propose(names::WRITE, payload, opts.timeout);
             return write_answer(api, opts, &req, forward, r);
         }
@@ -862,6 +905,14 @@ fn worker(
         if method == "POST" && body.len() <= opts.max_body {
             if let Some(key) = db_key(&url).filter(|k| k.len() <= opts.max_key) {
                 let payload = command::encode_write(&key, &body);
+                if opts
+                    .space
+                    .as_ref()
+                    .is_some_and(|g| !g.admits(payload.len()))
+                {
+                    send(rq, no_space());
+                    continue;
+                }
                 let tx = done_tx.clone();
                 let mut pending = Some((rq, method, url, body, forwarded));
                 api.propose_async(

@@ -2,6 +2,7 @@
 
 mod cli;
 mod diff;
+mod durability;
 mod format;
 mod inspect;
 mod man;
