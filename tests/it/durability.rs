@@ -138,6 +138,7 @@ fn a_failing_fsync_never_answers_200() {
         // answer too, as long as it is an error.
         Err(text) => {
             assert!(text.contains("raftdump: error:"), "{text}");
+            eprintln!("fsync failing from the start: the node refused to start");
             None
         }
         Ok(n) => Some(n),
@@ -261,6 +262,7 @@ fn a_full_disk_refuses_writes_and_keeps_serving_reads() {
         [507],
         "{others:?}"
     );
+    eprintln!("guarded full disk: {} acknowledged, then {others:?}", acked.len());
     let v = String::from_utf8(value.clone()).unwrap();
     for k in &acked {
         all_readable_as(&n, k, &v);
@@ -284,6 +286,10 @@ fn a_full_disk_refuses_writes_and_keeps_serving_reads() {
         acked.len()
     );
     assert!(!others.contains_key(&200));
+    eprintln!(
+        "raw ENOSPC: {} acknowledged, then {others:?} (0: no answer)",
+        acked.len()
+    );
     drop(n);
     // Restart from a copy of the dir (the full tmpfs has no room for a new term's entries).
     let copy = tmp.path().join("copy");
