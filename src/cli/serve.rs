@@ -32,9 +32,12 @@ with an empty or null name, or reusing a member's name, are refused. Values over
 (1 MiB), keys over 8 KiB and RPC bodies over 64 MiB get 413; a request head must arrive
 within --header-timeout, an idle connection is closed after --idle-timeout, and at most
 --max-connections are open. Keys are opaque bytes (never file names); error answers name
-no file and carry no trace.
+no file and carry no trace. While the disk has less than --min-free, writes get 507 and
+reads are still served; a failed fsync or append stops the node, never answering 200.
 
-Exit status: 0 after SIGTERM, 130 after SIGINT, 2 when the node cannot start or fails.";
+Exit status: 0 after SIGTERM, 130 after SIGINT, 2 when the node cannot start (for example
+on a non-loopback address without --token-file or --insecure-no-token) or fails (an fsync
+or write error).";
 
 /// How GET /db/KEY is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

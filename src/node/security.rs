@@ -130,6 +130,8 @@ pub fn guarded(decoded_path: &[u8]) -> bool {
 }
 
 /// An agent builder whose requests carry `token` in [`TOKEN_HEADER`] (unchanged when `None`).
+// The middleware's signature, ureq's large error type included, is ureq's.
+#[allow(clippy::result_large_err)]
 pub fn with_token(builder: ureq::AgentBuilder, token: Option<&str>) -> ureq::AgentBuilder {
     match token {
         None => builder,

@@ -97,16 +97,17 @@ fn sigkill_in_a_loop_loses_no_acknowledged_write() {
             stop.clone(),
             acked.clone(),
         );
-        // A varied point: 20 to 229 ms into the writes.
-        std::thread::sleep(Duration::from_millis(20 + (cycle as u64 * 37) % 210));
+        // A varied point: 0 to 209 ms after the first acknowledged write (however slow the
+        // machine is, every cycle kills a node that has acknowledged writes).
+        eventually(10, "a first acknowledged write", || {
+            (!acked.lock().unwrap().is_empty()).then_some(())
+        });
+        std::thread::sleep(Duration::from_millis((cycle as u64 * 37) % 210));
         n.kill9();
         stop.store(true, Ordering::SeqCst);
         let others = w.join().unwrap();
         last_cycle = std::mem::take(&mut *acked.lock().unwrap());
-        assert!(
-            !last_cycle.is_empty() || cycle % 7 != 0,
-            "cycle {cycle}: no write acknowledged ({others:?})"
-        );
+        assert!(!last_cycle.is_empty(), "cycle {cycle}: {others:?}");
         all.extend(last_cycle.iter().cloned());
     }
     let n = spawn(&dir, &fast);
@@ -262,7 +263,10 @@ fn a_full_disk_refuses_writes_and_keeps_serving_reads() {
         [507],
         "{others:?}"
     );
-    eprintln!("guarded full disk: {} acknowledged, then {others:?}", acked.len());
+    eprintln!(
+        "guarded full disk: {} acknowledged, then {others:?}",
+        acked.len()
+    );
     let v = String::from_utf8(value.clone()).unwrap();
     for k in &acked {
         all_readable_as(&n, k, &v);
