@@ -48,8 +48,12 @@ pub(crate) fn try_spawn(dir: &Path, extra: &[&str], wrapper: &[&str]) -> Result<
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let text = fs::read_to_string(&stderr).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.starts_with("Listening at: ")) {
-            let url = line["Listening at: ".len()..].to_string();
+        // Only a complete line: stderr is unbuffered and the line may be written in pieces.
+        let line = text
+            .split_inclusive('\n')
+            .find(|l| l.starts_with("Listening at: ") && l.ends_with('\n'));
+        if let Some(line) = line {
+            let url = line["Listening at: ".len()..].trim_end().to_string();
             return Ok(Node { child, url, stderr });
         }
         if child.try_wait().unwrap().is_some() || Instant::now() >= deadline {
