@@ -945,3 +945,132 @@ fn worker(
         send(rq, answer);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// An Api that records proposals and RPCs and answers them all.
+    #[derive(Default)]
+    struct Fake {
+        proposed: Mutex<Vec<String>>,
+        rpcs: Mutex<usize>,
+    }
+
+    impl Api for Fake {
+        fn read_barrier(&self, _: Duration) -> Result<(), ApiError> {
+            Ok(())
+        }
+        fn lookup(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn propose(&self, name: &str, _: Vec<u8>, _: Duration) -> Result<(), ApiError> {
+            self.proposed.lock().unwrap().push(name.to_string());
+            Ok(())
+        }
+        fn status(&self) -> (String, String, u64, u64, String) {
+            Default::default()
+        }
+        fn peers(&self) -> BTreeMap<String, String> {
+            BTreeMap::new()
+        }
+        fn leader_url(&self) -> Option<String> {
+            None
+        }
+        fn rpc(&self, _: Rpc, _: &[u8], _: Duration) -> RpcAnswer {
+            *self.rpcs.lock().unwrap() += 1;
+            RpcAnswer::BadRequest
+        }
+    }
+
+    fn call(api: &Fake, opts: &HttpOptions, method: &str, url: &str, body: &[u8]) -> Answer {
+        let req = Request {
+            method,
+            url,
+            body,
+            forwarded: false,
+        };
+        route(api, opts, req, &|_, _| None)
+    }
+
+    fn text(a: &Answer) -> (u16, &str) {
+        (a.status, std::str::from_utf8(&a.body).unwrap())
+    }
+
+    #[test]
+    fn limits_answer_413_before_anything_is_proposed() {
+        let api = Fake::default();
+        let opts = HttpOptions {
+            max_rpc_body: 16,
+            ..HttpOptions::default()
+        };
+        let long_key = format!("/db/{}", "k".repeat(8193));
+        for m in ["GET", "POST"] {
+            let a = call(&api, &opts, m, &long_key, b"v");
+            assert_eq!(text(&a), (413, "raftdump: key over 8192 bytes\n"));
+        }
+        let a = call(&api, &opts, "POST", "/db/k", &vec![b'v'; (1 << 20) + 1]);
+        assert_eq!(text(&a), (413, "raftdump: body over 1048576 bytes\n"));
+        let a = call(&api, &opts, "POST", "/raft/appendEntries", &[0; 17]);
+        assert_eq!(text(&a), (413, "raftdump: body over 16 bytes\n"));
+        assert!(api.proposed.lock().unwrap().is_empty());
+        assert_eq!(*api.rpcs.lock().unwrap(), 0);
+        let a = call(
+            &api,
+            &opts,
+            "POST",
+            &format!("/db/{}", "k".repeat(8192)),
+            b"v",
+        );
+        assert_eq!(a.status, 200);
+        let a = call(&api, &opts, "POST", "/raft/appendEntries", &[0; 16]);
+        assert_eq!(text(&a), (400, "\n"));
+    }
+
+    #[test]
+    fn bad_joins_are_refused_without_a_proposal() {
+        let api = Fake::default();
+        let opts = HttpOptions::default();
+        let cases: [(&[u8], &str); 4] = [
+            (b"null", "raftdump: a null join is refused\n"),
+            (
+                br#"{"name":"","connectionString":"http://a:1"}"#,
+                "raftdump: a join needs a non-empty name and connectionString\n",
+            ),
+            (
+                br#"{"name":"n","connectionString":""}"#,
+                "raftdump: a join needs a non-empty name and connectionString\n",
+            ),
+            (
+                b"{}",
+                "raftdump: a join needs a non-empty name and connectionString\n",
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(text(&call(&api, &opts, "POST", "/join", body)), (400, want));
+        }
+        assert!(api.proposed.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_space_guard_refuses_writes_with_507() {
+        let tmp = tempfile::tempdir().unwrap();
+        let api = Fake::default();
+        let opts = HttpOptions {
+            space: Some(SpaceGuard {
+                dir: tmp.path().to_owned(),
+                reserve: u64::MAX / 2,
+            }),
+            ..HttpOptions::default()
+        };
+        let a = call(&api, &opts, "POST", "/db/k", b"v");
+        assert_eq!(a.status, 507);
+        assert!(api.proposed.lock().unwrap().is_empty());
+        let ok = SpaceGuard {
+            dir: tmp.path().to_owned(),
+            reserve: 0,
+        };
+        assert!(ok.admits(10));
+    }
+}
