@@ -9,8 +9,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::{Outcome, Ui};
-use crate::node::http::{HttpOptions, ReadMode, Server};
+use crate::node::http::{HttpOptions, ReadMode, Server, SpaceGuard};
 use crate::node::runtime::{Options, ReadOnlyNode, Runtime};
+use crate::node::security::{self, Policy};
 use crate::node::{storage, transport};
 
 const AFTER_HELP: &str = "\
@@ -24,7 +25,19 @@ answers 400 naming the leader, or forwards with --forward; --read-mode=local res
 local reads), the log is fsynced on a majority before a write is answered, and term and vote
 are kept in `raftdump-state`, a file goraft ignores.
 
-Exit status: 0 after SIGTERM, 130 after SIGINT, 2 when the node cannot start or fails.";
+Security: the node listens on 127.0.0.1 unless -h or --listen says otherwise. On any other
+address /join and /raft/* require the cluster token of --token-file (sent by raftdump nodes
+as the X-Raftdump-Token header; 401 without it), unless --insecure-no-token is given. Joins
+with an empty or null name, or reusing a member's name, are refused. Values over --max-body
+(1 MiB), keys over 8 KiB and RPC bodies over 64 MiB get 413; a request head must arrive
+within --header-timeout, an idle connection is closed after --idle-timeout, and at most
+--max-connections are open. Keys are opaque bytes (never file names); error answers name
+no file and carry no trace. While the disk has less than --min-free, writes get 507 and
+reads are still served; a failed fsync or append stops the node, never answering 200.
+
+Exit status: 0 after SIGTERM, 130 after SIGINT, 2 when the node cannot start (for example
+on a non-loopback address without --token-file or --insecure-no-token) or fails (an fsync
+or write error).";
 
 /// How GET /db/KEY is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,9 +64,21 @@ pub struct Args {
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
-    /// Host to listen on and advertise (raftd's -h).
+    /// Host to advertise (raftd's -h); also the address listened on unless --listen is given.
     #[arg(short = 'h', long = "host", default_value = "127.0.0.1")]
     host: String,
+    /// Address to listen on (e.g. 0.0.0.0 for every interface); default: the -h host.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// File holding the cluster token that /join and /raft/* require and that this node
+    /// sends to its peers (one line; the file must have no group or other access: chmod 600).
+    /// Required when listening on a non-loopback address; enforced on loopback too when given.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// Listen on a non-loopback address without a token (for clusters with original goraft
+    /// nodes, which cannot send one): anyone who reaches the port can join or forge RPCs.
+    #[arg(long, conflicts_with = "token_file")]
+    insecure_no_token: bool,
     /// Port; 0 binds a free port (the "Listening at" line shows it).
     #[arg(short = 'p', long = "port", default_value_t = 4001)]
     port: u16,
@@ -86,6 +111,20 @@ pub struct Args {
     /// Largest request body for /db and /join, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     max_body: usize,
+    /// A request's head (request line and headers) must arrive within MS of its first byte.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    header_timeout: u64,
+    /// A connection with no byte to read (idle keep-alive, stalled body) or whose answer is
+    /// not read for MS is closed.
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    idle_timeout: u64,
+    /// Most open client connections; further ones are closed at once.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    max_connections: usize,
+    /// Writes are refused (507) while the data dir's file system has less than BYTES free, so
+    /// that a full disk stops writes but not reads; 0 turns the check off.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    min_free: u64,
     /// HTTP worker threads.
     #[arg(long, value_name = "N", default_value_t = 64)]
     http_threads: usize,
@@ -107,9 +146,31 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
     signal_hook::flag::register(signal_hook::consts::SIGINT, sigint.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, sigterm.clone())?;
 
-    let listener = TcpListener::bind((args.host.as_str(), args.port))
-        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
-    let port = listener.local_addr()?.port();
+    let listen = args.listen.as_deref().unwrap_or(&args.host);
+    let listener = TcpListener::bind((listen, args.port))
+        .with_context(|| format!("cannot listen on {listen}:{}", args.port))?;
+    let local = listener.local_addr()?;
+    let port = local.port();
+    let token = match security::policy(
+        local.ip(),
+        args.token_file.is_some(),
+        args.insecure_no_token,
+    ) {
+        Policy::Enforce => args
+            .token_file
+            .as_deref()
+            .map(security::load_token)
+            .transpose()?,
+        Policy::LoopbackOnly => None,
+        Policy::Insecure => {
+            eprintln!("raftdump: warning: /join and /raft/* on {local} accept anyone (--insecure-no-token)");
+            None
+        }
+        Policy::Refuse => bail!(
+            "{local} is not a loopback address: give --token-file PATH (a 0600 file holding the \
+             cluster token), or --insecure-no-token for a cluster with original goraft nodes"
+        ),
+    };
     let url = format!("http://{}:{port}", args.host);
     let opts = HttpOptions {
         read_mode: match args.read_mode {
@@ -118,6 +179,14 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
         },
         forward: args.forward,
         max_body: args.max_body,
+        token: token.clone(),
+        header_timeout: Duration::from_millis(args.header_timeout),
+        idle_timeout: Duration::from_millis(args.idle_timeout),
+        max_connections: args.max_connections,
+        space: (args.min_free > 0 && !args.read_only).then(|| SpaceGuard {
+            dir: args.dir.clone(),
+            reserve: args.min_free,
+        }),
         ..HttpOptions::default()
     };
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -150,6 +219,7 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
                 VoteRuleArg::Goraft => crate::node::core::VoteRule::Goraft,
                 VoteRuleArg::Paper => crate::node::core::VoteRule::Paper,
             },
+            token: token.clone(),
         })
         .with_context(|| format!("cannot start a node on {}", args.dir.display()))?;
         if let Some((bytes, why)) = &report.truncated_tail {
@@ -168,7 +238,7 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
         match &args.join {
             Some(leader) => {
                 eprintln!("Attempting to join leader: {leader}");
-                join(leader, &name, &url)?;
+                join(leader, &name, &url, token.as_deref())?;
             }
             None if report.empty => eprintln!("Initializing new cluster"),
             None => eprintln!("Recovered from log"),
@@ -203,14 +273,17 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
 }
 
 /// POSTs this node's join to the leader, as raftd does (but a refusal is an error here).
-fn join(leader: &str, name: &str, url: &str) -> anyhow::Result<()> {
+fn join(leader: &str, name: &str, url: &str, token: Option<&str>) -> anyhow::Result<()> {
     // raftd's client encodes the command with json.Encoder too: the same bytes.
     let body = crate::format::command::encode_join(name, url);
     let target = format!("http://{leader}/join");
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(2))
-        .timeout(Duration::from_secs(30))
-        .build();
+    let agent = security::with_token(
+        ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(2))
+            .timeout(Duration::from_secs(30)),
+        token,
+    )
+    .build();
     // A leader answers 503 while another membership change (or its own first entry) is not
     // committed yet: retry that for a while.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

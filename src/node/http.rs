@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use super::core::{Event, Rejection, Role};
 use super::runtime::{CallError, Handle, ReadOnlyNode, Reply};
+use super::security::{self, TOKEN_HEADER};
 use super::transport::{self, RAFTDUMP_HEADER};
 use crate::format::command;
 use crate::format::gojson::{decode_string_fields, write_string};
@@ -44,6 +45,52 @@ pub struct HttpOptions {
     pub max_rpc_body: usize,
     /// How long a write or read waits for the cluster.
     pub timeout: Duration,
+    /// Longest accepted key of `/db/{key}` (decoded bytes).
+    pub max_key: usize,
+    /// The cluster token `/join` and `/raft/*` require (see [`super::security`]); `None`:
+    /// not checked.
+    pub token: Option<String>,
+    /// A connection idle this long (no byte of a request or body) is closed.
+    pub idle_timeout: Duration,
+    /// A request's head must be complete this long after its first byte.
+    pub header_timeout: Duration,
+    /// Most open client connections; more are closed at once.
+    pub max_connections: usize,
+    /// Refuse writes (507) when the data dir's file system runs low on space.
+    pub space: Option<SpaceGuard>,
+}
+
+/// Refuses a write before it is appended when the file system holding the log would keep
+/// less than `reserve` bytes free: the node then stays up and keeps serving reads, instead of
+/// meeting `ENOSPC` in the middle of an append (which stops it, never answering 200).
+#[derive(Debug, Clone)]
+pub struct SpaceGuard {
+    /// The data dir.
+    pub dir: std::path::PathBuf,
+    /// Bytes to keep free.
+    pub reserve: u64,
+}
+
+impl SpaceGuard {
+    /// Whether a command of `payload` bytes may be appended. A file system that cannot be
+    /// queried admits it (the append itself then reports any error).
+    pub fn admits(&self, payload: usize) -> bool {
+        match rustix::fs::statvfs(&self.dir) {
+            Ok(st) => {
+                let free = st.f_bavail.saturating_mul(st.f_frsize);
+                // The frame adds a header, the index, term and command name: 256 bytes covers it.
+                free >= self.reserve.saturating_add(payload as u64 + 256)
+            }
+            Err(_) => true,
+        }
+    }
+}
+
+fn no_space() -> Answer {
+    Answer::text(
+        507,
+        "raftdump: not enough free disk space for this write; reads are still served\n",
+    )
 }
 
 impl Default for HttpOptions {
@@ -54,6 +101,12 @@ impl Default for HttpOptions {
             max_body: 1 << 20,
             max_rpc_body: 64 << 20,
             timeout: Duration::from_secs(10),
+            max_key: 8 << 10,
+            token: None,
+            idle_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 512,
+            space: None,
         }
     }
 }
@@ -477,6 +530,9 @@ pub fn route(
         if key.is_empty() || key.contains(&b'/') {
             return Answer::not_found();
         }
+        if key.len() > opts.max_key {
+            return Answer::text(413, format!("raftdump: key over {} bytes\n", opts.max_key));
+        }
         if get {
             if opts.read_mode == ReadMode::Linearizable {
                 if let Err(e) = api.read_barrier(opts.timeout) {
@@ -501,6 +557,13 @@ pub fn route(
                 );
             }
             let payload = command::encode_write(key, req.body);
+            if opts
+                .space
+                .as_ref()
+                .is_some_and(|g| !g.admits(payload.len()))
+            {
+                return no_space();
+            }
             let r = api.propose(names::WRITE, payload, opts.timeout);
             return write_answer(api, opts, &req, forward, r);
         }
@@ -581,7 +644,10 @@ pub fn route(
                 _ => Rpc::SnapshotRecovery,
             };
             if req.body.len() > opts.max_rpc_body {
-                return Answer::text(400, "\n");
+                return Answer::text(
+                    413,
+                    format!("raftdump: body over {} bytes\n", opts.max_rpc_body),
+                );
             }
             match api.rpc(rpc, req.body, opts.timeout) {
                 RpcAnswer::Ok(b) => Answer {
@@ -596,6 +662,22 @@ pub fn route(
         }
         _ => Answer::not_found(),
     }
+}
+
+/// Whether `rq` may go on: its path is not guarded by the token, or it carries the token.
+fn authorized(token: &str, rq: &tiny_http::Request) -> bool {
+    let path = rq.url().split(['?', '#']).next().unwrap_or("");
+    // A path that does not decode is refused by `route` anyway; check it as guarded.
+    let guarded = percent_decode(path).is_none_or(|p| security::guarded(&p));
+    if !guarded {
+        return true;
+    }
+    let given = rq
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv(TOKEN_HEADER))
+        .map_or(&b""[..], |h| h.value.as_str().as_bytes());
+    security::token_matches(token.as_bytes(), given)
 }
 
 /// The header a forwarding node adds, so that a request is forwarded at most once.
@@ -659,13 +741,24 @@ impl Server {
         workers: usize,
         shutdown: Arc<AtomicBool>,
     ) -> std::io::Result<Server> {
-        let server = tiny_http::Server::from_listener(listener, None)
+        let limits = tiny_http::Limits {
+            idle_timeout: Some(opts.idle_timeout),
+            write_timeout: Some(opts.idle_timeout),
+            header_timeout: opts.header_timeout,
+            max_header_line: 16 << 10,
+            max_headers: 100,
+            max_connections: opts.max_connections,
+        };
+        let server = tiny_http::Server::from_listener_with_limits(listener, None, limits)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let server = Arc::new(server);
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_millis(500))
-            .timeout(opts.timeout + Duration::from_secs(1))
-            .build();
+        let agent = security::with_token(
+            ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_millis(500))
+                .timeout(opts.timeout + Duration::from_secs(1)),
+            opts.token.as_deref(),
+        )
+        .build();
         let opts = Arc::new(opts);
         let (done_tx, done_rx) = std::sync::mpsc::channel::<Pending>();
         let done_rx = Arc::new(std::sync::Mutex::new(done_rx));
@@ -778,6 +871,19 @@ fn worker(
             Ok(None) => continue,
             Err(_) => break,
         };
+        if let Some(token) = &opts.token {
+            if !authorized(token, &rq) {
+                // raftd reads no body here: the connection is closed after the answer.
+                send(
+                    rq,
+                    Answer::text(
+                        401,
+                        format!("raftdump: this route needs a valid {TOKEN_HEADER} header\n"),
+                    ),
+                );
+                continue;
+            }
+        }
         let is_rpc = rq.url().starts_with("/raft/");
         let limit = if is_rpc {
             opts.max_rpc_body
@@ -797,8 +903,16 @@ fn worker(
         // A write is proposed without waiting: the runtime calls back when it is decided and a
         // responder thread answers. Everything else is answered here by `route`.
         if method == "POST" && body.len() <= opts.max_body {
-            if let Some(key) = db_key(&url) {
+            if let Some(key) = db_key(&url).filter(|k| k.len() <= opts.max_key) {
                 let payload = command::encode_write(&key, &body);
+                if opts
+                    .space
+                    .as_ref()
+                    .is_some_and(|g| !g.admits(payload.len()))
+                {
+                    send(rq, no_space());
+                    continue;
+                }
                 let tx = done_tx.clone();
                 let mut pending = Some((rq, method, url, body, forwarded));
                 api.propose_async(
@@ -829,5 +943,134 @@ fn worker(
         };
         let answer = route(api, opts, req, &|leader, r| forward_to(agent, leader, r));
         send(rq, answer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// An Api that records proposals and RPCs and answers them all.
+    #[derive(Default)]
+    struct Fake {
+        proposed: Mutex<Vec<String>>,
+        rpcs: Mutex<usize>,
+    }
+
+    impl Api for Fake {
+        fn read_barrier(&self, _: Duration) -> Result<(), ApiError> {
+            Ok(())
+        }
+        fn lookup(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn propose(&self, name: &str, _: Vec<u8>, _: Duration) -> Result<(), ApiError> {
+            self.proposed.lock().unwrap().push(name.to_string());
+            Ok(())
+        }
+        fn status(&self) -> (String, String, u64, u64, String) {
+            Default::default()
+        }
+        fn peers(&self) -> BTreeMap<String, String> {
+            BTreeMap::new()
+        }
+        fn leader_url(&self) -> Option<String> {
+            None
+        }
+        fn rpc(&self, _: Rpc, _: &[u8], _: Duration) -> RpcAnswer {
+            *self.rpcs.lock().unwrap() += 1;
+            RpcAnswer::BadRequest
+        }
+    }
+
+    fn call(api: &Fake, opts: &HttpOptions, method: &str, url: &str, body: &[u8]) -> Answer {
+        let req = Request {
+            method,
+            url,
+            body,
+            forwarded: false,
+        };
+        route(api, opts, req, &|_, _| None)
+    }
+
+    fn text(a: &Answer) -> (u16, &str) {
+        (a.status, std::str::from_utf8(&a.body).unwrap())
+    }
+
+    #[test]
+    fn limits_answer_413_before_anything_is_proposed() {
+        let api = Fake::default();
+        let opts = HttpOptions {
+            max_rpc_body: 16,
+            ..HttpOptions::default()
+        };
+        let long_key = format!("/db/{}", "k".repeat(8193));
+        for m in ["GET", "POST"] {
+            let a = call(&api, &opts, m, &long_key, b"v");
+            assert_eq!(text(&a), (413, "raftdump: key over 8192 bytes\n"));
+        }
+        let a = call(&api, &opts, "POST", "/db/k", &vec![b'v'; (1 << 20) + 1]);
+        assert_eq!(text(&a), (413, "raftdump: body over 1048576 bytes\n"));
+        let a = call(&api, &opts, "POST", "/raft/appendEntries", &[0; 17]);
+        assert_eq!(text(&a), (413, "raftdump: body over 16 bytes\n"));
+        assert!(api.proposed.lock().unwrap().is_empty());
+        assert_eq!(*api.rpcs.lock().unwrap(), 0);
+        let a = call(
+            &api,
+            &opts,
+            "POST",
+            &format!("/db/{}", "k".repeat(8192)),
+            b"v",
+        );
+        assert_eq!(a.status, 200);
+        let a = call(&api, &opts, "POST", "/raft/appendEntries", &[0; 16]);
+        assert_eq!(text(&a), (400, "\n"));
+    }
+
+    #[test]
+    fn bad_joins_are_refused_without_a_proposal() {
+        let api = Fake::default();
+        let opts = HttpOptions::default();
+        let cases: [(&[u8], &str); 4] = [
+            (b"null", "raftdump: a null join is refused\n"),
+            (
+                br#"{"name":"","connectionString":"http://a:1"}"#,
+                "raftdump: a join needs a non-empty name and connectionString\n",
+            ),
+            (
+                br#"{"name":"n","connectionString":""}"#,
+                "raftdump: a join needs a non-empty name and connectionString\n",
+            ),
+            (
+                b"{}",
+                "raftdump: a join needs a non-empty name and connectionString\n",
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(text(&call(&api, &opts, "POST", "/join", body)), (400, want));
+        }
+        assert!(api.proposed.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_space_guard_refuses_writes_with_507() {
+        let tmp = tempfile::tempdir().unwrap();
+        let api = Fake::default();
+        let opts = HttpOptions {
+            space: Some(SpaceGuard {
+                dir: tmp.path().to_owned(),
+                reserve: u64::MAX / 2,
+            }),
+            ..HttpOptions::default()
+        };
+        let a = call(&api, &opts, "POST", "/db/k", b"v");
+        assert_eq!(a.status, 507);
+        assert!(api.proposed.lock().unwrap().is_empty());
+        let ok = SpaceGuard {
+            dir: tmp.path().to_owned(),
+            reserve: 0,
+        };
+        assert!(ok.admits(10));
     }
 }

@@ -33,6 +33,7 @@ pub mod core;
 pub mod exec;
 pub mod http;
 pub mod runtime;
+pub mod security;
 pub mod sim;
 pub mod storage;
 pub mod transport;

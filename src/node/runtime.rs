@@ -46,6 +46,8 @@ pub struct Options {
     pub timeouts: Timeouts,
     /// The up-to-date check for votes.
     pub vote_rule: super::core::VoteRule,
+    /// The cluster token sent with every RPC (see [`super::security`]).
+    pub token: Option<String>,
 }
 
 /// An answer from the runtime to a call.
@@ -228,7 +230,7 @@ impl Runtime {
                 let _ = t.send(Input::Event(e));
             }
         });
-        let transport = HttpTransport::new(sink, opts.timeouts);
+        let transport = HttpTransport::with_token(sink, opts.timeouts, opts.token.as_deref());
         if opts.bootstrap && start.empty {
             let _ = tx.send(Input::Event(Event::Bootstrap));
         }

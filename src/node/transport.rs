@@ -337,15 +337,26 @@ pub fn post(agent: &ureq::Agent, url: &str, body: &[u8]) -> Option<(Vec<u8>, boo
 impl HttpTransport {
     /// A transport whose results go to `sink`.
     pub fn new(sink: Sink, t: Timeouts) -> Self {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(t.connect)
-            .timeout(t.append)
-            .max_idle_connections_per_host(4)
-            .build();
-        let vote_agent = ureq::AgentBuilder::new()
-            .timeout_connect(t.connect)
-            .timeout(t.vote)
-            .build();
+        Self::with_token(sink, t, None)
+    }
+
+    /// A transport whose requests carry the cluster `token` (see [`super::security`]).
+    pub fn with_token(sink: Sink, t: Timeouts, token: Option<&str>) -> Self {
+        let agent = super::security::with_token(
+            ureq::AgentBuilder::new()
+                .timeout_connect(t.connect)
+                .timeout(t.append)
+                .max_idle_connections_per_host(4),
+            token,
+        )
+        .build();
+        let vote_agent = super::security::with_token(
+            ureq::AgentBuilder::new()
+                .timeout_connect(t.connect)
+                .timeout(t.vote),
+            token,
+        )
+        .build();
         HttpTransport {
             agent,
             vote_agent,

@@ -2,6 +2,7 @@
 
 mod cli;
 mod diff;
+mod durability;
 mod format;
 mod inspect;
 mod man;
@@ -10,6 +11,7 @@ mod node_sim;
 mod regressions;
 mod repair;
 mod replay;
+mod secure;
 mod sweeps;
 mod synthetic;
 mod synthetic_cluster;

@@ -34,6 +34,11 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // raftdump: bounds on a request head (see `Limits`)
+    limits: crate::Limits,
+    // raftdump: when the head of the request being read must be complete
+    head_deadline: Option<std::time::Instant>,
 }
 
 /// Error that can happen when reading a request.
@@ -51,6 +56,7 @@ impl ClientConnection {
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        limits: crate::Limits,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -65,6 +71,8 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            limits,
+            head_deadline: None,
         }
     }
 
@@ -89,6 +97,20 @@ impl ClientConnection {
                 None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
             };
 
+            // raftdump: the head must arrive within `header_timeout` of its first byte, and
+            // no line may exceed `max_header_line` bytes.
+            let now = std::time::Instant::now();
+            match self.head_deadline {
+                None => self.head_deadline = Some(now + self.limits.header_timeout),
+                Some(d) if now > d => {
+                    return Err(IoError::new(ErrorKind::TimedOut, "request head too slow"))
+                }
+                Some(_) => {}
+            }
+            if buf.len() >= self.limits.max_header_line {
+                return Err(IoError::new(ErrorKind::InvalidData, "request head line too long"));
+            }
+
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
                 return AsciiString::from_ascii(buf)
@@ -104,6 +126,7 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        self.head_deadline = None;
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
@@ -123,6 +146,9 @@ impl ClientConnection {
                     if line.is_empty() {
                         break;
                     };
+                    if headers.len() >= self.limits.max_headers {
+                        return Err(ReadError::WrongHeader(version));
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,

@@ -190,6 +190,48 @@ pub struct SslConfig {
     pub private_key: Vec<u8>,
 }
 
+/// raftdump: bounds that keep slow or greedy clients from starving the server.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Socket read timeout: an idle keep-alive connection, or a request whose body stalls,
+    /// is closed after this long without a byte (`None`: wait forever).
+    pub idle_timeout: Option<Duration>,
+    /// Socket write timeout: a client that does not read its answer is dropped.
+    pub write_timeout: Option<Duration>,
+    /// The whole request head (request line + headers) must arrive within this long of its
+    /// first byte.
+    pub header_timeout: Duration,
+    /// Longest request line or header line, in bytes.
+    pub max_header_line: usize,
+    /// Most headers in one request.
+    pub max_headers: usize,
+    /// Most open client connections; further ones are closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    /// tiny_http's own behaviour: no bounds.
+    fn default() -> Self {
+        Limits {
+            idle_timeout: None,
+            write_timeout: None,
+            header_timeout: Duration::from_secs(u32::MAX as u64),
+            max_header_line: usize::MAX,
+            max_headers: usize::MAX,
+            max_connections: usize::MAX,
+        }
+    }
+}
+
+/// Decrements the open-connection count when a connection's task ends.
+struct ConnGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 impl Server {
     /// Shortcut for a simple server on a specific address.
     #[inline]
@@ -245,7 +287,17 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_limits(listener, ssl_config, Limits::default())
+    }
+
+    /// raftdump: [`Server::from_listener`] with [`Limits`].
+    pub fn from_listener_with_limits<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: Limits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
 
@@ -296,6 +348,18 @@ impl Server {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
+                        if open.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                            >= limits.max_connections
+                        {
+                            open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                            drop(sock);
+                            continue;
+                        }
+                        let guard = ConnGuard(open.clone());
+                        if let Connection::Tcp(ref s) = sock {
+                            let _ = s.set_read_timeout(limits.idle_timeout);
+                            let _ = s.set_write_timeout(limits.write_timeout);
+                        }
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -313,17 +377,20 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        Ok((
+                            ClientConnection::new(write_closable, read_closable, limits),
+                            guard,
+                        ))
                     }
                     Err(e) => Err(e),
                 };
 
                 match new_client {
-                    Ok(client) => {
+                    Ok((client, guard)) => {
                         let messages = inside_messages.clone();
-                        let mut client = Some(client);
+                        let mut client = Some((client, guard));
                         tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
+                            if let Some((client, _guard)) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 if client.secure() {
                                     let (sender, receiver) = mpsc::channel();
