@@ -41,8 +41,12 @@ fn spawn_node(dir: &Path, port: u16, extra: &[&str]) -> Node {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let text = fs::read_to_string(&stderr).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.starts_with("Listening at: ")) {
-            let url = line["Listening at: ".len()..].to_string();
+        // The line may be read half-written: only a line ending in a newline is complete.
+        if let Some(line) = text
+            .split_inclusive('\n')
+            .find(|l| l.starts_with("Listening at: ") && l.ends_with('\n'))
+        {
+            let url = line["Listening at: ".len()..].trim_end().to_string();
             let port = url.rsplit(':').next().unwrap().parse().unwrap();
             return Node {
                 child,
