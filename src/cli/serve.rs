@@ -57,6 +57,10 @@ pub struct Args {
     /// Port; 0 binds a free port (the "Listening at" line shows it).
     #[arg(short = 'p', long = "port", default_value_t = 4001)]
     port: u16,
+    /// host:port other nodes use to reach this one (default: -h and the bound port), for a
+    /// node behind a proxy or a port forward; it becomes the connectionString of the join.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "read_only")]
+    advertise: Option<String>,
     /// host:port of the leader to join.
     #[arg(long, value_name = "HOST:PORT")]
     join: Option<String>,
@@ -111,6 +115,7 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     let port = listener.local_addr()?.port();
     let url = format!("http://{}:{port}", args.host);
+    let advertised = args.advertise.as_ref().map(|a| format!("http://{a}"));
     let opts = HttpOptions {
         read_mode: match args.read_mode {
             ReadModeArg::Linearizable => ReadMode::Linearizable,
@@ -140,7 +145,7 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
         let (rt, report) = Runtime::start(Options {
             dir: args.dir.clone(),
             name: name.clone(),
-            connection_string: url.clone(),
+            connection_string: advertised.clone().unwrap_or_else(|| url.clone()),
             heartbeat_ms: args.heartbeat,
             election_timeout_ms: args.election_timeout,
             seed: seed(),
@@ -168,7 +173,7 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
         match &args.join {
             Some(leader) => {
                 eprintln!("Attempting to join leader: {leader}");
-                join(leader, &name, &url)?;
+                join(leader, &name, advertised.as_deref().unwrap_or(&url))?;
             }
             None if report.empty => eprintln!("Initializing new cluster"),
             None => eprintln!("Recovered from log"),
