@@ -172,7 +172,8 @@ impl Drop for Proc {
 struct Cluster {
     nodes: Vec<Proc>,
     net: Option<Arc<Net>>,
-    _tmp: tempfile::TempDir,
+    /// Kept (and its path printed) when the test panics, for a look at the data dirs.
+    tmp: Option<tempfile::TempDir>,
 }
 
 impl Cluster {
@@ -201,7 +202,7 @@ impl Cluster {
         let mut cluster = Cluster {
             nodes: Vec::new(),
             net,
-            _tmp: tmp,
+            tmp: Some(tmp),
         };
         nodes[0].start(None);
         let first = nodes[0].port;
@@ -214,9 +215,21 @@ impl Cluster {
         // All three are members and a leader commits.
         eventually(20, "a 3-node cluster that commits", || {
             let l = cluster.leader(&[])?;
-            let (s, _) = http(&agent(2000), "POST", &format!("{}/db/boot", cluster.nodes[l].url()), b"1");
+            let (s, _) = http(
+                &agent(2000),
+                "POST",
+                &format!("{}/db/boot", cluster.nodes[l].url()),
+                b"1",
+            );
             (s == 200 && cluster.same_commit()).then_some(())
         });
+        if let Some(net) = &cluster.net {
+            // The nodes reach each other through the proxies (serve --advertise).
+            assert!(
+                net.relayed.load(Ordering::SeqCst) > 0,
+                "no connection went through a proxy"
+            );
+        }
         cluster
     }
 
@@ -261,7 +274,11 @@ impl Cluster {
             .iter()
             .map(|n| {
                 let (s, b) = http(&a, "GET", &format!("{}/state", n.url()), b"");
-                (s == 200).then(|| b.split("CommitedIndex: ").nth(1).map(|c| c.trim_end_matches(['"', ' ']).to_string()))?
+                (s == 200).then(|| {
+                    b.split("CommitedIndex: ")
+                        .nth(1)
+                        .map(|c| c.trim_end_matches(['"', ' ']).to_string())
+                })?
             })
             .collect();
         commits.iter().all(|c| c.is_some() && *c == commits[0])
@@ -270,7 +287,8 @@ impl Cluster {
     /// A write accepted by some node, tried until one is; the time it took.
     fn time_to_write(&self, value: &str) -> Duration {
         let t0 = Instant::now();
-        let a = agent(1000);
+        // Short attempts: a node that is cut off must not hide one that answers.
+        let a = agent(300);
         let deadline = t0 + Duration::from_secs(15);
         let mut i = 0;
         loop {
@@ -607,7 +625,7 @@ fn start_clients(
                         node = (node + 1) % NODES;
                         std::thread::sleep(Duration::from_millis(20));
                     }
-                    std::thread::sleep(Duration::from_millis(next() % 10));
+                    std::thread::sleep(Duration::from_millis(5 + next() % 10));
                 }
             })
         })
@@ -639,34 +657,39 @@ impl Nemesis {
 }
 
 struct Fault {
+    /// From the start of the fault to a new leader among the other nodes.
+    elected_in: Duration,
     /// From the end of the fault to the first accepted write.
     recovered_in: Duration,
 }
 
-/// Injects one fault on the current leader and heals it.
+/// Injects one fault on the current leader, waits for the others to elect a new leader (which
+/// shows that the fault took), and heals it once `length` has passed.
 fn inject(cluster: &mut Cluster, nemesis: Nemesis, length: Duration) -> Fault {
     let l = eventually(10, "a leader", || cluster.leader(&[]));
+    let t0 = Instant::now();
     match nemesis {
         Nemesis::Kill => {
             cluster.nodes[l].kill9();
             cluster.publish_pids();
-            std::thread::sleep(length);
+        }
+        Nemesis::Stop => cluster.nodes[l].signal("-STOP"),
+        Nemesis::Isolate => cluster.net.as_ref().expect("a proxied cluster").isolate(l),
+    }
+    let new = eventually(10, "a new leader during the fault", || cluster.leader(&[l]));
+    let elected_in = t0.elapsed();
+    assert_ne!(new, l);
+    std::thread::sleep(length.saturating_sub(t0.elapsed()));
+    match nemesis {
+        Nemesis::Kill => {
             cluster.nodes[l].start(None);
             cluster.publish_pids();
         }
-        Nemesis::Stop => {
-            cluster.nodes[l].signal("-STOP");
-            std::thread::sleep(length);
-            cluster.nodes[l].signal("-CONT");
-        }
-        Nemesis::Isolate => {
-            let net = cluster.net.clone().expect("a proxied cluster");
-            net.isolate(l);
-            std::thread::sleep(length);
-            net.heal();
-        }
+        Nemesis::Stop => cluster.nodes[l].signal("-CONT"),
+        Nemesis::Isolate => cluster.net.as_ref().expect("a proxied cluster").heal(),
     }
     Fault {
+        elected_in,
         recovered_in: cluster.time_to_write("after-fault"),
     }
 }
@@ -683,8 +706,13 @@ fn run_scenario(nemesis: Nemesis) -> Report {
     let mut cluster = Cluster::start(&[], nemesis == Nemesis::Isolate);
     let rec = Recorder::new();
     let stop = Arc::new(AtomicBool::new(false));
-    // Bounded: at most ~60 ops a second a client.
-    let clients = start_clients(cluster.urls(), rec.clone(), stop.clone(), secs as usize * 60);
+    // Bounded: at most 100 ops a second a client on average (they pause 5-15 ms between ops).
+    let clients = start_clients(
+        cluster.urls(),
+        rec.clone(),
+        stop.clone(),
+        secs as usize * 100,
+    );
     let (period, length) = nemesis.schedule();
     let t0 = Instant::now();
     let end = t0 + Duration::from_secs(secs);
@@ -695,8 +723,10 @@ fn run_scenario(nemesis: Nemesis) -> Report {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
         let f = inject(&mut cluster, nemesis, length);
         eprintln!(
-            "chaos: {nemesis:?} at {:?}: writes accepted {:?} after the fault ended",
+            "chaos: {nemesis:?} at {:?}: a new leader after {:?}, writes accepted {:?} \
+             after the fault ended",
             next - t0,
+            f.elected_in,
             f.recovered_in
         );
         faults.push(f.recovered_in);
@@ -707,11 +737,15 @@ fn run_scenario(nemesis: Nemesis) -> Report {
     for c in clients {
         c.join().unwrap();
     }
-    finish(cluster, &rec, Report {
-        ops: 0,
-        checked: 0,
-        faults,
-    })
+    finish(
+        cluster,
+        &rec,
+        Report {
+            ops: 0,
+            checked: 0,
+            faults,
+        },
+    )
 }
 
 /// The checks after a run: final reads through the leader (appended to the history), per-key
@@ -745,14 +779,19 @@ fn finish(mut cluster: Cluster, rec: &Recorder, mut report: Report) -> Report {
     eventually(10, "the same commit index on every node", || {
         cluster.same_commit().then_some(())
     });
-    for n in &mut cluster.nodes {
-        n.terminate();
+    // Followers first, the leader last: stopped the other way round, a follower may win an
+    // election in between and append its term's first entry where no one else can take it.
+    let l = eventually(10, "a leader before the stop", || cluster.leader(&[]));
+    for i in (0..NODES).filter(|i| *i != l).chain([l]) {
+        cluster.nodes[i].terminate();
     }
     let dirs: Vec<&Path> = cluster.nodes.iter().map(|n| n.dir.as_path()).collect();
     for d in &dirs {
         let state = replay(d);
         for (k, v) in &finals {
-            let got = state.get(&format!("k{k}")).map_or(0, |s| s.parse().unwrap());
+            let got = state
+                .get(&format!("k{k}"))
+                .map_or(0, |s| s.parse().unwrap());
             assert_eq!(got, *v, "k{k} on {}", d.display());
         }
         let dir = raftdump::datadir::open(d).unwrap();
@@ -760,7 +799,11 @@ fn finish(mut cluster: Cluster, rec: &Recorder, mut report: Report) -> Report {
         let text = format!("{node:?}");
         assert!(!text.contains("Error"), "{}: {text}", d.display());
     }
-    let out = Command::new(BIN).arg("verify").args(&dirs).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("verify")
+        .args(&dirs)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && text.contains("0 errors, 0 warnings"),
@@ -857,9 +900,10 @@ impl Net {
                 let _ = inbound.shutdown(Shutdown::Both);
                 continue;
             }
-            let Ok(outbound) =
-                TcpStream::connect_timeout(&([127, 0, 0, 1], target).into(), Duration::from_millis(500))
-            else {
+            let Ok(outbound) = TcpStream::connect_timeout(
+                &([127, 0, 0, 1], target).into(),
+                Duration::from_millis(500),
+            ) else {
                 let _ = inbound.shutdown(Shutdown::Both);
                 continue;
             };
@@ -914,6 +958,14 @@ impl Net {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        for n in &mut self.nodes {
+            n.kill9();
+        }
+        if std::thread::panicking() {
+            if let Some(tmp) = self.tmp.take() {
+                eprintln!("chaos: data dirs kept in {}", tmp.keep().display());
+            }
+        }
         if let Some(net) = &self.net {
             net.stop.store(true, Ordering::SeqCst);
             for (_, _, a, b) in net.conns.lock().unwrap().drain(..) {
