@@ -847,6 +847,9 @@ fn replay(dir: &Path) -> BTreeMap<String, String> {
 // ---------------------------------------------------------------------------------------------
 // The isolating proxies
 
+/// A relayed connection: its source node if known, its destination node, both streams.
+type Relayed = (Option<usize>, usize, TcpStream, TcpStream);
+
 /// One proxy a node: the node advertises the proxy's port, so that every connection between
 /// nodes passes through the proxy of its destination. The source of a connection is found by
 /// which node process owns the connecting socket (/proc), so that a node can be cut off both
@@ -857,7 +860,7 @@ struct Net {
     pids: Mutex<Vec<Option<u32>>>,
     isolated: Mutex<Option<usize>>,
     /// Open relayed connections: (source node if known, destination node, both streams).
-    conns: Mutex<Vec<(Option<usize>, usize, TcpStream, TcpStream)>>,
+    conns: Mutex<Vec<Relayed>>,
     stop: AtomicBool,
     relayed: AtomicU64,
 }
