@@ -54,6 +54,8 @@ struct Proc {
     extra: Vec<String>,
     stderr: PathBuf,
     starts: u32,
+    /// The proxies and this node's index there: told the pid as soon as it is spawned.
+    net: Option<(Arc<Net>, usize)>,
 }
 
 impl Proc {
@@ -94,6 +96,9 @@ impl Proc {
             .stderr(f)
             .spawn()
             .unwrap();
+        if let Some((net, i)) = &self.net {
+            net.pids.lock().unwrap()[*i] = Some(child.id());
+        }
         self.child = Some(child);
         self.stderr = stderr;
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -191,12 +196,14 @@ impl Cluster {
                 extra: extra.clone(),
                 stderr: PathBuf::new(),
                 starts: 0,
+                net: None,
             })
             .collect();
         let net = proxied.then(|| Net::start(&nodes.iter().map(|n| n.port).collect::<Vec<_>>()));
         if let Some(net) = &net {
-            for (n, p) in nodes.iter_mut().zip(net.proxy_ports.iter()) {
+            for (i, (n, p)) in nodes.iter_mut().zip(net.proxy_ports.iter()).enumerate() {
                 n.advertise = Some(*p);
+                n.net = Some((net.clone(), i));
             }
         }
         let mut cluster = Cluster {
@@ -215,13 +222,12 @@ impl Cluster {
         // All three are members and a leader commits.
         eventually(20, "a 3-node cluster that commits", || {
             let l = cluster.leader(&[])?;
-            let (s, _) = http(
-                &agent(2000),
-                "POST",
-                &format!("{}/db/boot", cluster.nodes[l].url()),
-                b"1",
-            );
-            (s == 200 && cluster.same_commit()).then_some(())
+            let url = format!("{}/db/boot", cluster.nodes[l].url());
+            (http(&agent(2000), "POST", &url, b"1").0 == 200).then_some(())
+        });
+        // Apart from the write: each write moves the leader's commit index ahead again.
+        eventually(10, "the same commit index on every node", || {
+            cluster.same_commit().then_some(())
         });
         if let Some(net) = &cluster.net {
             // The nodes reach each other through the proxies (serve --advertise).
@@ -967,7 +973,8 @@ impl Net {
         let mut conns = self.conns.lock().unwrap();
         *self.isolated.lock().unwrap() = Some(i);
         conns.retain(|(src, dst, a, b)| {
-            if *src == Some(i) || *dst == i {
+            // Fail closed: a connection of unknown source is cut too.
+            if src.is_none() || *src == Some(i) || *dst == i {
                 let _ = a.shutdown(Shutdown::Both);
                 let _ = b.shutdown(Shutdown::Both);
                 false
