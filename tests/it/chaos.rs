@@ -918,7 +918,7 @@ impl Net {
                 continue;
             };
             let _ = inbound.set_nonblocking(false);
-            let src = self.owner(peer.port());
+            let src = self.owner(peer.port(), self.proxy_ports[dst]);
             if src.is_none() {
                 self.unknown.fetch_add(1, Ordering::SeqCst);
             }
@@ -952,9 +952,9 @@ impl Net {
         }
     }
 
-    /// The node whose process owns the local socket 127.0.0.1:`port`.
-    fn owner(&self, port: u16) -> Option<usize> {
-        let inode = socket_inode(port)?;
+    /// The node whose process owns the socket 127.0.0.1:`port` connected to our `proxy` port.
+    fn owner(&self, port: u16, proxy: u16) -> Option<usize> {
+        let inode = socket_inode(port, proxy)?;
         let want = format!("socket:[{inode}]");
         let pids = self.pids.lock().unwrap().clone();
         pids.iter().position(|pid| {
@@ -1015,13 +1015,19 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
     let _ = from.shutdown(Shutdown::Both);
 }
 
-/// The inode of the IPv4 TCP socket whose local address is 127.0.0.1:`port`.
-fn socket_inode(port: u16) -> Option<String> {
+/// The inode of the IPv4 TCP socket 127.0.0.1:`port` -> 127.0.0.1:`remote`. Both ends are
+/// matched and inode 0 skipped: the same local port may also appear in a TIME_WAIT entry of an
+/// older connection elsewhere, which no process owns.
+fn socket_inode(port: u16, remote: u16) -> Option<String> {
     let table = fs::read_to_string("/proc/net/tcp").ok()?;
     let local = format!("0100007F:{port:04X}");
+    let remote = format!("0100007F:{remote:04X}");
     table.lines().skip(1).find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        (f.get(1) == Some(&local.as_str())).then(|| f.get(9).map(|s| s.to_string()))?
+        let hit = f.get(1) == Some(&local.as_str())
+            && f.get(2) == Some(&remote.as_str())
+            && f.get(9).is_some_and(|i| *i != "0");
+        hit.then(|| f[9].to_string())
     })
 }
 
