@@ -82,6 +82,10 @@ pub struct Args {
     /// Port; 0 binds a free port (the "Listening at" line shows it).
     #[arg(short = 'p', long = "port", default_value_t = 4001)]
     port: u16,
+    /// host:port other nodes use to reach this one (default: -h and the bound port), for a
+    /// node behind a proxy or a port forward; it becomes the connectionString of the join.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "read_only")]
+    advertise: Option<String>,
     /// host:port of the leader to join.
     #[arg(long, value_name = "HOST:PORT")]
     join: Option<String>,
@@ -172,6 +176,7 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
         ),
     };
     let url = format!("http://{}:{port}", args.host);
+    let advertised = args.advertise.as_ref().map(|a| format!("http://{a}"));
     let opts = HttpOptions {
         read_mode: match args.read_mode {
             ReadModeArg::Linearizable => ReadMode::Linearizable,
@@ -209,7 +214,7 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
         let (rt, report) = Runtime::start(Options {
             dir: args.dir.clone(),
             name: name.clone(),
-            connection_string: url.clone(),
+            connection_string: advertised.clone().unwrap_or_else(|| url.clone()),
             heartbeat_ms: args.heartbeat,
             election_timeout_ms: args.election_timeout,
             seed: seed(),
@@ -238,7 +243,12 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
         match &args.join {
             Some(leader) => {
                 eprintln!("Attempting to join leader: {leader}");
-                join(leader, &name, &url, token.as_deref())?;
+                join(
+                    leader,
+                    &name,
+                    advertised.as_deref().unwrap_or(&url),
+                    token.as_deref(),
+                )?;
             }
             None if report.empty => eprintln!("Initializing new cluster"),
             None => eprintln!("Recovered from log"),

@@ -1,5 +1,6 @@
 //! The one integration test crate (see house-style.md rule 14).
 
+mod chaos;
 mod cli;
 mod diff;
 mod durability;
