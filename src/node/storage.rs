@@ -530,6 +530,29 @@ impl FileStore {
                 }
             }
         }
+        if let Some(d) = &damage {
+            // A write torn by a crash and zero-filled by the file system (the size reached the
+            // disk, the data did not) can leave a frame whose declared length is covered by
+            // NULs: it parses, but its body is not what was written. A frame that ends in a
+            // NUL right before the NUL run is that torn frame: it goes with the tail. (It was
+            // never fsynced, so never acknowledged.)
+            if matches!(d.kind, crate::format::log::DamageKind::NulRun)
+                && d.offset == end
+                && end > 0
+                && !offsets.is_empty()
+            {
+                let mut last = [0u8; 1];
+                file.read_exact_at(&mut last, end - 1)
+                    .map_err(io_at(&log_path, "read"))?;
+                if last[0] == 0 {
+                    let torn_at = offsets.pop().unwrap_or(end);
+                    let index = terms.last_index();
+                    terms.truncate_after(index - 1);
+                    report.config.retain(|(i, _)| *i != index);
+                    end = torn_at;
+                }
+            }
+        }
         if let Some(d) = damage {
             // A torn tail (goraft truncates there too); set_len and write at `end` below, so
             // there is no NUL hole.
@@ -858,6 +881,42 @@ mod tests {
             name: "write".into(),
             payload: Some(format!("{{\"key\":\"k\",\"value\":\"{v}\"}}\n").into_bytes()),
         }
+    }
+
+    /// Regression (found by tests/it/store_crash.rs, seed 1, crash point 3): a crash that
+    /// tore the last frame and zero-filled the rest (size on disk, data not) left a frame that
+    /// parses with NULs in its payload; the loader kept it as a good entry, a different entry
+    /// under the same index and term as the leader's. It is now cut with the torn tail.
+    #[test]
+    fn a_zero_filled_torn_frame_goes_with_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut s, _) = FileStore::open(dir.path()).unwrap();
+            s.append(&[e(1, 1, "a"), e(2, 1, "bbbbbbbbbbbbbbbbbbbb")])
+                .unwrap();
+            s.sync().unwrap();
+        }
+        let log = dir.path().join("log");
+        let mut bytes = fs::read(&log).unwrap();
+        let n = bytes.len();
+        bytes[n - 12..].fill(0);
+        bytes.resize(n + 300, 0);
+        fs::write(&log, &bytes).unwrap();
+        let (mut s, report) = FileStore::open(dir.path()).unwrap();
+        assert_eq!(s.terms().last_index(), 1);
+        assert_eq!(s.entries(1, 1).unwrap(), [e(1, 1, "a")]);
+        assert!(report.truncated_tail.is_some());
+        // Not without the zeros: an intact last frame followed by NULs stays.
+        drop(s);
+        let (mut s, _) = FileStore::open(dir.path()).unwrap();
+        s.append(&[e(2, 1, "b")]).unwrap();
+        s.sync().unwrap();
+        drop(s);
+        let mut bytes = fs::read(&log).unwrap();
+        bytes.resize(bytes.len() + 300, 0);
+        fs::write(&log, &bytes).unwrap();
+        let (s, _) = FileStore::open(dir.path()).unwrap();
+        assert_eq!(s.terms().last_index(), 2);
     }
 
     /// The conformance suite every [`Storage`] must pass.

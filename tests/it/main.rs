@@ -12,6 +12,7 @@ mod regressions;
 mod repair;
 mod replay;
 mod sim_chaos;
+mod store_crash;
 mod sweeps;
 mod synthetic;
 mod synthetic_cluster;
