@@ -3,10 +3,24 @@
 //! run, so a failing seed reproduces from its number.
 //!
 //! It carries out the core's actions exactly as the runtime does (hard state first, replies
-//! held until the log is synced, commit applied to [`Kv`]) and checks safety as it goes: one
-//! leader per term, and a committed index never changes its term on any node.
+//! held until the log is synced, commit applied to [`Kv`]). With [`SimConfig::fsync_delay`] the
+//! fsync completes later, as the runtime's pipelined group commit does, and a crash drops what
+//! was not synced yet ([`MemStore::crash`]).
+//!
+//! It checks safety as it goes, on every event it carries out:
+//! - at most one leader per term;
+//! - Log Matching: every `(index, term)` ever appended on any node names one entry with one
+//!   previous term (so two logs with the same index and term hold the same entry and, by
+//!   induction, the same prefix);
+//! - committed entries are never lost or changed: every entry any node applies is recorded, and
+//!   every later application (any node, after any crash) must equal it; a node never truncates
+//!   what it applied; a new leader holds every recorded entry; after a crash a majority still
+//!   holds every recorded entry durably.
+//!
+//! [`chaos`] drives a cluster with random writes, reads, crashes, restarts, partitions and
+//! network changes for one seed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::core::{
     Action, AppendRequest, AppendResponse, Config, Core, Event, Millis, Rejection, RequestId, Role,
@@ -16,7 +30,7 @@ use super::exec;
 use super::storage::{MemStore, Storage};
 use super::transport::{MemTransport, Outbound, Transport};
 use crate::format::command;
-use crate::model::{names, Index, Peer, Snapshot, Term};
+use crate::model::{names, Entry, Index, Peer, Snapshot, Term};
 use crate::replay::kv::Kv;
 
 /// Network and timing parameters of a simulation.
@@ -36,6 +50,10 @@ pub struct SimConfig {
     pub max_inflight: u32,
     /// The up-to-date check of votes.
     pub vote_rule: super::core::VoteRule,
+    /// Messages delivered twice, per thousand.
+    pub dup_per_mille: u64,
+    /// How long an fsync takes (ms, a range); `(0, 0)` syncs at once after every event.
+    pub fsync_delay: (Millis, Millis),
 }
 
 impl SimConfig {
@@ -49,6 +67,8 @@ impl SimConfig {
             max_batch_entries: 1000,
             max_inflight: 1,
             vote_rule: super::core::VoteRule::Goraft,
+            dup_per_mille: 0,
+            fsync_delay: (0, 0),
         }
     }
 }
@@ -95,6 +115,8 @@ enum Packet {
         to: usize,
         sent: SentAppend,
     },
+    /// A node's fsync completes (ignored if the node crashed since: another incarnation).
+    Fsync { node: usize, incarnation: u64 },
 }
 
 /// How long the simulated transport waits before reporting a lost AppendEntries (goraft: 200).
@@ -110,6 +132,7 @@ impl Packet {
             | Packet::Snapshot { from, to, .. }
             | Packet::SnapshotResp { from, to, .. } => (from, to),
             Packet::Lost { to, .. } => (to, to),
+            Packet::Fsync { node, .. } => (node, node),
         }
     }
 
@@ -150,6 +173,46 @@ pub struct SimNode {
     /// Its in-memory transport (drained onto the simulated network).
     pub transport: MemTransport,
     pending: BTreeMap<RequestId, Pending>,
+    /// Replies held until the next fsync completes.
+    awaiting: Vec<Packet>,
+    /// Writes not yet synced (an fsync is scheduled).
+    unsynced: bool,
+    /// Bumped at every crash.
+    pub incarnation: u64,
+}
+
+impl SimNode {
+    fn new(name: String, core: Core) -> Self {
+        SimNode {
+            core,
+            name,
+            store: MemStore::new(),
+            kv: Kv::new(),
+            up: true,
+            proposals: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            transport: MemTransport::new(),
+            pending: BTreeMap::new(),
+            awaiting: Vec::new(),
+            unsynced: false,
+            incarnation: 0,
+        }
+    }
+}
+
+/// What the safety checker recorded.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// Every entry some node applied, by index.
+    pub committed: BTreeMap<Index, Entry>,
+    /// Every `(index, term)` appended anywhere: the previous entry's term and the entry.
+    seen: HashMap<(Index, Term), (Term, Entry)>,
+    /// Events carried out (each followed by the checks).
+    pub events: u64,
+    /// Entries appended (each checked against Log Matching).
+    pub appends: u64,
+    /// Unsynced entries crashes dropped.
+    pub lost_unsynced: u64,
 }
 
 /// The simulated cluster.
@@ -166,7 +229,8 @@ pub struct Sim {
     next_id: RequestId,
     blocked: BTreeSet<(usize, usize)>,
     leaders: BTreeMap<Term, String>,
-    committed: BTreeMap<Index, Term>,
+    /// The safety checker's record.
+    pub checked: Checked,
 }
 
 fn node_config(name: &str, seed: u64, cfg: &SimConfig) -> Config {
@@ -186,17 +250,7 @@ impl Sim {
             .map(|i| {
                 let name = format!("n{i}");
                 let c = node_config(&name, rng.next_u64(), &cfg);
-                SimNode {
-                    core: Core::new(c, Default::default(), 0),
-                    name,
-                    store: MemStore::new(),
-                    kv: Kv::new(),
-                    up: true,
-                    proposals: BTreeMap::new(),
-                    reads: BTreeMap::new(),
-                    transport: MemTransport::new(),
-                    pending: BTreeMap::new(),
-                }
+                SimNode::new(name, Core::new(c, Default::default(), 0))
             })
             .collect();
         Sim {
@@ -209,7 +263,7 @@ impl Sim {
             next_id: 1,
             blocked: BTreeSet::new(),
             leaders: BTreeMap::new(),
-            committed: BTreeMap::new(),
+            checked: Checked::default(),
         }
     }
 
@@ -251,6 +305,11 @@ impl Sim {
         if self.blocked.contains(&(from, to)) || self.rng.range(0, 1000) < self.cfg.drop_per_mille {
             self.lose(&p);
             return;
+        }
+        if self.cfg.dup_per_mille > 0 && self.rng.range(0, 1000) < self.cfg.dup_per_mille {
+            let at = self.now + self.rng.range(self.cfg.min_delay, self.cfg.max_delay + 1);
+            self.seq += 1;
+            self.queue.insert((at, self.seq), p.clone());
         }
         let at = self.now + self.rng.range(self.cfg.min_delay, self.cfg.max_delay + 1);
         self.seq += 1;
@@ -308,10 +367,48 @@ impl Sim {
             match a {
                 Action::SaveHardState(h) => node.store.save_hard_state(&h).expect("memory"),
                 Action::Truncate(x) => {
+                    assert!(
+                        x >= node.kv.applied,
+                        "seed {}: {} truncates after {x} but applied {}",
+                        self.cfg.seed,
+                        node.name,
+                        node.kv.applied
+                    );
                     node.store.truncate_after(x).expect("memory");
                     wrote = true;
                 }
                 Action::Append(es) => {
+                    let seed = self.cfg.seed;
+                    if let Some(first) = es.first() {
+                        let terms = node.store.terms();
+                        let mut prev = terms.term_at(first.index - 1).unwrap_or_else(|| {
+                            panic!(
+                                "seed {seed}: {} appends {} after {}",
+                                node.name,
+                                first.index,
+                                terms.last_index()
+                            )
+                        });
+                        for e in &es {
+                            let rec = self
+                                .checked
+                                .seen
+                                .entry((e.index, e.term))
+                                .or_insert_with(|| (prev, e.clone()));
+                            assert!(
+                                rec.0 == prev && rec.1 == *e,
+                                "seed {seed}: Log Matching: {} appends {e:?} after term {prev}; \
+                                 elsewhere ({}, {}) is {:?} after term {}",
+                                node.name,
+                                e.index,
+                                e.term,
+                                rec.1,
+                                rec.0
+                            );
+                            prev = e.term;
+                        }
+                        self.checked.appends += es.len() as u64;
+                    }
                     node.store.append(&es).expect("memory");
                     wrote = true;
                 }
@@ -419,20 +516,34 @@ impl Sim {
                     }
                 }
                 Action::Commit(n) => {
+                    let seed = self.cfg.seed;
+                    assert!(
+                        n <= node.store.terms().last_index(),
+                        "seed {seed}: {} commits {n} past its last entry {}",
+                        node.name,
+                        node.store.terms().last_index()
+                    );
+                    let before = node.kv.applied;
                     let SimNode {
                         store, kv, name, ..
                     } = node;
                     exec::apply_to(store, kv, n, name, true).expect("memory");
-                    let terms = node.store.terms().clone();
-                    let from = self.committed.range(..).next_back().map_or(0, |(i, _)| *i);
-                    for idx in (terms.start_index + 1).max(from.saturating_sub(100))..=n {
-                        let t = terms.term_at(idx).expect("committed entry in log");
-                        let prev = *self.committed.entry(idx).or_insert(t);
-                        assert_eq!(
-                            prev, t,
-                            "seed {}: committed index {idx} has term {t} on {} but {prev} elsewhere",
-                            self.cfg.seed, self.nodes[i].name
-                        );
+                    if node.kv.applied > before {
+                        let applied = node.store.entries(before + 1, node.kv.applied);
+                        for e in applied.expect("applied entries in log") {
+                            let rec = self
+                                .checked
+                                .committed
+                                .entry(e.index)
+                                .or_insert_with(|| e.clone());
+                            assert!(
+                                *rec == e,
+                                "seed {seed}: committed entry {} changed: {} applied {e:?}, \
+                                 before {rec:?}",
+                                e.index,
+                                node.name
+                            );
+                        }
                     }
                 }
                 Action::ProposalDone { id, result } => {
@@ -446,23 +557,105 @@ impl Sim {
                 }
             }
         }
+        self.checked.events += 1;
         let node = &self.nodes[i];
         if node.core.role() == Role::Leader {
             let s = node.core.status();
-            let prev = self.leaders.entry(s.term).or_insert_with(|| s.name.clone());
+            let mut new_leader = false;
+            let prev = self.leaders.entry(s.term).or_insert_with(|| {
+                new_leader = true;
+                s.name.clone()
+            });
             assert_eq!(
                 *prev, s.name,
                 "seed {}: two leaders in term {}",
                 self.cfg.seed, s.term
             );
+            if new_leader {
+                self.check_leader_completeness(i);
+            }
         }
         if wrote {
-            let last = self.nodes[i].store.sync().expect("memory");
-            let more = self.nodes[i].core.step(Event::Persisted(last));
-            self.exec(i, more);
+            if self.cfg.fsync_delay.1 == 0 {
+                let last = self.nodes[i].store.sync().expect("memory");
+                let more = self.nodes[i].core.step(Event::Persisted(last));
+                self.exec(i, more);
+            } else if !self.nodes[i].unsynced {
+                self.nodes[i].unsynced = true;
+                let (lo, hi) = self.cfg.fsync_delay;
+                let at = self.now + self.rng.range(lo, hi + 1);
+                self.seq += 1;
+                let incarnation = self.nodes[i].incarnation;
+                self.queue.insert(
+                    (at, self.seq),
+                    Packet::Fsync {
+                        node: i,
+                        incarnation,
+                    },
+                );
+            }
         }
-        for p in held {
-            self.send(p);
+        if self.nodes[i].unsynced {
+            // Every reply waits for the fsync that covers the writes before it.
+            self.nodes[i].awaiting.extend(held);
+        } else {
+            for p in held {
+                self.send(p);
+            }
+        }
+    }
+
+    /// A leader's log holds every entry recorded as committed (the Leader Completeness
+    /// property, checked when a node starts leading a term).
+    fn check_leader_completeness(&self, i: usize) {
+        let node = &self.nodes[i];
+        let terms = node.store.terms();
+        for (idx, e) in self.checked.committed.range(terms.start_index + 1..) {
+            assert_eq!(
+                terms.term_at(*idx),
+                Some(e.term),
+                "seed {}: {} leads term {} without committed entry {idx} (term {})",
+                self.cfg.seed,
+                node.name,
+                node.core.hard_state().term,
+                e.term
+            );
+        }
+    }
+
+    /// Every recorded committed entry is durable on enough nodes that every majority includes
+    /// one of them (checked after every crash). With an even count that is half of them: goraft
+    /// applies a join when it commits, so the join of the 4th node commits on 2 of the 3.
+    fn check_durable_majority(&self) {
+        let n = self.nodes.len();
+        for (idx, e) in &self.checked.committed {
+            let holders = self
+                .nodes
+                .iter()
+                .filter(|node| {
+                    let d = node.store.durable_terms();
+                    d.start_index >= *idx || d.term_at(*idx) == Some(e.term)
+                })
+                .count();
+            // Every majority (n / 2 + 1 nodes) must include a holder.
+            let lost = holders + n / 2 < n;
+            if lost {
+                for node in &self.nodes {
+                    eprintln!(
+                        "{} up={} durable={:?} log={:?} applied={}",
+                        node.name,
+                        node.up,
+                        node.store.durable_terms(),
+                        node.store.terms(),
+                        node.kv.applied
+                    );
+                }
+            }
+            assert!(
+                !lost,
+                "seed {}: committed entry {idx} (term {}) is durable on {holders} of {n} nodes",
+                self.cfg.seed, e.term
+            );
         }
     }
 
@@ -501,6 +694,17 @@ impl Sim {
         let (_, to) = p.ends();
         if !self.nodes[to].up {
             self.lose(&p);
+            return;
+        }
+        if let Packet::Fsync { node, incarnation } = p {
+            if self.nodes[node].incarnation == incarnation && self.nodes[node].unsynced {
+                self.nodes[node].unsynced = false;
+                let last = self.nodes[node].store.sync().expect("memory");
+                for p in std::mem::take(&mut self.nodes[node].awaiting) {
+                    self.send(p);
+                }
+                self.step(node, Event::Persisted(last));
+            }
             return;
         }
         let id = self.next_id;
@@ -578,6 +782,7 @@ impl Sim {
                     },
                 );
             }
+            Packet::Fsync { .. } => {}
             Packet::SnapshotResp {
                 from,
                 last_index,
@@ -599,7 +804,17 @@ impl Sim {
 
     /// Runs the simulation up to time `until`.
     pub fn run_until(&mut self, until: Millis) {
+        // Bounded: simulated time must advance (a core that wants a tick in the past forever
+        // would spin).
+        let mut spins = 0u64;
         loop {
+            spins += 1;
+            assert!(
+                spins < 50_000_000,
+                "seed {}: the simulation does not advance at t={}",
+                self.cfg.seed,
+                self.now
+            );
             let next_packet = self.queue.keys().next().map(|k| k.0);
             let next_timer = self
                 .nodes
@@ -609,9 +824,10 @@ impl Sim {
                 .min();
             let next = match (next_packet, next_timer) {
                 (Some(a), Some(b)) => a.min(b),
-                (a, b) => a.or(b).unwrap_or(until),
+                (a, b) => a.or(b).unwrap_or(Millis::MAX),
             }
             .max(self.now);
+            // Nothing pending (every node down, nothing in flight) or not before `until`.
             if next > until {
                 self.now = until;
                 return;
@@ -703,10 +919,35 @@ impl Sim {
         self.blocked.clear();
     }
 
-    /// Stops node `i` (its storage survives; volatile state is lost).
+    /// Cuts the nodes in `group` off from the others, both ways.
+    pub fn partition(&mut self, group: &[usize]) {
+        for a in 0..self.nodes.len() {
+            for b in 0..self.nodes.len() {
+                if group.contains(&a) != group.contains(&b) {
+                    self.blocked.insert((a, b));
+                }
+            }
+        }
+    }
+
+    /// Stops node `i`: volatile state is lost, and so is every log write not yet synced (a
+    /// random prefix of the unsynced appends may survive, as on a disk).
     pub fn crash(&mut self, i: usize) {
-        self.nodes[i].up = false;
-        self.nodes[i].pending.clear();
+        let node = &mut self.nodes[i];
+        node.up = false;
+        node.pending.clear();
+        node.awaiting.clear();
+        node.unsynced = false;
+        node.incarnation += 1;
+        let (_, extra) = node.store.unsynced();
+        let keep = if extra > 0 {
+            self.rng.range(0, extra as u64 + 1) as usize
+        } else {
+            0
+        };
+        let lost = self.nodes[i].store.crash(keep);
+        self.checked.lost_unsynced += lost as u64;
+        self.check_durable_majority();
     }
 
     /// Restarts node `i` from its storage, as a process restart would.
@@ -740,17 +981,10 @@ impl Sim {
     pub fn add_node(&mut self) -> usize {
         let name = format!("n{}", self.nodes.len() + 1);
         let c = node_config(&name, self.rng.next_u64(), &self.cfg);
-        self.nodes.push(SimNode {
-            core: Core::new(c, Default::default(), self.now),
+        self.nodes.push(SimNode::new(
             name,
-            store: MemStore::new(),
-            kv: Kv::new(),
-            up: true,
-            proposals: BTreeMap::new(),
-            reads: BTreeMap::new(),
-            transport: MemTransport::new(),
-            pending: BTreeMap::new(),
-        });
+            Core::new(c, Default::default(), self.now),
+        ));
         self.nodes.len() - 1
     }
 
@@ -777,6 +1011,7 @@ impl Sim {
         let conf = exec::conf_of(&node.kv, &node.name, commit);
         node.store.install_snapshot(snap, &conf).expect("memory");
         node.store.append(&rest).expect("memory");
+        node.store.sync().expect("memory");
         // The core learns the new log shape at start-up, as after goraft's compaction.
         self.crash(i);
         self.restart(i);
@@ -791,4 +1026,206 @@ impl Sim {
     pub fn members(&self, i: usize) -> Vec<Peer> {
         self.nodes[i].kv.peers()
     }
+}
+
+/// What one [`chaos`] run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChaosReport {
+    /// Nodes in the cluster.
+    pub nodes: usize,
+    /// Driver steps taken.
+    pub steps: u32,
+    /// Events carried out by cores (each followed by the safety checks).
+    pub events: u64,
+    /// Entries appended on any node (each checked against Log Matching).
+    pub appends: u64,
+    /// Entries recorded as committed.
+    pub committed: u64,
+    /// Writes proposed, and acknowledged (each checked to be committed as written).
+    pub writes: (u64, u64),
+    /// Crashes, and unsynced entries they dropped.
+    pub crashes: (u64, u64),
+    /// Partitions made.
+    pub partitions: u64,
+    /// Distinct leader terms.
+    pub terms: u64,
+}
+
+/// One seeded chaos run: a cluster of 3-5 nodes (the seed picks the size, vote rule, batching,
+/// pipelining and fsync latency), then `steps` random steps (writes and reads on any node,
+/// crashes that drop unsynced writes, restarts, isolations, partitions, heals, changes of loss,
+/// delay and duplication), each followed by 1-60 ms of simulated time; then every node is
+/// restarted and the network healed, and the cluster must elect a leader, commit a write and
+/// converge. Panics naming the seed when a safety check fails (see the module docs).
+pub fn chaos(seed: u64, steps: u32) -> ChaosReport {
+    let mut rng = XorShift::new(seed ^ 0x5EED_CA05);
+    let n = rng.range(3, 6) as usize;
+    let mut cfg = SimConfig::new(seed);
+    cfg.vote_rule = if rng.range(0, 2) == 0 {
+        super::core::VoteRule::Goraft
+    } else {
+        super::core::VoteRule::Paper
+    };
+    cfg.max_inflight = [1, 1, 4][rng.range(0, 3) as usize];
+    cfg.max_batch_entries = [1, 3, 64, 1000][rng.range(0, 4) as usize];
+    let deferred = rng.range(0, 4) != 0;
+    let mut sim = Sim::cluster(cfg, n);
+    if deferred {
+        sim.cfg.fsync_delay = (1, 12);
+    }
+    let mut report = ChaosReport {
+        nodes: n,
+        steps,
+        ..ChaosReport::default()
+    };
+    // (node, proposal id, key, value) of writes not yet answered.
+    let mut inflight: Vec<(usize, u64, RequestId, String, String)> = Vec::new();
+    let mut acked: Vec<(Index, String, String)> = Vec::new();
+    let collect = |sim: &mut Sim,
+                   inflight: &mut Vec<(usize, u64, RequestId, String, String)>,
+                   acked: &mut Vec<(Index, String, String)>| {
+        inflight.retain(|(i, inc, id, k, v)| match sim.nodes[*i].proposals.get(id) {
+            Some(Ok(index)) => {
+                let e = sim.checked.committed.get(index).unwrap_or_else(|| {
+                    panic!("seed {seed}: write {k}={v} acknowledged at {index}, not committed")
+                });
+                let want = command::encode_write(k.as_bytes(), v.as_bytes());
+                assert!(
+                    e.name == names::WRITE && e.payload.as_deref() == Some(&want[..]),
+                    "seed {seed}: write {k}={v} acknowledged at {index} but {e:?} committed there"
+                );
+                acked.push((*index, k.clone(), v.clone()));
+                false
+            }
+            Some(Err(_)) => false,
+            // A crash forgets the proposal: its client sees the connection drop.
+            None => sim.nodes[*i].incarnation == *inc,
+        });
+    };
+    for step in 0..steps {
+        let up: Vec<usize> = (0..n).filter(|&i| sim.nodes[i].up).collect();
+        let down: Vec<usize> = (0..n).filter(|&i| !sim.nodes[i].up).collect();
+        let pick = |rng: &mut XorShift, v: &[usize]| v[rng.range(0, v.len() as u64) as usize];
+        match rng.range(0, 100) {
+            0..=44 if !up.is_empty() => {
+                let i = pick(&mut rng, &up);
+                let key = format!("k{}", rng.range(0, 8));
+                let value = format!("s{seed}-{step}");
+                let id = sim.write(i, &key, &value);
+                inflight.push((i, sim.nodes[i].incarnation, id, key, value));
+                report.writes.0 += 1;
+            }
+            45..=49 if !up.is_empty() => {
+                let i = pick(&mut rng, &up);
+                sim.read(i);
+            }
+            50..=57 if !up.is_empty() => {
+                let i = pick(&mut rng, &up);
+                sim.crash(i);
+                report.crashes.0 += 1;
+            }
+            58..=69 if !down.is_empty() => {
+                let i = pick(&mut rng, &down);
+                sim.restart(i);
+            }
+            70..=74 => {
+                let i = rng.range(0, n as u64) as usize;
+                sim.isolate(i);
+                report.partitions += 1;
+            }
+            75..=79 => {
+                let group: Vec<usize> = (0..n).filter(|_| rng.range(0, 2) == 0).collect();
+                sim.partition(&group);
+                report.partitions += 1;
+            }
+            80..=89 => sim.heal(),
+            90..=94 => {
+                let drop = [0, 0, 50, 200, 500][rng.range(0, 5) as usize];
+                let lo = rng.range(1, 10);
+                let hi = lo + rng.range(0, 80);
+                sim.set_network(drop, lo, hi);
+                sim.cfg.dup_per_mille = [0, 20, 200][rng.range(0, 3) as usize];
+            }
+            _ => {}
+        }
+        let ms = rng.range(1, 61);
+        sim.run_for(ms);
+        collect(&mut sim, &mut inflight, &mut acked);
+    }
+    // The end: everything up, a quiet network; the cluster must recover and converge.
+    sim.heal();
+    sim.set_network(0, 1, 5);
+    sim.cfg.dup_per_mille = 0;
+    for i in 0..n {
+        if !sim.nodes[i].up {
+            sim.restart(i);
+        }
+    }
+    let mut done = false;
+    for attempt in 0..20 {
+        let Some(l) = sim.await_leader(3_000) else {
+            continue;
+        };
+        let id = sim.write(l, "final", &format!("{attempt}"));
+        if let Some(Ok(_)) = sim.run_until_done(l, id, 3_000) {
+            done = true;
+            break;
+        }
+    }
+    assert!(
+        done,
+        "seed {seed}: no write committed within 120 s of healing"
+    );
+    collect(&mut sim, &mut inflight, &mut acked);
+    let mut converged = false;
+    for _ in 0..100 {
+        sim.run_for(50);
+        let c = sim.nodes[0].core.commit_index();
+        if sim.nodes.iter().all(|x| {
+            x.kv.applied == c
+                && x.store.terms() == sim.nodes[0].store.terms()
+                && x.kv.data == sim.nodes[0].kv.data
+        }) {
+            converged = true;
+            break;
+        }
+    }
+    assert!(
+        converged,
+        "seed {seed}: the nodes did not converge within 5 s"
+    );
+    // Every acknowledged write is in every log, as written.
+    for (index, k, v) in &acked {
+        let want = command::encode_write(k.as_bytes(), v.as_bytes());
+        for node in &mut sim.nodes {
+            let e = node.store.entries(*index, *index).expect("converged log");
+            assert!(
+                e[0].payload.as_deref() == Some(&want[..]),
+                "seed {seed}: acknowledged {k}={v} at {index} lost on {}",
+                node.name
+            );
+        }
+    }
+    // Log Matching and committed entries, over every whole log at the end.
+    for node in &mut sim.nodes {
+        let last = node.store.terms().last_index();
+        let start = node.store.terms().start_index;
+        if last > start {
+            for e in node.store.entries(start + 1, last).expect("log") {
+                let rec = sim.checked.committed.get(&e.index);
+                assert!(
+                    rec.is_none_or(|r| *r == e),
+                    "seed {seed}: {} holds {e:?} where {rec:?} was committed",
+                    node.name
+                );
+            }
+        }
+    }
+    report.events = sim.checked.events;
+    report.appends = sim.checked.appends;
+    report.committed = sim.checked.committed.len() as u64;
+    report.writes.1 = acked.len() as u64;
+    report.crashes.1 = sim.checked.lost_unsynced;
+    report.terms = sim.leaders.len() as u64;
+    report
 }

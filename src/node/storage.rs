@@ -124,6 +124,12 @@ fn check_next(terms: &LogTerms, entries: &[Entry]) -> Result<(), StoreError> {
 }
 
 /// An in-memory store for simulations and tests.
+///
+/// It models a disk's page cache: `append` and `truncate_after` change only the volatile log
+/// until `sync`; [`MemStore::crash`] drops what was not synced (keeping, at the caller's
+/// choice, a prefix of the unsynced appends, as a disk may have written some of them). Term and
+/// vote, conf and snapshots are durable when their call returns, as [`FileStore`] makes them
+/// (write to a temporary file, fsync, rename, directory fsync).
 #[derive(Debug, Default, Clone)]
 pub struct MemStore {
     hs: HardState,
@@ -135,12 +141,62 @@ pub struct MemStore {
     /// How many times `sync` made something durable.
     pub syncs: u64,
     dirty: bool,
+    /// The log as of the last `sync` (or snapshot install).
+    durable: Vec<Entry>,
+    durable_terms: LogTerms,
+    /// `entries[..unchanged]` equals `durable[..unchanged]`.
+    unchanged: usize,
 }
 
 impl MemStore {
     /// An empty store.
     pub fn new() -> Self {
         MemStore::default()
+    }
+
+    /// Entries appended or truncated since the last `sync`, as `(entries that survive a crash
+    /// whatever happens, unsynced appends a crash may keep a prefix of)`.
+    pub fn unsynced(&self) -> (usize, usize) {
+        if self.unchanged >= self.durable.len() {
+            (self.durable.len(), self.entries.len() - self.durable.len())
+        } else {
+            (self.durable.len(), 0)
+        }
+    }
+
+    /// A crash: the log goes back to what was synced, plus the first `keep` unsynced appends
+    /// when nothing synced was truncated since (a torn write that reached the disk in order).
+    /// Returns how many unsynced entries were lost.
+    pub fn crash(&mut self, keep: usize) -> usize {
+        let (_, extra) = self.unsynced();
+        let keep = keep.min(extra);
+        let lost = self.entries.len().abs_diff(self.durable.len() + keep);
+        let survivors = if extra > 0 {
+            self.entries[self.durable.len()..self.durable.len() + keep].to_vec()
+        } else {
+            Vec::new()
+        };
+        self.entries.clone_from(&self.durable);
+        self.terms = self.durable_terms.clone();
+        for e in survivors {
+            self.terms.push(e.index, e.term);
+            self.entries.push(e);
+        }
+        self.sync_now();
+        lost
+    }
+
+    /// The log's shape as of the last `sync`: what a crash now would leave at least.
+    pub fn durable_terms(&self) -> &LogTerms {
+        &self.durable_terms
+    }
+
+    fn sync_now(&mut self) {
+        self.durable.truncate(self.unchanged);
+        self.durable
+            .extend_from_slice(&self.entries[self.unchanged..]);
+        self.durable_terms = self.terms.clone();
+        self.unchanged = self.entries.len();
     }
 }
 
@@ -167,6 +223,7 @@ impl Storage for MemStore {
     fn truncate_after(&mut self, index: Index) -> Result<(), StoreError> {
         let keep = index.saturating_sub(self.terms.start_index) as usize;
         self.entries.truncate(keep);
+        self.unchanged = self.unchanged.min(self.entries.len());
         self.terms.truncate_after(index);
         self.dirty = true;
         Ok(())
@@ -174,6 +231,7 @@ impl Storage for MemStore {
     fn sync(&mut self) -> Result<Index, StoreError> {
         if std::mem::take(&mut self.dirty) {
             self.syncs += 1;
+            self.sync_now();
         }
         Ok(self.terms.last_index())
     }
@@ -195,6 +253,10 @@ impl Storage for MemStore {
         self.entries.clear();
         self.snapshot = Some(snapshot);
         self.conf = Some(conf.clone());
+        // FileStore swaps in the new, empty log with an fsync and a rename: durable at once.
+        self.unchanged = 0;
+        self.sync_now();
+        self.dirty = false;
         Ok(())
     }
     fn write_conf(&mut self, conf: &Conf) -> Result<(), StoreError> {
@@ -465,6 +527,29 @@ impl FileStore {
                             damage = Some(d);
                         }
                     }
+                }
+            }
+        }
+        if let Some(d) = &damage {
+            // A write torn by a crash and zero-filled by the file system (the size reached the
+            // disk, the data did not) can leave a frame whose declared length is covered by
+            // NULs: it parses, but its body is not what was written. A frame that ends in a
+            // NUL right before the NUL run is that torn frame: it goes with the tail. (It was
+            // never fsynced, so never acknowledged.)
+            if matches!(d.kind, crate::format::log::DamageKind::NulRun)
+                && d.offset == end
+                && end > 0
+                && !offsets.is_empty()
+            {
+                let mut last = [0u8; 1];
+                file.read_exact_at(&mut last, end - 1)
+                    .map_err(io_at(&log_path, "read"))?;
+                if last[0] == 0 {
+                    let torn_at = offsets.pop().unwrap_or(end);
+                    let index = terms.last_index();
+                    terms.truncate_after(index - 1);
+                    report.config.retain(|(i, _)| *i != index);
+                    end = torn_at;
                 }
             }
         }
@@ -796,6 +881,42 @@ mod tests {
             name: "write".into(),
             payload: Some(format!("{{\"key\":\"k\",\"value\":\"{v}\"}}\n").into_bytes()),
         }
+    }
+
+    /// Regression (found by tests/it/store_crash.rs, seed 1, crash point 3): a crash that
+    /// tore the last frame and zero-filled the rest (size on disk, data not) left a frame that
+    /// parses with NULs in its payload; the loader kept it as a good entry, a different entry
+    /// under the same index and term as the leader's. It is now cut with the torn tail.
+    #[test]
+    fn a_zero_filled_torn_frame_goes_with_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut s, _) = FileStore::open(dir.path()).unwrap();
+            s.append(&[e(1, 1, "a"), e(2, 1, "bbbbbbbbbbbbbbbbbbbb")])
+                .unwrap();
+            s.sync().unwrap();
+        }
+        let log = dir.path().join("log");
+        let mut bytes = fs::read(&log).unwrap();
+        let n = bytes.len();
+        bytes[n - 12..].fill(0);
+        bytes.resize(n + 300, 0);
+        fs::write(&log, &bytes).unwrap();
+        let (mut s, report) = FileStore::open(dir.path()).unwrap();
+        assert_eq!(s.terms().last_index(), 1);
+        assert_eq!(s.entries(1, 1).unwrap(), [e(1, 1, "a")]);
+        assert!(report.truncated_tail.is_some());
+        // Not without the zeros: an intact last frame followed by NULs stays.
+        drop(s);
+        let (mut s, _) = FileStore::open(dir.path()).unwrap();
+        s.append(&[e(2, 1, "b")]).unwrap();
+        s.sync().unwrap();
+        drop(s);
+        let mut bytes = fs::read(&log).unwrap();
+        bytes.resize(bytes.len() + 300, 0);
+        fs::write(&log, &bytes).unwrap();
+        let (s, _) = FileStore::open(dir.path()).unwrap();
+        assert_eq!(s.terms().last_index(), 2);
     }
 
     /// The conformance suite every [`Storage`] must pass.
