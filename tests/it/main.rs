@@ -51,3 +51,31 @@ pub fn real_logs() -> Vec<PathBuf> {
     );
     out
 }
+
+/// Starts `cmd` (a `raftdump serve` command whose stderr goes to the file `stderr`) and waits, 20 s
+/// at most, for its complete "Listening at: URL" line (stderr is unbuffered, so the line can be
+/// read half-written). Returns the child and the URL, or kills and reaps the child and returns
+/// what it printed when it exits or the deadline passes first.
+pub fn start_serve(
+    cmd: &mut std::process::Command,
+    stderr: &Path,
+) -> Result<(std::process::Child, String), String> {
+    let mut child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(stderr).unwrap_or_default();
+        if let Some(line) = text
+            .split_inclusive('\n')
+            .find(|l| l.starts_with("Listening at: ") && l.ends_with('\n'))
+        {
+            let url = line["Listening at: ".len()..].trim_end().to_string();
+            return Ok((child, url));
+        }
+        if child.try_wait().ok().flatten().is_some() || std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::fs::read_to_string(stderr).unwrap_or_default());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

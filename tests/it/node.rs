@@ -28,41 +28,23 @@ struct Node {
 fn spawn_node(dir: &Path, port: u16, extra: &[&str]) -> Node {
     let stderr = dir.with_extension(format!("stderr.{}", rand_suffix()));
     let f = fs::File::create(&stderr).unwrap();
-    let child = Command::new(BIN)
-        .args(["serve", "-p", &port.to_string()])
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "-p", &port.to_string()])
         .args(extra)
         .arg(dir)
         .env("RAFTDUMP_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(f)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = fs::read_to_string(&stderr).unwrap_or_default();
-        // The line may be read half-written: only a line ending in a newline is complete.
-        if let Some(line) = text
-            .split_inclusive('\n')
-            .find(|l| l.starts_with("Listening at: ") && l.ends_with('\n'))
-        {
-            let url = line["Listening at: ".len()..].trim_end().to_string();
-            let port = url.rsplit(':').next().unwrap().parse().unwrap();
-            return Node {
-                child,
-                url,
-                dir: dir.to_owned(),
-                port,
-                stderr,
-            };
-        }
-        if Instant::now() >= deadline {
-            let mut child = child;
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("node on {} did not start: {text}", dir.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        .stderr(f);
+    let (child, url) = crate::start_serve(&mut cmd, &stderr)
+        .unwrap_or_else(|text| panic!("node on {} did not start: {text}", dir.display()));
+    let port = url.rsplit(':').next().unwrap().parse().unwrap();
+    Node {
+        child,
+        url,
+        dir: dir.to_owned(),
+        port,
+        stderr,
     }
 }
 

@@ -35,34 +35,15 @@ pub(crate) fn try_spawn(dir: &Path, extra: &[&str], wrapper: &[&str]) -> Result<
         }
         None => Command::new(BIN),
     };
-    let mut child = cmd
-        .args(["serve", "-p", "0"])
+    cmd.args(["serve", "-p", "0"])
         .args(extra)
         .arg(dir)
         .env("RAFTDUMP_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(f)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = fs::read_to_string(&stderr).unwrap_or_default();
-        // Only a complete line: stderr is unbuffered and the line may be written in pieces.
-        let line = text
-            .split_inclusive('\n')
-            .find(|l| l.starts_with("Listening at: ") && l.ends_with('\n'));
-        if let Some(line) = line {
-            let url = line["Listening at: ".len()..].trim_end().to_string();
-            return Ok(Node { child, url, stderr });
-        }
-        if child.try_wait().unwrap().is_some() || Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(fs::read_to_string(&stderr).unwrap_or_default());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        .stderr(f);
+    let (child, url) = crate::start_serve(&mut cmd, &stderr)?;
+    Ok(Node { child, url, stderr })
 }
 
 pub(crate) fn spawn(dir: &Path, extra: &[&str]) -> Node {
