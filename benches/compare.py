@@ -7,30 +7,40 @@ same file in the same run (warm page cache for both). Median of RUNS runs (defau
 
 Prints per command: median wall seconds, MB/s of log, peak RSS, and time relative to `wc -l`.
 """
-import os, resource, shutil, statistics, subprocess, sys, time
+import os, shutil, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = int(os.environ.get("RUNS", "7"))
 WORK = os.environ.get("WORK", "/tmp/raftdump-bench")
-BIN = os.path.join(ROOT, "target/release/raftdump")
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+BIN = os.path.join(TARGET, "release/raftdump")
 
 
 def sh(*args, **kw):
     subprocess.run(args, check=True, cwd=ROOT, **kw)
 
 
+TIME = "/usr/bin/time"
+
+
 def measure(cmd):
-    """Median wall time and the peak RSS (KiB) of one child over RUNS runs."""
+    """Median wall time and the peak RSS (KiB) of one child over RUNS runs.
+
+    The peak RSS comes from GNU time when it is installed: Linux carries a process's peak RSS
+    across exec, so a child forked from this Python would report at least Python's own RSS.
+    """
     times, rss = [], []
     for _ in range(RUNS):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        t = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(p.pid, 0)
-        times.append(time.perf_counter() - t)
-        rss.append(usage.ru_maxrss)
+        with tempfile.NamedTemporaryFile("r") as f:
+            timed = [TIME, "-o", f.name, "-f", "%M", *cmd] if os.path.exists(TIME) else cmd
+            t = time.perf_counter()
+            p = subprocess.Popen(timed, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _, status, usage = os.wait4(p.pid, 0)
+            times.append(time.perf_counter() - t)
+            lines = f.read().split()
+            rss.append(int(lines[-1]) if timed is not cmd and lines else usage.ru_maxrss)
         code = os.waitstatus_to_exitcode(status)
-        if code not in (0,):
+        if code not in (0, 1) or (code == 1 and cmd[1] != "diff"):
             print(f"   note: {' '.join(cmd)} exited {code}")
     return statistics.median(times), max(rss)
 
@@ -56,7 +66,7 @@ def main():
     os.makedirs(WORK, exist_ok=True)
     one_m = os.path.join(WORK, "large-1m")
     if not os.path.exists(os.path.join(one_m, "log")):
-        sh(os.path.join(ROOT, "target/release/examples/gen-large-log"), one_m, "1000000")
+        sh(os.path.join(TARGET, "release/examples/gen-large-log"), one_m, "1000000")
     nodes = [one_m]
     for i in (2, 3):
         d = os.path.join(WORK, f"large-1m-node{i}")

@@ -93,6 +93,18 @@ impl InspectOptions {
     }
 }
 
+/// How far apart (in bytes of log) [`Summary::resume_points`] are.
+pub const RESUME_STEP: u64 = 1 << 19;
+
+/// A good entry where a later pass can start reading (see [`LogReader::resume`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// Its byte offset.
+    pub offset: u64,
+    /// How many good entries precede it.
+    pub ordinal: u64,
+}
+
 /// How often (in bytes of log) the passes report progress.
 pub const PROGRESS_STEP: u64 = 1 << 20;
 
@@ -154,6 +166,26 @@ pub fn entries<'a>(log: &'a [u8], opts: &'a InspectOptions) -> Entries<'a, 'stat
         reader: LogReader::new(log),
         opts,
         remaining: opts.limit,
+        end: u64::MAX,
+        progress: Progress::none(),
+    }
+}
+
+/// The good entries that pass `opts` from the resume point `from` up to (not including) the
+/// byte offset `end`, which must be a resume point too (or the log's end); `opts.limit` is not
+/// applied. The stretches between consecutive [`Summary::resume_points`] together give exactly
+/// what [`entries`] gives without a limit.
+pub fn entries_between<'a>(
+    log: &'a [u8],
+    opts: &'a InspectOptions,
+    from: ResumePoint,
+    end: u64,
+) -> Entries<'a, 'static> {
+    Entries {
+        reader: LogReader::resume(log, from.offset, from.ordinal),
+        opts,
+        remaining: None,
+        end,
         progress: Progress::none(),
     }
 }
@@ -164,6 +196,8 @@ pub struct Entries<'a, 'p> {
     reader: LogReader<'a>,
     opts: &'a InspectOptions,
     remaining: Option<u64>,
+    /// Stop at this byte offset.
+    end: u64,
     progress: Progress<'p>,
 }
 
@@ -174,6 +208,7 @@ impl<'a> Entries<'a, '_> {
             reader: self.reader,
             opts: self.opts,
             remaining: self.remaining,
+            end: self.end,
             progress,
         }
     }
@@ -190,7 +225,10 @@ impl<'a> Iterator for Entries<'a, '_> {
     #[inline]
     fn next(&mut self) -> Option<RawEntry<'a>> {
         if self.remaining != Some(0) {
-            while let Some(r) = self.reader.next() {
+            while self.reader.position() < self.end {
+                let Some(r) = self.reader.next() else {
+                    break;
+                };
                 self.progress.at(self.reader.position());
                 if let Ok(e) = r {
                     if self.opts.matches(&e) {
@@ -347,6 +385,9 @@ pub struct Summary {
     pub problems_listed: Vec<LogError>,
     /// Problems per kind (`torn-body`, ...), sorted by kind.
     pub problem_kinds: Vec<(&'static str, u64)>,
+    /// The first good entry at or after every [`RESUME_STEP`] bytes, starting with the first
+    /// good entry: where passes over stretches of the log can start side by side.
+    pub resume_points: Vec<ResumePoint>,
 }
 
 impl Summary {
@@ -374,6 +415,7 @@ pub fn summarize(log: &[u8], mut progress: Progress<'_>) -> Summary {
     let mut names: Vec<(&[u8], u64)> = Vec::new();
     let mut by_name: HashMap<&[u8], usize> = HashMap::new();
     let mut last_name = usize::MAX;
+    let mut next_resume = 0;
     let mut reader = LogReader::new(log);
     while let Some(r) = reader.next() {
         progress.at(reader.position());
@@ -390,6 +432,13 @@ pub fn summarize(log: &[u8], mut progress: Progress<'_>) -> Summary {
             }
         };
         let (index, term) = (e.index(), e.term());
+        if e.offset >= next_resume {
+            next_resume = e.offset.saturating_add(RESUME_STEP);
+            s.resume_points.push(ResumePoint {
+                offset: e.offset,
+                ordinal: e.ordinal,
+            });
+        }
         s.entries += 1;
         s.first_index.get_or_insert(index);
         s.last_index = Some(index);

@@ -211,6 +211,18 @@ impl<'a> LogReader<'a> {
         }
     }
 
+    /// Reads `buf` from `pos`, where an earlier reader found a good entry preceded by `ordinal`
+    /// good entries. A reader's state is only its position and that count, so the resumed reader
+    /// yields exactly what the earlier one yielded from there on; this lets passes over
+    /// separate stretches of a log run side by side.
+    pub fn resume(buf: &'a [u8], pos: u64, ordinal: u64) -> Self {
+        LogReader {
+            buf,
+            pos: usize::try_from(pos).map_or(buf.len(), |p| p.min(buf.len())),
+            ordinal,
+        }
+    }
+
     /// The byte offset of the next frame.
     pub fn position(&self) -> u64 {
         self.pos as u64

@@ -485,25 +485,48 @@ fn write_table(
     let mut rows: Vec<[String; 5]> = Vec::with_capacity(CHUNK_ROWS);
     let mut bottom = None;
     let mut first = true;
-    let mut cell = String::new();
+    let (mut cell, mut line) = (String::new(), String::with_capacity(256));
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+    let mut n = [
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+    ];
     for e in inspect::entries(log, view.opts).with_progress(Progress::new(progress)) {
         if view.raw {
             raw_text(log, &e, &mut cell);
         } else {
             decoded_cell(&e, &mut cell);
         }
-        rows.push([
-            e.index().to_string(),
-            e.term().to_string(),
-            e.offset.to_string(),
-            escape_bytes(e.wire.name).into_owned(),
-            std::mem::take(&mut cell),
-        ]);
-        if rows.len() == CHUNK_ROWS {
+        let name = escape_bytes(e.wire.name);
+        let [a, b, c] = &mut n;
+        let cells = [
+            a.format(e.index()),
+            b.format(e.term()),
+            c.format(e.offset),
+            &*name,
+            &*cell,
+        ];
+        // Rows that fit on one line take the fast path once the header is out, unless rows
+        // are already waiting for comfy-table (their order is kept).
+        if !first && rows.is_empty() && plain_row(&mut line, cells, &layout.widths) {
+            buf.extend_from_slice(line.as_bytes());
+            buf.push(b'\n');
+            if buf.len() >= 1 << 16 {
+                out.write_all(&buf)?;
+                buf.clear();
+            }
+            continue;
+        }
+        rows.push(cells.map(str::to_owned));
+        if first || rows.len() == CHUNK_ROWS || !view.raw {
+            out.write_all(&buf)?;
+            buf.clear();
             write_chunk(out, &mut rows, layout, first.then_some(heads), &mut bottom)?;
             first = false;
         }
     }
+    out.write_all(&buf)?;
     if !rows.is_empty() {
         write_chunk(out, &mut rows, layout, first.then_some(heads), &mut bottom)?;
     }
@@ -513,9 +536,94 @@ fn write_table(
     Ok(())
 }
 
+/// Lays out a row as the one table line comfy-table writes for it, when every cell is
+/// printable ASCII that fits its column (nearly every entry): `│ ` before each cell, the
+/// first three right-aligned, and ` │` at the end. Returns false, leaving the row to
+/// comfy-table, for anything else (wrapping, wide characters, line breaks).
+fn plain_row(line: &mut String, cells: [&str; 5], widths: &[usize; 5]) -> bool {
+    let plain = |c: &str| c.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if !cells
+        .iter()
+        .zip(widths)
+        .all(|(c, &w)| c.len() <= w && plain(c))
+    {
+        return false;
+    }
+    const SPACES: &str = match std::str::from_utf8(&[b' '; 256]) {
+        Ok(s) => s,
+        Err(_) => "",
+    };
+    let pad = |line: &mut String, n: usize| {
+        let mut n = n;
+        while n > 0 {
+            let k = n.min(SPACES.len());
+            line.push_str(&SPACES[..k]);
+            n -= k;
+        }
+    };
+    line.clear();
+    for (i, (c, &w)) in cells.iter().zip(widths).enumerate() {
+        line.push_str("│ ");
+        if i < 3 {
+            pad(line, w - c.len());
+            line.push_str(c);
+        } else {
+            line.push_str(c);
+            pad(line, w - c.len());
+        }
+        line.push(' ');
+    }
+    line.push('│');
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_rows_are_laid_out_as_comfy_table_does() {
+        let layout = Layout {
+            widths: [5, 4, 6, 9, 20],
+            shown: 0,
+        };
+        let rows: &[[&str; 5]] = &[
+            ["1", "0", "0", "raft:join", "name=\"a\""],
+            [
+                "12345",
+                "9999",
+                "123456",
+                "123456789",
+                "12345678901234567890",
+            ],
+            ["7", "", "3", "write", ""],
+            ["7", "1", "3", "w r", "key=\"a b\" value=\"\""],
+            ["7", "1", "3", "write", " lead and trail "],
+            ["7", "1", "3", "write", "~!@#$%^&*()_+{}|:<>?"],
+        ];
+        for r in rows {
+            let mut line = String::new();
+            assert!(plain_row(&mut line, *r, &layout.widths), "{r:?}");
+            let mut want = Vec::new();
+            let mut bottom = None;
+            let mut one = vec![r.map(str::to_owned)];
+            write_chunk(&mut want, &mut one, &layout, None, &mut bottom).unwrap();
+            assert_eq!(
+                format!("{line}\n"),
+                String::from_utf8(want).unwrap(),
+                "{r:?}"
+            );
+        }
+        let mut line = String::new();
+        for r in [
+            ["1", "0", "0", "write", "123456789012345678901"], // wraps
+            ["123456", "0", "0", "write", ""],                 // too wide
+            ["1", "0", "0", "write", "caf\u{e9}"],             // not ASCII
+            ["1", "0", "0", "write", "a\nb"],                  // a line break
+        ] {
+            assert!(!plain_row(&mut line, r, &layout.widths), "{r:?}");
+        }
+    }
 
     #[test]
     fn decoded_cells_quote_and_escape_values() {

@@ -2,6 +2,7 @@
 
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::mpsc;
 
 use serde::Serialize;
 
@@ -602,10 +603,77 @@ impl<'l> EntryLines<'l> {
 
 const FLUSH_AT: usize = 1 << 16;
 
+/// At most this many threads render entry lines.
+const MAX_WORKERS: usize = 4;
+
+/// Renders the entry lines with `workers` threads: the log is cut at the summary's resume
+/// points into stretches of about [`inspect::RESUME_STEP`] bytes, stretch `i` goes to worker
+/// `i % workers`, and this thread writes the finished stretches in file order. Each worker
+/// has at most one finished stretch waiting, so memory stays bounded (a few MB a worker)
+/// however large the log; buffers go back to their worker to be reused.
+fn entries_side_by_side(
+    out: &mut dyn Write,
+    view: &View<'_>,
+    workers: usize,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<()> {
+    let log = view.dd.log.bytes();
+    let points = &view.summary.resume_points;
+    let stretch = |i: usize| {
+        let end = points.get(i + 1).map_or(log.len() as u64, |p| p.offset);
+        (points[i], end)
+    };
+    std::thread::scope(|scope| {
+        let mut lanes = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let (done_tx, done_rx) = mpsc::sync_channel::<Vec<u8>>(1);
+            let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
+            scope.spawn(move || {
+                for i in (w..points.len()).step_by(workers) {
+                    let (from, end) = stretch(i);
+                    let mut buf = back_rx.try_recv().unwrap_or_default();
+                    let mut lines = EntryLines::new(log, view.raw);
+                    for e in inspect::entries_between(log, view.opts, from, end) {
+                        lines.push(&mut buf, &e);
+                    }
+                    if done_tx.send(buf).is_err() {
+                        return; // the writer stopped (an output error)
+                    }
+                }
+            });
+            lanes.push((done_rx, back_tx));
+        }
+        // Returning drops the lanes, which stops every worker at its next send.
+        for i in 0..points.len() {
+            let (done_rx, back_tx) = &lanes[i % workers];
+            let Ok(mut buf) = done_rx.recv() else {
+                return Err(io::Error::other("an entry-rendering thread stopped"));
+            };
+            out.write_all(&buf)?;
+            progress(stretch(i).1);
+            buf.clear();
+            let _ = back_tx.send(buf);
+        }
+        Ok(())
+    })
+}
+
 /// Writes the JSON Lines report (see the schema in the module docs).
 ///
 /// `progress` is called now and then with the byte offset reached.
+/// Entry lines are rendered by one thread per core (up to [`MAX_WORKERS`]) on logs of several
+/// [`inspect::RESUME_STEP`]s without `--limit`; the output is the same either way.
 pub fn json(out: &mut dyn Write, view: &View<'_>, progress: &mut dyn FnMut(u64)) -> io::Result<()> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS));
+    json_with_workers(out, view, workers, progress)
+}
+
+fn json_with_workers(
+    out: &mut dyn Write,
+    view: &View<'_>,
+    workers: usize,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<()> {
     let log = view.dd.log.bytes();
     let mut buf = Vec::with_capacity(FLUSH_AT + 4096);
     json_node(&mut buf, view.dd);
@@ -613,12 +681,20 @@ pub fn json(out: &mut dyn Write, view: &View<'_>, progress: &mut dyn FnMut(u64))
     json_snapshots(&mut buf, view.dd);
     json_summary(&mut buf, view.summary);
     if !view.summary_only {
-        let mut lines = EntryLines::new(log, view.raw);
-        for e in inspect::entries(log, view.opts).with_progress(Progress::new(&mut *progress)) {
-            lines.push(&mut buf, &e);
-            if buf.len() >= FLUSH_AT {
-                out.write_all(&buf)?;
-                buf.clear();
+        let points = &view.summary.resume_points;
+        if workers > 1 && view.opts.limit.is_none() && points.len() >= 2 * workers {
+            out.write_all(&buf)?;
+            buf.clear();
+            entries_side_by_side(out, view, workers, progress)?;
+        } else {
+            let mut lines = EntryLines::new(log, view.raw);
+            let entries = inspect::entries(log, view.opts);
+            for e in entries.with_progress(Progress::new(&mut *progress)) {
+                lines.push(&mut buf, &e);
+                if buf.len() >= FLUSH_AT {
+                    out.write_all(&buf)?;
+                    buf.clear();
+                }
             }
         }
     }
@@ -638,7 +714,98 @@ pub fn json(out: &mut dyn Write, view: &View<'_>, progress: &mut dyn FnMut(u64))
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::log::LogWriter;
+    use crate::inspect::{summarize, InspectOptions};
     use base64::Engine as _;
+
+    /// A log of several resume steps with damage, non-canonical frames and several commands.
+    fn big_log() -> Vec<u8> {
+        let mut w = LogWriter::new(Vec::new());
+        let mut log = Vec::new();
+        for i in 1..=80_000u64 {
+            let cmd = match i % 7 {
+                0 => Command::Nop,
+                1 => Command::Join {
+                    name: format!("n{i}"),
+                    connection_string: "http://127.0.0.1:1".into(),
+                },
+                _ => Command::Write {
+                    key: format!("k{}", i % 97),
+                    value: format!("v\u{e9}\"{i}"),
+                },
+            };
+            w.append(i, i / 5000, &cmd).unwrap();
+            if i % 9_000 == 0 {
+                log.extend_from_slice(
+                    &std::mem::replace(&mut w, LogWriter::new(Vec::new())).into_inner(),
+                );
+                log.extend_from_slice(&[0; 300]); // a hole of zero bytes
+            }
+            if i % 11_000 == 0 {
+                log.extend_from_slice(
+                    &std::mem::replace(&mut w, LogWriter::new(Vec::new())).into_inner(),
+                );
+                log.extend_from_slice(b"garbage!"); // damage the reader resynchronises after
+            }
+        }
+        log.extend_from_slice(&w.into_inner());
+        log.extend_from_slice(b"0000002a\n\x08"); // a torn tail
+        log
+    }
+
+    #[test]
+    fn entry_lines_are_the_same_from_one_thread_or_several() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, big_log()).unwrap();
+        let dd = crate::datadir::open(&path).unwrap();
+        let summary = summarize(dd.log.bytes(), Progress::none());
+        assert!(
+            summary.resume_points.len() > 8,
+            "{}",
+            summary.resume_points.len()
+        );
+        assert!(summary.problem_count >= 5, "{}", summary.problem_count);
+        let filters = [
+            InspectOptions::default(),
+            InspectOptions {
+                from: Some(12_345),
+                to: Some(31_000),
+                ..InspectOptions::default()
+            },
+            InspectOptions {
+                commands: vec!["raft:join".into()],
+                ..InspectOptions::default()
+            },
+        ];
+        for (f, opts) in filters.iter().enumerate() {
+            for raw in [false, true] {
+                let view = View {
+                    dd: &dd,
+                    summary: &summary,
+                    opts,
+                    raw,
+                    summary_only: false,
+                };
+                let render = |workers| {
+                    let (mut out, mut reached) = (Vec::new(), Vec::new());
+                    json_with_workers(&mut out, &view, workers, &mut |p| reached.push(p)).unwrap();
+                    (out, reached)
+                };
+                let (one, one_reached) = render(1);
+                for workers in [2, 3] {
+                    let (many, reached) = render(workers);
+                    assert!(one == many, "filter {f}, raw {raw}, {workers} workers");
+                    // The entry pass reports the end of the log (then the problems pass runs).
+                    let len = dd.log.bytes().len() as u64;
+                    assert!(reached.contains(&len), "{reached:?}");
+                    assert_eq!(reached.last(), one_reached.last());
+                }
+                let lines = one.iter().filter(|&&b| b == b'\n').count();
+                assert!(lines > 4 + 100 * usize::from(f == 0), "filter {f}: {lines}");
+            }
+        }
+    }
 
     #[test]
     fn base64_matches_the_base64_crate() {
