@@ -32,6 +32,8 @@ for t in "${TARGETS[@]}"; do
     exit 1
   fi
   runs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')
-  echo "fuzz: $t ok, ${runs:-?} executions in ${SECS} s, 0 crashes"
+  rate=$(grep -E '^stat::average_exec_per_sec' "$log" | awk '{print $2}')
+  cov=$(grep -aoE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)
+  echo "fuzz: $t ok, ${runs:-?} executions in ${SECS} s (${rate:-?}/s), ${cov:-cov: ?}, 0 crashes"
   rm -f "$log"
 done
