@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 SECS=${SECONDS_PER_TARGET:-60}
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(log_stream log_entry_pb rpc_bodies snapshot_file conf_json roundtrip_entry)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(log_stream log_entry_pb rpc_bodies snapshot_file conf_json roundtrip_entry http_request)
 SEEDS=$(mktemp -d)
 trap 'rm -rf "$SEEDS"' EXIT
 # Seeds: real logs split into 64 KiB pieces, confs, snapshots, and the regression inputs.
@@ -32,6 +32,8 @@ for t in "${TARGETS[@]}"; do
     exit 1
   fi
   runs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')
-  echo "fuzz: $t ok, ${runs:-?} executions in ${SECS} s, 0 crashes"
+  rate=$(grep -E '^stat::average_exec_per_sec' "$log" | awk '{print $2}')
+  cov=$(grep -aoE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)
+  echo "fuzz: $t ok, ${runs:-?} executions in ${SECS} s (${rate:-?}/s), ${cov:-cov: ?}, 0 crashes"
   rm -f "$log"
 done

@@ -363,6 +363,15 @@ pub enum RepairError {
     /// The log changed between planning and applying.
     #[error("{}: the file changed since the plan was made (nothing was changed)", .0.display())]
     Changed(PathBuf),
+    /// A file to change, or its directory, may not be written (a read-only mount, permission
+    /// bits); found before anything is written, so nothing was changed.
+    #[error("{} is not writable: {error} (nothing was changed)", path.display())]
+    NotWritable {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why (the OS error of `access(W_OK)`).
+        error: io::Error,
+    },
     /// A backup could not be written; nothing was changed.
     #[error("cannot write the backup {}: {source} (nothing was changed)", path.display())]
     Backup {
@@ -438,6 +447,18 @@ pub fn apply(plan: &Plan, now: u64) -> Result<Applied, RepairError> {
             source,
         })?;
         originals.push((p.clone(), bytes));
+    }
+    // Refuse before anything is written when a file or the directory its backup goes to may
+    // not be written: otherwise read-only data fails at the first backup.
+    for (path, _) in &originals {
+        for p in [path.as_path(), parent(path)] {
+            if let Err(e) = rustix::fs::access(p, rustix::fs::Access::WRITE_OK) {
+                return Err(RepairError::NotWritable {
+                    path: p.to_path_buf(),
+                    error: e.into(),
+                });
+            }
+        }
     }
     // Backups, all before any change; undone if one fails.
     let mut backups: Vec<(PathBuf, PathBuf)> = Vec::new();

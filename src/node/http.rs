@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::core::{Event, Rejection, Role};
+use super::core::{Event, Rejection, RequestId, Role};
 use super::runtime::{CallError, Handle, ReadOnlyNode, Reply};
 use super::security::{self, TOKEN_HEADER};
 use super::transport::{self, RAFTDUMP_HEADER};
@@ -273,43 +273,52 @@ impl Api for Handle {
     }
 
     fn rpc(&self, rpc: Rpc, body: &[u8], timeout: Duration) -> RpcAnswer {
-        let reply = match rpc {
-            Rpc::AppendEntries => match transport::decode_append_request(body) {
-                Ok(req) => self.call(|id| Event::Append { id, req }, timeout),
-                Err(_) => return RpcAnswer::BadRequest,
-            },
-            Rpc::RequestVote => match transport::decode_vote_request(body) {
-                Ok(req) => self.call(|id| Event::Vote { id, req }, timeout),
-                Err(_) => return RpcAnswer::BadRequest,
-            },
-            Rpc::Snapshot => match transport::decode_snapshot_request(body) {
-                Ok((leader, last_index, last_term)) => self.call(
-                    |id| Event::SnapshotOffer {
-                        id,
-                        leader,
-                        last_index,
-                        last_term,
-                    },
-                    timeout,
-                ),
-                Err(_) => return RpcAnswer::BadRequest,
-            },
-            Rpc::SnapshotRecovery => match transport::decode_snapshot_install(body) {
-                Ok(req) => self.call(|id| Event::SnapshotInstall { id, req }, timeout),
-                Err(_) => return RpcAnswer::BadRequest,
-            },
-        };
-        match reply {
-            Ok(Reply::Append(r)) => RpcAnswer::Ok(transport::encode_append_response(&r)),
-            Ok(Reply::Vote(r)) => RpcAnswer::Ok(transport::encode_vote_response(&r)),
-            Ok(Reply::SnapshotOffer(Some(a))) => {
-                RpcAnswer::Ok(transport::encode_snapshot_response(a))
-            }
-            Ok(Reply::SnapshotInstall(Some((t, s, c)))) => {
-                RpcAnswer::Ok(transport::encode_snapshot_install_response(t, s, c))
-            }
-            _ => RpcAnswer::Failed,
+        rpc_call(rpc, body, |make| self.call(make, timeout))
+    }
+}
+
+/// The core's event for an RPC, built once the call has its id.
+pub type MakeEvent = Box<dyn FnOnce(RequestId) -> Event + Send>;
+
+/// Decodes an RPC body (400 if it does not decode), hands the core's event to `call` and turns
+/// its reply into the protobuf answer (500 when the node does not handle it in this state).
+/// Shared by every [`Api`] that runs a core, so they all answer RPCs alike.
+pub fn rpc_call(
+    rpc: Rpc,
+    body: &[u8],
+    call: impl FnOnce(MakeEvent) -> Result<Reply, CallError>,
+) -> RpcAnswer {
+    let make: MakeEvent = match rpc {
+        Rpc::AppendEntries => match transport::decode_append_request(body) {
+            Ok(req) => Box::new(move |id| Event::Append { id, req }),
+            Err(_) => return RpcAnswer::BadRequest,
+        },
+        Rpc::RequestVote => match transport::decode_vote_request(body) {
+            Ok(req) => Box::new(move |id| Event::Vote { id, req }),
+            Err(_) => return RpcAnswer::BadRequest,
+        },
+        Rpc::Snapshot => match transport::decode_snapshot_request(body) {
+            Ok((leader, last_index, last_term)) => Box::new(move |id| Event::SnapshotOffer {
+                id,
+                leader,
+                last_index,
+                last_term,
+            }),
+            Err(_) => return RpcAnswer::BadRequest,
+        },
+        Rpc::SnapshotRecovery => match transport::decode_snapshot_install(body) {
+            Ok(req) => Box::new(move |id| Event::SnapshotInstall { id, req }),
+            Err(_) => return RpcAnswer::BadRequest,
+        },
+    };
+    match call(make) {
+        Ok(Reply::Append(r)) => RpcAnswer::Ok(transport::encode_append_response(&r)),
+        Ok(Reply::Vote(r)) => RpcAnswer::Ok(transport::encode_vote_response(&r)),
+        Ok(Reply::SnapshotOffer(Some(a))) => RpcAnswer::Ok(transport::encode_snapshot_response(a)),
+        Ok(Reply::SnapshotInstall(Some((t, s, c)))) => {
+            RpcAnswer::Ok(transport::encode_snapshot_install_response(t, s, c))
         }
+        _ => RpcAnswer::Failed,
     }
 }
 
@@ -664,20 +673,21 @@ pub fn route(
     }
 }
 
-/// Whether `rq` may go on: its path is not guarded by the token, or it carries the token.
-fn authorized(token: &str, rq: &tiny_http::Request) -> bool {
-    let path = rq.url().split(['?', '#']).next().unwrap_or("");
+/// Whether a request for `url` carrying `given` in [`TOKEN_HEADER`] (empty when absent) may go
+/// on: its path is not guarded by `token`, or it carries the token.
+pub fn authorized(token: &str, url: &str, given: &[u8]) -> bool {
+    let path = url.split(['?', '#']).next().unwrap_or("");
     // A path that does not decode is refused by `route` anyway; check it as guarded.
     let guarded = percent_decode(path).is_none_or(|p| security::guarded(&p));
-    if !guarded {
-        return true;
-    }
-    let given = rq
-        .headers()
+    !guarded || security::token_matches(token.as_bytes(), given)
+}
+
+/// [`TOKEN_HEADER`]'s value in `rq`, empty when absent.
+fn token_header(rq: &tiny_http::Request) -> &[u8] {
+    rq.headers()
         .iter()
         .find(|h| h.field.equiv(TOKEN_HEADER))
-        .map_or(&b""[..], |h| h.value.as_str().as_bytes());
-    security::token_matches(token.as_bytes(), given)
+        .map_or(&b""[..], |h| h.value.as_str().as_bytes())
 }
 
 /// The header a forwarding node adds, so that a request is forwarded at most once.
@@ -872,7 +882,7 @@ fn worker(
             Err(_) => break,
         };
         if let Some(token) = &opts.token {
-            if !authorized(token, &rq) {
+            if !authorized(token, rq.url(), token_header(&rq)) {
                 // raftd reads no body here: the connection is closed after the answer.
                 send(
                     rq,
@@ -1026,6 +1036,26 @@ mod tests {
         assert_eq!(a.status, 200);
         let a = call(&api, &opts, "POST", "/raft/appendEntries", &[0; 16]);
         assert_eq!(text(&a), (400, "\n"));
+    }
+
+    #[test]
+    fn the_token_gate_closes_guarded_and_undecodable_paths_only() {
+        let t = "secret";
+        for url in [
+            "/join",
+            "/raft/appendEntries",
+            "/raft/%61ppendEntries?x",
+            "/%6Aoin",
+            "/%zz",
+        ] {
+            assert!(!authorized(t, url, b""), "{url}");
+            assert!(!authorized(t, url, b"secreT"), "{url}");
+            assert!(!authorized(t, url, b"secret "), "{url}");
+            assert!(authorized(t, url, b"secret"), "{url}");
+        }
+        for url in ["/db/join", "/state", "/joinx", "/raft", "/db/k?/join"] {
+            assert!(authorized(t, url, b""), "{url}");
+        }
     }
 
     #[test]

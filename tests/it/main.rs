@@ -10,6 +10,7 @@ mod man;
 mod node;
 mod node_sim;
 mod raft_paper;
+mod readonly;
 mod regressions;
 mod repair;
 mod replay;
