@@ -3,6 +3,7 @@
 //!
 //! Pure and deterministic: no I/O. Unknown command names are counted, never fatal.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use compact_str::CompactString;
@@ -181,13 +182,14 @@ impl Batch {
         for (p, queue) in self.parts.iter_mut().enumerate() {
             let map = &mut map.parts[p];
             for (k, v) in queue.drain(..) {
-                match map.get_mut(&k) {
-                    Some(old) => {
-                        *old = v;
+                // One probe for a new key too (get_mut then insert probed twice).
+                match map.entry(k) {
+                    Entry::Occupied(mut old) => {
+                        *old.get_mut() = v;
                         overwrites += 1;
                     }
-                    None => {
-                        map.insert(k, v);
+                    Entry::Vacant(slot) => {
+                        slot.insert(v);
                     }
                 }
             }
@@ -286,7 +288,7 @@ impl Kv {
         // without a call to memcmp (sorting the 250,000 keys of a large state spent most of its
         // time there); equal prefixes fall back to comparing the whole keys. The sorted vector
         // is then narrowed in place (same alignment), so the sort costs no second allocation.
-        let mut v: Vec<(u64, u64, &CompactString, &CompactString)> = self
+        let mut v: Vec<SortItem<'_>> = self
             .data
             .iter()
             .map(|(k, v)| {
@@ -294,7 +296,30 @@ impl Kv {
                 (hi, lo, k, v)
             })
             .collect();
-        v.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| a.2.cmp(b.2)));
+        let cmp = |a: &SortItem<'_>, b: &SortItem<'_>| {
+            (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| a.2.cmp(b.2))
+        };
+        if v.len() < PARALLEL_SORT_MIN {
+            v.sort_unstable_by(cmp);
+        } else {
+            // A large state: split around the median (linear), sort the halves on two threads.
+            let mid = v.len() / 2;
+            v.select_nth_unstable_by(mid, cmp);
+            let (low, high) = v.split_at_mut(mid);
+            let high_sorted = std::thread::scope(|s| {
+                let t =
+                    std::thread::Builder::new().spawn_scoped(s, move || high.sort_unstable_by(cmp));
+                low.sort_unstable_by(cmp);
+                match t.map(|t| t.join()) {
+                    Ok(Ok(())) => true,
+                    Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                    Err(_) => false,
+                }
+            });
+            if !high_sorted {
+                v[mid..].sort_unstable_by(cmp);
+            }
+        }
         v.into_iter().map(|(_, _, k, v)| (k, v)).collect()
     }
 
@@ -331,6 +356,12 @@ impl Kv {
     }
 }
 
+/// A pair with its key's sort prefix (see [`sort_prefix`]).
+type SortItem<'a> = (u64, u64, &'a CompactString, &'a CompactString);
+
+/// From how many keys [`Kv::sorted_refs`] sorts on two threads.
+const PARALLEL_SORT_MIN: usize = 1 << 15;
+
 /// The first 16 bytes of `s` (zero-padded) as two big-endian integers: when two of them differ,
 /// they order as the strings do (a zero pad sorts like the end of a shorter string).
 #[inline]
@@ -364,6 +395,36 @@ mod tests {
             let want: Vec<&str> = keys.iter().map(String::as_str).collect();
             prop_assert_eq!(got, want);
         }
+    }
+
+    #[test]
+    fn a_large_state_sorts_on_two_threads_in_byte_order() {
+        // Above PARALLEL_SORT_MIN; keys sharing their first 16 bytes, keys shorter than 16,
+        // and a key with a zero byte.
+        let n = PARALLEL_SORT_MIN as u64 + 1001;
+        let mut keys: Vec<String> = (0..n)
+            .map(|i| match i % 3 {
+                0 => format!(
+                    "shared-prefix-16{:x}",
+                    i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                ),
+                1 => format!("{}", i.wrapping_mul(0x2545_f491_4f6c_dd1d) % 100_000_000),
+                _ => format!("k\0{i}"),
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        assert!(keys.len() >= PARALLEL_SORT_MIN);
+        let kv = Kv {
+            data: keys
+                .iter()
+                .map(|k| (CompactString::new(k), CompactString::new("v")))
+                .collect(),
+            ..Kv::default()
+        };
+        let got: Vec<&str> = kv.sorted().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(got.len(), keys.len());
+        assert!(got.iter().eq(keys.iter()), "not in byte order");
     }
 
     #[test]
