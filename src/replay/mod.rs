@@ -1148,10 +1148,17 @@ mod tests {
         assert_eq!(r.last_applied(), 3);
     }
 
-    /// `run` with the batch size of the write pipeline set to `limit`.
-    fn run_batched(bytes: &[u8], opts: &ReplayOptions, limit: usize) -> (Replay, bool) {
+    /// `run` with the batch size of the write pipeline set to `limit`, and its worker thread
+    /// allowed or not (as when spawning it fails).
+    fn run_batched(
+        bytes: &[u8],
+        opts: &ReplayOptions,
+        limit: usize,
+        thread: bool,
+    ) -> (Replay, bool) {
         let mut r = Replayer::new(PathBuf::from("mem"), None, opts);
         r.pipe.limit = limit;
+        r.pipe.no_worker = !thread;
         for item in LogReader::new(bytes) {
             match item {
                 Ok(e) => {
@@ -1214,15 +1221,18 @@ mod tests {
                 },
                 None,
             );
-            for limit in [1, 3, 64, kv::BATCH] {
+            for (limit, thread) in [1, 3, 64, kv::BATCH]
+                .into_iter()
+                .flat_map(|l| [(l, true), (l, false)])
+            {
                 let opts = ReplayOptions {
                     at,
                     ..Default::default()
                 };
-                let (fast, threaded) = run_batched(&bytes, &opts, limit);
+                let (fast, threaded) = run_batched(&bytes, &opts, limit, thread);
                 assert_eq!(
                     threaded,
-                    fast.stats.writes >= limit as u64,
+                    thread && fast.stats.writes >= limit as u64,
                     "limit {limit} at {at:?}"
                 );
                 assert_eq!(
