@@ -870,10 +870,10 @@ mod tests {
         // Enough lines to cross the buffer's flush point more than once, and enough pairs for
         // the two-thread path.
         let long = "v".repeat(3000);
-        pairs.extend(std::iter::repeat(("long", long.as_str())).take(50));
+        pairs.extend(std::iter::repeat_n(("long", long.as_str()), 50));
         let keys: Vec<String> = (0..20_000).map(|i| format!("k{i:05}\u{1}")).collect();
         pairs.extend(keys.iter().map(|k| (k.as_str(), "v")));
-        pairs.extend(std::iter::repeat(("k", "\"")).take(20_000));
+        pairs.extend(std::iter::repeat_n(("k", "\""), 20_000));
         let mut want = Vec::new();
         for &(k, v) in &pairs {
             line(&mut want, "kv", &KvLine::new(k, Some(v))).unwrap();
