@@ -16,13 +16,13 @@
 //! nothing.
 
 pub mod kv;
+mod payload;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::mpsc;
 
 use crate::datadir::{DataDir, SnapshotFile};
-use crate::format::gojson::decode_str_fields;
 use crate::format::log::{LogError, LogReader, RawEntry};
 use crate::model::{Command, Index, Snapshot, Term};
 use kv::{Applied, Batch, Kv, KvMap};
@@ -694,7 +694,7 @@ impl Replayer {
             self.r.kv.applied = index;
             return;
         }
-        let [key, value] = match decode_str_fields(payload, ["key", "value"]) {
+        let [key, value] = match payload::decode_write(payload) {
             Ok(kv) => kv,
             Err(e) => {
                 self.r.stats.invalid += 1;
