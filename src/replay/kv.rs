@@ -3,6 +3,7 @@
 //!
 //! Pure and deterministic: no I/O. Unknown command names are counted, never fatal.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use compact_str::CompactString;
@@ -45,9 +46,8 @@ pub struct Kv {
     pub unknown: u64,
     /// Entries with known names whose payload did not decode, skipped.
     pub invalid: u64,
-    /// Writes queued by [`Kv::put_batched`], by partition, not yet in `data`.
-    pending: Vec<Vec<(CompactString, CompactString)>>,
-    pending_len: usize,
+    /// Writes queued by [`Kv::put_batched`], not yet in `data`.
+    pending: Batch,
     /// Overwrites found while applying queued writes, not yet taken by [`Kv::flush`].
     pending_overwrites: u64,
 }
@@ -55,7 +55,19 @@ pub struct Kv {
 /// How many partitions [`KvMap`] splits the keys into.
 const PARTS: usize = 64;
 /// How many queued writes [`Kv::put_batched`] holds before it applies them.
-const BATCH: usize = 1 << 16;
+pub const BATCH: usize = 1 << 16;
+/// The hasher that sends a key to its partition. Fixed, so that the partition of a key does not
+/// depend on the process (equal maps compare equal, and a [`Batch`] can be filled without its
+/// map); each partition's own hasher is seeded per process.
+const ROUTER: foldhash::fast::FixedState =
+    foldhash::fast::FixedState::with_seed(0x5261_6674_6475_6d70);
+
+/// The partition of `key`.
+#[inline]
+fn part_of(key: &str) -> usize {
+    use std::hash::BuildHasher as _;
+    (ROUTER.hash_one(key) >> 58) as usize
+}
 
 /// raftd's key-value map, as 64 hash maps of inline strings partitioned by key hash.
 ///
@@ -67,16 +79,12 @@ const BATCH: usize = 1 << 16;
 #[derive(Debug, Clone)]
 pub struct KvMap {
     parts: Vec<HashMap<CompactString, CompactString, foldhash::fast::RandomState>>,
-    router: foldhash::fast::FixedState,
 }
 
 impl Default for KvMap {
     fn default() -> Self {
         KvMap {
             parts: (0..PARTS).map(|_| HashMap::default()).collect(),
-            // Fixed, so that the partition of a key does not depend on the process (equal maps
-            // compare equal); each partition's own hasher is seeded per process.
-            router: foldhash::fast::FixedState::with_seed(0x5261_6674_6475_6d70),
         }
     }
 }
@@ -84,8 +92,7 @@ impl Default for KvMap {
 impl KvMap {
     #[inline]
     fn part(&self, key: &str) -> usize {
-        use std::hash::BuildHasher as _;
-        (self.router.hash_one(key) >> 58) as usize
+        part_of(key)
     }
 
     /// The value of `key`.
@@ -136,6 +143,59 @@ impl FromIterator<(CompactString, CompactString)> for KvMap {
             m.insert(k, v);
         }
         m
+    }
+}
+
+/// Writes queued by partition of a [`KvMap`], applied to it later in one pass, partition by
+/// partition (see [`KvMap`] for why). Writes to one key keep their order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    parts: Vec<Vec<(CompactString, CompactString)>>,
+    len: usize,
+}
+
+impl Batch {
+    /// Queues a write.
+    #[inline]
+    pub fn push(&mut self, key: &str, value: &str) {
+        if self.parts.is_empty() {
+            self.parts = (0..PARTS).map(|_| Vec::new()).collect();
+        }
+        self.parts[part_of(key)].push((CompactString::new(key), CompactString::new(value)));
+        self.len += 1;
+    }
+
+    /// The number of queued writes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no write is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Applies the queued writes to `map`, as [`Kv::put_str`] would one by one; returns how many
+    /// replaced a value. The batch is left empty, its capacity kept for the next one.
+    pub fn apply_to(&mut self, map: &mut KvMap) -> u64 {
+        let mut overwrites = 0;
+        for (p, queue) in self.parts.iter_mut().enumerate() {
+            let map = &mut map.parts[p];
+            for (k, v) in queue.drain(..) {
+                // One probe for a new key too (get_mut then insert probed twice).
+                match map.entry(k) {
+                    Entry::Occupied(mut old) => {
+                        *old.get_mut() = v;
+                        overwrites += 1;
+                    }
+                    Entry::Vacant(slot) => {
+                        slot.insert(v);
+                    }
+                }
+            }
+        }
+        self.len = 0;
+        overwrites
     }
 }
 
@@ -196,35 +256,14 @@ impl Kv {
     /// and `data` do not see queued writes until the flush.
     pub fn put_batched(&mut self, index: Index, key: &str, value: &str) {
         self.applied = index;
-        if self.pending.is_empty() {
-            self.pending = (0..PARTS).map(|_| Vec::new()).collect();
-        }
-        let p = self.data.part(key);
-        self.pending[p].push((CompactString::new(key), CompactString::new(value)));
-        self.pending_len += 1;
-        if self.pending_len >= BATCH {
+        self.pending.push(key, value);
+        if self.pending.len() >= BATCH {
             self.apply_pending();
         }
     }
 
     fn apply_pending(&mut self) {
-        let mut overwrites = 0;
-        for (p, queue) in self.pending.iter_mut().enumerate() {
-            let map = &mut self.data.parts[p];
-            for (k, v) in queue.drain(..) {
-                match map.get_mut(&k) {
-                    Some(old) => {
-                        *old = v;
-                        overwrites += 1;
-                    }
-                    None => {
-                        map.insert(k, v);
-                    }
-                }
-            }
-        }
-        self.pending_len = 0;
-        self.pending_overwrites += overwrites;
+        self.pending_overwrites += self.pending.apply_to(&mut self.data);
     }
 
     /// Applies every queued write; returns how many of the writes queued since the last flush
@@ -234,15 +273,54 @@ impl Kv {
         std::mem::take(&mut self.pending_overwrites)
     }
 
-    /// The pairs in key order.
+    /// The pairs in key order (by bytes).
     pub fn sorted(&self) -> Vec<(&str, &str)> {
-        let mut v: Vec<(&str, &str)> = self
+        self.sorted_refs()
+            .into_iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    /// The pairs in key order (by bytes), as [`Kv::sorted`] but in 16 bytes per pair, for
+    /// writing a large state.
+    pub fn sorted_refs(&self) -> Vec<(&CompactString, &CompactString)> {
+        // Each key's first 16 bytes as two big-endian integers decide almost every comparison
+        // without a call to memcmp (sorting the 250,000 keys of a large state spent most of its
+        // time there); equal prefixes fall back to comparing the whole keys. The sorted vector
+        // is then narrowed in place (same alignment), so the sort costs no second allocation.
+        let mut v: Vec<SortItem<'_>> = self
             .data
             .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .map(|(k, v)| {
+                let (hi, lo) = sort_prefix(k);
+                (hi, lo, k, v)
+            })
             .collect();
-        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        v
+        let cmp = |a: &SortItem<'_>, b: &SortItem<'_>| {
+            (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| a.2.cmp(b.2))
+        };
+        if v.len() < PARALLEL_SORT_MIN {
+            v.sort_unstable_by(cmp);
+        } else {
+            // A large state: split around the median (linear), sort the halves on two threads.
+            let mid = v.len() / 2;
+            v.select_nth_unstable_by(mid, cmp);
+            let (low, high) = v.split_at_mut(mid);
+            let high_sorted = std::thread::scope(|s| {
+                let t =
+                    std::thread::Builder::new().spawn_scoped(s, move || high.sort_unstable_by(cmp));
+                low.sort_unstable_by(cmp);
+                match t.map(|t| t.join()) {
+                    Ok(Ok(())) => true,
+                    Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                    Err(_) => false,
+                }
+            });
+            if !high_sorted {
+                v[mid..].sort_unstable_by(cmp);
+            }
+        }
+        v.into_iter().map(|(_, _, k, v)| (k, v)).collect()
     }
 
     /// The total size of the keys and values held, in bytes.
@@ -278,9 +356,109 @@ impl Kv {
     }
 }
 
+/// A pair with its key's sort prefix (see [`sort_prefix`]).
+type SortItem<'a> = (u64, u64, &'a CompactString, &'a CompactString);
+
+/// From how many keys [`Kv::sorted_refs`] sorts on two threads.
+const PARALLEL_SORT_MIN: usize = 1 << 15;
+
+/// The first 16 bytes of `s` (zero-padded) as two big-endian integers: when two of them differ,
+/// they order as the strings do (a zero pad sorts like the end of a shorter string).
+#[inline]
+fn sort_prefix(s: &str) -> (u64, u64) {
+    let b = s.as_bytes();
+    let mut buf = [0u8; 16];
+    let n = b.len().min(16);
+    buf[..n].copy_from_slice(&b[..n]);
+    let [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7] = buf;
+    (
+        u64::from_be_bytes([a0, a1, a2, a3, a4, a5, a6, a7]),
+        u64::from_be_bytes([b0, b1, b2, b3, b4, b5, b6, b7]),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn sorted_orders_keys_as_bytes(
+            keys in proptest::collection::btree_set("[a\\x00-\\x02\u{e9}]{0,20}", 0..40)
+        ) {
+            let kv = Kv {
+                data: keys.iter().map(|k| (k.into(), CompactString::new("v"))).collect(),
+                ..Kv::default()
+            };
+            let got: Vec<&str> = kv.sorted().into_iter().map(|(k, _)| k).collect();
+            let want: Vec<&str> = keys.iter().map(String::as_str).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn a_large_state_sorts_on_two_threads_in_byte_order() {
+        // Above PARALLEL_SORT_MIN; keys sharing their first 16 bytes, keys shorter than 16,
+        // and a key with a zero byte.
+        let n = PARALLEL_SORT_MIN as u64 + 1001;
+        let mut keys: Vec<String> = (0..n)
+            .map(|i| match i % 3 {
+                0 => format!(
+                    "shared-prefix-16{:x}",
+                    i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                ),
+                1 => format!("{}", i.wrapping_mul(0x2545_f491_4f6c_dd1d) % 100_000_000),
+                _ => format!("k\0{i}"),
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        assert!(keys.len() >= PARALLEL_SORT_MIN);
+        let kv = Kv {
+            data: keys
+                .iter()
+                .map(|k| (CompactString::new(k), CompactString::new("v")))
+                .collect(),
+            ..Kv::default()
+        };
+        let got: Vec<&str> = kv.sorted().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(got.len(), keys.len());
+        assert!(got.iter().eq(keys.iter()), "not in byte order");
+    }
+
+    #[test]
+    fn sorted_handles_shared_prefixes_and_zero_bytes() {
+        let keys = [
+            "",
+            "\0",
+            "a",
+            "a\0",
+            "a\0\0",
+            "aaaaaaaaaaaaaaaa",
+            "aaaaaaaaaaaaaaaa\0",
+            "aaaaaaaaaaaaaaaab",
+            "aaaaaaaaaaaaaaab",
+            "b",
+            "\u{e9}",
+        ];
+        let kv = Kv {
+            data: keys
+                .iter()
+                .rev()
+                .map(|k| (CompactString::new(k), CompactString::new(*k)))
+                .collect(),
+            ..Kv::default()
+        };
+        let got: Vec<(&str, &str)> = kv.sorted();
+        let mut want: Vec<(&str, &str)> = keys.iter().map(|k| (*k, *k)).collect();
+        want.sort();
+        assert_eq!(got, want);
+        assert_eq!(
+            got[7].0, "aaaaaaaaaaaaaaaab",
+            "a 17-byte key sorts by its whole bytes"
+        );
+    }
 
     #[test]
     fn batched_puts_equal_direct_puts() {

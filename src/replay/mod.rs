@@ -16,15 +16,16 @@
 //! nothing.
 
 pub mod kv;
+mod payload;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::mpsc;
 
 use crate::datadir::{DataDir, SnapshotFile};
-use crate::format::gojson::decode_str_fields;
 use crate::format::log::{LogError, LogReader, RawEntry};
 use crate::model::{Command, Index, Snapshot, Term};
-use kv::{Applied, Kv};
+use kv::{Applied, Batch, Kv, KvMap};
 
 /// What to replay and what to record along the way.
 #[derive(Debug, Clone, Default)]
@@ -364,9 +365,134 @@ pub struct Replayer {
     expected: Option<Index>,
     term: Option<TermStats>,
     done: bool,
+    pipe: Pipeline,
 }
 
 const MAX_IRREGULAR: usize = 16;
+
+/// The write path's second stage when no history is kept: each full batch of writes is applied
+/// to the map on a worker thread while the replayer decodes the next one. One batch is in flight
+/// at a time and batches are applied in log order, so the map ends as applying the writes one by
+/// one would leave it. Why: applying (hashing, probing) cost as much as decoding, and a replay
+/// of a large log left the second core idle. Without a thread (spawning failed) batches are
+/// applied in place.
+#[derive(Debug)]
+struct Pipeline {
+    /// The batch being filled.
+    batch: Batch,
+    /// An empty batch with capacity, returned by the worker.
+    spare: Batch,
+    /// Writes per batch.
+    limit: usize,
+    worker: Option<Worker>,
+    /// Whether spawning the worker failed (then it is not tried again).
+    no_worker: bool,
+    /// Whether the worker holds the map.
+    in_flight: bool,
+}
+
+/// A thread that applies batches to the map it is sent with, and sends both back.
+#[derive(Debug)]
+struct Worker {
+    to: mpsc::Sender<(KvMap, Batch)>,
+    from: mpsc::Receiver<(KvMap, Batch, u64)>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl Worker {
+    fn spawn() -> Option<Worker> {
+        let (to, jobs) = mpsc::channel::<(KvMap, Batch)>();
+        let (done, from) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("replay-apply".into())
+            .spawn(move || {
+                for (mut map, mut batch) in jobs {
+                    let overwrites = batch.apply_to(&mut map);
+                    if done.send((map, batch, overwrites)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Worker { to, from, handle })
+    }
+}
+
+impl Pipeline {
+    fn new() -> Self {
+        Pipeline {
+            batch: Batch::default(),
+            spare: Batch::default(),
+            limit: kv::BATCH,
+            worker: None,
+            no_worker: false,
+            in_flight: false,
+        }
+    }
+
+    /// Queues a write; hands the batch off when it is full.
+    #[inline]
+    fn push(&mut self, key: &str, value: &str, data: &mut KvMap, overwrites: &mut u64) {
+        self.batch.push(key, value);
+        if self.batch.len() >= self.limit {
+            self.hand_off(data, overwrites);
+        }
+    }
+
+    /// Waits for the batch in flight and puts the map back in `data`.
+    fn collect(&mut self, data: &mut KvMap, overwrites: &mut u64) {
+        if !self.in_flight {
+            return;
+        }
+        self.in_flight = false;
+        match self.worker.as_ref().map(|w| w.from.recv()) {
+            Some(Ok((map, batch, n))) => {
+                *data = map;
+                self.spare = batch;
+                *overwrites += n;
+            }
+            _ => {
+                // The worker panicked while it held the map: a bug; surface its panic.
+                if let Some(Err(panic)) = self.worker.take().map(|w| w.handle.join()) {
+                    std::panic::resume_unwind(panic);
+                }
+                unreachable!("the replay worker stopped without answering");
+            }
+        }
+    }
+
+    fn hand_off(&mut self, data: &mut KvMap, overwrites: &mut u64) {
+        self.collect(data, overwrites);
+        if self.worker.is_none() && !self.no_worker {
+            self.worker = Worker::spawn();
+            self.no_worker = self.worker.is_none();
+        }
+        let mut batch = std::mem::replace(&mut self.batch, std::mem::take(&mut self.spare));
+        if let Some(w) = &self.worker {
+            match w.to.send((std::mem::take(data), batch)) {
+                Ok(()) => {
+                    self.in_flight = true;
+                    return;
+                }
+                Err(mpsc::SendError((map, b))) => {
+                    *data = map;
+                    batch = b;
+                    self.worker = None;
+                    self.no_worker = true;
+                }
+            }
+        }
+        *overwrites += batch.apply_to(data);
+        self.spare = batch;
+    }
+
+    /// Applies everything queued; the worker thread ends.
+    fn finish(&mut self, data: &mut KvMap, overwrites: &mut u64) {
+        self.collect(data, overwrites);
+        *overwrites += self.batch.apply_to(data);
+        self.worker = None;
+    }
+}
 
 impl Replayer {
     /// A replayer starting from an empty state.
@@ -398,6 +524,7 @@ impl Replayer {
             expected: None,
             term: None,
             done: false,
+            pipe: Pipeline::new(),
         }
     }
 
@@ -465,7 +592,9 @@ impl Replayer {
         });
     }
 
-    /// The state so far.
+    /// The state so far. Without a tracked key, `data` does not hold the writes fed so far
+    /// (they are applied in batches, some on a worker thread) until [`Replayer::finish`]; the
+    /// members, counters and `applied` are current.
     pub fn kv(&self) -> &Kv {
         &self.r.kv
     }
@@ -565,7 +694,7 @@ impl Replayer {
             self.r.kv.applied = index;
             return;
         }
-        let [key, value] = match decode_str_fields(payload, ["key", "value"]) {
+        let [key, value] = match payload::decode_write(payload) {
             Ok(kv) => kv,
             Err(e) => {
                 self.r.stats.invalid += 1;
@@ -585,8 +714,14 @@ impl Replayer {
             t.writes += 1;
         }
         if self.r.history.is_none() {
-            // No history to keep: queue the write; overwrites are counted at the flush.
-            self.r.kv.put_batched(index, &key, &value);
+            // No history to keep: queue the write; overwrites are counted as batches are applied.
+            self.r.kv.applied = index;
+            self.pipe.push(
+                &key,
+                &value,
+                &mut self.r.kv.data,
+                &mut self.r.stats.overwrites,
+            );
             return;
         }
         let tracked = match &self.r.history {
@@ -668,6 +803,8 @@ impl Replayer {
 
     /// Ends the replay.
     pub fn finish(mut self) -> Replay {
+        self.pipe
+            .finish(&mut self.r.kv.data, &mut self.r.stats.overwrites);
         self.r.stats.overwrites += self.r.kv.flush();
         if let Some(t) = self.term.take() {
             self.r.stats.per_term.push(t);
@@ -772,6 +909,9 @@ pub fn replay(dir: &DataDir, opts: &ReplayOptions) -> Result<Replay, ReplayError
             Err(err) => r.feed_damage(&err, len),
         }
     }
+    // Every byte needed has been read: the pages still mapped would only add to the resident
+    // set while the state is written out.
+    dir.log.release(0..len as usize);
     Ok(r.finish())
 }
 
@@ -1006,6 +1146,108 @@ mod tests {
             (2, 1, 2, 1)
         );
         assert_eq!(r.last_applied(), 3);
+    }
+
+    /// `run` with the batch size of the write pipeline set to `limit`, and its worker thread
+    /// allowed or not (as when spawning it fails).
+    fn run_batched(
+        bytes: &[u8],
+        opts: &ReplayOptions,
+        limit: usize,
+        thread: bool,
+    ) -> (Replay, bool) {
+        let mut r = Replayer::new(PathBuf::from("mem"), None, opts);
+        r.pipe.limit = limit;
+        r.pipe.no_worker = !thread;
+        for item in LogReader::new(bytes) {
+            match item {
+                Ok(e) => {
+                    if r.feed(&e) == Fed::Done && r.r.damage().is_none() {
+                        break;
+                    }
+                }
+                Err(err) => r.feed_damage(&err, bytes.len() as u64),
+            }
+        }
+        let threaded = r.pipe.worker.is_some();
+        (r.finish(), threaded)
+    }
+
+    #[test]
+    fn pipelined_writes_give_the_state_of_one_by_one_writes() {
+        let mut lw = LogWriter::new(Vec::new());
+        let mut index = 0;
+        let mut next = || {
+            index += 1;
+            index
+        };
+        for i in 0..500u64 {
+            let k = format!("k{}", i % 37);
+            lw.append(next(), i / 100, &w(&k, &format!("v{i}")))
+                .unwrap();
+            if i % 7 == 0 {
+                lw.append(next(), i / 100, &Command::Nop).unwrap();
+            }
+            if i % 11 == 0 {
+                // An escaped key and value (the general decoder), then an undecodable write.
+                let p = format!(
+                    "{{\"key\":\"k\\u00{:02x}\",\"value\":\"\\n{i}\"}}\n",
+                    i % 5 + 0x61
+                );
+                lw.append_raw(next(), i / 100, "write", Some(p.as_bytes()))
+                    .unwrap();
+                lw.append_raw(next(), i / 100, "write", Some(b"{\"key\":1}\n"))
+                    .unwrap();
+            }
+            if i % 50 == 0 {
+                lw.append(next(), i / 100, &join(&format!("n{i}"))).unwrap();
+            }
+        }
+        let bytes = lw.into_inner();
+        // A tracked key takes the one-by-one path (put_str): the reference.
+        let slow_opts = ReplayOptions {
+            history: Some("not-a-key".into()),
+            ..Default::default()
+        };
+        let slow = run(&bytes, &slow_opts, None);
+        assert_eq!(slow.kv.get("ka"), Some("\n495"));
+        assert_eq!(slow.kv.data.len(), 37 + 5);
+        for at in [None, Some(1), Some(333)] {
+            let slow = run(
+                &bytes,
+                &ReplayOptions {
+                    at,
+                    ..slow_opts.clone()
+                },
+                None,
+            );
+            for (limit, thread) in [1, 3, 64, kv::BATCH]
+                .into_iter()
+                .flat_map(|l| [(l, true), (l, false)])
+            {
+                let opts = ReplayOptions {
+                    at,
+                    ..Default::default()
+                };
+                let (fast, threaded) = run_batched(&bytes, &opts, limit, thread);
+                assert_eq!(
+                    threaded,
+                    thread && fast.stats.writes >= limit as u64,
+                    "limit {limit} at {at:?}"
+                );
+                assert_eq!(
+                    fast.kv.to_btree(),
+                    slow.kv.to_btree(),
+                    "limit {limit} at {at:?}"
+                );
+                assert_eq!(fast.stats, slow.stats, "limit {limit} at {at:?}");
+                assert_eq!(
+                    (fast.kv.applied, fast.kv.invalid, &fast.kv.members),
+                    (slow.kv.applied, slow.kv.invalid, &slow.kv.members)
+                );
+            }
+        }
+        assert_eq!((slow.stats.writes, slow.stats.overwrites), (546, 504));
     }
 
     #[test]

@@ -1,0 +1,203 @@
+//! The `write` payload as replay decodes it: the exact bytes goraft writes for plain values on a
+//! fast path, anything else through Go's lenient decoder ([`decode_str_fields`]), with the same
+//! result either way.
+//!
+//! Why a second fast path in front of the decoder's own: the decoder validates the whole payload
+//! as UTF-8 before it matches the shape, and that validation was an eighth of a large replay.
+//! Here the shape is matched byte for byte against ASCII literals and the values are scanned
+//! eight bytes at a time, so only the (ASCII) values are converted to `str`. Pure.
+
+use std::borrow::Cow;
+
+use crate::format::gojson::{decode_str_fields, JsonError};
+
+/// Decodes a `write` payload into its key and value, as goraft's `json.NewDecoder` does.
+///
+/// # Errors
+/// As [`decode_str_fields`]: the payload is not what Go decodes into a write command.
+#[inline]
+pub fn decode_write(payload: &[u8]) -> Result<[Cow<'_, str>; 2], JsonError> {
+    match canonical(payload) {
+        Some((k, v)) => Ok([Cow::Borrowed(k), Cow::Borrowed(v)]),
+        None => decode_str_fields(payload, ["key", "value"]),
+    }
+}
+
+/// `s` without its prefix `p`, compared inline (a call to `memcmp` per literal cost more).
+#[inline(always)]
+fn strip<'a>(s: &'a [u8], p: &[u8]) -> Option<&'a [u8]> {
+    if s.len() < p.len() {
+        return None;
+    }
+    let mut i = 0;
+    while i < p.len() {
+        if s[i] != p[i] {
+            return None;
+        }
+        i += 1;
+    }
+    s.get(p.len()..)
+}
+
+/// A plain string value: the bytes up to the closing quote, none of them [`special`].
+#[inline(always)]
+fn plain_string(s: &[u8]) -> Option<(&str, &[u8])> {
+    let end = plain_len(s);
+    if s.get(end) != Some(&b'"') {
+        return None;
+    }
+    // ASCII by the scan: the conversion cannot fail, and checks only these bytes.
+    Some((std::str::from_utf8(&s[..end]).ok()?, s.get(end + 1..)?))
+}
+
+/// `{"key":"K","value":"V"}` with an optional trailing newline, K and V plain ASCII without
+/// escapes or control bytes: what goraft's encoder writes for such values. `None` for anything
+/// else, which the general decoder then handles.
+#[inline]
+fn canonical(payload: &[u8]) -> Option<(&str, &str)> {
+    let rest = strip(payload, b"{\"key\":\"")?;
+    let (key, rest) = plain_string(rest)?;
+    let rest = strip(rest, b",\"value\":\"")?;
+    let (value, rest) = plain_string(rest)?;
+    matches!(rest, b"}" | b"}\n").then_some((key, value))
+}
+
+/// Whether a string byte ends the fast path: `"`, `\`, a control byte or a non-ASCII byte.
+#[inline(always)]
+fn special(b: u8) -> bool {
+    b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b)
+}
+
+/// The length of the prefix of `s` with no [`special`] byte, eight bytes at a time.
+///
+/// Each test below flags a byte in the word's high bits; a borrow can only flag bytes above a
+/// byte that really matches, so the lowest flagged byte is the first special one.
+#[inline]
+fn plain_len(s: &[u8]) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(LO) & !v;
+    let mut i = 0;
+    while let Some(c) = s.get(i..i + 8) {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let found = (zero(w ^ (LO * u64::from(b'"')))
+            | zero(w ^ (LO * u64::from(b'\\')))
+            | (w.wrapping_sub(LO * 0x20) & !w)
+            | w)
+            & HI;
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + s[i..]
+        .iter()
+        .position(|&b| special(b))
+        .unwrap_or(s.len() - i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn slow(p: &[u8]) -> Result<[Cow<'_, str>; 2], JsonError> {
+        decode_str_fields(p, ["key", "value"])
+    }
+
+    #[test]
+    fn plain_len_examples() {
+        assert_eq!(plain_len(b""), 0);
+        assert_eq!(plain_len(b"abcdefghijklmnop"), 16);
+        assert_eq!(plain_len(b"abcdefg\"ijklmnop"), 7);
+        assert_eq!(plain_len(b"abcdefgh\\"), 8);
+        assert_eq!(plain_len(b"abcdefgh\x1f\x1f"), 8);
+        assert_eq!(plain_len(b"ab\x7f\x80defghijk"), 3);
+        assert_eq!(plain_len("abc\u{e9}".as_bytes()), 3);
+        // A zero byte then borrow-prone bytes inside one word: the first special byte counts.
+        assert_eq!(plain_len(b"!!\x00!\"!!!!!!"), 2);
+    }
+
+    #[test]
+    fn fast_path_takes_goraft_bytes_and_leaves_the_rest() {
+        let p = b"{\"key\":\"mkey0000001\",\"value\":\"v0750001-xxxxxxx\"}\n";
+        assert_eq!(canonical(p), Some(("mkey0000001", "v0750001-xxxxxxx")));
+        assert_eq!(
+            canonical(&p[..p.len() - 1]).map(|kv| kv.0),
+            Some("mkey0000001")
+        );
+        assert_eq!(canonical(b"{\"key\":\"\",\"value\":\"\"}"), Some(("", "")));
+        for other in [
+            &b"{\"key\":\"a\\\"b\",\"value\":\"v\"}\n"[..], // an escape
+            b"{\"key\":\"k\",\"value\":\"\xff\"}\n",        // invalid UTF-8
+            "{\"key\":\"k\",\"value\":\"\u{e9}\"}".as_bytes(), // non-ASCII
+            b"{\"key\":\"k\",\"value\":\"v\",\"key\":\"z\"}\n", // a duplicated key
+            b"{\"value\":\"v\",\"key\":\"k\"}\n",           // another order
+            b"{\"key\":\"k\",\"value\":\"v\"}\n\n",         // trailing bytes
+            b"{\"KEY\":\"k\",\"value\":\"v\"}",             // case-folded name
+            b"null\n",
+        ] {
+            assert_eq!(
+                canonical(other),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(other)
+            );
+        }
+        // Through the general decoder: the duplicate wins, invalid bytes become U+FFFD.
+        let [k, _] = decode_write(b"{\"key\":\"k\",\"value\":\"v\",\"key\":\"z\"}\n").unwrap();
+        assert_eq!(k, "z");
+        let [_, v] = decode_write(b"{\"key\":\"k\",\"value\":\"\xff\"}\n").unwrap();
+        assert_eq!(v, "\u{fffd}");
+        assert!(decode_write(b"{\"key\":1}\n").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn plain_len_finds_the_first_special_byte(
+            s in proptest::collection::vec(
+                prop_oneof![0x20u8..0x80, any::<u8>(), Just(b'"'), Just(b'\\'), Just(0x1f), Just(0x7f), Just(0x80)],
+                0..40)) {
+            let want = s.iter().position(|&b| special(b)).unwrap_or(s.len());
+            prop_assert_eq!(plain_len(&s), want);
+        }
+
+        #[test]
+        fn decode_write_agrees_with_the_general_decoder(
+            k in proptest::collection::vec(
+                prop_oneof![0x20u8..0x80, any::<u8>(), Just(b'"'), Just(b'\\'), Just(b'u')], 0..14),
+            v in proptest::collection::vec(
+                prop_oneof![0x20u8..0x80, any::<u8>(), Just(b'"'), Just(b'\\'), Just(0xe2)], 0..14),
+            dup: bool, tail in 0usize..4) {
+            // Raw bytes between the quotes: escapes, quotes, control bytes, non-ASCII and
+            // invalid UTF-8 all reach the fast path's scan.
+            let mut p = b"{\"key\":\"".to_vec();
+            p.extend_from_slice(&k);
+            p.extend_from_slice(b"\",\"value\":\"");
+            p.extend_from_slice(&v);
+            p.extend_from_slice(b"\"");
+            if dup {
+                p.extend_from_slice(b",\"key\":\"z\"");
+            }
+            p.extend_from_slice([&b"}\n"[..], b"}", b"} ", b"}\n\n"][tail]);
+            if let Some((fk, fv)) = canonical(&p) {
+                let [sk, sv] = slow(&p).unwrap();
+                prop_assert_eq!((fk, fv), (sk.as_ref(), sv.as_ref()));
+            }
+            prop_assert_eq!(decode_write(&p), slow(&p));
+        }
+
+        #[test]
+        fn goraft_encoded_writes_agree(
+            k in "\\PC{0,12}", v in proptest::collection::vec(any::<u8>(), 0..12), nl: bool) {
+            let mut p = crate::format::command::encode_write(k.as_bytes(), &v);
+            if !nl { p.pop(); }
+            prop_assert_eq!(decode_write(&p), slow(&p));
+        }
+
+        #[test]
+        fn arbitrary_payloads_agree(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            prop_assert_eq!(decode_write(&bytes), slow(&bytes));
+        }
+    }
+}
