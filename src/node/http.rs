@@ -1250,6 +1250,58 @@ mod tests {
         assert!(ok.admits(10));
     }
 
+    /// Sends `parts` on one connection (pausing between them) and returns everything read
+    /// back until the server closes it or 2 s pass.
+    fn raw(addr: std::net::SocketAddr, parts: &[&[u8]]) -> String {
+        use std::io::Write;
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        for p in parts {
+            c.write_all(p).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn connection_threads_answer_heads_split_anywhere_and_bound_header_lines() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let api = Arc::new(Fake::default());
+        let opts = HttpOptions {
+            idle_timeout: Duration::from_millis(500),
+            ..HttpOptions::default()
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = Server::start(listener, api.clone(), opts, 0, stop).unwrap();
+        // Two requests on one connection, the second split between CR and LF, a bare LF
+        // inside a header value (part of the line, as before), then a write.
+        let text = raw(
+            addr,
+            &[
+                b"GET /leader HTTP/1.1\r\nHost: x\r\n\r\nGET /lea",
+                b"der HTTP/1.1\r",
+                b"\nX-A: a\nb\r\n\r\nPOST /db/k HTTP/1.1\r\nContent-Length: 1\r\nConnection: close\r\n\r\nv",
+            ],
+        );
+        assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
+        assert_eq!(*api.proposed.lock().unwrap(), ["write"]);
+        // A header line of 16383 bytes (its CR counted) is the longest accepted; one byte
+        // more and the connection is closed without an answer.
+        let line = |n: usize| format!("X-A: {}", "a".repeat(n - 5));
+        let head = |n: usize| {
+            format!(
+                "GET /leader HTTP/1.1\r\n{}\r\nConnection: close\r\n\r\n",
+                line(n)
+            )
+        };
+        assert!(raw(addr, &[head(16382).as_bytes()]).starts_with("HTTP/1.1 200"));
+        assert_eq!(raw(addr, &[head(16383).as_bytes()]), "");
+        server.stop();
+    }
+
     #[test]
     fn the_space_guard_counts_what_it_admitted_until_it_asks_again() {
         let tmp = tempfile::tempdir().unwrap();
