@@ -1266,7 +1266,14 @@ mod tests {
     }
 
     #[test]
-    fn connection_threads_answer_heads_split_anywhere_and_bound_header_lines() {
+    fn both_modes_answer_heads_split_anywhere_and_bound_header_lines() {
+        // 0: on the connection's thread; 4: through the worker queue.
+        for workers in [0, 4] {
+            serves_heads_split_anywhere_and_bounds_header_lines(workers);
+        }
+    }
+
+    fn serves_heads_split_anywhere_and_bounds_header_lines(workers: usize) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let api = Arc::new(Fake::default());
@@ -1275,7 +1282,7 @@ mod tests {
             ..HttpOptions::default()
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let server = Server::start(listener, api.clone(), opts, 0, stop).unwrap();
+        let server = Server::start(listener, api.clone(), opts, workers, stop).unwrap();
         // Two requests on one connection, the second split between CR and LF, a bare LF
         // inside a header value (part of the line, as before), then a write.
         let text = raw(
