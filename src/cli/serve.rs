@@ -129,8 +129,9 @@ pub struct Args {
     /// that a full disk stops writes but not reads; 0 turns the check off.
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
     min_free: u64,
-    /// HTTP worker threads.
-    #[arg(long, value_name = "N", default_value_t = 64)]
+    /// HTTP worker threads; 0 handles each request on its connection's own thread (no
+    /// hand-off between threads: the fastest).
+    #[arg(long, value_name = "N", default_value_t = 0)]
     http_threads: usize,
     /// The data directory.
     dir: PathBuf,
@@ -188,10 +189,8 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
         header_timeout: Duration::from_millis(args.header_timeout),
         idle_timeout: Duration::from_millis(args.idle_timeout),
         max_connections: args.max_connections,
-        space: (args.min_free > 0 && !args.read_only).then(|| SpaceGuard {
-            dir: args.dir.clone(),
-            reserve: args.min_free,
-        }),
+        space: (args.min_free > 0 && !args.read_only)
+            .then(|| SpaceGuard::new(args.dir.clone(), args.min_free)),
         ..HttpOptions::default()
     };
     let shutdown = Arc::new(AtomicBool::new(false));

@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::core::{Event, Rejection, RequestId, Role};
 use super::runtime::{CallError, Handle, ReadOnlyNode, Reply};
@@ -63,26 +63,53 @@ pub struct HttpOptions {
 /// Refuses a write before it is appended when the file system holding the log would keep
 /// less than `reserve` bytes free: the node then stays up and keeps serving reads, instead of
 /// meeting `ENOSPC` in the middle of an append (which stops it, never answering 200).
+///
+/// The file system is asked at most every [`SpaceGuard::REFRESH`]; in between, the bytes
+/// admitted are subtracted from the free space it last reported, so the guard never admits
+/// more than a fresh query would (writes of other processes aside, which the reserve covers).
 #[derive(Debug, Clone)]
 pub struct SpaceGuard {
-    /// The data dir.
-    pub dir: std::path::PathBuf,
-    /// Bytes to keep free.
-    pub reserve: u64,
+    dir: std::path::PathBuf,
+    reserve: u64,
+    refresh: Duration,
+    /// When the file system was last asked, and the free bytes known since.
+    known: Arc<Mutex<Option<(Instant, u64)>>>,
 }
 
 impl SpaceGuard {
+    /// How long a free-space figure is used (with the admitted bytes subtracted).
+    pub const REFRESH: Duration = Duration::from_millis(20);
+
+    /// A guard keeping `reserve` bytes free on the file system of `dir`.
+    pub fn new(dir: std::path::PathBuf, reserve: u64) -> SpaceGuard {
+        SpaceGuard {
+            dir,
+            reserve,
+            refresh: Self::REFRESH,
+            known: Arc::new(Mutex::new(None)),
+        }
+    }
+
     /// Whether a command of `payload` bytes may be appended. A file system that cannot be
     /// queried admits it (the append itself then reports any error).
     pub fn admits(&self, payload: usize) -> bool {
-        match rustix::fs::statvfs(&self.dir) {
-            Ok(st) => {
-                let free = st.f_bavail.saturating_mul(st.f_frsize);
-                // The frame adds a header, the index, term and command name: 256 bytes covers it.
-                free >= self.reserve.saturating_add(payload as u64 + 256)
-            }
-            Err(_) => true,
-        }
+        // The frame adds a header, the index, term and command name: 256 bytes covers it.
+        let need = payload as u64 + 256;
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let (at, free) = match *known {
+            Some((at, free)) if now.duration_since(at) < self.refresh => (at, free),
+            _ => match rustix::fs::statvfs(&self.dir) {
+                Ok(st) => (now, st.f_bavail.saturating_mul(st.f_frsize)),
+                Err(_) => {
+                    *known = None;
+                    return true;
+                }
+            },
+        };
+        let ok = free >= self.reserve.saturating_add(need);
+        *known = Some((at, if ok { free - need } else { free }));
+        ok
     }
 }
 
@@ -721,11 +748,32 @@ pub fn forward_to(agent: &ureq::Agent, leader_url: &str, req: &Request<'_>) -> O
     })
 }
 
-/// The HTTP server: worker threads over one listener.
+/// The HTTP server over one listener: requests are handled on the thread of their connection
+/// (`workers == 0`), or handed to a pool of worker threads. Either way a write is proposed
+/// without waiting and answered by a responder thread once decided.
 pub struct Server {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     responders: Vec<JoinHandle<()>>,
+    outbox: Arc<Outbox>,
+    /// Connection-thread mode: the server (dropped on stop) and the requests being handled.
+    direct: Option<(Arc<tiny_http::Server>, Arc<AtomicUsize>, Duration)>,
+}
+
+/// Counts a request in progress for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::SeqCst);
+        InFlight(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A write whose answer is computed once its proposal is decided (on a responder thread).
@@ -738,12 +786,104 @@ struct Pending {
     result: Result<(), ApiError>,
 }
 
-/// Threads that answer writes decided by the runtime, so that HTTP workers never wait.
+/// Threads that answer writes decided by the runtime, so that HTTP threads never wait.
 const RESPONDERS: usize = 2;
 
+/// Decided writes waiting for a responder. The runtime decides writes in batches: the first
+/// of a batch wakes one idle responder, which takes every write queued by then (one wake-up
+/// per batch, not per write).
+#[derive(Default)]
+struct Outbox {
+    state: Mutex<OutboxState>,
+    ready: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct OutboxState {
+    jobs: Vec<Pending>,
+    /// Writes proposed and not decided yet.
+    outstanding: usize,
+    /// Responders waiting for jobs.
+    idle: usize,
+    /// A responder was woken and has not taken the jobs yet.
+    waking: bool,
+    /// No more writes are proposed: responders leave once nothing is outstanding.
+    closed: bool,
+}
+
+impl Outbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutboxState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A proposed write was decided.
+    fn push(&self, p: Pending) {
+        let mut s = self.lock();
+        s.jobs.push(p);
+        if s.idle > 0 && !s.waking {
+            s.waking = true;
+            self.ready.notify_one();
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
+
+    /// Everything decided so far; `None` once closed with nothing left to answer.
+    fn take(&self) -> Option<Vec<Pending>> {
+        let mut s = self.lock();
+        loop {
+            s.waking = false;
+            if !s.jobs.is_empty() {
+                return Some(std::mem::take(&mut s.jobs));
+            }
+            if s.closed && s.outstanding == 0 {
+                self.ready.notify_all();
+                return None;
+            }
+            s.idle += 1;
+            // Bounded wait: `closed` is also rechecked by time.
+            s = match self.ready.wait_timeout(s, Duration::from_millis(100)) {
+                Ok((s, _)) => s,
+                Err(e) => e.into_inner().0,
+            };
+            s.idle -= 1;
+        }
+    }
+}
+
+/// One write proposed and not decided yet: counted in [`OutboxState::outstanding`] until it
+/// is pushed or dropped (a callback the runtime never called still lets the responders stop).
+struct Ticket(Arc<Outbox>);
+
+impl Ticket {
+    fn new(outbox: Arc<Outbox>) -> Ticket {
+        outbox.lock().outstanding += 1;
+        Ticket(outbox)
+    }
+
+    fn push(&self, p: Pending) {
+        self.0.push(p);
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.outstanding = s.outstanding.saturating_sub(1);
+        if s.closed {
+            self.0.ready.notify_all();
+        }
+    }
+}
+
 impl Server {
-    /// Serves `api` on `listener` with `workers` threads until [`Server::stop`] or until
-    /// `shutdown` is set.
+    /// Serves `api` on `listener` until [`Server::stop`] or until `shutdown` is set. With
+    /// `workers == 0` (the fastest: no hand-off between threads before the runtime), each
+    /// request is handled on its connection's thread; otherwise `workers` threads take
+    /// requests from a queue.
     pub fn start(
         listener: TcpListener,
         api: Arc<dyn Api>,
@@ -759,9 +899,6 @@ impl Server {
             max_headers: 100,
             max_connections: opts.max_connections,
         };
-        let server = tiny_http::Server::from_listener_with_limits(listener, None, limits)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let server = Arc::new(server);
         let agent = security::with_token(
             ureq::AgentBuilder::new()
                 .timeout_connect(Duration::from_millis(500))
@@ -770,80 +907,114 @@ impl Server {
         )
         .build();
         let opts = Arc::new(opts);
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<Pending>();
-        let done_rx = Arc::new(std::sync::Mutex::new(done_rx));
+        let outbox = Arc::new(Outbox::default());
         let mut responders = Vec::new();
         for _ in 0..RESPONDERS {
-            let (rx, api, opts, agent) =
-                (done_rx.clone(), api.clone(), opts.clone(), agent.clone());
+            let (outbox, api, opts, agent) =
+                (outbox.clone(), api.clone(), opts.clone(), agent.clone());
             responders.push(
                 std::thread::Builder::new()
                     .name("http-respond".into())
-                    .spawn(move || responder(&rx, &*api, &opts, &agent))?,
+                    .spawn(move || responder(&outbox, &*api, &opts, &agent))?,
             );
         }
+        if workers == 0 {
+            let inflight = Arc::new(AtomicUsize::new(0));
+            let drain = opts.timeout + Duration::from_secs(1);
+            let (n, stop, out) = (inflight.clone(), shutdown.clone(), outbox.clone());
+            let handler: tiny_http::Handler = Arc::new(move |rq| {
+                let _busy = InFlight::new(&n);
+                if stop.load(Ordering::SeqCst) {
+                    // Dropped unanswered: tiny_http answers 500 and the connection closes.
+                    return;
+                }
+                handle(rq, &*api, &opts, &agent, &out);
+            });
+            let server =
+                tiny_http::Server::from_listener_with_handler(listener, None, limits, handler)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+            return Ok(Server {
+                stop: shutdown,
+                threads: Vec::new(),
+                responders,
+                outbox,
+                direct: Some((Arc::new(server), inflight, drain)),
+            });
+        }
+        let server = tiny_http::Server::from_listener_with_limits(listener, None, limits)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let server = Arc::new(server);
         let mut threads = Vec::new();
-        for _ in 0..workers.max(1) {
-            let (server, api, opts, stop, agent, done_tx) = (
+        for _ in 0..workers {
+            let (server, api, opts, stop, agent, outbox) = (
                 server.clone(),
                 api.clone(),
                 opts.clone(),
                 shutdown.clone(),
                 agent.clone(),
-                done_tx.clone(),
+                outbox.clone(),
             );
             threads.push(
                 std::thread::Builder::new()
                     .name("http".into())
-                    .spawn(move || worker(&server, &*api, &opts, &stop, &agent, &done_tx))?,
+                    .spawn(move || worker(&server, &*api, &opts, &stop, &agent, &outbox))?,
             );
         }
         Ok(Server {
             stop: shutdown,
             threads,
             responders,
+            outbox,
+            direct: None,
         })
     }
 
-    /// Stops accepting and waits for the workers (each notices within 100 ms) and for the
-    /// responders (once every pending write is answered).
+    /// Stops accepting and waits for the HTTP threads (workers notice within 100 ms; in
+    /// connection-thread mode, the requests being handled, for at most the request timeout
+    /// and a second) and for the responders (once every write proposed is answered).
     pub fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);
+        if let Some((server, inflight, drain)) = self.direct {
+            drop(server);
+            let deadline = Instant::now() + drain;
+            while inflight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         for t in self.threads {
             let _ = t.join();
         }
+        self.outbox.close();
         for t in self.responders {
             let _ = t.join();
         }
     }
 }
 
-fn responder(
-    rx: &std::sync::Mutex<std::sync::mpsc::Receiver<Pending>>,
-    api: &dyn Api,
-    opts: &HttpOptions,
-    agent: &ureq::Agent,
-) {
-    loop {
-        let job = match rx.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
-        };
-        let Ok(p) = job else { return };
-        let req = Request {
-            method: &p.method,
-            url: &p.url,
-            body: &p.body,
-            forwarded: p.forwarded,
-        };
-        let answer = write_answer(
-            api,
-            opts,
-            &req,
-            &|leader, r| forward_to(agent, leader, r),
-            p.result,
-        );
-        send(p.rq, answer);
+fn responder(outbox: &Outbox, api: &dyn Api, opts: &HttpOptions, agent: &ureq::Agent) {
+    while let Some(jobs) = outbox.take() {
+        for p in jobs {
+            let answer = match p.result {
+                // The common case, without building a `Request`.
+                Ok(()) => Answer::empty(200),
+                result => {
+                    let req = Request {
+                        method: &p.method,
+                        url: &p.url,
+                        body: &p.body,
+                        forwarded: p.forwarded,
+                    };
+                    write_answer(
+                        api,
+                        opts,
+                        &req,
+                        &|leader, r| forward_to(agent, leader, r),
+                        result,
+                    )
+                }
+            };
+            send(p.rq, answer);
+        }
     }
 }
 
@@ -873,87 +1044,98 @@ fn worker(
     opts: &HttpOptions,
     stop: &AtomicBool,
     agent: &ureq::Agent,
-    done_tx: &std::sync::mpsc::Sender<Pending>,
+    outbox: &Arc<Outbox>,
 ) {
     while !stop.load(Ordering::SeqCst) {
-        let mut rq = match server.recv_timeout(Duration::from_millis(100)) {
-            Ok(Some(rq)) => rq,
+        match server.recv_timeout(Duration::from_millis(100)) {
+            Ok(Some(rq)) => handle(rq, api, opts, agent, outbox),
             Ok(None) => continue,
             Err(_) => break,
-        };
-        if let Some(token) = &opts.token {
-            if !authorized(token, rq.url(), token_header(&rq)) {
-                // raftd reads no body here: the connection is closed after the answer.
-                send(
-                    rq,
-                    Answer::text(
-                        401,
-                        format!("raftdump: this route needs a valid {TOKEN_HEADER} header\n"),
-                    ),
-                );
-                continue;
-            }
         }
-        let is_rpc = rq.url().starts_with("/raft/");
-        let limit = if is_rpc {
-            opts.max_rpc_body
-        } else {
-            opts.max_body
-        } as u64
-            + 1;
-        let mut body = Vec::new();
-        if rq.as_reader().take(limit).read_to_end(&mut body).is_err() {
-            // raftd: a body that cannot be read is a 400 with an empty body.
-            send(rq, Answer::text(400, if is_rpc { "\n" } else { "" }));
-            continue;
-        }
-        let method = rq.method().as_str().to_ascii_uppercase();
-        let url = rq.url().to_string();
-        let forwarded = rq.headers().iter().any(|h| h.field.equiv(FORWARDED_HEADER));
-        // A write is proposed without waiting: the runtime calls back when it is decided and a
-        // responder thread answers. Everything else is answered here by `route`.
-        if method == "POST" && body.len() <= opts.max_body {
-            if let Some(key) = db_key(&url).filter(|k| k.len() <= opts.max_key) {
-                let payload = command::encode_write(&key, &body);
-                if opts
-                    .space
-                    .as_ref()
-                    .is_some_and(|g| !g.admits(payload.len()))
-                {
-                    send(rq, no_space());
-                    continue;
-                }
-                let tx = done_tx.clone();
-                let mut pending = Some((rq, method, url, body, forwarded));
-                api.propose_async(
-                    names::WRITE,
-                    payload,
-                    opts.timeout,
-                    Box::new(move |result| {
-                        if let Some((rq, method, url, body, forwarded)) = pending.take() {
-                            let _ = tx.send(Pending {
-                                rq,
-                                method,
-                                url,
-                                body,
-                                forwarded,
-                                result,
-                            });
-                        }
-                    }),
-                );
-                continue;
-            }
-        }
-        let req = Request {
-            method: &method,
-            url: &url,
-            body: &body,
-            forwarded,
-        };
-        let answer = route(api, opts, req, &|leader, r| forward_to(agent, leader, r));
-        send(rq, answer);
     }
+}
+
+/// Answers one request; a write is proposed without waiting, and a responder thread answers
+/// it once decided.
+fn handle(
+    mut rq: tiny_http::Request,
+    api: &dyn Api,
+    opts: &HttpOptions,
+    agent: &ureq::Agent,
+    outbox: &Arc<Outbox>,
+) {
+    if let Some(token) = &opts.token {
+        if !authorized(token, rq.url(), token_header(&rq)) {
+            // raftd reads no body here: the connection is closed after the answer.
+            send(
+                rq,
+                Answer::text(
+                    401,
+                    format!("raftdump: this route needs a valid {TOKEN_HEADER} header\n"),
+                ),
+            );
+            return;
+        }
+    }
+    let is_rpc = rq.url().starts_with("/raft/");
+    let limit = if is_rpc {
+        opts.max_rpc_body
+    } else {
+        opts.max_body
+    } as u64
+        + 1;
+    let mut body = Vec::new();
+    if rq.as_reader().take(limit).read_to_end(&mut body).is_err() {
+        // raftd: a body that cannot be read is a 400 with an empty body.
+        send(rq, Answer::text(400, if is_rpc { "\n" } else { "" }));
+        return;
+    }
+    let method = rq.method().as_str().to_ascii_uppercase();
+    let url = rq.url().to_string();
+    let forwarded = rq.headers().iter().any(|h| h.field.equiv(FORWARDED_HEADER));
+    // A write is proposed without waiting: the runtime calls back when it is decided and a
+    // responder thread answers. Everything else is answered here by `route`.
+    if method == "POST" && body.len() <= opts.max_body {
+        if let Some(key) = db_key(&url).filter(|k| k.len() <= opts.max_key) {
+            let payload = command::encode_write(&key, &body);
+            if opts
+                .space
+                .as_ref()
+                .is_some_and(|g| !g.admits(payload.len()))
+            {
+                send(rq, no_space());
+                return;
+            }
+            let ticket = Ticket::new(outbox.clone());
+            let mut pending = Some((rq, method, url, body, forwarded));
+            api.propose_async(
+                names::WRITE,
+                payload,
+                opts.timeout,
+                Box::new(move |result| {
+                    if let Some((rq, method, url, body, forwarded)) = pending.take() {
+                        ticket.push(Pending {
+                            rq,
+                            method,
+                            url,
+                            body,
+                            forwarded,
+                            result,
+                        });
+                    }
+                }),
+            );
+            return;
+        }
+    }
+    let req = Request {
+        method: &method,
+        url: &url,
+        body: &body,
+        forwarded,
+    };
+    let answer = route(api, opts, req, &|leader, r| forward_to(agent, leader, r));
+    send(rq, answer);
 }
 
 #[cfg(test)]
@@ -1088,19 +1270,90 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let api = Fake::default();
         let opts = HttpOptions {
-            space: Some(SpaceGuard {
-                dir: tmp.path().to_owned(),
-                reserve: u64::MAX / 2,
-            }),
+            space: Some(SpaceGuard::new(tmp.path().to_owned(), u64::MAX / 2)),
             ..HttpOptions::default()
         };
         let a = call(&api, &opts, "POST", "/db/k", b"v");
         assert_eq!(a.status, 507);
         assert!(api.proposed.lock().unwrap().is_empty());
-        let ok = SpaceGuard {
-            dir: tmp.path().to_owned(),
-            reserve: 0,
-        };
+        let ok = SpaceGuard::new(tmp.path().to_owned(), 0);
         assert!(ok.admits(10));
+    }
+
+    /// Sends `parts` on one connection (pausing between them) and returns everything read
+    /// back until the server closes it or 2 s pass.
+    fn raw(addr: std::net::SocketAddr, parts: &[&[u8]]) -> String {
+        use std::io::Write;
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        for p in parts {
+            c.write_all(p).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn both_modes_answer_heads_split_anywhere_and_bound_header_lines() {
+        // 0: on the connection's thread; 4: through the worker queue.
+        for workers in [0, 4] {
+            serves_heads_split_anywhere_and_bounds_header_lines(workers);
+        }
+    }
+
+    fn serves_heads_split_anywhere_and_bounds_header_lines(workers: usize) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let api = Arc::new(Fake::default());
+        let opts = HttpOptions {
+            idle_timeout: Duration::from_millis(500),
+            ..HttpOptions::default()
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = Server::start(listener, api.clone(), opts, workers, stop).unwrap();
+        // Two requests on one connection, the second split between CR and LF, a bare LF
+        // inside a header value (part of the line, as before), then a write.
+        let text = raw(
+            addr,
+            &[
+                b"GET /leader HTTP/1.1\r\nHost: x\r\n\r\nGET /lea",
+                b"der HTTP/1.1\r",
+                b"\nX-A: a\nb\r\n\r\nPOST /db/k HTTP/1.1\r\nContent-Length: 1\r\nConnection: close\r\n\r\nv",
+            ],
+        );
+        assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
+        assert_eq!(*api.proposed.lock().unwrap(), ["write"]);
+        // A header line of 16383 bytes (its CR counted) is the longest accepted; one byte
+        // more and the connection is closed without an answer.
+        let line = |n: usize| format!("X-A: {}", "a".repeat(n - 5));
+        let head = |n: usize| {
+            format!(
+                "GET /leader HTTP/1.1\r\n{}\r\nConnection: close\r\n\r\n",
+                line(n)
+            )
+        };
+        assert!(raw(addr, &[head(16382).as_bytes()]).starts_with("HTTP/1.1 200"));
+        assert_eq!(raw(addr, &[head(16383).as_bytes()]), "");
+        server.stop();
+    }
+
+    #[test]
+    fn the_space_guard_counts_what_it_admitted_until_it_asks_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reserve = 1 << 20;
+        let mut g = SpaceGuard::new(tmp.path().to_owned(), reserve);
+        g.refresh = Duration::from_secs(3600);
+        // As if the file system had said: room for three writes of 1000 bytes (+256 each).
+        *g.known.lock().unwrap() = Some((Instant::now(), reserve + 3 * 1256 + 600));
+        assert_eq!((0..6).take_while(|_| g.admits(1000)).count(), 3);
+        assert!(!g.admits(1000));
+        assert!(g.admits(600 - 256));
+        assert_eq!(g.known.lock().unwrap().unwrap().1, reserve);
+        // Once the figure is old, the file system is asked again.
+        g.refresh = Duration::ZERO;
+        // (the cached figure would refuse; the temp dir's file system has more than 1 MiB).
+        assert!(g.admits(1000));
     }
 }

@@ -86,19 +86,18 @@ impl ClientConnection {
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
     fn read_next_line(&mut self) -> IoResult<AsciiString> {
+        use std::io::BufRead;
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
 
         loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
-            };
-
-            // raftdump: the head must arrive within `header_timeout` of its first byte, and
-            // no line may exceed `max_header_line` bytes.
+            // raftdump: scans what the buffer holds (one `read` per segment received, not
+            // one call per byte); the time is checked after every wait for data, so a head
+            // that trickles in is still cut at `header_timeout` from its first byte.
+            let available = self.next_header_source.fill_buf()?;
+            if available.is_empty() {
+                return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF"));
+            }
             let now = std::time::Instant::now();
             match self.head_deadline {
                 None => self.head_deadline = Some(now + self.limits.header_timeout),
@@ -107,19 +106,32 @@ impl ClientConnection {
                 }
                 Some(_) => {}
             }
-            if buf.len() >= self.limits.max_header_line {
+            let mut end = None;
+            for (i, &byte) in available.iter().enumerate() {
+                if byte == b'\n' && prev_byte_was_cr {
+                    end = Some(i);
+                    break;
+                }
+                prev_byte_was_cr = byte == b'\r';
+            }
+            let take = end.unwrap_or(available.len());
+            // No line may exceed `max_header_line` bytes (its CR counted, its LF not).
+            if buf.len() + take > self.limits.max_header_line
+                || (end.is_some() && buf.len() + take >= self.limits.max_header_line)
+            {
                 return Err(IoError::new(ErrorKind::InvalidData, "request head line too long"));
             }
-
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
+            buf.extend_from_slice(&available[..take]);
+            match end {
+                Some(i) => {
+                    self.next_header_source.consume(i + 1);
+                    buf.pop(); // removing the '\r'
+                    return AsciiString::from_ascii(buf).map_err(|_| {
+                        IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII")
+                    });
+                }
+                None => self.next_header_source.consume(take),
             }
-
-            prev_byte_was_cr = byte == b'\r';
-
-            buf.push(byte);
         }
     }
 

@@ -191,6 +191,9 @@ pub struct SslConfig {
 }
 
 /// raftdump: bounds that keep slow or greedy clients from starving the server.
+/// raftdump: what `Server::from_listener_with_handler` calls with every request.
+pub type Handler = Arc<dyn Fn(Request) + Send + Sync>;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Socket read timeout: an idle keep-alive connection, or a request whose body stalls,
@@ -296,7 +299,30 @@ impl Server {
         ssl_config: Option<SslConfig>,
         limits: Limits,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let listener = listener.into();
+        Self::start(listener.into(), ssl_config, limits, None)
+    }
+
+    /// raftdump: like `from_listener_with_limits`, but every request is given to `handler` on
+    /// the thread that serves its connection (one thread per open connection), in order: no
+    /// queue and no hand-off to another thread. The handler must answer (or drop) the request
+    /// before the connection's next request is read. `recv` never returns requests of such a
+    /// server. Once the server is dropped, a connection's further requests are not handled:
+    /// the connection is closed instead.
+    pub fn from_listener_with_handler<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: Limits,
+        handler: Handler,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::start(listener.into(), ssl_config, limits, Some(handler))
+    }
+
+    fn start(
+        listener: Listener,
+        ssl_config: Option<SslConfig>,
+        limits: Limits,
+        handler: Option<Handler>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -389,8 +415,20 @@ impl Server {
                     Ok((client, guard)) => {
                         let messages = inside_messages.clone();
                         let mut client = Some((client, guard));
+                        let handler = handler.clone();
+                        let closed = inside_close_trigger.clone();
                         tasks_pool.spawn(Box::new(move || {
                             if let Some((client, _guard)) = client.take() {
+                                if let Some(handler) = &handler {
+                                    // raftdump: handled right here, one request at a time.
+                                    for rq in client {
+                                        if closed.load(Relaxed) {
+                                            break;
+                                        }
+                                        handler(rq);
+                                    }
+                                    return;
+                                }
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 if client.secure() {
                                     let (sender, receiver) = mpsc::channel();
