@@ -538,10 +538,14 @@ pub trait Observer {
 /// One node's stream: the next entry in index order, its replayer, and what it has seen.
 struct Cursor<'a, 'o> {
     reader: crate::scan::Frames<'a>,
+    bytes: &'a [u8],
     obs: Option<&'o mut dyn Observer>,
     len: u64,
     at: Option<Index>,
     next: Option<RawEntry<'a>>,
+    /// Whether `next` was taken over from the lead given to the latest `fill` (so it holds the
+    /// same bytes at the same index as the lead's `next`).
+    same_as_lead: bool,
     ended: bool,
     replayer: Replayer,
     first: Option<Index>,
@@ -556,10 +560,22 @@ struct Cursor<'a, 'o> {
 }
 
 impl<'a> Cursor<'a, '_> {
+    /// Reads up to the next entry to compare. `lead` is another log's bytes and the entry it
+    /// has just read: when this log holds the same bytes at the same offset, that entry is taken
+    /// over without decoding it again (identical logs are the common case).
     #[inline]
-    fn fill(&mut self) {
+    fn fill(&mut self, mut lead: Option<(&[u8], &RawEntry<'_>)>) {
+        self.same_as_lead = false;
         while self.next.is_none() && !self.ended {
-            match self.reader.next() {
+            let same = lead
+                .take()
+                .and_then(|(bytes, e)| self.reader.next_if_same(bytes, e));
+            self.same_as_lead = same.is_some();
+            let item = match same {
+                Some(e) => Some(Ok(e)),
+                None => self.reader.next(),
+            };
+            match item {
                 None => self.ended = true,
                 Some(Ok(e)) => {
                     if let Some(o) = self.obs.as_deref_mut() {
@@ -570,6 +586,7 @@ impl<'a> Cursor<'a, '_> {
                         self.ended = true;
                     } else if self.last.is_some_and(|l| e.index() <= l) {
                         self.out_of_order += 1;
+                        self.same_as_lead = false;
                     } else {
                         self.next = Some(e);
                     }
@@ -655,8 +672,9 @@ fn unanimous<'a>(cursors: &[Cursor<'a, '_>]) -> Option<RawEntry<'a>> {
     let e = first.next?;
     rest.iter()
         .all(|c| {
-            c.next
-                .is_some_and(|f| f.wire.index == e.wire.index && f.body == e.body)
+            c.next.is_some_and(|f| {
+                c.same_as_lead || (f.wire.index == e.wire.index && f.body == e.body)
+            })
         })
         .then_some(e)
 }
@@ -745,10 +763,12 @@ fn compare_impl(
         let conf_commit = t.dir.conf().map_or(0, |c| c.commit_index);
         cursors.push(Cursor {
             reader: crate::scan::Frames::releasing(&t.dir.log),
+            bytes: t.dir.log.bytes(),
             obs: observers.next().and_then(Option::take),
             len: t.dir.log.bytes().len() as u64,
             at: t.at,
             next: None,
+            same_as_lead: false,
             ended: false,
             replayer,
             first: None,
@@ -791,8 +811,12 @@ fn compare_impl(
     let everyone_holders = count(everyone);
 
     loop {
-        for c in cursors.iter_mut() {
-            c.fill();
+        if let Some((first, rest)) = cursors.split_first_mut() {
+            first.fill(None);
+            let lead = first.next.as_ref().map(|e| (first.bytes, e));
+            for c in rest {
+                c.fill(lead);
+            }
         }
         // The common case, in short: inside the common prefix every node holds the same bytes
         // at the same index. The general path below would find one version held by everyone,

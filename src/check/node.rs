@@ -273,7 +273,7 @@ impl<'c> LogPass<'c> {
     /// that a memory-mapped log of many GB can give those pages back (see
     /// `datadir::LogBytes::release`).
     pub fn run(&mut self, release: &dyn Fn(std::ops::Range<usize>)) {
-        const STEP: usize = 8 << 20;
+        const STEP: usize = 4 << 20;
         let base = self.base;
         let bytes = self.pass.buf;
         let mut released = 0usize;

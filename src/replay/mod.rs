@@ -565,6 +565,12 @@ impl Replayer {
             self.r.kv.applied = index;
             return;
         }
+        self.apply_write(index, term, payload);
+    }
+
+    /// [`Replayer::write`] when writes are applied (kept apart so that the membership-only
+    /// case above inlines into `feed`).
+    fn apply_write(&mut self, index: Index, term: Term, payload: &[u8]) {
         let [key, value] = match decode_str_fields(payload, ["key", "value"]) {
             Ok(kv) => kv,
             Err(e) => {
