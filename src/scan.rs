@@ -328,10 +328,9 @@ mod tests {
 
     /// `next_if_same` on `b`, given what a reader of `a` yields, against `next` on `b`.
     fn same_as_next(a: &[u8], b: &[u8]) {
-        let mut fa = Frames::new(a);
+        let fa = Frames::new(a);
         let mut fb = Frames::new(b);
-        loop {
-            let Some(item) = fa.next() else { break };
+        for item in fa {
             let Ok(e) = item else { continue };
             // Bring b's reader to a's offset, as the comparison would find them.
             while fb.position() < e.offset {
