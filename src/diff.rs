@@ -2,9 +2,10 @@
 //! holds which tail, what the files prove committed, and how conf, snapshots, membership and
 //! (optionally) the replayed key-value states differ.
 //!
-//! It streams: one [`LogReader`] per node, advanced in lockstep by index, so it holds one entry
-//! per node at a time (plus a bounded number of conflicting rows and events kept for the report),
-//! never whole logs. Each node's entries also feed a [`Replayer`] (membership only, or the full
+//! It streams: one reader per node ([`crate::scan::Frames`], which yields what `LogReader`
+//! yields and takes over a frame another log holds byte for byte at the same offset), advanced in
+//! lockstep by index, so it holds one entry per node at a time (plus a bounded number of
+//! conflicting rows and events kept for the report), never whole logs. Each node's entries also feed a [`Replayer`] (membership only, or the full
 //! state with `state`), so the same pass gives membership and state differences.
 //!
 //! Commit evidence, strongest first: an entry (same index, term and command) held by a majority
