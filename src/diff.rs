@@ -2,9 +2,10 @@
 //! holds which tail, what the files prove committed, and how conf, snapshots, membership and
 //! (optionally) the replayed key-value states differ.
 //!
-//! It streams: one [`LogReader`] per node, advanced in lockstep by index, so it holds one entry
-//! per node at a time (plus a bounded number of conflicting rows and events kept for the report),
-//! never whole logs. Each node's entries also feed a [`Replayer`] (membership only, or the full
+//! It streams: one reader per node ([`crate::scan::Frames`], which yields what `LogReader`
+//! yields and takes over a frame another log holds byte for byte at the same offset), advanced in
+//! lockstep by index, so it holds one entry per node at a time (plus a bounded number of
+//! conflicting rows and events kept for the report), never whole logs. Each node's entries also feed a [`Replayer`] (membership only, or the full
 //! state with `state`), so the same pass gives membership and state differences.
 //!
 //! Commit evidence, strongest first: an entry (same index, term and command) held by a majority
@@ -525,12 +526,27 @@ impl Divergence {
     }
 }
 
+/// Sees every frame and every stretch of damage of one node's log, in file order, as the
+/// comparison reads them: `verify` of several nodes runs each node's own rules
+/// (`check::node::LogPass`) this way, so each log is read and decoded once for both.
+pub trait Observer {
+    /// A good frame.
+    fn entry(&mut self, e: &RawEntry<'_>);
+    /// A stretch of damage.
+    fn damage(&mut self, e: &LogError);
+}
+
 /// One node's stream: the next entry in index order, its replayer, and what it has seen.
-struct Cursor<'a> {
-    reader: crate::datadir::LogStream<'a>,
+struct Cursor<'a, 'o> {
+    reader: crate::scan::Frames<'a>,
+    bytes: &'a [u8],
+    obs: Option<&'o mut dyn Observer>,
     len: u64,
     at: Option<Index>,
     next: Option<RawEntry<'a>>,
+    /// Whether `next` was taken over from the lead given to the latest `fill` (so it holds the
+    /// same bytes at the same index as the lead's `next`).
+    same_as_lead: bool,
     ended: bool,
     replayer: Replayer,
     first: Option<Index>,
@@ -544,17 +560,34 @@ struct Cursor<'a> {
     claim_to: Index,
 }
 
-impl<'a> Cursor<'a> {
-    fn fill(&mut self) {
+impl<'a> Cursor<'a, '_> {
+    /// Reads up to the next entry to compare. `lead` is another log's bytes and the entry it
+    /// has just read: when this log holds the same bytes at the same offset, that entry is taken
+    /// over without decoding it again (identical logs are the common case).
+    #[inline]
+    fn fill(&mut self, mut lead: Option<(&[u8], &RawEntry<'_>)>) {
+        self.same_as_lead = false;
         while self.next.is_none() && !self.ended {
-            match self.reader.next() {
+            let same = lead
+                .take()
+                .and_then(|(bytes, e)| self.reader.next_if_same(bytes, e));
+            self.same_as_lead = same.is_some();
+            let item = match same {
+                Some(e) => Some(Ok(e)),
+                None => self.reader.next(),
+            };
+            match item {
                 None => self.ended = true,
                 Some(Ok(e)) => {
+                    if let Some(o) = self.obs.as_deref_mut() {
+                        o.entry(&e);
+                    }
                     self.replayer.feed(&e);
                     if self.at.is_some_and(|at| e.index() > at) {
                         self.ended = true;
                     } else if self.last.is_some_and(|l| e.index() <= l) {
                         self.out_of_order += 1;
+                        self.same_as_lead = false;
                     } else {
                         self.next = Some(e);
                     }
@@ -562,15 +595,26 @@ impl<'a> Cursor<'a> {
                 Some(Err(err)) => {
                     // goraft truncates here: nothing after it is compared, but the replayer
                     // counts what it would discard.
+                    if let Some(o) = self.obs.as_deref_mut() {
+                        o.damage(&err);
+                    }
                     self.replayer.feed_damage(&err, self.len);
                     self.damage = Some(err);
                     self.ended = true;
                     for item in self.reader.by_ref() {
                         match item {
                             Ok(e) => {
+                                if let Some(o) = self.obs.as_deref_mut() {
+                                    o.entry(&e);
+                                }
                                 self.replayer.feed(&e);
                             }
-                            Err(err) => self.replayer.feed_damage(&err, self.len),
+                            Err(err) => {
+                                if let Some(o) = self.obs.as_deref_mut() {
+                                    o.damage(&err);
+                                }
+                                self.replayer.feed_damage(&err, self.len);
+                            }
                         }
                     }
                 }
@@ -622,6 +666,20 @@ fn same_entry(a: &RawEntry<'_>, b: &RawEntry<'_>) -> bool {
             && a.wire.command == b.wire.command)
 }
 
+/// The next entry of every node, when all are at the same index with the same bytes.
+#[inline]
+fn unanimous<'a>(cursors: &[Cursor<'a, '_>]) -> Option<RawEntry<'a>> {
+    let (first, rest) = cursors.split_first()?;
+    let e = first.next?;
+    rest.iter()
+        .all(|c| {
+            c.next.is_some_and(|f| {
+                c.same_as_lead || (f.wire.index == e.wire.index && f.body == e.body)
+            })
+        })
+        .then_some(e)
+}
+
 fn normalize(p: &Path) -> PathBuf {
     p.components().collect()
 }
@@ -632,6 +690,32 @@ fn normalize(p: &Path) -> PathBuf {
 /// [`DiffError`] when there is nothing to compare, too much, or a cut is before a snapshot of a
 /// compacted log.
 pub fn compare(targets: &[Target<'_>], opts: &DiffOptions) -> Result<Divergence, DiffError> {
+    compare_observed(targets, opts, &mut [])
+}
+
+/// [`compare`], also showing every frame and damage of node k's log, in file order, to
+/// `observers[k]` (an observer for each target, or none at all; `None` for a node nobody
+/// watches; the observers are taken out of the slice). Each log is read to its end, past a cut
+/// (`DIR@INDEX`) too, for its observer.
+///
+/// # Errors
+/// As [`compare`]; an error comes before any observer has seen anything.
+pub fn compare_observed(
+    targets: &[Target<'_>],
+    opts: &DiffOptions,
+    observers: &mut [Option<&mut dyn Observer>],
+) -> Result<Divergence, DiffError> {
+    compare_impl(targets, opts, observers, true)
+}
+
+/// `shortcut`: take the short path for unanimous entries (off only in tests, which check that
+/// both paths give the same comparison).
+fn compare_impl(
+    targets: &[Target<'_>],
+    opts: &DiffOptions,
+    observers: &mut [Option<&mut dyn Observer>],
+    shortcut: bool,
+) -> Result<Divergence, DiffError> {
     let n = targets.len();
     if n == 0 {
         return Err(DiffError::NoNodes);
@@ -663,6 +747,7 @@ pub fn compare(targets: &[Target<'_>], opts: &DiffOptions) -> Result<Divergence,
     };
 
     let mut cursors = Vec::with_capacity(n);
+    let mut observers = observers.iter_mut();
     for t in targets {
         let ropts = ReplayOptions {
             at: t.at,
@@ -678,10 +763,13 @@ pub fn compare(targets: &[Target<'_>], opts: &DiffOptions) -> Result<Divergence,
             .map_or((0, 0), |s| (s.last_index, s.last_term));
         let conf_commit = t.dir.conf().map_or(0, |c| c.commit_index);
         cursors.push(Cursor {
-            reader: t.dir.stream(),
+            reader: crate::scan::Frames::releasing(&t.dir.log),
+            bytes: t.dir.log.bytes(),
+            obs: observers.next().and_then(Option::take),
             len: t.dir.log.bytes().len() as u64,
             at: t.at,
             next: None,
+            same_as_lead: false,
             ended: false,
             replayer,
             first: None,
@@ -716,10 +804,46 @@ pub fn compare(targets: &[Target<'_>], opts: &DiffOptions) -> Result<Divergence,
     let mut versions: Vec<Version<'_>> = Vec::with_capacity(n);
     let mut slot_version: Vec<usize> = vec![usize::MAX; n];
     let mut cluster_size = distinct;
+    let everyone: Nodes = if n == MAX_NODES {
+        Nodes::MAX
+    } else {
+        (1 << n) - 1
+    };
+    let everyone_holders = count(everyone);
 
     loop {
-        for c in cursors.iter_mut() {
-            c.fill();
+        if let Some((first, rest)) = cursors.split_first_mut() {
+            first.fill(None);
+            let lead = first.next.as_ref().map(|e| (first.bytes, e));
+            for c in rest {
+                c.fill(lead);
+            }
+        }
+        // The common case, in short: inside the common prefix every node holds the same bytes
+        // at the same index. The general path below would find one version held by everyone,
+        // leave every pair undecided and extend the common prefix: do just that.
+        if in_common && shortcut {
+            if let Some(e) = unanimous(&cursors) {
+                let (i, term) = (e.index(), e.term());
+                let mut members = 0;
+                for c in cursors.iter_mut() {
+                    c.take();
+                    members = members.max(c.replayer.kv().members.len());
+                }
+                cluster_size = cluster_size.max(members);
+                if everyone_holders > cluster_size / 2 {
+                    commit.majority = Some(MajorityBound {
+                        index: i,
+                        term,
+                        nodes: everyone,
+                        holders: everyone_holders,
+                        cluster_size,
+                    });
+                }
+                common_from.get_or_insert(i);
+                common_to = Some(i);
+                continue;
+            }
         }
         let Some(i) = cursors.iter().filter_map(Cursor::peek_index).min() else {
             break;
@@ -993,6 +1117,17 @@ pub fn compare(targets: &[Target<'_>], opts: &DiffOptions) -> Result<Divergence,
         std::mem::swap(&mut active, &mut next_active);
     }
     commit.cluster_size = cluster_size;
+    // A cut (`DIR@INDEX`) stops the comparison early; observers see the whole log.
+    for c in cursors.iter_mut() {
+        if let Some(o) = c.obs.as_deref_mut() {
+            for item in c.reader.by_ref() {
+                match item {
+                    Ok(e) => o.entry(&e),
+                    Err(err) => o.damage(&err),
+                }
+            }
+        }
+    }
 
     let mut pairs = Vec::new();
     for a in 0..n {
@@ -1206,6 +1341,86 @@ mod tests {
 
     fn targets(dirs: &[DataDir]) -> Vec<Target<'_>> {
         dirs.iter().map(|dir| Target { dir, at: None }).collect()
+    }
+
+    /// Every group of sibling data dirs under `fixtures/` (dirs holding a `log` that open).
+    fn fixture_groups() -> Vec<Vec<DataDir>> {
+        let mut groups: std::collections::BTreeMap<PathBuf, Vec<DataDir>> = Default::default();
+        let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                }
+            }
+            if let (true, Some(parent)) = (d.join("log").is_file(), d.parent()) {
+                if let Ok(dir) = crate::datadir::open(&d) {
+                    groups.entry(parent.to_path_buf()).or_default().push(dir);
+                }
+            }
+        }
+        groups.into_values().collect()
+    }
+
+    /// Records what an observer is shown.
+    #[derive(Default)]
+    struct Seen(Vec<Result<(u64, u64), (u64, u64)>>);
+
+    impl Observer for Seen {
+        fn entry(&mut self, e: &RawEntry<'_>) {
+            self.0.push(Ok((e.offset, e.index())));
+        }
+        fn damage(&mut self, e: &LogError) {
+            self.0.push(Err((e.offset, e.len)));
+        }
+    }
+
+    #[test]
+    fn the_unanimous_shortcut_and_the_observers_change_nothing() {
+        let mut compared = 0;
+        for group in fixture_groups() {
+            // The group, and each dir next to the first (so that single dirs are compared too).
+            let mut sets: Vec<Vec<&DataDir>> = vec![group.iter().collect()];
+            sets.extend(group.iter().map(|d| vec![&group[0], d]));
+            for set in sets {
+                for at in [None, Some(3)] {
+                    let t: Vec<Target<'_>> = set.iter().map(|&dir| Target { dir, at }).collect();
+                    let opts = DiffOptions::default();
+                    let general = compare_impl(&t, &opts, &mut [], false).map(|d| format!("{d:?}"));
+                    let short = compare_impl(&t, &opts, &mut [], true).map(|d| format!("{d:?}"));
+                    assert_eq!(
+                        short,
+                        general,
+                        "{:?}",
+                        set.iter().map(|d| &d.path).collect::<Vec<_>>()
+                    );
+                    let mut seen: Vec<Seen> = set.iter().map(|_| Seen::default()).collect();
+                    let mut obs: Vec<Option<&mut dyn Observer>> = seen
+                        .iter_mut()
+                        .map(|s| Some(s as &mut dyn Observer))
+                        .collect();
+                    let observed = compare_observed(&t, &opts, &mut obs).map(|d| format!("{d:?}"));
+                    assert_eq!(observed, general);
+                    // Each observer saw its whole log, in file order, as a reader sees it; or
+                    // nothing, when the comparison could not run.
+                    for (s, dir) in seen.iter().zip(&set) {
+                        let want: Vec<_> = match &observed {
+                            Ok(_) => crate::format::log::LogReader::new(dir.log.bytes())
+                                .map(|i| match i {
+                                    Ok(e) => Ok((e.offset, e.index())),
+                                    Err(e) => Err((e.offset, e.len)),
+                                })
+                                .collect(),
+                            Err(_) => Vec::new(),
+                        };
+                        assert_eq!(s.0, want, "{}", dir.path.display());
+                    }
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared > 100, "{compared}");
     }
 
     #[test]

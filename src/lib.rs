@@ -25,3 +25,4 @@ pub mod node;
 pub mod render;
 pub mod repair;
 pub mod replay;
+pub mod scan;

@@ -7,9 +7,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::codes::finding;
+use super::node::{self, LogPass, NodeCheck, NodeReport};
 use super::{Finding, Severity};
 use crate::datadir::DataDir;
-use crate::diff::{self, Claim, DiffOptions, Divergence, EntryPair, Evidence, TailStatus, Target};
+use crate::diff::{
+    self, Claim, DiffOptions, Divergence, EntryPair, Evidence, Observer, TailStatus, Target,
+};
 use crate::model::Index;
 use crate::replay::{MemberChangeKind, Replay, Start};
 
@@ -88,6 +91,78 @@ pub fn check(nodes: &[DataDir]) -> Vec<Finding> {
             format!("the nodes were not compared: {e}"),
         )],
     }
+}
+
+/// Checks every node on its own ([`node::check`]) and the invariants across them ([`check`]).
+/// The results are those of the separate checks: the node reports in the order given, then the
+/// cluster findings.
+///
+/// With two cores or more, the comparison runs on a second thread beside the node checks (the
+/// two halves cost about the same, so this halves the time). With one core, each log is read
+/// once: the comparison's lockstep feeds each node's log pass ([`check_all_in_one_pass`]).
+pub fn check_all(nodes: &[DataDir]) -> (Vec<NodeReport>, Vec<Finding>) {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if nodes.len() < 2 || cores < 2 {
+        return check_all_in_one_pass(nodes);
+    }
+    std::thread::scope(|s| {
+        let across = s.spawn(|| check(nodes));
+        let reports = nodes.iter().map(node::check).collect();
+        // A panic there is a bug; show it as the panic it is.
+        let across = across
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (reports, across)
+    })
+}
+
+/// [`check_all`] on one thread, reading each log once: the comparison's lockstep feeds each
+/// node's log pass.
+pub fn check_all_in_one_pass(nodes: &[DataDir]) -> (Vec<NodeReport>, Vec<Finding>) {
+    let checks: Vec<NodeCheck<'_>> = nodes.iter().map(NodeCheck::new).collect();
+    let mut passes: Vec<LogPass<'_>> = checks.iter().map(NodeCheck::log_pass).collect();
+    let compared = if nodes.len() < 2 {
+        None
+    } else {
+        let targets: Vec<Target<'_>> = nodes.iter().map(|dir| Target { dir, at: None }).collect();
+        let mut observers: Vec<Option<&mut dyn Observer>> = passes
+            .iter_mut()
+            .map(|p| {
+                if p.needs_own_reader() {
+                    None
+                } else {
+                    Some(p as &mut dyn Observer)
+                }
+            })
+            .collect();
+        Some(diff::compare_observed(
+            &targets,
+            &DiffOptions::default(),
+            &mut observers,
+        ))
+    };
+    // The passes the comparison did not feed: all of them when it did not run (it fails before
+    // reading anything), and those of logs with a commit-index prefix.
+    let fed = matches!(compared, Some(Ok(_)));
+    for (p, dir) in passes.iter_mut().zip(nodes) {
+        if !fed || p.needs_own_reader() {
+            p.run(&|r| dir.log.release(r));
+        }
+    }
+    let reports = checks
+        .iter()
+        .zip(passes)
+        .map(|(c, p)| c.finish(p))
+        .collect();
+    let cluster = match compared {
+        None => Vec::new(),
+        Some(Ok(d)) => findings(nodes, &d),
+        Some(Err(e)) => vec![finding(
+            "cluster-not-compared",
+            format!("the nodes were not compared: {e}"),
+        )],
+    };
+    (reports, cluster)
 }
 
 /// The findings a comparison gives; `nodes` are the data dirs it compared, in the same order.
@@ -548,6 +623,70 @@ mod tests {
             .iter()
             .map(|n| fixture(&format!("{rel}/{n}")))
             .collect()
+    }
+
+    /// Every data dir under `fixtures/` that opens (a dir holding a `log`).
+    fn all_fixture_dirs() -> Vec<DataDir> {
+        let mut out = Vec::new();
+        let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")];
+        while let Some(d) = stack.pop() {
+            let mut kids: Vec<PathBuf> = std::fs::read_dir(&d)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.is_dir())
+                .collect();
+            kids.sort();
+            stack.extend(kids);
+            if d.join("log").is_file() {
+                if let Ok(dir) = crate::datadir::open(&d) {
+                    out.push(dir);
+                }
+            }
+        }
+        out
+    }
+
+    /// What `check_all` must give: each node checked on its own, then the cluster.
+    fn separately(nodes: &[DataDir]) -> (Vec<NodeReport>, Vec<Finding>) {
+        (
+            nodes.iter().map(crate::check::node::check).collect(),
+            check(nodes),
+        )
+    }
+
+    #[test]
+    fn the_single_pass_gives_what_the_separate_passes_give() {
+        let dirs = all_fixture_dirs();
+        assert!(dirs.len() > 60, "{} fixture dirs", dirs.len());
+        let open = |d: &DataDir| crate::datadir::open(&d.path).unwrap();
+        // Each fixture alone, next to a clean node, and twice (the same dir given twice).
+        let clean = fixture("three-node-leader-kill/node1");
+        for d in &dirs {
+            let at = d.path.display();
+            let one = [open(d)];
+            assert_eq!(check_all(&one), separately(&one), "{at}");
+            let two = [open(d), open(&clean)];
+            assert_eq!(check_all(&two), separately(&two), "{at}");
+            assert_eq!(check_all_in_one_pass(&two), separately(&two), "{at}");
+            let twice = [open(d), open(d)];
+            assert_eq!(check_all_in_one_pass(&twice), separately(&twice), "{at}");
+        }
+        // Every group of sibling node dirs (the cluster fixtures).
+        let mut groups: BTreeMap<PathBuf, Vec<&DataDir>> = BTreeMap::new();
+        for d in &dirs {
+            if let Some(parent) = d.path.parent() {
+                groups.entry(parent.to_path_buf()).or_default().push(d);
+            }
+        }
+        let mut clusters = 0;
+        for (parent, members) in groups.iter().filter(|(_, m)| m.len() > 1) {
+            let nodes: Vec<DataDir> = members.iter().map(|d| open(d)).collect();
+            let want = separately(&nodes);
+            assert_eq!(check_all_in_one_pass(&nodes), want, "{}", parent.display());
+            assert_eq!(check_all(&nodes), want, "{}", parent.display());
+            clusters += 1;
+        }
+        assert!(clusters >= 10, "{clusters} clusters");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::Finding;
 use crate::datadir::{DataDir, InputKind, SnapshotFile, SnapshotLoadError};
 use crate::format::command;
 use crate::format::frame::{self, HeaderQuirks};
-use crate::format::log::{DamageKind, LogError, LogReader, RawEntry};
+use crate::format::log::{DamageKind, LogError, RawEntry};
 use crate::format::wire::{self, WireQuirk};
 use crate::model::{Command, Peer, Snapshot};
 
@@ -175,7 +175,7 @@ const MAX_UNKNOWN_NAMES: usize = 64;
 struct Pass<'c> {
     ctx: &'c LogContext,
     buf: &'c [u8],
-    sink: &'c mut Sink,
+    sink: Sink,
     findings: Vec<Finding>,
     out: LogOutcome,
     prev: Option<(u64, u64)>,
@@ -190,90 +190,133 @@ struct Pass<'c> {
 /// Checks a log held in memory. This is the in-process entry point used by sweeps over damaged
 /// copies; [`check`] calls it with the context taken from the rest of the data dir.
 pub fn check_log(bytes: &[u8], ctx: &LogContext) -> (LogOutcome, Vec<Finding>) {
-    let mut sink = Sink::default();
-    let (out, mut findings) = run_log(bytes, ctx, &mut sink, &|_| {});
+    let mut pass = LogPass::new(bytes, ctx);
+    pass.run(&|_| {});
+    let (out, mut findings, sink) = pass.finish();
     findings.extend(sink.suppressed(ctx.node.as_deref()));
     (out, findings)
 }
 
-/// `release` is told the byte ranges the pass has left behind, so that a memory-mapped log of
-/// many GB can give those pages back (see `datadir::LogBytes::release`).
-fn run_log(
-    bytes: &[u8],
-    ctx: &LogContext,
-    sink: &mut Sink,
-    release: &dyn Fn(std::ops::Range<usize>),
-) -> (LogOutcome, Vec<Finding>) {
-    let mut pass = Pass {
-        ctx,
-        buf: bytes,
-        sink,
-        findings: Vec::new(),
-        out: LogOutcome {
-            bytes: bytes.len() as u64,
-            ..LogOutcome::default()
-        },
-        prev: None,
-        goraft_bytes: 0,
-        damage: Vec::new(),
-        pending_next: false,
-        unknown: Vec::new(),
-        unknown_more: 0,
-        membership_from: 0,
-    };
-    if let Some(peers) = &ctx.base_members {
-        pass.out.membership.known = true;
-        pass.membership_from = ctx.snapshot_last_index.unwrap_or(0);
-        for p in peers {
-            pass.out
-                .membership
-                .members
-                .insert(p.name.clone(), p.connection_string.clone());
-            pass.out
-                .membership
-                .at_conf
-                .insert(p.name.clone(), p.connection_string.clone());
+/// One node's log pass, fed frame by frame: by its own reader ([`LogPass::run`]), or, when
+/// `verify` checks several nodes, by the lockstep of `crate::diff` that reads every log once for
+/// both the node rules and the cluster rules (as a [`crate::diff::Observer`]). Either way the
+/// findings are the same: the pass sees the same frames in the same order.
+pub struct LogPass<'c> {
+    pass: Pass<'c>,
+    /// Where the frames start: 9 after a commit-index prefix, else 0.
+    base: u64,
+}
+
+impl<'c> LogPass<'c> {
+    /// A pass over `bytes` (the whole log file) with `ctx`.
+    pub fn new(bytes: &'c [u8], ctx: &'c LogContext) -> Self {
+        let mut pass = Pass {
+            ctx,
+            buf: bytes,
+            sink: Sink::default(),
+            findings: Vec::new(),
+            out: LogOutcome {
+                bytes: bytes.len() as u64,
+                ..LogOutcome::default()
+            },
+            prev: None,
+            goraft_bytes: 0,
+            damage: Vec::new(),
+            pending_next: false,
+            unknown: Vec::new(),
+            unknown_more: 0,
+            membership_from: 0,
+        };
+        if let Some(peers) = &ctx.base_members {
+            pass.out.membership.known = true;
+            pass.membership_from = ctx.snapshot_last_index.unwrap_or(0);
+            for p in peers {
+                pass.out
+                    .membership
+                    .members
+                    .insert(p.name.clone(), p.connection_string.clone());
+                pass.out
+                    .membership
+                    .at_conf
+                    .insert(p.name.clone(), p.connection_string.clone());
+            }
+        }
+        let base = match commit_index_prefix(bytes) {
+            Some(commit) => {
+                pass.out.commit_index_prefix = true;
+                pass.out.first_damage = Some(0);
+                pass.out.goraft_truncate_at = Some(0);
+                pass.damage.push(DamageRec {
+                    offset: 0,
+                    len: 9,
+                    kind: Damage::Prefix { commit },
+                    before: 0,
+                    next_index: None,
+                    text: String::new(),
+                });
+                pass.sink.want("log-commit-index-prefix");
+                pass.pending_next = true;
+                9
+            }
+            None => 0,
+        };
+        LogPass { pass, base }
+    }
+
+    /// Whether the frames must be read by [`LogPass::run`]: the file starts with a commit-index
+    /// prefix, so they start at byte 9, not where a reader of the whole file finds them.
+    pub fn needs_own_reader(&self) -> bool {
+        self.base != 0
+    }
+
+    /// Reads the frames itself. `release` is told the byte ranges the pass has left behind, so
+    /// that a memory-mapped log of many GB can give those pages back (see
+    /// `datadir::LogBytes::release`).
+    pub fn run(&mut self, release: &dyn Fn(std::ops::Range<usize>)) {
+        const STEP: usize = 4 << 20;
+        let base = self.base;
+        let bytes = self.pass.buf;
+        let mut released = 0usize;
+        let mut reader = crate::scan::Frames::new(&bytes[base as usize..]);
+        while let Some(item) = reader.next() {
+            match item {
+                Ok(e) => self.pass.entry(&e, base),
+                Err(e) => self.pass.damage(rebase(e, base)),
+            }
+            let pos = base as usize + reader.position() as usize;
+            if pos >= released + 2 * STEP {
+                release(released..pos - STEP);
+                released = pos - STEP;
+            }
         }
     }
-    let base = match commit_index_prefix(bytes) {
-        Some(commit) => {
-            pass.out.commit_index_prefix = true;
-            pass.out.first_damage = Some(0);
-            pass.out.goraft_truncate_at = Some(0);
-            pass.damage.push(DamageRec {
-                offset: 0,
-                len: 9,
-                kind: Damage::Prefix { commit },
-                before: 0,
-                next_index: None,
-                text: String::new(),
-            });
-            pass.sink.want("log-commit-index-prefix");
-            pass.pending_next = true;
-            9
-        }
-        None => 0,
-    };
-    const STEP: usize = 8 << 20;
-    let mut released = 0usize;
-    let mut reader = LogReader::new(&bytes[base as usize..]);
-    while let Some(item) = reader.next() {
-        match item {
-            Ok(e) => pass.entry(&e, base),
-            Err(e) => pass.damage(rebase(e, base)),
-        }
-        let pos = base as usize + reader.position() as usize;
-        if pos >= released + 2 * STEP {
-            release(released..pos - STEP);
-            released = pos - STEP;
-        }
+
+    /// Ends the pass: what it learned, its findings in file order, and the per-code counts (the
+    /// rest of the node's rules go on counting in them).
+    fn finish(self) -> (LogOutcome, Vec<Finding>, Sink) {
+        let mut pass = self.pass;
+        pass.finish();
+        let Pass {
+            mut findings,
+            out,
+            sink,
+            ..
+        } = pass;
+        findings.sort_by_key(|f| f.offset.unwrap_or(u64::MAX));
+        (out, findings, sink)
     }
-    pass.finish();
-    let Pass {
-        mut findings, out, ..
-    } = pass;
-    findings.sort_by_key(|f| f.offset.unwrap_or(u64::MAX));
-    (out, findings)
+}
+
+impl crate::diff::Observer for LogPass<'_> {
+    #[inline]
+    fn entry(&mut self, e: &RawEntry<'_>) {
+        // Only used without a prefix (`needs_own_reader`), where `base` is 0.
+        self.pass.entry(e, self.base);
+    }
+
+    fn damage(&mut self, e: &LogError) {
+        self.pass.damage(rebase(e.clone(), self.base));
+    }
 }
 
 fn rebase(mut e: LogError, base: u64) -> LogError {
@@ -944,64 +987,94 @@ fn damage_code(kind: &Damage) -> &'static str {
 
 /// Checks one node: its log in one streaming pass, then snapshots, conf, name and leftovers.
 pub fn check(dir: &DataDir) -> NodeReport {
-    let label = dir.label();
-    let mut sink = Sink::default();
-    let snaps: Vec<(&SnapshotFile, &Snapshot)> = dir
-        .snapshots
-        .iter()
-        .filter_map(|s| valid_snapshot(s).map(|v| (s, v)))
-        .collect();
-    let best = dir.best_snapshot().and_then(valid_snapshot);
-    let goraft_pick = dir.goraft_snapshot();
-    let ctx = LogContext {
-        node: Some(label.clone()),
-        file: dir.log_path.clone(),
-        start_index: goraft_pick
-            .and_then(valid_snapshot)
-            .map_or(0, |s| s.last_index),
-        snapshot_last_index: best.map(|s| s.last_index),
-        base_members: best.map(|s| s.peers.clone().unwrap_or_default()),
-        conf_commit: dir.conf().map_or(0, |c| c.commit_index),
-        watch: snaps.iter().map(|(_, s)| s.last_index).collect(),
-    };
-    let (log, mut findings) = run_log(dir.log.bytes(), &ctx, &mut sink, &|r| dir.log.release(r));
-    let mut rest = Vec::new();
-    snapshot_rules(dir, &log, &mut sink, &mut rest);
-    conf_rules(dir, &log, best, &mut sink, &mut rest);
-    name_rules(dir, &log, &mut sink, &mut rest);
-    for p in &dir.leftovers {
-        let is_conf = p.file_name().is_some_and(|n| n == "conf.tmp");
-        let (code, msg, goraft) = if is_conf {
-            (
-                "leftover-conf-tmp",
-                "conf.tmp is left over: a crash interrupted a conf rewrite (it may hold a newer conf than conf)",
-                "overwrites it (O_TRUNC) at the next membership change; conf keeps the older content until then",
-            )
-        } else {
-            (
-                "leftover-log-new",
-                "log.new is left over from a crashed compaction",
-                "opens log.new without O_TRUNC at its next compaction, so these bytes would become a prefix of the new log",
-            )
+    let node = NodeCheck::new(dir);
+    let mut pass = node.log_pass();
+    pass.run(&|r| dir.log.release(r));
+    node.finish(pass)
+}
+
+/// One node's check in two halves, around its log pass: [`check`] runs the pass itself;
+/// `verify` of several nodes feeds each node's pass from the lockstep over all logs
+/// (`crate::diff::compare_observed`) and then finishes each node.
+#[derive(Debug)]
+pub struct NodeCheck<'d> {
+    dir: &'d DataDir,
+    label: String,
+    ctx: LogContext,
+}
+
+impl<'d> NodeCheck<'d> {
+    /// Prepares the log pass's context from the node's snapshots and conf.
+    pub fn new(dir: &'d DataDir) -> Self {
+        let label = dir.label();
+        let snaps: Vec<&Snapshot> = dir.snapshots.iter().filter_map(valid_snapshot).collect();
+        let best = dir.best_snapshot().and_then(valid_snapshot);
+        let goraft_pick = dir.goraft_snapshot();
+        let ctx = LogContext {
+            node: Some(label.clone()),
+            file: dir.log_path.clone(),
+            start_index: goraft_pick
+                .and_then(valid_snapshot)
+                .map_or(0, |s| s.last_index),
+            snapshot_last_index: best.map(|s| s.last_index),
+            base_members: best.map(|s| s.peers.clone().unwrap_or_default()),
+            conf_commit: dir.conf().map_or(0, |c| c.commit_index),
+            watch: snaps.iter().map(|s| s.last_index).collect(),
         };
-        if sink.want(code) {
-            rest.push(finding(code, msg).file(p.clone()).goraft(goraft));
+        NodeCheck { dir, label, ctx }
+    }
+
+    /// A fresh pass over the node's log.
+    pub fn log_pass(&self) -> LogPass<'_> {
+        LogPass::new(self.dir.log.bytes(), &self.ctx)
+    }
+
+    /// Runs the rest of the node's rules on what the (complete) log pass learned.
+    pub fn finish(&self, pass: LogPass<'_>) -> NodeReport {
+        let dir = self.dir;
+        let label = self.label.clone();
+        let best = dir.best_snapshot().and_then(valid_snapshot);
+        let (log, mut findings, mut sink) = pass.finish();
+        let mut rest = Vec::new();
+        snapshot_rules(dir, &log, &mut sink, &mut rest);
+        conf_rules(dir, &log, best, &mut sink, &mut rest);
+        name_rules(dir, &log, &mut sink, &mut rest);
+        for p in &dir.leftovers {
+            let is_conf = p.file_name().is_some_and(|n| n == "conf.tmp");
+            let (code, msg, goraft) = if is_conf {
+                (
+                    "leftover-conf-tmp",
+                    "conf.tmp is left over: a crash interrupted a conf rewrite (it may hold a newer conf than conf)",
+                    "overwrites it (O_TRUNC) at the next membership change; conf keeps the older content until then",
+                )
+            } else {
+                (
+                    "leftover-log-new",
+                    "log.new is left over from a crashed compaction",
+                    "opens log.new without O_TRUNC at its next compaction, so these bytes would become a prefix of the new log",
+                )
+            };
+            if sink.want(code) {
+                rest.push(finding(code, msg).file(p.clone()).goraft(goraft));
+            }
         }
-    }
-    for (p, e) in &dir.unreadable {
-        if sink.want("file-unreadable") {
-            rest.push(finding("file-unreadable", format!("cannot read it: {e}")).file(p.clone()));
+        for (p, e) in &dir.unreadable {
+            if sink.want("file-unreadable") {
+                rest.push(
+                    finding("file-unreadable", format!("cannot read it: {e}")).file(p.clone()),
+                );
+            }
         }
-    }
-    for f in rest {
-        findings.push(f.node(label.clone()));
-    }
-    findings.extend(sink.suppressed(Some(&label)));
-    NodeReport {
-        node: label,
-        path: dir.path.clone(),
-        log,
-        findings,
+        for f in rest {
+            findings.push(f.node(label.clone()));
+        }
+        findings.extend(sink.suppressed(Some(&label)));
+        NodeReport {
+            node: label,
+            path: dir.path.clone(),
+            log,
+            findings,
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::{Format, FormatArgs, Outcome, Ui};
-use crate::check::{cluster, codes, node, Report};
+use crate::check::{cluster, codes, Report};
 use crate::datadir;
 use crate::render::report::{self, Verdict};
 
@@ -42,12 +42,12 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
         .iter()
         .map(|p| datadir::open(p).with_context(|| format!("cannot verify {}", p.display())))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let reports: Vec<_> = nodes.iter().map(node::check).collect();
+    let (reports, across) = cluster::check_all(&nodes);
     let mut all = Report::default();
     for r in &reports {
         all.findings.extend(r.findings.iter().cloned());
     }
-    all.findings.extend(cluster::check(&nodes));
+    all.findings.extend(across);
     let verdict = Verdict {
         strict: args.strict,
     };

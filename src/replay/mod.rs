@@ -694,6 +694,12 @@ impl Replayer {
             self.r.kv.applied = index;
             return;
         }
+        self.apply_write(index, term, payload);
+    }
+
+    /// [`Replayer::write`] when writes are applied (kept apart so that the membership-only
+    /// case above inlines into `feed`).
+    fn apply_write(&mut self, index: Index, term: Term, payload: &[u8]) {
         let [key, value] = match payload::decode_write(payload) {
             Ok(kv) => kv,
             Err(e) => {

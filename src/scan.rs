@@ -1,0 +1,463 @@
+//! A fast way through a log's frames for whole-log passes (`verify`, `diff`).
+//!
+//! [`Frames`] yields exactly what [`LogReader`] yields over the same bytes: the same entries and
+//! the same damage, with the same offsets and ordinals. It decodes the frames goraft writes (a
+//! canonical `"%8x\n"` header and a canonical body whose varints fit in 9 bytes) inline, with
+//! small return values, and hands anything else to a [`LogReader`] started at that frame, which
+//! reads from there exactly as it would have from the start (it never looks back before a frame
+//! boundary). Optionally it releases the pages of a memory-mapped log behind it, as
+//! `datadir::LogStream` does.
+//!
+//! It owns no format knowledge of its own beyond the canonical shape, and it must not decide
+//! anything `format::log` decides: whatever it does not recognise goes to the reader. Pure but for
+//! the optional page release.
+
+use crate::datadir::LogBytes;
+use crate::format::frame::{Header, HeaderQuirks, CANONICAL_HEADER_LEN};
+use crate::format::log::{DamageKind, LogError, LogReader, RawEntry};
+use crate::format::wire::WireEntry;
+
+/// How far the reader moves between two releases, and how much it keeps behind it: at most
+/// twice this is resident per log (`verify` of several nodes reads them all at once).
+const RELEASE_STEP: usize = 4 << 20;
+
+/// Streams the frames of a log held in memory; see the module docs.
+#[derive(Clone)]
+pub struct Frames<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    ordinal: u64,
+    log: Option<&'a LogBytes>,
+    released: usize,
+}
+
+impl std::fmt::Debug for Frames<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Frames(at byte {} of {})", self.pos, self.buf.len())
+    }
+}
+
+impl<'a> Frames<'a> {
+    /// Reads `buf` from its start.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Frames {
+            buf,
+            pos: 0,
+            ordinal: 0,
+            log: None,
+            released: 0,
+        }
+    }
+
+    /// Reads a data dir's mapped log, giving back the pages it has left behind (see
+    /// `datadir::LogBytes::release`) so that the resident set stays flat.
+    pub fn releasing(log: &'a LogBytes) -> Self {
+        Frames {
+            log: Some(log),
+            ..Frames::new(log.bytes())
+        }
+    }
+
+    /// The byte offset of the next frame.
+    pub fn position(&self) -> u64 {
+        self.pos as u64
+    }
+
+    /// The next frame without decoding it, when this log holds at this position the very bytes
+    /// of `e`, a good frame that another log (`other`) holds at the same offset: then it is
+    /// the frame [`Iterator::next`] would yield (a good frame's parse depends on its own bytes
+    /// only), pointing into this log. `None` (and nothing read) otherwise.
+    #[inline]
+    pub fn next_if_same(&mut self, other: &[u8], e: &RawEntry<'_>) -> Option<RawEntry<'a>> {
+        let pos = self.pos;
+        if e.offset != pos as u64 {
+            return None;
+        }
+        let len = e.header.len + e.body.len();
+        let end = pos.checked_add(len)?;
+        let mine = self.buf.get(pos..end)?;
+        if other.get(pos..end)? != mine {
+            return None;
+        }
+        // Where the name and the command sit inside the body: the same places here.
+        let body = &mine[e.header.len..];
+        let at = |part: &[u8]| {
+            let from = (part.as_ptr() as usize).wrapping_sub(e.body.as_ptr() as usize);
+            body.get(from..from.checked_add(part.len())?)
+        };
+        let name = at(e.wire.name)?;
+        let command = match e.wire.command {
+            Some(c) => Some(at(c)?),
+            None => None,
+        };
+        let frame = RawEntry {
+            offset: e.offset,
+            ordinal: self.ordinal,
+            header: e.header,
+            body,
+            wire: WireEntry {
+                name,
+                command,
+                ..e.wire
+            },
+        };
+        self.pos = end;
+        self.ordinal += 1;
+        self.release();
+        Some(frame)
+    }
+
+    /// The next frame, when it is canonical.
+    #[inline(always)]
+    fn fast(&self) -> Option<RawEntry<'a>> {
+        let buf = self.buf;
+        let pos = self.pos;
+        let h = buf.get(pos..)?.first_chunk::<CANONICAL_HEADER_LEN>()?;
+        let body_len = canonical_header(h)?;
+        let start = pos + CANONICAL_HEADER_LEN;
+        let body = buf.get(start..start.checked_add(body_len as usize)?)?;
+        let wire = canonical_body(body)?;
+        Some(RawEntry {
+            offset: pos as u64,
+            ordinal: self.ordinal,
+            header: Header {
+                body_len,
+                len: CANONICAL_HEADER_LEN,
+                quirks: HeaderQuirks::default(),
+            },
+            body,
+            wire,
+        })
+    }
+
+    /// The next item by [`LogReader`], started at this frame.
+    #[cold]
+    #[inline(never)]
+    fn slow(&mut self) -> Option<Result<RawEntry<'a>, LogError>> {
+        let base = self.pos;
+        let mut reader = LogReader::new(self.buf.get(base..)?);
+        let item = match reader.next()? {
+            Ok(mut e) => {
+                e.offset += base as u64;
+                e.ordinal = self.ordinal;
+                self.ordinal += 1;
+                Ok(e)
+            }
+            Err(mut e) => {
+                e.offset += base as u64;
+                e.entry = self.ordinal;
+                if let DamageKind::Garbage { at, .. } = &mut e.kind {
+                    *at += base as u64;
+                }
+                Err(e)
+            }
+        };
+        self.pos = base + reader.position() as usize;
+        Some(item)
+    }
+
+    #[inline(always)]
+    fn release(&mut self) {
+        if let Some(log) = self.log {
+            if self.pos >= self.released + 2 * RELEASE_STEP {
+                let upto = self.pos - RELEASE_STEP;
+                log.release(self.released..upto);
+                self.released = upto;
+            }
+        }
+    }
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = Result<RawEntry<'a>, LogError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = match self.fast() {
+            Some(e) => {
+                self.pos += CANONICAL_HEADER_LEN + e.body.len();
+                self.ordinal += 1;
+                Ok(e)
+            }
+            None => self.slow()?,
+        };
+        self.release();
+        Some(item)
+    }
+}
+
+/// The body length a canonical header declares: exactly what `format::frame` parses without a
+/// quirk (`[ ]*[0-9a-f]{1,8}` filling 8 bytes, no leading zero, then a newline).
+#[inline(always)]
+fn canonical_header(h: &[u8; CANONICAL_HEADER_LEN]) -> Option<u32> {
+    if h[8] != b'\n' {
+        return None;
+    }
+    // The leading spaces, counted 8 at a time: a space XOR 0x20 is the only zero byte value,
+    // so the number of trailing zero bytes (little-endian) is the number of leading spaces.
+    let lanes = u64::from_le_bytes(*h.first_chunk::<8>()?) ^ 0x2020_2020_2020_2020;
+    let i = ((lanes.trailing_zeros() / 8) as usize).min(7);
+    if h[i] == b'0' && i != 7 {
+        return None;
+    }
+    let mut v: u32 = 0;
+    for &c in &h[i..8] {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        v = (v << 4) | u32::from(d);
+    }
+    Some(v)
+}
+
+/// A varint of at most 9 bytes (longer ones go to the reader, which knows their limits).
+#[inline(always)]
+fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for i in 0..9 {
+        let c = *b.get(*pos + i)?;
+        v |= u64::from(c & 0x7f) << (7 * i);
+        if c < 0x80 {
+            *pos += i + 1;
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// A body with fields 1, 2, 3 (and 4) once each, in order, nothing else: what goraft writes.
+#[inline(always)]
+fn canonical_body(body: &[u8]) -> Option<WireEntry<'_>> {
+    let mut pos = 0;
+    let tag =
+        |t: u8, pos: &mut usize| -> Option<()> { (body.get(*pos) == Some(&t)).then(|| *pos += 1) };
+    tag(0x08, &mut pos)?;
+    let index = varint(body, &mut pos)?;
+    tag(0x10, &mut pos)?;
+    let term = varint(body, &mut pos)?;
+    tag(0x1a, &mut pos)?;
+    let len = usize::try_from(varint(body, &mut pos)?).ok()?;
+    let name = body.get(pos..pos.checked_add(len)?)?;
+    pos += len;
+    let command = if pos == body.len() {
+        None
+    } else {
+        tag(0x22, &mut pos)?;
+        let len = usize::try_from(varint(body, &mut pos)?).ok()?;
+        let c = body.get(pos..pos.checked_add(len)?)?;
+        pos += len;
+        Some(c)
+    };
+    (pos == body.len()).then_some(WireEntry {
+        index,
+        term,
+        name,
+        command,
+        canonical: true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::log::LogWriter;
+    use crate::model::Command;
+
+    fn sample() -> Vec<u8> {
+        let mut w = LogWriter::new(Vec::new());
+        w.append(
+            1,
+            0,
+            &Command::Join {
+                name: "2832bfa".into(),
+                connection_string: "http://localhost:4001".into(),
+            },
+        )
+        .unwrap();
+        w.append(2, 0, &Command::Nop).unwrap();
+        w.append(
+            3,
+            0,
+            &Command::Write {
+                key: "foo".into(),
+                value: "bar".into(),
+            },
+        )
+        .unwrap();
+        w.append(300, 1 << 40, &Command::Nop).unwrap();
+        w.append_raw(301, 1 << 62, "etcd:set", Some(b"{}")).unwrap();
+        w.into_inner()
+    }
+
+    /// Every item and position of `Frames` and `LogReader` over `bytes`, side by side.
+    fn same_as_reader(bytes: &[u8]) {
+        let mut fast = Frames::new(bytes);
+        let mut slow = LogReader::new(bytes);
+        loop {
+            let (a, b) = (fast.next(), slow.next());
+            assert_eq!(a, b, "{bytes:?}");
+            assert_eq!(fast.position(), slow.position(), "{bytes:?}");
+            if a.is_none() {
+                break;
+            }
+        }
+    }
+
+    #[test]
+    fn agrees_with_the_reader_on_a_clean_log_and_its_every_cut_and_flip() {
+        let base = sample();
+        same_as_reader(&base);
+        for cut in 0..base.len() {
+            same_as_reader(&base[..cut]);
+        }
+        for at in 0..base.len() {
+            for bit in 0..8 {
+                let mut b = base.clone();
+                b[at] ^= 1 << bit;
+                same_as_reader(&b);
+            }
+            for byte in [0u8, b' ', b'0', b'A', b'\n', 0x80, 0xff] {
+                let mut b = base.clone();
+                b[at] = byte;
+                same_as_reader(&b);
+            }
+        }
+    }
+
+    /// `next_if_same` on `b`, given what a reader of `a` yields, against `next` on `b`.
+    fn same_as_next(a: &[u8], b: &[u8]) {
+        let fa = Frames::new(a);
+        let mut fb = Frames::new(b);
+        for item in fa {
+            let Ok(e) = item else { continue };
+            // Bring b's reader to a's offset, as the comparison would find them.
+            while fb.position() < e.offset {
+                if fb.next().is_none() {
+                    return;
+                }
+            }
+            let mut plain = fb.clone();
+            let want = plain.next();
+            let before = fb.position();
+            match fb.next_if_same(a, &e) {
+                Some(got) => {
+                    assert_eq!(Some(Ok(got)), want);
+                    let range = b.as_ptr_range();
+                    assert!(range.contains(&got.body.as_ptr()) || got.body.is_empty());
+                    assert!(got
+                        .wire
+                        .command
+                        .is_none_or(|c| range.contains(&c.as_ptr()) || c.is_empty()));
+                    assert_eq!(
+                        (fb.position(), fb.ordinal),
+                        (plain.position(), plain.ordinal)
+                    );
+                }
+                None => assert_eq!(fb.position(), before),
+            }
+        }
+    }
+
+    #[test]
+    fn a_frame_with_the_same_bytes_is_taken_over_exactly() {
+        let base = sample();
+        same_as_next(&base, &base.clone());
+        for at in 0..base.len() {
+            for byte in [0u8, b' ', b'0', b'A', b'\n', 0x80, 0xff] {
+                let mut b = base.clone();
+                b[at] = byte;
+                same_as_next(&base, &b);
+                same_as_next(&b, &base);
+                same_as_next(&b, &b.clone());
+            }
+        }
+    }
+
+    #[test]
+    fn the_header_shortcut_parses_exactly_the_canonical_headers() {
+        // Every header made of these bytes in its 8 places: spaces, a leading zero, digits,
+        // uppercase, a newline too early.
+        let alphabet = [b' ', b'0', b'7', b'f', b'F', b'\n'];
+        let mut h = [b' '; 9];
+        h[8] = b'\n';
+        for n in 0..alphabet.len().pow(8) {
+            let mut k = n;
+            for slot in h.iter_mut().take(8) {
+                *slot = alphabet[k % alphabet.len()];
+                k /= alphabet.len();
+            }
+            let want = crate::format::frame::parse_header(&h)
+                .ok()
+                .filter(|x| x.len == 9 && x.quirks.is_canonical())
+                .map(|x| x.body_len);
+            assert_eq!(
+                canonical_header(&h),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(&h)
+            );
+        }
+    }
+
+    #[test]
+    fn agrees_with_the_reader_on_long_varints_and_odd_headers() {
+        let mut w = LogWriter::new(Vec::new());
+        w.append(u64::MAX, u64::MAX, &Command::Nop).unwrap();
+        w.append(1 << 63, 1, &Command::Nop).unwrap();
+        let mut b = w.into_inner();
+        b.extend_from_slice(b"0000000b\n\x08\x01\x10\x00\x1a\x05write");
+        b.extend_from_slice(b"b\n\x08\x02\x10\x00\x1a\x05write");
+        b.extend_from_slice(b"       0\n");
+        b.extend_from_slice(b"\x00\x00\x00");
+        b.extend_from_slice(b"       b\n\x08\x04\x10\x00\x1a\x05write");
+        same_as_reader(&b);
+        // A non-minimal varint (0x81 0x00 is 1) decodes as the reader decodes it.
+        let mut b = b"       c\n\x08\x81\x00\x10\x00\x1a\x05write".to_vec();
+        same_as_reader(&b);
+        b.extend_from_slice(b"zz");
+        same_as_reader(&b);
+    }
+
+    #[test]
+    fn agrees_with_the_reader_on_the_real_fixtures() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+        let mut seen = 0;
+        let mut stack = vec![root];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.file_name().is_some_and(|n| n == "log") {
+                    same_as_reader(&std::fs::read(&p).unwrap());
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen > 10, "{seen} logs");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn agrees_with_the_reader_on_arbitrary_and_spliced_bytes(
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            at in 0usize..200,
+            splice in proptest::bool::ANY,
+        ) {
+            same_as_reader(&noise);
+            let mut b = sample();
+            let at = at.min(b.len());
+            if splice {
+                b.splice(at..at, noise.iter().copied());
+            } else {
+                let n = noise.len().min(b.len() - at);
+                b[at..at + n].copy_from_slice(&noise[..n]);
+            }
+            same_as_reader(&b);
+            same_as_next(&sample(), &b);
+            same_as_next(&b, &sample());
+        }
+    }
+}
