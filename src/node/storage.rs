@@ -619,6 +619,23 @@ impl FileStore {
         to: Index,
         f: &mut dyn FnMut(Index, crate::model::Command),
     ) -> Result<(), StoreError> {
+        self.read_range(from, to, &mut |i, e| {
+            let cmd = match (e.wire.name, e.payload()) {
+                (b"write", Some(p)) => plain_write(p).unwrap_or_else(|| e.command()),
+                _ => e.command(),
+            };
+            f(i, cmd);
+        })
+    }
+
+    /// Calls `f` with every entry `from..=to` as read from the file (checked: no damage, each
+    /// index one above the last), in large chunks; see [`FileStore::decode_range`].
+    pub fn read_range(
+        &self,
+        from: Index,
+        to: Index,
+        f: &mut dyn FnMut(Index, &crate::format::log::RawEntry<'_>),
+    ) -> Result<(), StoreError> {
         let start = self.terms.start_index;
         let out_of_range = || StoreError::Invalid {
             path: self.log_path.clone(),
@@ -650,11 +667,7 @@ impl FileStore {
                     found: e.index(),
                 });
             }
-            let cmd = match (e.wire.name, e.payload()) {
-                (b"write", Some(p)) => plain_write(p).unwrap_or_else(|| e.command()),
-                _ => e.command(),
-            };
-            f(expect, cmd);
+            f(expect, &e);
         }
         Ok(())
     }

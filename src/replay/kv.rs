@@ -148,11 +148,24 @@ impl FromIterator<(CompactString, CompactString)> for KvMap {
 
 /// Writes queued by partition of a [`KvMap`], applied to it later in one pass, partition by
 /// partition (see [`KvMap`] for why). Writes to one key keep their order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Batch {
     parts: Vec<Vec<(CompactString, CompactString)>>,
     len: usize,
 }
+
+/// Equal when the same writes are queued per partition: an empty batch whose partition
+/// queues were allocated equals one never used.
+impl PartialEq for Batch {
+    fn eq(&self, other: &Self) -> bool {
+        fn queue(b: &Batch, p: usize) -> &[(CompactString, CompactString)] {
+            b.parts.get(p).map_or(&[], Vec::as_slice)
+        }
+        self.len == other.len && (0..PARTS).all(|p| queue(self, p) == queue(other, p))
+    }
+}
+
+impl Eq for Batch {}
 
 impl Batch {
     /// Queues a write.

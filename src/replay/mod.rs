@@ -16,7 +16,7 @@
 //! nothing.
 
 pub mod kv;
-mod payload;
+pub(crate) mod payload;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
