@@ -107,6 +107,31 @@ impl<'a> Frames<'a> {
         Some(frame)
     }
 
+    /// Calls `f` with every item [`Iterator::next`] would yield, in file order, and the byte
+    /// offset reached after it. Good frames are passed by reference where they are decoded:
+    /// moving each one through an `Option<Result<RawEntry, LogError>>` cost a fifth of a
+    /// whole-log pass in stalled copies.
+    #[inline]
+    pub fn each(&mut self, mut f: impl FnMut(Result<&RawEntry<'a>, LogError>, usize)) {
+        loop {
+            if let Some(e) = self.fast() {
+                self.pos += CANONICAL_HEADER_LEN + e.body.len();
+                self.ordinal += 1;
+                self.release();
+                f(Ok(&e), self.pos);
+                continue;
+            }
+            let Some(item) = self.slow() else {
+                return;
+            };
+            self.release();
+            match item {
+                Ok(e) => f(Ok(&e), self.pos),
+                Err(d) => f(Err(d), self.pos),
+            }
+        }
+    }
+
     /// The next frame, when it is canonical.
     #[inline(always)]
     fn fast(&self) -> Option<RawEntry<'a>> {
@@ -303,6 +328,15 @@ mod tests {
                 break;
             }
         }
+        // `each` gives the same items with the same positions after them.
+        let mut slow = LogReader::new(bytes);
+        let mut seen = 0;
+        Frames::new(bytes).each(|item, pos| {
+            seen += 1;
+            assert_eq!(Some(item.cloned()), slow.next(), "{bytes:?}");
+            assert_eq!(pos as u64, slow.position(), "{bytes:?}");
+        });
+        assert_eq!(slow.next(), None, "{bytes:?} after {seen} items");
     }
 
     #[test]

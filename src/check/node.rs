@@ -278,17 +278,18 @@ impl<'c> LogPass<'c> {
         let bytes = self.pass.buf;
         let mut released = 0usize;
         let mut reader = crate::scan::Frames::new(&bytes[base as usize..]);
-        while let Some(item) = reader.next() {
+        let pass = &mut self.pass;
+        reader.each(|item, pos| {
             match item {
-                Ok(e) => self.pass.entry(&e, base),
-                Err(e) => self.pass.damage(rebase(e, base)),
+                Ok(e) => pass.entry(e, base),
+                Err(e) => pass.damage(rebase(e, base)),
             }
-            let pos = base as usize + reader.position() as usize;
+            let pos = base as usize + pos;
             if pos >= released + 2 * STEP {
                 release(released..pos - STEP);
                 released = pos - STEP;
             }
-        }
+        });
     }
 
     /// Ends the pass: what it learned, its findings in file order, and the per-code counts (the
