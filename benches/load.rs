@@ -15,20 +15,7 @@
 //! before raftdump answers it. Each scenario stops after its request count or 60 s.
 //! `LOAD_SERVE_ARGS="--flag value"` adds flags to every node.
 //!
-//! Figures on the 2-vCPU build machine (shared with other builds: load average 3-7 during the
-//! runs, so expect wide spreads), against the original raftd's in perf-baseline.md:
-//!
-//! | scenario | raftdump | original raftd |
-//! |---|---|---|
-//! | write3: 3 nodes, 16 clients | 3.7k-5.8k writes/s (8-12x) | 472 writes/s |
-//! | latency3: 3 nodes, 1 client | p50 0.8-1.1 ms | p50 43.5 ms |
-//! | write1: 1 node, 16 clients, fsynced | 8.0k-11.4k writes/s | 7.8k-13.8k, never fsynced |
-//! | startup1m: until the last key is right | 0.8-1.1 s, peak RSS 81 MB | 16.7 s, 657 MB |
-//!
-//! After requests were handled on their connection's thread (perf-serve, load average 6-9,
-//! interleaved with the previous build, medians of 3): write3 4.7k writes/s (before: 3.9k),
-//! leader CPU 119-139 us/write (before: 143-164), followers 31-35 (before: 42-47); write1
-//! 9.3k (before: 6.1k), 79-87 us/write (before: 102-127); latency3 p50 0.98 ms (before: 1.09).
+//! Figures, against the original raftd's in ../shared/perf-baseline.md: benches/README.md.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
