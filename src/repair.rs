@@ -373,20 +373,20 @@ pub enum RepairError {
         error: io::Error,
     },
     /// A backup could not be written; nothing was changed.
-    #[error("cannot write the backup {}: {source} (nothing was changed)", path.display())]
+    #[error("cannot write the backup {}: {error} (nothing was changed)", path.display())]
     Backup {
         /// The backup's path.
         path: PathBuf,
-        /// The OS error.
-        source: io::Error,
+        /// The OS error (in the message, not a source: printed once).
+        error: io::Error,
     },
     /// Writing failed after the backups were made.
-    #[error("{}: {source} (the backups are in place)", path.display())]
+    #[error("{}: {error} (the backups are in place)", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        source: io::Error,
+        /// The OS error (in the message, not a source: printed once).
+        error: io::Error,
     },
     /// The data dir could not be reopened for the final verify.
     #[error(transparent)]
@@ -432,9 +432,9 @@ pub fn apply(plan: &Plan, now: u64) -> Result<Applied, RepairError> {
     // Read everything first and check it is what was planned.
     let mut originals: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     if plan.cut.is_some() {
-        let bytes = fs::read(&plan.log_path).map_err(|source| RepairError::Io {
+        let bytes = fs::read(&plan.log_path).map_err(|error| RepairError::Io {
             path: plan.log_path.clone(),
-            source,
+            error,
         })?;
         if bytes.len() as u64 != plan.log_len || crc32fast::hash(&bytes) != plan.log_crc {
             return Err(RepairError::Changed(plan.log_path.clone()));
@@ -442,9 +442,9 @@ pub fn apply(plan: &Plan, now: u64) -> Result<Applied, RepairError> {
         originals.push((plan.log_path.clone(), bytes));
     }
     for p in &plan.remove {
-        let bytes = fs::read(p).map_err(|source| RepairError::Io {
+        let bytes = fs::read(p).map_err(|error| RepairError::Io {
             path: p.clone(),
-            source,
+            error,
         })?;
         originals.push((p.clone(), bytes));
     }
@@ -464,14 +464,14 @@ pub fn apply(plan: &Plan, now: u64) -> Result<Applied, RepairError> {
     let mut backups: Vec<(PathBuf, PathBuf)> = Vec::new();
     for (path, bytes) in &originals {
         let b = backup_path(path, now);
-        if let Err(source) = write_backup(&b, bytes) {
-            if source.kind() != io::ErrorKind::AlreadyExists {
+        if let Err(error) = write_backup(&b, bytes) {
+            if error.kind() != io::ErrorKind::AlreadyExists {
                 let _ = fs::remove_file(&b);
             }
             for (_, made) in &backups {
                 let _ = fs::remove_file(made);
             }
-            return Err(RepairError::Backup { path: b, source });
+            return Err(RepairError::Backup { path: b, error });
         }
         backups.push((path.clone(), b));
     }
@@ -481,14 +481,14 @@ pub fn apply(plan: &Plan, now: u64) -> Result<Applied, RepairError> {
         d
     };
     for d in &dirs {
-        sync_dir(d).map_err(|source| RepairError::Backup {
+        sync_dir(d).map_err(|error| RepairError::Backup {
             path: d.to_path_buf(),
-            source,
+            error,
         })?;
     }
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| RepairError::Io { path, source }
+        move |error| RepairError::Io { path, error }
     };
     // The log: cut, then re-append the salvaged frames with canonical headers.
     let mut appended = (0, 0);
@@ -546,4 +546,33 @@ pub fn blocker_line(f: &Finding) -> String {
     s.push_str(": ");
     s.push_str(&f.message);
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_errors_are_printed_once() {
+        let os = || io::Error::from_raw_os_error(30);
+        let text = os().to_string();
+        for e in [
+            RepairError::Backup {
+                path: "/d/log.bak".into(),
+                error: os(),
+            },
+            RepairError::Io {
+                path: "/d/log".into(),
+                error: os(),
+            },
+        ] {
+            let shown = format!("{:#}", anyhow::Error::from(e));
+            assert_eq!(shown.matches(&text).count(), 1, "{shown}");
+            assert!(
+                shown.starts_with("cannot write the backup /d/log.bak: ")
+                    || shown.starts_with("/d/log: "),
+                "{shown}"
+            );
+        }
+    }
 }
