@@ -13,9 +13,9 @@
 //! the optional page release.
 
 use crate::datadir::LogBytes;
-use crate::format::frame::{Header, HeaderQuirks, CANONICAL_HEADER_LEN};
+use crate::format::frame::{self, Header, HeaderQuirks, CANONICAL_HEADER_LEN};
 use crate::format::log::{DamageKind, LogError, LogReader, RawEntry};
-use crate::format::wire::WireEntry;
+use crate::format::wire::{self, WireEntry};
 
 /// How far the reader moves between two releases, and how much it keeps behind it: at most
 /// twice this is resident per log (`verify` of several nodes reads them all at once).
@@ -138,10 +138,10 @@ impl<'a> Frames<'a> {
         let buf = self.buf;
         let pos = self.pos;
         let h = buf.get(pos..)?.first_chunk::<CANONICAL_HEADER_LEN>()?;
-        let body_len = canonical_header(h)?;
+        let body_len = frame::canonical_body_len(h)?;
         let start = pos + CANONICAL_HEADER_LEN;
         let body = buf.get(start..start.checked_add(body_len as usize)?)?;
-        let wire = canonical_body(body)?;
+        let wire = wire::decode_canonical(body)?;
         Some(RawEntry {
             offset: pos as u64,
             ordinal: self.ordinal,
@@ -209,79 +209,6 @@ impl<'a> Iterator for Frames<'a> {
         self.release();
         Some(item)
     }
-}
-
-/// The body length a canonical header declares: exactly what `format::frame` parses without a
-/// quirk (`[ ]*[0-9a-f]{1,8}` filling 8 bytes, no leading zero, then a newline).
-#[inline(always)]
-fn canonical_header(h: &[u8; CANONICAL_HEADER_LEN]) -> Option<u32> {
-    if h[8] != b'\n' {
-        return None;
-    }
-    // The leading spaces, counted 8 at a time: a space XOR 0x20 is the only zero byte value,
-    // so the number of trailing zero bytes (little-endian) is the number of leading spaces.
-    let lanes = u64::from_le_bytes(*h.first_chunk::<8>()?) ^ 0x2020_2020_2020_2020;
-    let i = ((lanes.trailing_zeros() / 8) as usize).min(7);
-    if h[i] == b'0' && i != 7 {
-        return None;
-    }
-    let mut v: u32 = 0;
-    for &c in &h[i..8] {
-        let d = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            _ => return None,
-        };
-        v = (v << 4) | u32::from(d);
-    }
-    Some(v)
-}
-
-/// A varint of at most 9 bytes (longer ones go to the reader, which knows their limits).
-#[inline(always)]
-fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for i in 0..9 {
-        let c = *b.get(*pos + i)?;
-        v |= u64::from(c & 0x7f) << (7 * i);
-        if c < 0x80 {
-            *pos += i + 1;
-            return Some(v);
-        }
-    }
-    None
-}
-
-/// A body with fields 1, 2, 3 (and 4) once each, in order, nothing else: what goraft writes.
-#[inline(always)]
-fn canonical_body(body: &[u8]) -> Option<WireEntry<'_>> {
-    let mut pos = 0;
-    let tag =
-        |t: u8, pos: &mut usize| -> Option<()> { (body.get(*pos) == Some(&t)).then(|| *pos += 1) };
-    tag(0x08, &mut pos)?;
-    let index = varint(body, &mut pos)?;
-    tag(0x10, &mut pos)?;
-    let term = varint(body, &mut pos)?;
-    tag(0x1a, &mut pos)?;
-    let len = usize::try_from(varint(body, &mut pos)?).ok()?;
-    let name = body.get(pos..pos.checked_add(len)?)?;
-    pos += len;
-    let command = if pos == body.len() {
-        None
-    } else {
-        tag(0x22, &mut pos)?;
-        let len = usize::try_from(varint(body, &mut pos)?).ok()?;
-        let c = body.get(pos..pos.checked_add(len)?)?;
-        pos += len;
-        Some(c)
-    };
-    (pos == body.len()).then_some(WireEntry {
-        index,
-        term,
-        name,
-        command,
-        canonical: true,
-    })
 }
 
 #[cfg(test)]
@@ -406,32 +333,6 @@ mod tests {
                 same_as_next(&b, &base);
                 same_as_next(&b, &b.clone());
             }
-        }
-    }
-
-    #[test]
-    fn the_header_shortcut_parses_exactly_the_canonical_headers() {
-        // Every header made of these bytes in its 8 places: spaces, a leading zero, digits,
-        // uppercase, a newline too early.
-        let alphabet = [b' ', b'0', b'7', b'f', b'F', b'\n'];
-        let mut h = [b' '; 9];
-        h[8] = b'\n';
-        for n in 0..alphabet.len().pow(8) {
-            let mut k = n;
-            for slot in h.iter_mut().take(8) {
-                *slot = alphabet[k % alphabet.len()];
-                k /= alphabet.len();
-            }
-            let want = crate::format::frame::parse_header(&h)
-                .ok()
-                .filter(|x| x.len == 9 && x.quirks.is_canonical())
-                .map(|x| x.body_len);
-            assert_eq!(
-                canonical_header(&h),
-                want,
-                "{:?}",
-                String::from_utf8_lossy(&h)
-            );
         }
     }
 

@@ -229,21 +229,27 @@ pub struct Field<'a> {
 #[inline]
 pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, WireError> {
     let start = *pos;
+    varint(buf, pos).ok_or(WireError::BadVarint { offset: start })
+}
+
+/// [`read_varint`] without the error value (`*pos` is left alone on `None`): the hot paths'
+/// form, whose small return value stays in registers.
+#[inline(always)]
+fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let start = *pos;
     let mut v: u64 = 0;
     for i in 0..10 {
-        let Some(&b) = buf.get(start + i) else {
-            return Err(WireError::BadVarint { offset: start });
-        };
+        let b = *buf.get(start + i)?;
         if i == 9 && b > 1 {
-            return Err(WireError::BadVarint { offset: start });
+            return None;
         }
         v |= u64::from(b & 0x7f) << (7 * i);
         if b < 0x80 {
             *pos = start + i + 1;
-            return Ok(v);
+            return Some(v);
         }
     }
-    Err(WireError::BadVarint { offset: start })
+    None
 }
 
 /// Appends `v` as a varint.
@@ -564,25 +570,27 @@ pub fn decode_entry(body: &[u8]) -> Result<WireEntry<'_>, WireError> {
     decode_general(body)
 }
 
-#[inline]
-fn decode_canonical(body: &[u8]) -> Option<WireEntry<'_>> {
+/// The canonical layout only (fields 1-4 once each, in order, as goraft writes them), or `None`;
+/// whole-log passes call it directly and leave anything else to [`decode_entry`].
+#[inline(always)]
+pub fn decode_canonical(body: &[u8]) -> Option<WireEntry<'_>> {
     let mut pos = 0;
     let expect = |tag: u8, pos: &mut usize| -> Option<()> {
         (body.get(*pos) == Some(&tag)).then(|| *pos += 1)
     };
     expect(0x08, &mut pos)?;
-    let index = read_varint(body, &mut pos).ok()?;
+    let index = varint(body, &mut pos)?;
     expect(0x10, &mut pos)?;
-    let term = read_varint(body, &mut pos).ok()?;
+    let term = varint(body, &mut pos)?;
     expect(0x1a, &mut pos)?;
-    let len = read_varint(body, &mut pos).ok()? as usize;
+    let len = varint(body, &mut pos)? as usize;
     let name = body.get(pos..pos.checked_add(len)?)?;
     pos += len;
     let command = if pos == body.len() {
         None
     } else {
         expect(0x22, &mut pos)?;
-        let len = read_varint(body, &mut pos).ok()? as usize;
+        let len = varint(body, &mut pos)? as usize;
         let c = body.get(pos..pos.checked_add(len)?)?;
         pos += len;
         Some(c)
