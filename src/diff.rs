@@ -622,6 +622,20 @@ impl<'a> Cursor<'a, '_> {
         }
     }
 
+    /// Takes `e` as the entry this node holds next: what [`Cursor::fill`] and [`Cursor::take`]
+    /// do with a good frame in order, inside the common prefix.
+    #[inline]
+    fn took(&mut self, e: &RawEntry<'_>) {
+        if let Some(o) = self.obs.as_deref_mut() {
+            o.entry(e);
+        }
+        self.replayer.feed(e);
+        self.first.get_or_insert(e.index());
+        self.last = Some(e.index());
+        self.last_term = Some(e.term());
+        self.entries += 1;
+    }
+
     fn peek_index(&self) -> Option<Index> {
         self.next.as_ref().map(RawEntry::index)
     }
@@ -665,6 +679,48 @@ fn same_entry(a: &RawEntry<'_>, b: &RawEntry<'_>) -> bool {
             && a.wire.name == b.wire.name
             && a.wire.command == b.wire.command)
 }
+
+/// How many bytes from `pos` on every log holds the same as the first, looking at `window`
+/// bytes at most (fewer where a log ends).
+fn same_bytes(logs: &[&[u8]], pos: usize, window: usize) -> usize {
+    let Some((lead, rest)) = logs.split_first() else {
+        return 0;
+    };
+    let end = logs
+        .iter()
+        .map(|l| l.len())
+        .min()
+        .unwrap_or(0)
+        .min(pos.saturating_add(window));
+    let Some(lead) = lead.get(pos..end) else {
+        return 0;
+    };
+    const BLOCK: usize = 4096;
+    let mut same = lead.len();
+    for other in rest {
+        let other = &other[pos..pos + same];
+        let mut at = 0;
+        while at < same {
+            let to = (at + BLOCK).min(same);
+            if lead[at..to] != other[at..to] {
+                at += lead[at..to]
+                    .iter()
+                    .zip(&other[at..to])
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
+                break;
+            }
+            at = to;
+        }
+        same = at;
+    }
+    same
+}
+
+/// The bulk path's first and largest comparison window, and its longest wait after a miss.
+const BULK_WINDOW_MIN: usize = 64 << 10;
+const BULK_WINDOW_MAX: usize = 2 << 20;
+const BULK_BACKOFF_MAX: u32 = 1024;
 
 /// The next entry of every node, when all are at the same index with the same bytes.
 #[inline]
@@ -811,7 +867,73 @@ fn compare_impl(
     };
     let everyone_holders = count(everyone);
 
+    // The bulk path through the common prefix (see below): how many bytes it compares at once,
+    // and how many steps it waits after finding nothing to take.
+    let mut bulk_window = BULK_WINDOW_MIN;
+    let mut bulk_wait = 0u32;
+    let mut bulk_backoff = 1u32;
+    let logs: Vec<&[u8]> = cursors.iter().map(|c| c.bytes).collect();
+
     loop {
+        // The common case, in bulk: inside the common prefix, every log holds the same bytes at
+        // the same offsets, one block after another. Then the first log's frames are decoded
+        // once and every node takes the same entries, as the unanimous step below would one by
+        // one, while the other logs are only compared byte for byte.
+        if in_common && shortcut && n > 1 && bulk_wait == 0 {
+            let pos = cursors[0].reader.position();
+            let ready = cursors.iter().all(|c| {
+                c.next.is_none() && !c.ended && c.at.is_none() && c.reader.position() == pos
+            });
+            let same = if ready {
+                same_bytes(&logs, pos as usize, bulk_window)
+            } else {
+                0
+            };
+            let mut read = 0;
+            if let (true, Some((first, rest))) = (same > 0, cursors.split_first_mut()) {
+                let mut reader = first.reader.clone();
+                read = reader.each_canonical_before(pos as usize + same, |e| {
+                    let i = e.index();
+                    if first.last.is_some_and(|l| i <= l) {
+                        // Out of order: the general path says what that means.
+                        return false;
+                    }
+                    first.took(e);
+                    let mut members = first.replayer.kv().members.len();
+                    for c in rest.iter_mut() {
+                        c.took(e);
+                        members = members.max(c.replayer.kv().members.len());
+                    }
+                    cluster_size = cluster_size.max(members);
+                    if everyone_holders > cluster_size / 2 {
+                        commit.majority = Some(MajorityBound {
+                            index: i,
+                            term: e.term(),
+                            nodes: everyone,
+                            holders: everyone_holders,
+                            cluster_size,
+                        });
+                    }
+                    common_from.get_or_insert(i);
+                    common_to = Some(i);
+                    true
+                });
+                let to = reader.position();
+                first.reader = reader;
+                for c in rest.iter_mut() {
+                    c.reader.skip_same(to, read);
+                }
+            }
+            if read > 0 {
+                bulk_window = (bulk_window * 2).min(BULK_WINDOW_MAX);
+                bulk_backoff = 1;
+                continue;
+            }
+            bulk_window = BULK_WINDOW_MIN;
+            bulk_wait = bulk_backoff;
+            bulk_backoff = (bulk_backoff * 2).min(BULK_BACKOFF_MAX);
+        }
+        bulk_wait = bulk_wait.saturating_sub(1);
         if let Some((first, rest)) = cursors.split_first_mut() {
             first.fill(None);
             let lead = first.next.as_ref().map(|e| (first.bytes, e));
@@ -1385,42 +1507,129 @@ mod tests {
             sets.extend(group.iter().map(|d| vec![&group[0], d]));
             for set in sets {
                 for at in [None, Some(3)] {
-                    let t: Vec<Target<'_>> = set.iter().map(|&dir| Target { dir, at }).collect();
-                    let opts = DiffOptions::default();
-                    let general = compare_impl(&t, &opts, &mut [], false).map(|d| format!("{d:?}"));
-                    let short = compare_impl(&t, &opts, &mut [], true).map(|d| format!("{d:?}"));
-                    assert_eq!(
-                        short,
-                        general,
-                        "{:?}",
-                        set.iter().map(|d| &d.path).collect::<Vec<_>>()
-                    );
-                    let mut seen: Vec<Seen> = set.iter().map(|_| Seen::default()).collect();
-                    let mut obs: Vec<Option<&mut dyn Observer>> = seen
-                        .iter_mut()
-                        .map(|s| Some(s as &mut dyn Observer))
-                        .collect();
-                    let observed = compare_observed(&t, &opts, &mut obs).map(|d| format!("{d:?}"));
-                    assert_eq!(observed, general);
-                    // Each observer saw its whole log, in file order, as a reader sees it; or
-                    // nothing, when the comparison could not run.
-                    for (s, dir) in seen.iter().zip(&set) {
-                        let want: Vec<_> = match &observed {
-                            Ok(_) => crate::format::log::LogReader::new(dir.log.bytes())
-                                .map(|i| match i {
-                                    Ok(e) => Ok((e.offset, e.index())),
-                                    Err(e) => Err((e.offset, e.len)),
-                                })
-                                .collect(),
-                            Err(_) => Vec::new(),
-                        };
-                        assert_eq!(s.0, want, "{}", dir.path.display());
-                    }
+                    same_both_ways(&set, at);
                     compared += 1;
                 }
             }
         }
         assert!(compared > 100, "{compared}");
+    }
+
+    /// The comparison of `set` (each cut at `at`) is the same with and without the shortcuts,
+    /// and with observers, which see every log whole, in file order, as a reader does.
+    fn same_both_ways(set: &[&DataDir], at: Option<Index>) {
+        let t: Vec<Target<'_>> = set.iter().map(|&dir| Target { dir, at }).collect();
+        let opts = DiffOptions::default();
+        let general = compare_impl(&t, &opts, &mut [], false).map(|d| format!("{d:?}"));
+        let short = compare_impl(&t, &opts, &mut [], true).map(|d| format!("{d:?}"));
+        assert_eq!(
+            short,
+            general,
+            "{:?}",
+            set.iter().map(|d| &d.path).collect::<Vec<_>>()
+        );
+        let mut seen: Vec<Seen> = set.iter().map(|_| Seen::default()).collect();
+        let mut obs: Vec<Option<&mut dyn Observer>> = seen
+            .iter_mut()
+            .map(|s| Some(s as &mut dyn Observer))
+            .collect();
+        let observed = compare_observed(&t, &opts, &mut obs).map(|d| format!("{d:?}"));
+        assert_eq!(observed, general);
+        for (s, dir) in seen.iter().zip(set) {
+            let want: Vec<_> = match &observed {
+                Ok(_) => crate::format::log::LogReader::new(dir.log.bytes())
+                    .map(|i| match i {
+                        Ok(e) => Ok((e.offset, e.index())),
+                        Err(e) => Err((e.offset, e.len)),
+                    })
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            assert_eq!(s.0, want, "{}", dir.path.display());
+        }
+    }
+
+    /// Long logs that share megabytes of bytes and then part, inside a frame or between two,
+    /// with frames the bulk path through the common prefix must leave to the general one
+    /// (non-canonical headers, an index out of order, a NUL hole, a torn tail): the comparison
+    /// is the same with and without it.
+    #[test]
+    fn the_bulk_path_through_the_common_prefix_changes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut entries = vec![(1, 0, join("a")), (2, 0, join("b")), (3, 0, join("c"))];
+        for i in 4..12_000u64 {
+            entries.push((
+                i,
+                i / 3_000,
+                w(&format!("k{}", i % 977), &format!("value {i}")),
+            ));
+        }
+        let clean = node(tmp.path(), "clean", &entries);
+        let bytes = clean.log.bytes().to_vec();
+        let frame_at = |index: u64| {
+            crate::format::log::LogReader::new(&bytes)
+                .flatten()
+                .find(|e| e.index() == index)
+                .map(|e| (e.offset as usize, e.end() as usize))
+                .unwrap()
+        };
+        let variant = |name: &str, f: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = bytes.clone();
+            f(&mut b);
+            let dir = tmp.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("log"), &b).unwrap();
+            std::fs::write(dir.join("name"), name).unwrap();
+            crate::datadir::open(&dir).unwrap()
+        };
+        let (mid, mid_end) = frame_at(6_000);
+        // A value changed inside a frame; a frame cut short; the log cut between two frames.
+        let inside = variant("inside", &|b| b[mid_end - 4] = b'X');
+        let torn = variant("torn", &|b| b.truncate(mid + 20));
+        let shorter = variant("shorter", &|b| b.truncate(mid));
+        // Shared by every copy below: an upper-case header, an index repeated, a NUL hole.
+        let odd = |b: &mut Vec<u8>| {
+            let (at, _) = frame_at(2_000);
+            let header = std::str::from_utf8(&b[at..at + 8]).unwrap().to_uppercase();
+            b[at..at + 8].copy_from_slice(header.as_bytes());
+            let (from, to) = frame_at(4_000);
+            let (again, _) = frame_at(4_001);
+            let copy = b[from..to].to_vec();
+            b.splice(again..again, copy);
+            let (hole, hole_end) = frame_at(8_000);
+            let shift = to - from;
+            b[hole + shift..hole_end + shift].fill(0);
+        };
+        let odd_a = variant("odd-a", &odd);
+        let odd_b = variant("odd-b", &odd);
+        let odd_c = variant("odd-c", &|b| {
+            odd(b);
+            let last = b.len() - 30;
+            b[last] ^= 0x55;
+        });
+        let sets: Vec<Vec<&DataDir>> = vec![
+            vec![&clean, &inside],
+            vec![&clean, &clean, &clean],
+            vec![&clean, &inside, &torn],
+            vec![&torn, &clean, &shorter],
+            vec![&shorter, &clean],
+            vec![&odd_a, &odd_b, &odd_c],
+            vec![&odd_a, &clean],
+        ];
+        for set in &sets {
+            for at in [None, Some(7_000)] {
+                same_both_ways(set, at);
+            }
+        }
+        // What the comparisons say, besides being the same both ways.
+        let common = |set: &[&DataDir]| {
+            let t: Vec<Target<'_>> = set.iter().map(|&dir| Target { dir, at: None }).collect();
+            compare(&t, &DiffOptions::default()).unwrap().common
+        };
+        assert_eq!(common(&[&clean, &clean, &clean]), Some((1, 11_999)));
+        assert_eq!(common(&[&clean, &inside]), Some((1, 5_999)));
+        // goraft keeps nothing after the hole: the comparison stops there.
+        assert_eq!(common(&[&odd_a, &odd_b]), Some((1, 7_999)));
     }
 
     #[test]

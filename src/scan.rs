@@ -132,10 +132,59 @@ impl<'a> Frames<'a> {
         }
     }
 
+    /// Reads the canonical good frames that lie wholly before byte `end`, passing each to `f`,
+    /// for as long as `f` returns true. It stops, leaving the reader before it, at the first frame
+    /// that is not canonical, not good, or not wholly before `end`, and at the first frame `f`
+    /// refuses. Returns how many frames it read. A canonical good frame's parse depends on its own
+    /// bytes only, so every frame passed is the one [`Iterator::next`] would yield, whatever
+    /// follows `end`.
+    #[inline]
+    pub fn each_canonical_before(
+        &mut self,
+        end: usize,
+        mut f: impl FnMut(&RawEntry<'a>) -> bool,
+    ) -> u64 {
+        let Some(buf) = self.buf.get(..end) else {
+            return 0;
+        };
+        let mut read = 0;
+        while let Some(e) = self.fast_in(buf) {
+            if !f(&e) {
+                break;
+            }
+            self.pos += CANONICAL_HEADER_LEN + e.body.len();
+            self.ordinal += 1;
+            read += 1;
+        }
+        self.release();
+        read
+    }
+
+    /// Moves on to byte `pos`, past `frames` good frames, without reading them: for a reader
+    /// whose log holds, from its position to `pos`, the very bytes in which another reader of
+    /// the same offsets found those frames (see [`Frames::each_canonical_before`]). Then it is
+    /// where [`Iterator::next`] would have brought it.
+    pub fn skip_same(&mut self, pos: u64, frames: u64) {
+        debug_assert!(pos as usize >= self.pos && pos as usize <= self.buf.len());
+        self.pos = (pos as usize).clamp(self.pos, self.buf.len());
+        self.ordinal += frames;
+        self.release();
+    }
+
+    /// The bytes of the log this reader reads.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.buf
+    }
+
     /// The next frame, when it is canonical.
     #[inline(always)]
     fn fast(&self) -> Option<RawEntry<'a>> {
-        let buf = self.buf;
+        self.fast_in(self.buf)
+    }
+
+    /// The next frame of `buf` (this reader's bytes, or their start), when it is canonical.
+    #[inline(always)]
+    fn fast_in(&self, buf: &'a [u8]) -> Option<RawEntry<'a>> {
         let pos = self.pos;
         let h = buf.get(pos..)?.first_chunk::<CANONICAL_HEADER_LEN>()?;
         let body_len = frame::canonical_body_len(h)?;
