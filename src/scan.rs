@@ -49,6 +49,17 @@ impl<'a> Frames<'a> {
         }
     }
 
+    /// Reads `buf` from byte `pos`, where a reader started at 0 finds its frame number
+    /// `ordinal` (counting good frames): so a pass can go on from where another reader of the
+    /// same bytes stood.
+    pub fn resume(buf: &'a [u8], pos: usize, ordinal: u64) -> Self {
+        Frames {
+            pos: pos.min(buf.len()),
+            ordinal,
+            ..Frames::new(buf)
+        }
+    }
+
     /// Reads a data dir's mapped log, giving back the pages it has left behind (see
     /// `datadir::LogBytes::release`) so that the resident set stays flat.
     pub fn releasing(log: &'a LogBytes) -> Self {

@@ -4,7 +4,8 @@
 //! Built on the index-aligned comparison in `crate::diff` (one streaming pass over all logs side
 //! by side). Pure: it takes opened data dirs and returns findings.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Condvar, Mutex};
 
 use super::codes::finding;
 use super::node::{self, LogPass, NodeCheck, NodeReport};
@@ -98,37 +99,92 @@ pub fn check(nodes: &[DataDir]) -> Vec<Finding> {
 /// cluster findings.
 ///
 /// With two cores or more, the comparison and the node checks are tasks shared by as many
-/// threads as there are cores (at most one per task), each taking the next task when it is
-/// done: the comparison costs about what one node's check does, so on two cores three nodes
-/// take about twice one node's time. With one core, each log is read once: the comparison's
-/// lockstep feeds each node's log pass ([`check_all_in_one_pass`]).
+/// threads as there are cores, each taking the next task when it is done. Nodes whose log
+/// passes follow the same rules (the same snapshots' and conf's bearing on the log) share
+/// them: the first one's pass reads the others' logs side by side with its own, and each of
+/// them goes on, as a task of its own, from where its bytes part from the first's (a fork of
+/// the first's pass there; see [`node::LogPass::run_forking`]). Identical logs are decoded
+/// once. With one core, each log is read once: the comparison's lockstep feeds each node's log
+/// pass ([`check_all_in_one_pass`]).
 pub fn check_all(nodes: &[DataDir]) -> (Vec<NodeReport>, Vec<Finding>) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     if nodes.len() < 2 || cores < 2 {
         return check_all_in_one_pass(nodes);
     }
-    // Task 0 is the comparison, task k + 1 node k's check.
-    let tasks = nodes.len() + 1;
-    let next = AtomicUsize::new(0);
-    let across: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
-    let reports: Mutex<Vec<Option<NodeReport>>> = Mutex::new(vec![None; nodes.len()]);
-    let work = || loop {
-        let t = next.fetch_add(1, Ordering::Relaxed);
-        if t >= tasks {
-            return;
+    check_all_on(nodes, cores)
+}
+
+/// [`check_all`] with its tasks on `threads` threads (the caller's and `threads - 1` more).
+fn check_all_on(nodes: &[DataDir], threads: usize) -> (Vec<NodeReport>, Vec<Finding>) {
+    let checks: Vec<NodeCheck<'_>> = nodes.iter().map(NodeCheck::new).collect();
+    // Each node's leader: the first node with the same rules, whose pass it can share.
+    let mut followers: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    let mut led = vec![false; nodes.len()];
+    for k in 0..nodes.len() {
+        if checks[k].log_pass().needs_own_reader() {
+            continue;
         }
-        if t == 0 {
-            let found = check(nodes);
-            *across.lock().unwrap_or_else(|p| p.into_inner()) = found;
-        } else {
-            let report = node::check(&nodes[t - 1]);
-            reports.lock().unwrap_or_else(|p| p.into_inner())[t - 1] = Some(report);
+        let leader = (0..k).find(|&j| {
+            !led[j]
+                && !checks[j].log_pass().needs_own_reader()
+                && node::same_rules(checks[j].ctx(), checks[k].ctx())
+        });
+        if let Some(j) = leader {
+            followers[j].push(k);
+            led[k] = true;
+        }
+    }
+    let mut tasks: VecDeque<Task<'_>> = VecDeque::new();
+    for k in 0..nodes.len() {
+        if !led[k] {
+            tasks.push_back(Task::Lead {
+                k,
+                followers: std::mem::take(&mut followers[k]),
+            });
+        }
+    }
+    tasks.insert(1.min(tasks.len()), Task::Compare);
+    let queue = Queue {
+        state: Mutex::new((tasks, 0)),
+        wake: Condvar::new(),
+    };
+    let reports: Mutex<Vec<Option<NodeReport>>> = Mutex::new(vec![None; nodes.len()]);
+    let across: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
+    let run = |task: Task<'_>| match task {
+        Task::Compare => *lock(&across) = check(nodes),
+        Task::Lead { k, followers } => {
+            let mut pass = checks[k].log_pass();
+            let others: Vec<&[u8]> = followers.iter().map(|&j| nodes[j].log.bytes()).collect();
+            pass.run_forking(
+                &|r| nodes[k].log.release(r),
+                &others,
+                &|i, r| nodes[followers[i]].log.release(r),
+                &mut |i, fork| {
+                    queue.push(Task::Resume {
+                        k: followers[i],
+                        fork: fork.map(Box::new),
+                    });
+                },
+            );
+            lock(&reports)[k] = Some(checks[k].finish(pass));
+        }
+        Task::Resume { k, fork } => {
+            let mut pass = checks[k].resumed_pass(fork.map(|f| *f));
+            pass.run(&|r| nodes[k].log.release(r));
+            lock(&reports)[k] = Some(checks[k].finish(pass));
+        }
+    };
+    let work = || {
+        while let Some(task) = queue.pop() {
+            // Counted as done even when it panics, so that no worker waits for it.
+            let _done = Done(&queue);
+            run(task);
         }
     };
     std::thread::scope(|s| {
-        let helpers: Vec<_> = (1..cores.min(tasks)).map(|_| s.spawn(work)).collect();
+        let helpers: Vec<_> = (1..threads.min(nodes.len() + 1))
+            .map(|_| s.spawn(work))
+            .collect();
         work();
         for h in helpers {
             // A panic there is a bug; show it as the panic it is.
@@ -144,6 +200,66 @@ pub fn check_all(nodes: &[DataDir]) -> (Vec<NodeReport>, Vec<Finding>) {
         .collect();
     let across = across.into_inner().unwrap_or_else(|p| p.into_inner());
     (reports, across)
+}
+
+/// A piece of [`check_all`]'s work.
+enum Task<'d> {
+    /// The cluster rules.
+    Compare,
+    /// Node `k`'s check, reading the logs of `followers` side by side with its own.
+    Lead { k: usize, followers: Vec<usize> },
+    /// Node `k`'s check, going on from a fork of its leader's pass (from the start without).
+    Resume {
+        k: usize,
+        fork: Option<Box<node::Fork<'d>>>,
+    },
+}
+
+/// [`check_all`]'s tasks, and how many are being run: a worker waits while the queue is empty
+/// but a running task may still add one, and stops when neither is left.
+struct Queue<'d> {
+    state: Mutex<(VecDeque<Task<'d>>, usize)>,
+    wake: Condvar,
+}
+
+impl<'d> Queue<'d> {
+    fn push(&self, t: Task<'d>) {
+        lock(&self.state).0.push_back(t);
+        self.wake.notify_one();
+    }
+
+    fn pop(&self) -> Option<Task<'d>> {
+        let mut s = lock(&self.state);
+        loop {
+            if let Some(t) = s.0.pop_front() {
+                s.1 += 1;
+                return Some(t);
+            }
+            if s.1 == 0 {
+                return None;
+            }
+            s = self.wake.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn done(&self) {
+        lock(&self.state).1 -= 1;
+        self.wake.notify_all();
+    }
+}
+
+/// Marks a task as done when dropped.
+struct Done<'q, 'd>(&'q Queue<'d>);
+
+impl Drop for Done<'_, '_> {
+    fn drop(&mut self) {
+        self.0.done();
+    }
+}
+
+/// The lock, also after a panic elsewhere (which `check_all` passes on).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// [`check_all`] on one thread, reading each log once: the comparison's lockstep feeds each
@@ -700,6 +816,8 @@ mod tests {
             assert_eq!(check_all_in_one_pass(&two), separately(&two), "{at}");
             let twice = [open(d), open(d)];
             assert_eq!(check_all_in_one_pass(&twice), separately(&twice), "{at}");
+            assert_eq!(check_all_on(&twice, 2), separately(&twice), "{at}");
+            assert_eq!(check_all_on(&twice, 1), separately(&twice), "{at}");
         }
         // Every group of sibling node dirs (the cluster fixtures).
         let mut groups: BTreeMap<PathBuf, Vec<&DataDir>> = BTreeMap::new();
@@ -717,6 +835,151 @@ mod tests {
             clusters += 1;
         }
         assert!(clusters >= 10, "{clusters} clusters");
+    }
+
+    /// Long logs that share megabytes and then part, inside a frame or between two, with
+    /// findings before the parting (which the followers' passes take over under their own
+    /// names), damage before it (no fork then) or after it, and a context that differs (no
+    /// shared pass): each node's report is what its own check gives.
+    #[test]
+    fn shared_passes_give_what_the_separate_passes_give() {
+        use crate::format::log::{LogReader, LogWriter};
+        use crate::model::Command;
+        let tmp = tempfile::tempdir().unwrap();
+        let mut lw = LogWriter::new(Vec::new());
+        for (i, name) in ["a", "b", "c"].iter().enumerate() {
+            let join = Command::Join {
+                name: (*name).into(),
+                connection_string: format!("http://127.0.0.1:{}", 4001 + i),
+            };
+            lw.append(i as u64 + 1, 0, &join).unwrap();
+        }
+        for i in 4..12_000u64 {
+            let w = Command::Write {
+                key: format!("k{}", i % 977),
+                value: if i == 1_000 {
+                    "lost \u{fffd}".into()
+                } else {
+                    format!("v{i}")
+                },
+            };
+            if i == 1_500 {
+                lw.append_raw(i, i / 3_000, "etcd:set", Some(b"{}"))
+                    .unwrap();
+            } else {
+                lw.append(i, i / 3_000, &w).unwrap();
+            }
+        }
+        let bytes = lw.into_inner();
+        let frame_at = |index: u64| {
+            LogReader::new(&bytes)
+                .flatten()
+                .find(|e| e.index() == index)
+                .map(|e| (e.offset as usize, e.end() as usize))
+                .unwrap()
+        };
+        let make = |name: &str, f: &dyn Fn(&mut Vec<u8>), conf: Option<&str>| {
+            let mut b = bytes.clone();
+            f(&mut b);
+            let dir = tmp.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("log"), &b).unwrap();
+            std::fs::write(dir.join("name"), name).unwrap();
+            if let Some(c) = conf {
+                std::fs::write(dir.join("conf"), c).unwrap();
+            }
+            dir
+        };
+        // The first frame from index 2,000 on whose length has a hex letter.
+        let upper = (2_000..)
+            .map(|i| frame_at(i).0)
+            .find(|&at| bytes[at..at + 8].iter().any(u8::is_ascii_lowercase))
+            .unwrap();
+        let odd = move |b: &mut Vec<u8>| {
+            let h = std::str::from_utf8(&b[upper..upper + 8])
+                .unwrap()
+                .to_uppercase();
+            b[upper..upper + 8].copy_from_slice(h.as_bytes());
+        };
+        let (mid, mid_end) = frame_at(6_000);
+        let (hole, hole_end) = frame_at(3_000);
+        let conf = r#"{"commitIndex":3,"peers":[]}"#;
+        let dirs = [
+            make("a", &odd, None),
+            make("b", &odd, None),
+            make(
+                "inside",
+                &|b| {
+                    odd(b);
+                    b[mid_end - 4] = b'X';
+                },
+                None,
+            ),
+            make(
+                "torn",
+                &|b| {
+                    odd(b);
+                    b.truncate(mid + 20);
+                },
+                None,
+            ),
+            make(
+                "shorter",
+                &|b| {
+                    odd(b);
+                    b.truncate(mid);
+                },
+                None,
+            ),
+            make(
+                "hole",
+                &|b| {
+                    odd(b);
+                    b[hole..hole_end].fill(0);
+                },
+                None,
+            ),
+            make("conf", &odd, Some(conf)),
+            make(
+                "longer",
+                &|b| {
+                    odd(b);
+                    let more = b[mid..mid_end].to_vec();
+                    b.extend_from_slice(&more);
+                },
+                None,
+            ),
+        ];
+        let open = |names: &[&str]| -> Vec<DataDir> {
+            names
+                .iter()
+                .map(|n| {
+                    let d = dirs.iter().find(|d| d.ends_with(n)).unwrap();
+                    crate::datadir::open(d).unwrap()
+                })
+                .collect()
+        };
+        let sets: [&[&str]; 8] = [
+            &["a", "b"],
+            &["a", "b", "inside"],
+            &["torn", "a", "shorter"],
+            &["shorter", "a", "longer"],
+            &["a", "hole", "b"],
+            &["hole", "a"],
+            &["a", "conf", "b"],
+            &["inside", "torn", "shorter", "hole", "a", "longer"],
+        ];
+        for set in sets {
+            let nodes = open(set);
+            let want = separately(&nodes);
+            // The findings made before the parting are there, under each node's name.
+            assert!(want
+                .0
+                .iter()
+                .all(|r| r.findings.iter().any(|f| f.code == "header-uppercase")));
+            assert_eq!(check_all_on(&nodes, 2), want, "{set:?}");
+            assert_eq!(check_all_on(&nodes, 3), want, "{set:?}");
+        }
     }
 
     #[test]

@@ -105,7 +105,7 @@ pub struct NodeReport {
 }
 
 /// Counts findings per code and says whether one more may be listed.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Sink {
     counts: Vec<(&'static str, u64)>,
 }
@@ -163,6 +163,7 @@ struct DamageRec {
     text: String,
 }
 
+#[derive(Clone)]
 struct Unknown {
     name: Vec<u8>,
     count: u64,
@@ -172,6 +173,7 @@ struct Unknown {
 
 const MAX_UNKNOWN_NAMES: usize = 64;
 
+#[derive(Clone)]
 struct Pass<'c> {
     ctx: &'c LogContext,
     buf: &'c [u8],
@@ -205,6 +207,36 @@ pub struct LogPass<'c> {
     pass: Pass<'c>,
     /// Where the frames start: 9 after a commit-index prefix, else 0.
     base: u64,
+    /// Where [`LogPass::run`] starts reading, and the number of good frames before it: not 0
+    /// for a pass that goes on from a [`Fork`].
+    from: (usize, u64),
+}
+
+/// A log pass as it stood at a frame boundary, with no damage seen before it: the pass of
+/// another log that holds the very same bytes up to there, with the same context but for the
+/// node's label and file, stands exactly there too (the frames it saw depend only on their
+/// own bytes). `verify` of several nodes reads their common prefix once this way.
+#[derive(Clone)]
+pub struct Fork<'c> {
+    pass: Pass<'c>,
+    /// The byte offset of the boundary and the good frames before it.
+    at: (usize, u64),
+}
+
+impl Fork<'_> {
+    /// The byte offset where the fork was taken.
+    pub fn offset(&self) -> u64 {
+        self.at.0 as u64
+    }
+}
+
+/// Whether two contexts give the same log pass over the same bytes: all but the label and file.
+pub fn same_rules(a: &LogContext, b: &LogContext) -> bool {
+    a.start_index == b.start_index
+        && a.snapshot_last_index == b.snapshot_last_index
+        && a.base_members == b.base_members
+        && a.conf_commit == b.conf_commit
+        && a.watch == b.watch
 }
 
 impl<'c> LogPass<'c> {
@@ -260,7 +292,45 @@ impl<'c> LogPass<'c> {
             }
             None => 0,
         };
-        LogPass { pass, base }
+        LogPass {
+            pass,
+            base,
+            from: (0, 0),
+        }
+    }
+
+    /// The pass of `bytes` with `ctx` going on from `fork`, which another pass took at a frame
+    /// boundary up to which `bytes` hold the same bytes as its log, with the same rules
+    /// ([`same_rules`]). The findings it had made take this node's label and file.
+    pub fn resume(fork: Fork<'_>, bytes: &'c [u8], ctx: &'c LogContext) -> Self {
+        let Fork { pass: p, at } = fork;
+        let mut findings = p.findings;
+        for f in &mut findings {
+            f.node.clone_from(&ctx.node);
+            f.file = Some(ctx.file.clone());
+        }
+        let pass = Pass {
+            ctx,
+            buf: bytes,
+            sink: p.sink,
+            findings,
+            out: LogOutcome {
+                bytes: bytes.len() as u64,
+                ..p.out
+            },
+            prev: p.prev,
+            goraft_bytes: p.goraft_bytes,
+            damage: p.damage,
+            pending_next: p.pending_next,
+            unknown: p.unknown,
+            unknown_more: p.unknown_more,
+            membership_from: p.membership_from,
+        };
+        LogPass {
+            pass,
+            base: 0,
+            from: at,
+        }
     }
 
     /// Whether the frames must be read by [`LogPass::run`]: the file starts with a commit-index
@@ -273,23 +343,96 @@ impl<'c> LogPass<'c> {
     /// that a memory-mapped log of many GB can give those pages back (see
     /// `datadir::LogBytes::release`).
     pub fn run(&mut self, release: &dyn Fn(std::ops::Range<usize>)) {
+        self.run_forking(release, &[], &|_, _| {}, &mut |_, _| {});
+    }
+
+    /// [`LogPass::run`], also comparing the pass's log with each of `others` (other nodes'
+    /// logs, read side by side with it) and handing `fork(k, …)` a fork of the pass for
+    /// `others[k]` as soon as it is known: the pass as it stood before the first frame that is
+    /// damaged or does not end where `others[k]` still holds the same bytes (or at the end).
+    /// `None` when it had seen damage before that point, or when the log starts with a
+    /// commit-index prefix. `release_other(k, range)` is told the ranges of `others[k]` it has
+    /// left behind.
+    pub fn run_forking(
+        &mut self,
+        release: &dyn Fn(std::ops::Range<usize>),
+        others: &[&[u8]],
+        release_other: &dyn Fn(usize, std::ops::Range<usize>),
+        fork: &mut dyn FnMut(usize, Option<Fork<'c>>),
+    ) {
         const STEP: usize = 4 << 20;
         let base = self.base;
         let bytes = self.pass.buf;
         let mut released = 0usize;
-        let mut reader = crate::scan::Frames::new(&bytes[base as usize..]);
+        let (from, from_ordinal) = self.from;
+        let mut reader = match bytes.get(base as usize..) {
+            Some(b) if from == 0 => crate::scan::Frames::new(b),
+            Some(b) => crate::scan::Frames::resume(b, from, from_ordinal),
+            None => crate::scan::Frames::new(&[]),
+        };
+        let mut sides: Vec<Side> = others
+            .iter()
+            .map(|_| Side {
+                same_to: 0,
+                limit: None,
+                done: base != 0,
+                released: 0,
+            })
+            .collect();
+        if base != 0 {
+            for k in 0..others.len() {
+                fork(k, None);
+            }
+        }
+        // A frame that ends beyond this, or damage, may decide a fork.
+        let mut horizon = if sides.iter().all(|s| s.done) {
+            usize::MAX
+        } else {
+            0
+        };
+        let mut last = (from, from_ordinal);
         let pass = &mut self.pass;
         reader.each(|item, pos| {
-            match item {
-                Ok(e) => pass.entry(e, base),
-                Err(e) => pass.damage(rebase(e, base)),
-            }
             let pos = base as usize + pos;
+            if pos > horizon || (item.is_err() && horizon != usize::MAX) {
+                horizon = usize::MAX;
+                let mut copy: Option<Option<Fork<'c>>> = None;
+                for (k, side) in sides.iter_mut().enumerate() {
+                    if side.done {
+                        continue;
+                    }
+                    side.compare(bytes, others[k], pos, &|r| release_other(k, r));
+                    let passed = side.limit.is_some_and(|l| pos > l);
+                    if passed || item.is_err() {
+                        side.done = true;
+                        fork(k, copy.get_or_insert_with(|| pass.fork(last)).clone());
+                    } else {
+                        horizon = horizon.min(side.limit.unwrap_or(side.same_to));
+                    }
+                }
+            }
+            match item {
+                Ok(e) => {
+                    last = (pos, e.ordinal + 1);
+                    pass.entry(e, base);
+                }
+                Err(e) => {
+                    last = (pos, e.entry);
+                    pass.damage(rebase(e, base));
+                }
+            }
             if pos >= released + 2 * STEP {
                 release(released..pos - STEP);
                 released = pos - STEP;
             }
         });
+        // The others that hold at least all of this log: their passes go on from its end.
+        let mut copy: Option<Option<Fork<'c>>> = None;
+        for (k, side) in sides.iter_mut().enumerate() {
+            if !side.done {
+                fork(k, copy.get_or_insert_with(|| pass.fork(last)).clone());
+            }
+        }
     }
 
     /// Ends the pass: what it learned, its findings in file order, and the per-code counts (the
@@ -317,6 +460,49 @@ impl crate::diff::Observer for LogPass<'_> {
 
     fn damage(&mut self, e: &LogError) {
         self.pass.damage(rebase(e.clone(), self.base));
+    }
+}
+
+/// One other log read side by side with a pass, for [`LogPass::run_forking`].
+struct Side {
+    /// The bytes known to be the same in both logs: `..same_to`.
+    same_to: usize,
+    /// Where they differ (or the shorter log ends), once found.
+    limit: Option<usize>,
+    /// Whether its fork was handed out.
+    done: bool,
+    /// How much of it was given back.
+    released: usize,
+}
+
+impl Side {
+    /// Compares a block at a time, until the same bytes reach `pos` or a difference is found.
+    fn compare(
+        &mut self,
+        mine: &[u8],
+        other: &[u8],
+        pos: usize,
+        release: &dyn Fn(std::ops::Range<usize>),
+    ) {
+        const BLOCK: usize = 1 << 20;
+        const STEP: usize = 4 << 20;
+        while self.limit.is_none() && self.same_to < pos {
+            let end = (self.same_to + BLOCK).min(mine.len()).min(other.len());
+            let (a, b) = (&mine[self.same_to..end], &other[self.same_to..end]);
+            if a == b {
+                self.same_to = end;
+                if end == mine.len() || end == other.len() {
+                    self.limit = Some(end);
+                }
+            } else {
+                let at = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(0);
+                self.limit = Some(self.same_to + at);
+            }
+            if self.same_to >= self.released + 2 * STEP {
+                release(self.released..self.same_to - STEP);
+                self.released = self.same_to - STEP;
+            }
+        }
     }
 }
 
@@ -354,7 +540,16 @@ fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-impl Pass<'_> {
+impl<'c> Pass<'c> {
+    /// A fork at `at` (the position and good frames before the next item), when no damage
+    /// came before it.
+    fn fork(&self, at: (usize, u64)) -> Option<Fork<'c>> {
+        (self.out.first_damage.is_none() && self.damage.is_empty()).then(|| Fork {
+            pass: self.clone(),
+            at,
+        })
+    }
+
     fn emit(&mut self, f: Finding) {
         let f = f.file(self.ctx.file.clone());
         self.findings.push(match &self.ctx.node {
@@ -1023,6 +1218,19 @@ impl<'d> NodeCheck<'d> {
             watch: snaps.iter().map(|s| s.last_index).collect(),
         };
         NodeCheck { dir, label, ctx }
+    }
+
+    /// The context of the node's log pass.
+    pub fn ctx(&self) -> &LogContext {
+        &self.ctx
+    }
+
+    /// The node's log pass going on from `fork` (see [`LogPass::resume`]), or a fresh one.
+    pub fn resumed_pass<'c>(&'c self, fork: Option<Fork<'_>>) -> LogPass<'c> {
+        match fork {
+            Some(f) => LogPass::resume(f, self.dir.log.bytes(), &self.ctx),
+            None => self.log_pass(),
+        }
     }
 
     /// A fresh pass over the node's log.
