@@ -90,7 +90,7 @@ fn plain_before(s: &[u8], start: usize, mut end: usize) -> bool {
         // Bytes before `start` belong to the literal `","value":"`.
         let before = (start + 16).saturating_sub(end);
         if before > 0 {
-            m = if before >= 16 { 0 } else { m >> (8 * before) };
+            m = if before >= 16 { 0 } else { m >> before };
         }
         if m != 0 {
             return false;
@@ -110,15 +110,40 @@ fn special(b: u8) -> bool {
     (b.wrapping_sub(0x20) >= 0x60) | ((b | 0x04) == 0x26) | ((b | 0x02) == 0x3e) | (b == b'\\')
 }
 
-/// 0xff in every byte of the result where [`special`] holds for `c`: written lane by lane so
-/// that LLVM compiles it to a handful of SSE2 compares on x86-64 (plain scalar code elsewhere).
+/// Bit `k` of the result is set where [`special`] holds for `c[k]`. On x86-64 this is a handful
+/// of SSE2 compares and one `pmovmskb`; building a 16-byte lane mask in memory and reading it
+/// back as an integer instead stalled on the store (a tenth of `verify`'s time).
 #[inline(always)]
-fn mask16(c: &[u8; 16]) -> u128 {
-    let mut v = [0u8; 16];
-    for k in 0..16 {
-        v[k] = 0u8.wrapping_sub(u8::from(special(c[k])));
+fn mask16(c: &[u8; 16]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+            _mm_set1_epi8, _mm_sub_epi8,
+        };
+        // SAFETY: SSE2 is part of x86-64, so every intrinsic here is available; the load reads
+        // exactly the 16 bytes of `c` (unaligned loads are allowed).
+        unsafe {
+            let v = _mm_loadu_si128(c.as_ptr().cast());
+            // b - 0x20 >= 0x60 unsigned is, with the sign bit flipped, the signed compare
+            // b - 0xa0 >= -0x20, that is b - 0xa0 > -0x21 (0xa0 is -0x60 as i8).
+            let out = _mm_cmpgt_epi8(_mm_sub_epi8(v, _mm_set1_epi8(-0x60)), _mm_set1_epi8(-0x21));
+            let quote_amp =
+                _mm_cmpeq_epi8(_mm_or_si128(v, _mm_set1_epi8(0x04)), _mm_set1_epi8(0x26));
+            let angle = _mm_cmpeq_epi8(_mm_or_si128(v, _mm_set1_epi8(0x02)), _mm_set1_epi8(0x3e));
+            let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(0x5c));
+            let m = _mm_or_si128(_mm_or_si128(out, quote_amp), _mm_or_si128(angle, backslash));
+            _mm_movemask_epi8(m) as u32
+        }
     }
-    u128::from_le_bytes(v)
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut m = 0u32;
+        for (k, &b) in c.iter().enumerate() {
+            m |= u32::from(special(b)) << k;
+        }
+        m
+    }
 }
 
 /// The offset of the first byte at or after `i` for which [`special`] holds, or `s.len()`.
@@ -127,7 +152,7 @@ fn next_special(s: &[u8], mut i: usize) -> usize {
     while let Some(chunk) = s.get(i..).and_then(<[u8]>::first_chunk::<16>) {
         let m = mask16(chunk);
         if m != 0 {
-            return i + (m.trailing_zeros() / 8) as usize;
+            return i + m.trailing_zeros() as usize;
         }
         i += 16;
     }
@@ -141,11 +166,11 @@ fn next_special(s: &[u8], mut i: usize) -> usize {
         .and_then(|at| s[at..].first_chunk::<16>())
     {
         let skip = 16 - (s.len() - i);
-        let m = mask16(last) >> (8 * skip);
+        let m = mask16(last) >> skip;
         return if m == 0 {
             s.len()
         } else {
-            i + (m.trailing_zeros() / 8) as usize
+            i + m.trailing_zeros() as usize
         };
     }
     s[i..]
@@ -211,6 +236,22 @@ fn string_body(s: &[u8], flags: &mut Canonical) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lane_mask_is_special_byte_by_byte() {
+        for b in 0..=255u8 {
+            for k in 0..16 {
+                let mut c = [b'a'; 16];
+                c[k] = b;
+                assert_eq!(
+                    mask16(&c),
+                    u32::from(special(b)) << k,
+                    "byte {b:#04x} at {k}"
+                );
+            }
+        }
+        assert_eq!(mask16(&[b'"'; 16]), 0xffff);
+    }
     use crate::format::command;
 
     const WRITE: &[&str] = &["key", "value"];
