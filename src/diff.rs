@@ -624,12 +624,15 @@ impl<'a> Cursor<'a, '_> {
 
     /// Takes `e` as the entry this node holds next: what [`Cursor::fill`] and [`Cursor::take`]
     /// do with a good frame in order, inside the common prefix.
+    /// `replay`: whether to feed the replayer (not when it mirrors the first node's).
     #[inline]
-    fn took(&mut self, e: &RawEntry<'_>) {
+    fn took(&mut self, e: &RawEntry<'_>, replay: bool) {
         if let Some(o) = self.obs.as_deref_mut() {
             o.entry(e);
         }
-        self.replayer.feed(e);
+        if replay {
+            self.replayer.feed(e);
+        }
         self.first.get_or_insert(e.index());
         self.last = Some(e.index());
         self.last_term = Some(e.term());
@@ -873,6 +876,15 @@ fn compare_impl(
     let mut bulk_wait = 0u32;
     let mut bulk_backoff = 1u32;
     let logs: Vec<&[u8]> = cursors.iter().map(|c| c.bytes).collect();
+    // The nodes whose replayers stand where the first node's does and only replay membership:
+    // the bulk path feeds the first one alone and copies its state into them when it ends
+    // (`lagging`). Once the general path has run, each is fed on its own.
+    let mut mirrored: Vec<bool> = cursors
+        .iter()
+        .enumerate()
+        .map(|(k, c)| k > 0 && shortcut && cursors[0].replayer.mirrors(&c.replayer))
+        .collect();
+    let mut lagging = false;
 
     loop {
         // The common case, in bulk: inside the common prefix, every log holds the same bytes at
@@ -898,11 +910,13 @@ fn compare_impl(
                         // Out of order: the general path says what that means.
                         return false;
                     }
-                    first.took(e);
+                    first.took(e, true);
                     let mut members = first.replayer.kv().members.len();
-                    for c in rest.iter_mut() {
-                        c.took(e);
-                        members = members.max(c.replayer.kv().members.len());
+                    for (c, &m) in rest.iter_mut().zip(&mirrored[1..]) {
+                        c.took(e, !m);
+                        if !m {
+                            members = members.max(c.replayer.kv().members.len());
+                        }
                     }
                     cluster_size = cluster_size.max(members);
                     if everyone_holders > cluster_size / 2 {
@@ -925,6 +939,7 @@ fn compare_impl(
                 }
             }
             if read > 0 {
+                lagging |= mirrored.iter().any(|&m| m);
                 bulk_window = (bulk_window * 2).min(BULK_WINDOW_MAX);
                 bulk_backoff = 1;
                 continue;
@@ -934,6 +949,21 @@ fn compare_impl(
             bulk_backoff = (bulk_backoff * 2).min(BULK_BACKOFF_MAX);
         }
         bulk_wait = bulk_wait.saturating_sub(1);
+        if mirrored.iter().any(|&m| m) {
+            // The general path feeds every node's replayer: bring the mirrored ones up to date.
+            if lagging {
+                if let Some((first, rest)) = cursors.split_first_mut() {
+                    for (c, &m) in rest.iter_mut().zip(&mirrored[1..]) {
+                        if m {
+                            let copied = first.replayer.copy_to(&mut c.replayer);
+                            debug_assert!(copied, "mirrored replayers apply no writes");
+                        }
+                    }
+                }
+                lagging = false;
+            }
+            mirrored.fill(false);
+        }
         if let Some((first, rest)) = cursors.split_first_mut() {
             first.fill(None);
             let lead = first.next.as_ref().map(|e| (first.bytes, e));

@@ -604,6 +604,48 @@ impl Replayer {
         self.done
     }
 
+    /// Whether feeding this replayer and `other` the same entries leaves them in the same state
+    /// but for their node's path and name: both only replay membership (no writes applied) and
+    /// stand in the same state now. Then [`Replayer::copy_to`] may stand in for feeding `other`.
+    pub fn mirrors(&self, other: &Replayer) -> bool {
+        let unnamed = |r: &Replay| {
+            format!(
+                "{:?}",
+                Replay {
+                    path: PathBuf::new(),
+                    name: None,
+                    ..r.clone()
+                }
+            )
+        };
+        !self.r.writes_applied
+            && !other.r.writes_applied
+            && self.start_index == other.start_index
+            && self.expected == other.expected
+            && self.term == other.term
+            && self.done == other.done
+            && unnamed(&self.r) == unnamed(&other.r)
+    }
+
+    /// Puts this replayer's state into `other`, keeping `other`'s path and name: for a replayer
+    /// that [`Replayer::mirrors`] this one and was due the same entries since. `false` (and
+    /// nothing done) when this one applies writes.
+    pub fn copy_to(&self, other: &mut Replayer) -> bool {
+        if self.r.writes_applied || other.r.writes_applied {
+            return false;
+        }
+        other.r = Replay {
+            path: std::mem::take(&mut other.r.path),
+            name: other.r.name.take(),
+            ..self.r.clone()
+        };
+        other.start_index = self.start_index;
+        other.expected = self.expected;
+        other.term = self.term;
+        other.done = self.done;
+        true
+    }
+
     /// Feeds the next good entry of the log, in file order.
     #[inline]
     pub fn feed(&mut self, e: &RawEntry<'_>) -> Fed {
