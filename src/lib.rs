@@ -3,7 +3,7 @@
 //! Module map (layers point one way, see the house style):
 //!
 //! - [`model`]: indexes, terms, entries, commands, peers, conf, snapshots: plain data.
-//! - [`format`]: pure bytes <-> model for the log, conf, snapshot and RPC messages.
+//! - [`format`](mod@format): pure bytes <-> model for the log, conf, snapshot and RPC messages.
 //! - [`datadir`]: the filesystem edge: find and memory-map a node's files, never write.
 //! - [`inspect`]: one streaming summary pass over a log, and the entry filter of `inspect`.
 //! - [`repair`]: plans and applies the safe repair of a damaged node (the only writer of data files).

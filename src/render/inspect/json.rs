@@ -661,7 +661,7 @@ fn entries_side_by_side(
 /// Writes the JSON Lines report (see the schema in the module docs).
 ///
 /// `progress` is called now and then with the byte offset reached.
-/// Entry lines are rendered by one thread per core (up to [`MAX_WORKERS`]) on logs of several
+/// Entry lines are rendered by one thread per core (up to `MAX_WORKERS`) on logs of several
 /// [`inspect::RESUME_STEP`]s without `--limit`; the output is the same either way.
 pub fn json(out: &mut dyn Write, view: &View<'_>, progress: &mut dyn FnMut(u64)) -> io::Result<()> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS));
