@@ -153,7 +153,9 @@ fn check_all_on(nodes: &[DataDir], threads: usize) -> (Vec<NodeReport>, Vec<Find
     let run = |task: Task<'_>| match task {
         Task::Compare => *lock(&across) = check(nodes),
         Task::Lead { k, followers } => {
-            let mut pass = checks[k].log_pass();
+            let mut pass = checks[k]
+                .log_pass()
+                .pipelined(node::pipeline_pays(nodes[k].log.bytes().len()));
             let others: Vec<&[u8]> = followers.iter().map(|&j| nodes[j].log.bytes()).collect();
             pass.run_forking(
                 &|r| nodes[k].log.release(r),

@@ -210,6 +210,8 @@ pub struct LogPass<'c> {
     /// Where [`LogPass::run`] starts reading, and the number of good frames before it: not 0
     /// for a pass that goes on from a [`Fork`].
     from: (usize, u64),
+    /// Whether [`LogPass::run`] reads on a second thread (see [`LogPass::pipelined`]).
+    pipelined: bool,
 }
 
 /// A log pass as it stood at a frame boundary, with no damage seen before it: the pass of
@@ -296,6 +298,7 @@ impl<'c> LogPass<'c> {
             pass,
             base,
             from: (0, 0),
+            pipelined: false,
         }
     }
 
@@ -330,7 +333,17 @@ impl<'c> LogPass<'c> {
             pass,
             base: 0,
             from: at,
+            pipelined: false,
         }
+    }
+
+    /// Makes [`LogPass::run`] and [`LogPass::run_forking`] read the frames and scan the write
+    /// payloads on a second thread, a batch ahead of the rules, which run on the caller's: the
+    /// two halves cost about the same, so a log is checked in about half the time on two cores.
+    /// The findings are the same.
+    pub fn pipelined(mut self, on: bool) -> Self {
+        self.pipelined = on;
+        self
     }
 
     /// Whether the frames must be read by [`LogPass::run`]: the file starts with a commit-index
@@ -392,40 +405,46 @@ impl<'c> LogPass<'c> {
         };
         let mut last = (from, from_ordinal);
         let pass = &mut self.pass;
-        reader.each(|item, pos| {
-            let pos = base as usize + pos;
-            if pos > horizon || (item.is_err() && horizon != usize::MAX) {
-                horizon = usize::MAX;
-                let mut copy: Option<Option<Fork<'c>>> = None;
-                for (k, side) in sides.iter_mut().enumerate() {
-                    if side.done {
-                        continue;
+        let mut step =
+            |item: Result<&RawEntry<'_>, LogError>, pos: usize, scan: Option<Scanned>| {
+                let pos = base as usize + pos;
+                if pos > horizon || (item.is_err() && horizon != usize::MAX) {
+                    horizon = usize::MAX;
+                    let mut copy: Option<Option<Fork<'c>>> = None;
+                    for (k, side) in sides.iter_mut().enumerate() {
+                        if side.done {
+                            continue;
+                        }
+                        side.compare(bytes, others[k], pos, &|r| release_other(k, r));
+                        let passed = side.limit.is_some_and(|l| pos > l);
+                        if passed || item.is_err() {
+                            side.done = true;
+                            fork(k, copy.get_or_insert_with(|| pass.fork(last)).clone());
+                        } else {
+                            horizon = horizon.min(side.limit.unwrap_or(side.same_to));
+                        }
                     }
-                    side.compare(bytes, others[k], pos, &|r| release_other(k, r));
-                    let passed = side.limit.is_some_and(|l| pos > l);
-                    if passed || item.is_err() {
-                        side.done = true;
-                        fork(k, copy.get_or_insert_with(|| pass.fork(last)).clone());
-                    } else {
-                        horizon = horizon.min(side.limit.unwrap_or(side.same_to));
+                }
+                match item {
+                    Ok(e) => {
+                        last = (pos, e.ordinal + 1);
+                        pass.entry_scanned(e, base, scan);
+                    }
+                    Err(e) => {
+                        last = (pos, e.entry);
+                        pass.damage(rebase(e, base));
                     }
                 }
-            }
-            match item {
-                Ok(e) => {
-                    last = (pos, e.ordinal + 1);
-                    pass.entry(e, base);
+                if pos >= released + 2 * STEP {
+                    release(released..pos - STEP);
+                    released = pos - STEP;
                 }
-                Err(e) => {
-                    last = (pos, e.entry);
-                    pass.damage(rebase(e, base));
-                }
-            }
-            if pos >= released + 2 * STEP {
-                release(released..pos - STEP);
-                released = pos - STEP;
-            }
-        });
+            };
+        if self.pipelined {
+            pipelined(reader, &mut step);
+        } else {
+            reader.each(|item, pos| step(item, pos, None));
+        }
         // The others that hold at least all of this log: their passes go on from its end.
         let mut copy: Option<Option<Fork<'c>>> = None;
         for (k, side) in sides.iter_mut().enumerate() {
@@ -461,6 +480,80 @@ impl crate::diff::Observer for LogPass<'_> {
     fn damage(&mut self, e: &LogError) {
         self.pass.damage(rebase(e.clone(), self.base));
     }
+}
+
+/// Whether a pass over a log of `len` bytes is worth reading on a second thread
+/// ([`LogPass::pipelined`]): with two cores or more, on logs of 8 MiB or more (below, starting
+/// the thread costs more than it saves).
+pub fn pipeline_pays(len: usize) -> bool {
+    len >= 8 << 20 && std::thread::available_parallelism().map_or(1, usize::from) >= 2
+}
+
+/// The scan of an entry's write payload ([`payload::canonical_write`]), done ahead: `Some` for
+/// a canonical write payload (with what it saw), `None` for anything else.
+type Scanned = Option<payload::Canonical>;
+
+/// The scan [`Pass::command`] needs for a `write` entry.
+#[inline]
+fn scan_write(e: &RawEntry<'_>) -> Scanned {
+    e.wire.command.and_then(payload::canonical_write)
+}
+
+/// Items a pipelined pass hands over at once, and how many batches may wait.
+const PIPE_BATCH: usize = 2048;
+const PIPE_DEPTH: usize = 4;
+
+/// One item of a pipelined pass's reading: what [`crate::scan::Frames::each`] gives, and the
+/// write payload's scan.
+type Piped<'a> = (Result<RawEntry<'a>, LogError>, usize, Option<Scanned>);
+
+/// Reads `reader` on a second thread, which also scans the write payloads, and gives each item
+/// to `step` on this one, in order, a batch at a time.
+fn pipelined<'a>(
+    mut reader: crate::scan::Frames<'a>,
+    step: &mut dyn FnMut(Result<&RawEntry<'a>, LogError>, usize, Option<Scanned>),
+) {
+    use std::sync::mpsc;
+    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<Piped<'a>>>(PIPE_DEPTH);
+    let (empty_tx, empty_rx) = mpsc::channel::<Vec<Piped<'a>>>();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut batch = Vec::with_capacity(PIPE_BATCH);
+            let mut open = true;
+            reader.each(|item, pos| {
+                if !open {
+                    return;
+                }
+                let item = match item {
+                    Ok(e) => {
+                        let scan = (e.wire.name == b"write").then(|| scan_write(e));
+                        (Ok(*e), pos, scan)
+                    }
+                    Err(d) => (Err(d), pos, None),
+                };
+                batch.push(item);
+                if batch.len() == PIPE_BATCH {
+                    let next = empty_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(PIPE_BATCH));
+                    // A closed channel: the rules stopped (a panic there); so does the reading.
+                    open = full_tx.send(std::mem::replace(&mut batch, next)).is_ok();
+                }
+            });
+            if open && !batch.is_empty() {
+                let _ = full_tx.send(batch);
+            }
+        });
+        for mut batch in full_rx {
+            for (item, pos, scan) in batch.drain(..) {
+                match item {
+                    Ok(e) => step(Ok(&e), pos, scan),
+                    Err(d) => step(Err(d), pos, scan),
+                }
+            }
+            let _ = empty_tx.send(batch);
+        }
+    });
 }
 
 /// One other log read side by side with a pass, for [`LogPass::run_forking`].
@@ -560,6 +653,13 @@ impl<'c> Pass<'c> {
 
     #[inline]
     fn entry(&mut self, e: &RawEntry<'_>, base: u64) {
+        self.entry_scanned(e, base, None);
+    }
+
+    /// [`Pass::entry`] with the write payload's scan done ahead, when `scan` is given (see
+    /// [`Scanned`]).
+    #[inline]
+    fn entry_scanned(&mut self, e: &RawEntry<'_>, base: u64, scan: Option<Scanned>) {
         let off = base + e.offset;
         let (index, term) = (e.wire.index, e.wire.term);
         let in_prefix = self.out.first_damage.is_none();
@@ -600,7 +700,7 @@ impl<'c> Pass<'c> {
             }
         }
         self.prev = Some((index, term));
-        let undecodable = self.command(e, off, in_prefix);
+        let undecodable = self.command(e, off, in_prefix, scan);
         if in_prefix {
             self.out.kept_entries += 1;
             self.out.kept_last_index = Some(index);
@@ -778,10 +878,16 @@ impl<'c> Pass<'c> {
 
     /// Checks the command; returns whether goraft's `newCommand` would fail on it.
     #[inline]
-    fn command(&mut self, e: &RawEntry<'_>, off: u64, in_prefix: bool) -> bool {
+    fn command(
+        &mut self,
+        e: &RawEntry<'_>,
+        off: u64,
+        in_prefix: bool,
+        scan: Option<Scanned>,
+    ) -> bool {
         let payload = e.wire.command;
         match e.wire.name {
-            b"write" => match payload.and_then(super::payload::canonical_write) {
+            b"write" => match scan.unwrap_or_else(|| scan_write(e)) {
                 Some(c) => {
                     if c.fffd_escape || c.fffd_raw {
                         self.replacement_char(e, off, "value", c.fffd_escape);
@@ -1184,7 +1290,9 @@ fn damage_code(kind: &Damage) -> &'static str {
 /// Checks one node: its log in one streaming pass, then snapshots, conf, name and leftovers.
 pub fn check(dir: &DataDir) -> NodeReport {
     let node = NodeCheck::new(dir);
-    let mut pass = node.log_pass();
+    let mut pass = node
+        .log_pass()
+        .pipelined(pipeline_pays(dir.log.bytes().len()));
     pass.run(&|r| dir.log.release(r));
     node.finish(pass)
 }
@@ -1708,6 +1816,79 @@ mod tests {
             .collect()
     }
 
+    /// [`check_log`] with the pass pipelined.
+    fn pipelined_check(bytes: &[u8], ctx: &LogContext) -> (LogOutcome, Vec<Finding>) {
+        let mut pass = LogPass::new(bytes, ctx).pipelined(true);
+        pass.run(&|_| {});
+        let (out, mut findings, sink) = pass.finish();
+        findings.extend(sink.suppressed(ctx.node.as_deref()));
+        (out, findings)
+    }
+
+    /// A pipelined pass finds what a pass on one thread finds: on every fixture log, and on a
+    /// long log (many batches) with odd payloads, findings over the per-code limit, a hole,
+    /// garbage and a torn tail, with and without the commit-index prefix and a context.
+    #[test]
+    fn a_pipelined_pass_finds_the_same() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+        let mut logs = 0;
+        let mut stack = vec![root];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.file_name().is_some_and(|n| n == "log") {
+                    let bytes = std::fs::read(&path).unwrap();
+                    let ctx = LogContext::default();
+                    assert_eq!(
+                        pipelined_check(&bytes, &ctx),
+                        check_log(&bytes, &ctx),
+                        "{}",
+                        path.display()
+                    );
+                    logs += 1;
+                }
+            }
+        }
+        assert!(logs > 40, "{logs} fixture logs");
+        let mut w = LogWriter::new(Vec::new());
+        w.append(1, 0, &join("a")).unwrap();
+        for i in 2..20_000u64 {
+            match i % 997 {
+                5 => w
+                    .append_raw(i, 1, "write", Some(b"{\"value\":\"v\",\"key\":\"k\"}"))
+                    .unwrap(),
+                6 => w.append(i, 1, &write("k", "lost \u{fffd}")).unwrap(),
+                7 => w.append_raw(i, 1, "etcd:set", Some(b"{}")).unwrap(),
+                8 => w.append_raw(i, 1, "write", Some(b"{not json")).unwrap(),
+                9 => w.append(i, 0, &Command::Nop).unwrap(),
+                _ => w.append(i, 1, &write(&format!("k{i}"), "v")).unwrap(),
+            }
+        }
+        let long = w.into_inner();
+        let mut damaged = long.clone();
+        damaged[500_000..501_000].fill(0);
+        damaged[900_000..900_050].fill(b'x');
+        damaged.truncate(damaged.len() - 7);
+        let mut prefixed = b"      2a\n".to_vec();
+        prefixed.extend_from_slice(&long);
+        let ctx = LogContext {
+            node: Some("n1".into()),
+            file: PathBuf::from("n1/log"),
+            conf_commit: 3_000,
+            watch: vec![10, 15_000],
+            ..LogContext::default()
+        };
+        for bytes in [&long, &damaged, &prefixed] {
+            for ctx in [&LogContext::default(), &ctx] {
+                let want = check_log(bytes, ctx);
+                assert!(want.1.len() > 10, "{:?}", want.1);
+                assert_eq!(pipelined_check(bytes, ctx), want);
+            }
+        }
+    }
+
     /// The spec's 161-byte sample (section 2.4.2): join@1, nop@2, write@3, term 0.
     fn sample() -> Vec<u8> {
         let join = Command::Join {
@@ -1913,6 +2094,7 @@ mod tests {
             }
             for bytes in [&noise[..], &spliced[..]] {
                 let (out, f) = check_log(bytes, &LogContext::default());
+                proptest::prop_assert_eq!(pipelined_check(bytes, &LogContext::default()), (out.clone(), f.clone()));
                 let offsets: Vec<u64> = f.iter().filter_map(|f| f.offset).collect();
                 proptest::prop_assert!(offsets.windows(2).all(|w| w[0] <= w[1]));
                 proptest::prop_assert!(out.kept_entries <= out.entries);
