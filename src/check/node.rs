@@ -507,11 +507,14 @@ const PIPE_DEPTH: usize = 4;
 /// write payload's scan.
 type Piped<'a> = (Result<RawEntry<'a>, LogError>, usize, Option<Scanned>);
 
+/// What a pass does with each item of its reading, the byte offset after it and the scan.
+type Step<'s, 'a> = dyn FnMut(Result<&RawEntry<'a>, LogError>, usize, Option<Scanned>) + 's;
+
 /// Reads `reader` on a second thread, which also scans the write payloads, and gives each item
 /// to `step` on this one, in order, a batch at a time.
 fn pipelined<'a>(
     mut reader: crate::scan::Frames<'a>,
-    step: &mut dyn FnMut(Result<&RawEntry<'a>, LogError>, usize, Option<Scanned>),
+    step: &mut Step<'_, 'a>,
 ) {
     use std::sync::mpsc;
     let (full_tx, full_rx) = mpsc::sync_channel::<Vec<Piped<'a>>>(PIPE_DEPTH);
