@@ -5,8 +5,15 @@
 //! It streams: one reader per node ([`crate::scan::Frames`], which yields what `LogReader`
 //! yields and takes over a frame another log holds byte for byte at the same offset), advanced in
 //! lockstep by index, so it holds one entry per node at a time (plus a bounded number of
-//! conflicting rows and events kept for the report), never whole logs. Each node's entries also feed a [`Replayer`] (membership only, or the full
-//! state with `state`), so the same pass gives membership and state differences.
+//! conflicting rows and events kept for the report), never whole logs. Each node's entries also
+//! feed a [`Replayer`] (membership only, or the full state with `state`), so the same pass gives
+//! membership and state differences.
+//!
+//! Through the common prefix, where every log holds the same bytes at the same offsets, it goes
+//! in bulk: the logs are compared block by block, the first log's canonical frames are decoded
+//! once and every node takes the same entries; replayers that mirror the first node's (same
+//! start, membership only) are not fed but given its state when the bulk ends. Anything else
+//! (a non-canonical frame, an index out of order, damage, a cut) takes the general path.
 //!
 //! Commit evidence, strongest first: an entry (same index, term and command) held by a majority
 //! of the cluster is committed, and by Log Matching so is every entry before it (a later entry

@@ -512,10 +512,7 @@ type Step<'s, 'a> = dyn FnMut(Result<&RawEntry<'a>, LogError>, usize, Option<Sca
 
 /// Reads `reader` on a second thread, which also scans the write payloads, and gives each item
 /// to `step` on this one, in order, a batch at a time.
-fn pipelined<'a>(
-    mut reader: crate::scan::Frames<'a>,
-    step: &mut Step<'_, 'a>,
-) {
+fn pipelined<'a>(mut reader: crate::scan::Frames<'a>, step: &mut Step<'_, 'a>) {
     use std::sync::mpsc;
     let (full_tx, full_rx) = mpsc::sync_channel::<Vec<Piped<'a>>>(PIPE_DEPTH);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<Piped<'a>>>();
