@@ -131,8 +131,8 @@ fn special8(w: u64) -> u32 {
     let zero = |x: u64| !(((x & LOW7) + LOW7) | x) & HIGH;
     // Non-ASCII, or below 0x20 (adding 0x60 to 7 bits carries into the high bit from 0x20 on).
     let outside = (w & HIGH) | (!((w & LOW7) + 0x60 * ONES) & HIGH);
-    let quote_amp = zero((w | 0x04 * ONES) ^ (0x26 * ONES));
-    let angle = zero((w | 0x02 * ONES) ^ (0x3e * ONES));
+    let quote_amp = zero((w | (0x04 * ONES)) ^ (0x26 * ONES));
+    let angle = zero((w | (0x02 * ONES)) ^ (0x3e * ONES));
     let backslash = zero(w ^ (b'\\' as u64 * ONES));
     let m = (outside | quote_amp | angle | backslash) >> 7;
     // One bit per byte into the top byte, byte k to bit k.
