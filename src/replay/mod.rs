@@ -816,6 +816,8 @@ impl Replayer {
         if let Some(t) = self.term.take() {
             self.r.stats.per_term.push(t);
         }
+        // The state is handed over in key order, which is how it is written out.
+        self.r.kv.data.sort();
         self.r
     }
 }
