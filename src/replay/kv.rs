@@ -167,28 +167,24 @@ impl KvMap {
         for part in &mut self.parts {
             all.extend(std::mem::take(part));
         }
-        // Sort small items (the key's sort prefix and the pair's position), then move the
-        // pairs into that order: the moves are independent loads, which the CPU overlaps,
-        // where sorting the pairs themselves moved every pair many times.
-        let mut order: Vec<SortPos> = all
-            .iter()
-            .enumerate()
-            .map(|(i, (k, _))| {
-                let (hi, lo) = sort_prefix(k);
-                (hi, lo, i)
-            })
-            .collect();
-        let pairs = &all;
-        sort_by_in_halves(&mut order, |a, b| {
-            (a.0, a.1)
-                .cmp(&(b.0, b.1))
-                .then_with(|| pairs[a.2].0.as_bytes().cmp(pairs[b.2].0.as_bytes()))
-        });
-        let mut sorted = Vec::with_capacity(all.len());
-        for (_, _, i) in order {
-            sorted.push(std::mem::take(&mut all[i]));
+        self.sorted = sort_distinct(all);
+    }
+
+    /// The map holding `pairs`, whose keys are distinct, in its sorted form.
+    pub(crate) fn from_distinct(pairs: Vec<(CompactString, CompactString)>) -> Self {
+        KvMap {
+            parts: (0..PARTS).map(|_| HashMap::default()).collect(),
+            sorted: sort_distinct(pairs),
         }
-        self.sorted = sorted;
+    }
+
+    /// Every pair, in no particular order.
+    pub(crate) fn into_pairs(mut self) -> Vec<(CompactString, CompactString)> {
+        let mut all = std::mem::take(&mut self.sorted);
+        for part in &mut self.parts {
+            all.extend(std::mem::take(part));
+        }
+        all
     }
 
     /// Whether the pairs are held in key order (see [`KvMap::sort`]).
@@ -435,6 +431,35 @@ impl Kv {
             })
             .collect()
     }
+}
+
+/// `all` (distinct keys) in key order (by bytes).
+///
+/// Small items (the key's sort prefix and the pair's position) are sorted, then the pairs are
+/// moved into that order: the moves are independent loads, which the CPU overlaps, where
+/// sorting the pairs themselves moved every pair many times.
+fn sort_distinct(
+    mut all: Vec<(CompactString, CompactString)>,
+) -> Vec<(CompactString, CompactString)> {
+    let mut order: Vec<SortPos> = all
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| {
+            let (hi, lo) = sort_prefix(k);
+            (hi, lo, i)
+        })
+        .collect();
+    let pairs = &all;
+    sort_by_in_halves(&mut order, |a, b| {
+        (a.0, a.1)
+            .cmp(&(b.0, b.1))
+            .then_with(|| pairs[a.2].0.as_bytes().cmp(pairs[b.2].0.as_bytes()))
+    });
+    let mut sorted = Vec::with_capacity(all.len());
+    for (_, _, i) in order {
+        sorted.push(std::mem::take(&mut all[i]));
+    }
+    sorted
 }
 
 /// Sorts `v` with `cmp`; a large `v` is split around its median (linear) and the halves are

@@ -17,6 +17,7 @@
 
 pub mod kv;
 pub(crate) mod payload;
+mod runs;
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -26,7 +27,8 @@ use std::sync::mpsc;
 use crate::datadir::{DataDir, SnapshotFile};
 use crate::format::log::{LogError, LogReader, RawEntry};
 use crate::model::{Command, Index, Snapshot, Term};
-use kv::{Applied, Batch, Kv, KvMap};
+use kv::{Applied, Kv, KvMap};
+use runs::{RunBatch, Runs};
 
 /// What to replay and what to record along the way.
 #[derive(Debug, Clone, Default)]
@@ -372,44 +374,53 @@ pub struct Replayer {
 const MAX_IRREGULAR: usize = 16;
 
 /// The write path's second stage when no history is kept: each full batch of writes is applied
-/// to the map on a worker thread while the replayer decodes the next one. One batch is in flight
-/// at a time and batches are applied in log order, so the map ends as applying the writes one by
-/// one would leave it. Why: applying (hashing, probing) cost as much as decoding, and a replay
-/// of a large log left the second core idle. Without a thread (spawning failed) batches are
-/// applied in place.
+/// to the state on a worker thread while the replayer decodes the next one. One batch is in
+/// flight at a time and batches are applied in log order, so the state ends as applying the
+/// writes one by one would leave it. Why: applying cost as much as decoding, and a replay of a
+/// large log left the second core idle. Without a thread (spawning failed) batches are applied
+/// in place.
+///
+/// The state is kept as sorted runs ([`runs`]) from the first batch on (the snapshot's pairs
+/// move there) and becomes the map again, in its sorted form, at [`Pipeline::finish`].
 #[derive(Debug)]
 struct Pipeline {
     /// The batch being filled.
-    batch: Batch,
+    batch: RunBatch,
     /// An empty batch with capacity, returned by the worker.
-    spare: Batch,
+    spare: RunBatch,
+    /// The state, from the first hand-off on; `None` before it and while the worker holds it.
+    runs: Option<Runs>,
+    /// Whether the state has moved into runs.
+    started: bool,
+    /// The key hash, seeded per process (keys sent to `serve` cannot be chosen to collide).
+    hasher: foldhash::fast::RandomState,
     /// Writes per batch.
     limit: usize,
     worker: Option<Worker>,
     /// Whether spawning the worker failed (then it is not tried again).
     no_worker: bool,
-    /// Whether the worker holds the map.
+    /// Whether the worker holds the state.
     in_flight: bool,
 }
 
-/// A thread that applies batches to the map it is sent with, and sends both back.
+/// A thread that applies batches to the state it is sent with, and sends both back.
 #[derive(Debug)]
 struct Worker {
-    to: mpsc::Sender<(KvMap, Batch)>,
-    from: mpsc::Receiver<(KvMap, Batch, u64)>,
+    to: mpsc::Sender<(Runs, RunBatch)>,
+    from: mpsc::Receiver<(Runs, RunBatch, u64)>,
     handle: std::thread::JoinHandle<()>,
 }
 
 impl Worker {
     fn spawn() -> Option<Worker> {
-        let (to, jobs) = mpsc::channel::<(KvMap, Batch)>();
+        let (to, jobs) = mpsc::channel::<(Runs, RunBatch)>();
         let (done, from) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("replay-apply".into())
             .spawn(move || {
-                for (mut map, mut batch) in jobs {
-                    let overwrites = batch.apply_to(&mut map);
-                    if done.send((map, batch, overwrites)).is_err() {
+                for (mut runs, mut batch) in jobs {
+                    let overwrites = runs.absorb(&mut batch);
+                    if done.send((runs, batch, overwrites)).is_err() {
                         break;
                     }
                 }
@@ -422,8 +433,11 @@ impl Worker {
 impl Pipeline {
     fn new() -> Self {
         Pipeline {
-            batch: Batch::default(),
-            spare: Batch::default(),
+            batch: RunBatch::default(),
+            spare: RunBatch::default(),
+            runs: None,
+            started: false,
+            hasher: foldhash::fast::RandomState::default(),
             limit: kv::BATCH,
             worker: None,
             no_worker: false,
@@ -434,26 +448,39 @@ impl Pipeline {
     /// Queues a write; hands the batch off when it is full.
     #[inline]
     fn push(&mut self, key: &str, value: &str, data: &mut KvMap, overwrites: &mut u64) {
-        self.batch.push(key, value);
+        use std::hash::BuildHasher as _;
+        self.batch.push(self.hasher.hash_one(key), key, value);
         if self.batch.len() >= self.limit {
             self.hand_off(data, overwrites);
         }
     }
 
-    /// Waits for the batch in flight and puts the map back in `data`.
-    fn collect(&mut self, data: &mut KvMap, overwrites: &mut u64) {
+    /// Moves the state into runs on first use.
+    fn start(&mut self, data: &mut KvMap) {
+        if !self.started {
+            self.started = true;
+            let hasher = self.hasher.clone();
+            let pairs = std::mem::take(data).into_pairs();
+            self.runs = Some(Runs::new(pairs, move |k| {
+                std::hash::BuildHasher::hash_one(&hasher, k)
+            }));
+        }
+    }
+
+    /// Waits for the batch in flight and takes the state back.
+    fn collect(&mut self, overwrites: &mut u64) {
         if !self.in_flight {
             return;
         }
         self.in_flight = false;
         match self.worker.as_ref().map(|w| w.from.recv()) {
-            Some(Ok((map, batch, n))) => {
-                *data = map;
+            Some(Ok((runs, batch, n))) => {
+                self.runs = Some(runs);
                 self.spare = batch;
                 *overwrites += n;
             }
             _ => {
-                // The worker panicked while it held the map: a bug; surface its panic.
+                // The worker panicked while it held the state: a bug; surface its panic.
                 if let Some(Err(panic)) = self.worker.take().map(|w| w.handle.join()) {
                     std::panic::resume_unwind(panic);
                 }
@@ -463,35 +490,50 @@ impl Pipeline {
     }
 
     fn hand_off(&mut self, data: &mut KvMap, overwrites: &mut u64) {
-        self.collect(data, overwrites);
+        self.collect(overwrites);
+        self.start(data);
         if self.worker.is_none() && !self.no_worker {
             self.worker = Worker::spawn();
             self.no_worker = self.worker.is_none();
         }
         let mut batch = std::mem::replace(&mut self.batch, std::mem::take(&mut self.spare));
+        let Some(mut runs) = self.runs.take() else {
+            unreachable!("the state is here once collected");
+        };
         if let Some(w) = &self.worker {
-            match w.to.send((std::mem::take(data), batch)) {
+            match w.to.send((runs, batch)) {
                 Ok(()) => {
                     self.in_flight = true;
                     return;
                 }
-                Err(mpsc::SendError((map, b))) => {
-                    *data = map;
+                Err(mpsc::SendError((r, b))) => {
+                    runs = r;
                     batch = b;
                     self.worker = None;
                     self.no_worker = true;
                 }
             }
         }
-        *overwrites += batch.apply_to(data);
+        *overwrites += runs.absorb(&mut batch);
+        self.runs = Some(runs);
         self.spare = batch;
     }
 
-    /// Applies everything queued; the worker thread ends.
+    /// Applies everything queued and puts the state back in `data` (sorted); the worker
+    /// thread ends. Nothing changes when no write was queued.
     fn finish(&mut self, data: &mut KvMap, overwrites: &mut u64) {
-        self.collect(data, overwrites);
-        *overwrites += self.batch.apply_to(data);
+        self.collect(overwrites);
         self.worker = None;
+        if !self.started && self.batch.len() == 0 {
+            return;
+        }
+        self.start(data);
+        if let Some(mut runs) = self.runs.take() {
+            *overwrites += runs.absorb(&mut self.batch);
+            let (pairs, n) = runs.finish();
+            *overwrites += n;
+            *data = KvMap::from_distinct(pairs);
+        }
     }
 }
 
