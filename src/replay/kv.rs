@@ -167,14 +167,15 @@ impl KvMap {
         for part in &mut self.parts {
             all.extend(std::mem::take(part));
         }
-        self.sorted = sort_distinct(all);
+        self.sorted = sort_distinct(all, Threads::Two);
     }
 
-    /// The map holding `pairs`, whose keys are distinct, in its sorted form.
-    pub(crate) fn from_distinct(pairs: Vec<(CompactString, CompactString)>) -> Self {
+    /// The map holding `pairs`, whose keys are distinct and in order (by bytes), in its sorted
+    /// form.
+    pub(crate) fn from_sorted(pairs: Vec<(CompactString, CompactString)>) -> Self {
         KvMap {
             parts: (0..PARTS).map(|_| HashMap::default()).collect(),
-            sorted: sort_distinct(pairs),
+            sorted: pairs,
         }
     }
 
@@ -438,8 +439,9 @@ impl Kv {
 /// Small items (the key's sort prefix and the pair's position) are sorted, then the pairs are
 /// moved into that order: the moves are independent loads, which the CPU overlaps, where
 /// sorting the pairs themselves moved every pair many times.
-fn sort_distinct(
+pub(crate) fn sort_distinct(
     mut all: Vec<(CompactString, CompactString)>,
+    threads: Threads,
 ) -> Vec<(CompactString, CompactString)> {
     let mut order: Vec<SortPos> = all
         .iter()
@@ -450,16 +452,53 @@ fn sort_distinct(
         })
         .collect();
     let pairs = &all;
-    sort_by_in_halves(&mut order, |a, b| {
+    let cmp = |a: &SortPos, b: &SortPos| {
         (a.0, a.1)
             .cmp(&(b.0, b.1))
             .then_with(|| pairs[a.2].0.as_bytes().cmp(pairs[b.2].0.as_bytes()))
-    });
+    };
+    match threads {
+        Threads::Two => sort_by_in_halves(&mut order, cmp),
+        Threads::One => order.sort_unstable_by(cmp),
+    }
     let mut sorted = Vec::with_capacity(all.len());
     for (_, _, i) in order {
         sorted.push(std::mem::take(&mut all[i]));
     }
     sorted
+}
+
+/// How many threads a sort may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Threads {
+    /// The caller's only.
+    One,
+    /// Two, for a large input.
+    Two,
+}
+
+/// Two vectors of pairs in key order (by bytes), no key in both, merged into one.
+pub(crate) fn merge_sorted(
+    a: Vec<(CompactString, CompactString)>,
+    b: Vec<(CompactString, CompactString)>,
+) -> Vec<(CompactString, CompactString)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let take_a = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => {
+                sort_prefix(&x.0)
+                    .cmp(&sort_prefix(&y.0))
+                    .then_with(|| x.0.as_bytes().cmp(y.0.as_bytes()))
+                    == Ordering::Less
+            }
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        out.extend(if take_a { a.next() } else { b.next() });
+    }
+    out
 }
 
 /// Sorts `v` with `cmp`; a large `v` is split around its median (linear) and the halves are

@@ -393,7 +393,7 @@ struct Pipeline {
     /// Whether the state has moved into runs.
     started: bool,
     /// The key hash, seeded per process (keys sent to `serve` cannot be chosen to collide).
-    hasher: foldhash::fast::RandomState,
+    hasher: runs::KeyHasher,
     /// Writes per batch.
     limit: usize,
     worker: Option<Worker>,
@@ -437,7 +437,7 @@ impl Pipeline {
             spare: RunBatch::default(),
             runs: None,
             started: false,
-            hasher: foldhash::fast::RandomState::default(),
+            hasher: runs::KeyHasher::default(),
             limit: kv::BATCH,
             worker: None,
             no_worker: false,
@@ -448,8 +448,7 @@ impl Pipeline {
     /// Queues a write; hands the batch off when it is full.
     #[inline]
     fn push(&mut self, key: &str, value: &str, data: &mut KvMap, overwrites: &mut u64) {
-        use std::hash::BuildHasher as _;
-        self.batch.push(self.hasher.hash_one(key), key, value);
+        self.batch.push(&self.hasher, key, value);
         if self.batch.len() >= self.limit {
             self.hand_off(data, overwrites);
         }
@@ -459,11 +458,8 @@ impl Pipeline {
     fn start(&mut self, data: &mut KvMap) {
         if !self.started {
             self.started = true;
-            let hasher = self.hasher.clone();
             let pairs = std::mem::take(data).into_pairs();
-            self.runs = Some(Runs::new(pairs, move |k| {
-                std::hash::BuildHasher::hash_one(&hasher, k)
-            }));
+            self.runs = Some(Runs::new(pairs, self.hasher.clone()));
         }
     }
 
@@ -532,7 +528,7 @@ impl Pipeline {
             *overwrites += runs.absorb(&mut self.batch);
             let (pairs, n) = runs.finish();
             *overwrites += n;
-            *data = KvMap::from_distinct(pairs);
+            *data = KvMap::from_sorted(pairs);
         }
     }
 }
@@ -756,22 +752,15 @@ impl Replayer {
                 return;
             }
         };
+        if self.r.history.is_none() {
+            self.queue_write(index, &key, &value);
+            return;
+        }
         let st = &mut self.r.stats;
         st.writes += 1;
         st.written_bytes += (key.len() + value.len()) as u64;
         if let Some(t) = &mut self.term {
             t.writes += 1;
-        }
-        if self.r.history.is_none() {
-            // No history to keep: queue the write; overwrites are counted as batches are applied.
-            self.r.kv.applied = index;
-            self.pipe.push(
-                &key,
-                &value,
-                &mut self.r.kv.data,
-                &mut self.r.stats.overwrites,
-            );
-            return;
         }
         let tracked = match &self.r.history {
             Some(h) if h.key == key => Some(value.clone().into_owned()),
@@ -790,6 +779,25 @@ impl Replayer {
                 from_snapshot: false,
             });
         }
+    }
+
+    /// Counts a decoded write and queues it (no history to keep); overwrites are counted as
+    /// batches are applied.
+    #[inline]
+    fn queue_write(&mut self, index: Index, key: &str, value: &str) {
+        let st = &mut self.r.stats;
+        st.writes += 1;
+        st.written_bytes += (key.len() + value.len()) as u64;
+        if let Some(t) = &mut self.term {
+            t.writes += 1;
+        }
+        self.r.kv.applied = index;
+        self.pipe.push(
+            key,
+            value,
+            &mut self.r.kv.data,
+            &mut self.r.stats.overwrites,
+        );
     }
 
     fn member(&mut self, index: Index, term: Term, command: Command) {
