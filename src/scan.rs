@@ -187,6 +187,35 @@ impl<'a> Frames<'a> {
         self.buf
     }
 
+    /// [`Frames::each`] that stops as soon as `f` breaks; the position is then just after the
+    /// item it broke on. For a pass that can end early (`replay --at`).
+    #[inline]
+    pub fn each_until(
+        &mut self,
+        mut f: impl FnMut(Result<&RawEntry<'a>, LogError>) -> std::ops::ControlFlow<()>,
+    ) {
+        loop {
+            let flow = if let Some(e) = self.fast() {
+                self.pos += CANONICAL_HEADER_LEN + e.body.len();
+                self.ordinal += 1;
+                self.release();
+                f(Ok(&e))
+            } else {
+                let Some(item) = self.slow() else {
+                    return;
+                };
+                self.release();
+                match item {
+                    Ok(e) => f(Ok(&e)),
+                    Err(d) => f(Err(d)),
+                }
+            };
+            if flow.is_break() {
+                return;
+            }
+        }
+    }
+
     /// The next frame, when it is canonical.
     #[inline(always)]
     fn fast(&self) -> Option<RawEntry<'a>> {
@@ -324,6 +353,29 @@ mod tests {
             assert_eq!(pos as u64, slow.position(), "{bytes:?}");
         });
         assert_eq!(slow.next(), None, "{bytes:?} after {seen} items");
+        // `each_until` gives the same items, and stops where it is told to.
+        let all: Vec<_> = LogReader::new(bytes).collect();
+        for stop in [0, 1, 3, usize::MAX] {
+            let mut got = Vec::new();
+            let mut frames = Frames::new(bytes);
+            frames.each_until(|item| {
+                got.push(item.cloned());
+                if got.len() > stop {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    std::ops::ControlFlow::Continue(())
+                }
+            });
+            let n = all.len().min(stop.saturating_add(1));
+            assert_eq!(got, all[..n], "{bytes:?} stop {stop}");
+            let mut reader = LogReader::new(bytes);
+            reader.by_ref().take(n).for_each(drop);
+            assert_eq!(
+                frames.position(),
+                reader.position(),
+                "{bytes:?} stop {stop}"
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //!
 //! Pure and deterministic: no I/O. Unknown command names are counted, never fatal.
 
+use std::cmp::Ordering;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
@@ -69,22 +70,30 @@ fn part_of(key: &str) -> usize {
     (ROUTER.hash_one(key) >> 58) as usize
 }
 
-/// raftd's key-value map, as 64 hash maps of inline strings partitioned by key hash.
+/// raftd's key-value map, as 64 hash maps of inline strings partitioned by key hash; or, once
+/// [`KvMap::sort`] has run and until the next write, one vector of the pairs in key order.
 ///
-/// Why: a long log overwrites keys millions of times in an order with no locality, and one big
-/// map turns every write into cache misses (a heap string per key and value made it worse).
-/// Writes queued per partition and applied partition by partition touch one small map at a
-/// time, which stays in the CPU cache. The hasher is seeded per process, so keys sent to `serve`
-/// cannot be chosen to collide.
+/// Why partitions: a long log overwrites keys millions of times in an order with no locality,
+/// and one big map turns every write into cache misses (a heap string per key and value made it
+/// worse). Writes queued per partition and applied partition by partition touch one small map at
+/// a time, which stays in the CPU cache. The hasher is seeded per process, so keys sent to
+/// `serve` cannot be chosen to collide.
+///
+/// Why the sorted form: writing a large state out in key order through references into the hash
+/// maps waited on a cache miss per pair (three quarters of that output's time); the pairs moved
+/// into one vector and sorted there are then read in order.
 #[derive(Debug, Clone)]
 pub struct KvMap {
     parts: Vec<HashMap<CompactString, CompactString, foldhash::fast::RandomState>>,
+    /// The pairs in key order (by bytes), when sorted; then every partition is empty.
+    sorted: Vec<(CompactString, CompactString)>,
 }
 
 impl Default for KvMap {
     fn default() -> Self {
         KvMap {
             parts: (0..PARTS).map(|_| HashMap::default()).collect(),
+            sorted: Vec::new(),
         }
     }
 }
@@ -95,36 +104,104 @@ impl KvMap {
         part_of(key)
     }
 
+    /// The position of `key` in the sorted form.
+    fn find_sorted(&self, key: &str) -> Result<usize, usize> {
+        self.sorted
+            .binary_search_by(|(k, _)| k.as_bytes().cmp(key.as_bytes()))
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&CompactString> {
+        if !self.sorted.is_empty() {
+            return self.find_sorted(key).ok().map(|i| &self.sorted[i].1);
+        }
         self.parts[self.part(key)].get(key)
     }
 
     /// The value of `key`, mutable.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut CompactString> {
+        if !self.sorted.is_empty() {
+            return match self.find_sorted(key) {
+                Ok(i) => Some(&mut self.sorted[i].1),
+                Err(_) => None,
+            };
+        }
         let p = self.part(key);
         self.parts[p].get_mut(key)
     }
 
     /// Sets `key`, returning the previous value.
     pub fn insert(&mut self, key: CompactString, value: CompactString) -> Option<CompactString> {
+        self.unsort();
         let p = self.part(&key);
         self.parts[p].insert(key, value)
     }
 
     /// The number of keys.
     pub fn len(&self) -> usize {
-        self.parts.iter().map(HashMap::len).sum()
+        self.parts.iter().map(HashMap::len).sum::<usize>() + self.sorted.len()
     }
 
     /// Whether there is no key.
     pub fn is_empty(&self) -> bool {
-        self.parts.iter().all(HashMap::is_empty)
+        self.sorted.is_empty() && self.parts.iter().all(HashMap::is_empty)
+    }
+
+    /// Every pair, in no particular order (in key order when sorted).
+    pub fn iter(&self) -> impl Iterator<Item = (&CompactString, &CompactString)> {
+        self.parts
+            .iter()
+            .flat_map(|m| m.iter())
+            .chain(self.sorted.iter().map(|(k, v)| (k, v)))
+    }
+
+    /// Moves every pair into one vector in key order (by bytes), for reading the whole state out
+    /// in order; the hash maps are freed as they are emptied. Lookups still work (by binary
+    /// search); the next insert puts the pairs back into the hash maps.
+    pub fn sort(&mut self) {
+        if self.parts.iter().all(HashMap::is_empty) {
+            return;
+        }
+        let mut all = std::mem::take(&mut self.sorted);
+        all.reserve_exact(self.len());
+        for part in &mut self.parts {
+            all.extend(std::mem::take(part));
+        }
+        self.sorted = sort_distinct(all, Threads::Two);
+    }
+
+    /// The map holding `pairs`, whose keys are distinct and in order (by bytes), in its sorted
+    /// form.
+    pub(crate) fn from_sorted(pairs: Vec<(CompactString, CompactString)>) -> Self {
+        KvMap {
+            parts: (0..PARTS).map(|_| HashMap::default()).collect(),
+            sorted: pairs,
+        }
     }
 
     /// Every pair, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&CompactString, &CompactString)> {
-        self.parts.iter().flat_map(|m| m.iter())
+    pub(crate) fn into_pairs(mut self) -> Vec<(CompactString, CompactString)> {
+        let mut all = std::mem::take(&mut self.sorted);
+        for part in &mut self.parts {
+            all.extend(std::mem::take(part));
+        }
+        all
+    }
+
+    /// Whether the pairs are held in key order (see [`KvMap::sort`]).
+    pub fn is_sorted(&self) -> bool {
+        self.parts.iter().all(HashMap::is_empty)
+    }
+
+    /// Puts the pairs of the sorted form back into the hash maps.
+    fn unsort(&mut self) {
+        if self.sorted.is_empty() {
+            return;
+        }
+        for (k, v) in std::mem::take(&mut self.sorted) {
+            let p = self.part(&k);
+            self.parts[p].insert(k, v);
+        }
     }
 }
 
@@ -191,6 +268,10 @@ impl Batch {
     /// Applies the queued writes to `map`, as [`Kv::put_str`] would one by one; returns how many
     /// replaced a value. The batch is left empty, its capacity kept for the next one.
     pub fn apply_to(&mut self, map: &mut KvMap) -> u64 {
+        if self.len == 0 {
+            return 0;
+        }
+        map.unsort();
         let mut overwrites = 0;
         for (p, queue) in self.parts.iter_mut().enumerate() {
             let map = &mut map.parts[p];
@@ -297,6 +378,10 @@ impl Kv {
     /// The pairs in key order (by bytes), as [`Kv::sorted`] but in 16 bytes per pair, for
     /// writing a large state.
     pub fn sorted_refs(&self) -> Vec<(&CompactString, &CompactString)> {
+        if self.data.is_sorted() {
+            // Already in order (see `KvMap::sort`): no reference into a hash map.
+            return self.data.iter().collect();
+        }
         // Each key's first 16 bytes as two big-endian integers decide almost every comparison
         // without a call to memcmp (sorting the 250,000 keys of a large state spent most of its
         // time there); equal prefixes fall back to comparing the whole keys. The sorted vector
@@ -312,27 +397,7 @@ impl Kv {
         let cmp = |a: &SortItem<'_>, b: &SortItem<'_>| {
             (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| a.2.cmp(b.2))
         };
-        if v.len() < PARALLEL_SORT_MIN {
-            v.sort_unstable_by(cmp);
-        } else {
-            // A large state: split around the median (linear), sort the halves on two threads.
-            let mid = v.len() / 2;
-            v.select_nth_unstable_by(mid, cmp);
-            let (low, high) = v.split_at_mut(mid);
-            let high_sorted = std::thread::scope(|s| {
-                let t =
-                    std::thread::Builder::new().spawn_scoped(s, move || high.sort_unstable_by(cmp));
-                low.sort_unstable_by(cmp);
-                match t.map(|t| t.join()) {
-                    Ok(Ok(())) => true,
-                    Ok(Err(panic)) => std::panic::resume_unwind(panic),
-                    Err(_) => false,
-                }
-            });
-            if !high_sorted {
-                v[mid..].sort_unstable_by(cmp);
-            }
-        }
+        sort_by_in_halves(&mut v, cmp);
         v.into_iter().map(|(_, _, k, v)| (k, v)).collect()
     }
 
@@ -368,6 +433,101 @@ impl Kv {
             .collect()
     }
 }
+
+/// `all` (distinct keys) in key order (by bytes).
+///
+/// Small items (the key's sort prefix and the pair's position) are sorted, then the pairs are
+/// moved into that order: the moves are independent loads, which the CPU overlaps, where
+/// sorting the pairs themselves moved every pair many times.
+pub(crate) fn sort_distinct(
+    mut all: Vec<(CompactString, CompactString)>,
+    threads: Threads,
+) -> Vec<(CompactString, CompactString)> {
+    let mut order: Vec<SortPos> = all
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| {
+            let (hi, lo) = sort_prefix(k);
+            (hi, lo, i)
+        })
+        .collect();
+    let pairs = &all;
+    let cmp = |a: &SortPos, b: &SortPos| {
+        (a.0, a.1)
+            .cmp(&(b.0, b.1))
+            .then_with(|| pairs[a.2].0.as_bytes().cmp(pairs[b.2].0.as_bytes()))
+    };
+    match threads {
+        Threads::Two => sort_by_in_halves(&mut order, cmp),
+        Threads::One => order.sort_unstable_by(cmp),
+    }
+    let mut sorted = Vec::with_capacity(all.len());
+    for (_, _, i) in order {
+        sorted.push(std::mem::take(&mut all[i]));
+    }
+    sorted
+}
+
+/// How many threads a sort may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Threads {
+    /// The caller's only.
+    One,
+    /// Two, for a large input.
+    Two,
+}
+
+/// Two vectors of pairs in key order (by bytes), no key in both, merged into one.
+pub(crate) fn merge_sorted(
+    a: Vec<(CompactString, CompactString)>,
+    b: Vec<(CompactString, CompactString)>,
+) -> Vec<(CompactString, CompactString)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let take_a = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => {
+                sort_prefix(&x.0)
+                    .cmp(&sort_prefix(&y.0))
+                    .then_with(|| x.0.as_bytes().cmp(y.0.as_bytes()))
+                    == Ordering::Less
+            }
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        out.extend(if take_a { a.next() } else { b.next() });
+    }
+    out
+}
+
+/// Sorts `v` with `cmp`; a large `v` is split around its median (linear) and the halves are
+/// sorted on two threads.
+fn sort_by_in_halves<T: Send>(v: &mut [T], cmp: impl Fn(&T, &T) -> Ordering + Sync) {
+    if v.len() < PARALLEL_SORT_MIN {
+        v.sort_unstable_by(&cmp);
+        return;
+    }
+    let mid = v.len() / 2;
+    v.select_nth_unstable_by(mid, &cmp);
+    let (low, high) = v.split_at_mut(mid);
+    let cmp = &cmp;
+    let high_sorted = std::thread::scope(|s| {
+        let t = std::thread::Builder::new().spawn_scoped(s, move || high.sort_unstable_by(cmp));
+        low.sort_unstable_by(cmp);
+        match t.map(|t| t.join()) {
+            Ok(Ok(())) => true,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => false,
+        }
+    });
+    if !high_sorted {
+        v[mid..].sort_unstable_by(cmp);
+    }
+}
+
+/// A key's sort prefix (see [`sort_prefix`]) and the position of its pair.
+type SortPos = (u64, u64, usize);
 
 /// A pair with its key's sort prefix (see [`sort_prefix`]).
 type SortItem<'a> = (u64, u64, &'a CompactString, &'a CompactString);
@@ -471,6 +631,79 @@ mod tests {
             got[7].0, "aaaaaaaaaaaaaaaab",
             "a 17-byte key sorts by its whole bytes"
         );
+    }
+
+    #[test]
+    fn the_sorted_form_answers_as_the_hash_maps_do() {
+        // Keys sharing their first 16 bytes, keys with zero bytes, long (heap) keys and values,
+        // the empty key; enough of them for the two-thread sort.
+        let mut keys: Vec<String> = (0..PARALLEL_SORT_MIN as u64 + 777)
+            .map(|i| match i % 4 {
+                0 => format!("shared-prefix-16{}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                1 => format!("k\0{i}"),
+                2 => format!("{}{i}", "long".repeat(10)),
+                _ => format!("{i}"),
+            })
+            .collect();
+        keys.extend(
+            [
+                "",
+                "\0",
+                "a",
+                "a\0",
+                "\u{e9}",
+                "aaaaaaaaaaaaaaaa",
+                "aaaaaaaaaaaaaaaa\0",
+            ]
+            .map(String::from),
+        );
+        let pairs = || {
+            keys.iter().enumerate().map(|(i, k)| {
+                (
+                    CompactString::new(k),
+                    CompactString::new(format!("{i}").repeat(i % 9)),
+                )
+            })
+        };
+        let hashed = Kv {
+            data: pairs().collect(),
+            ..Kv::default()
+        };
+        let mut sorted = hashed.clone();
+        sorted.data.sort();
+        assert!(sorted.data.is_sorted() && !hashed.data.is_sorted());
+        assert_eq!(sorted.data.len(), keys.len());
+        assert_eq!(sorted.data, hashed.data);
+        assert_eq!(sorted.sorted_refs(), hashed.sorted_refs());
+        assert_eq!(sorted.sorted(), hashed.sorted());
+        let mut want: Vec<&str> = keys.iter().map(String::as_str).collect();
+        want.sort();
+        let got: Vec<&str> = sorted.data.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(got, want, "iter walks the sorted form in key order");
+        for k in keys.iter().step_by(97).chain(&keys[keys.len() - 7..]) {
+            assert_eq!(sorted.get(k), hashed.get(k), "{k:?}");
+        }
+        assert_eq!((sorted.get("missing"), sorted.get("a\0\0")), (None, None));
+        // A write in place, then an insert: back to the hash maps, nothing lost.
+        *sorted.data.get_mut("a").unwrap() = "changed".into();
+        assert_eq!(sorted.get("a"), Some("changed"));
+        assert!(sorted.data.is_sorted());
+        assert_eq!(sorted.put_str(9, "new", "n"), None);
+        assert!(!sorted.data.is_sorted());
+        assert_eq!(sorted.data.len(), keys.len() + 1);
+        assert_eq!(
+            (sorted.get("a"), sorted.get("new")),
+            (Some("changed"), Some("n"))
+        );
+        // Queued writes after a sort land in the hash maps too.
+        sorted.data.sort();
+        sorted.put_batched(10, "a", "again");
+        assert_eq!(sorted.flush(), 1);
+        assert_eq!(sorted.get("a"), Some("again"));
+        // An empty map stays empty.
+        let mut empty = KvMap::default();
+        empty.sort();
+        assert!(empty.is_empty() && empty.iter().next().is_none());
     }
 
     #[test]

@@ -17,15 +17,18 @@
 
 pub mod kv;
 pub(crate) mod payload;
+mod runs;
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::mpsc;
 
 use crate::datadir::{DataDir, SnapshotFile};
 use crate::format::log::{LogError, LogReader, RawEntry};
 use crate::model::{Command, Index, Snapshot, Term};
-use kv::{Applied, Batch, Kv, KvMap};
+use kv::{Applied, Kv, KvMap};
+use runs::{RunBatch, Runs};
 
 /// What to replay and what to record along the way.
 #[derive(Debug, Clone, Default)]
@@ -371,44 +374,53 @@ pub struct Replayer {
 const MAX_IRREGULAR: usize = 16;
 
 /// The write path's second stage when no history is kept: each full batch of writes is applied
-/// to the map on a worker thread while the replayer decodes the next one. One batch is in flight
-/// at a time and batches are applied in log order, so the map ends as applying the writes one by
-/// one would leave it. Why: applying (hashing, probing) cost as much as decoding, and a replay
-/// of a large log left the second core idle. Without a thread (spawning failed) batches are
-/// applied in place.
+/// to the state on a worker thread while the replayer decodes the next one. One batch is in
+/// flight at a time and batches are applied in log order, so the state ends as applying the
+/// writes one by one would leave it. Why: applying cost as much as decoding, and a replay of a
+/// large log left the second core idle. Without a thread (spawning failed) batches are applied
+/// in place.
+///
+/// The state is kept as sorted runs ([`runs`]) from the first batch on (the snapshot's pairs
+/// move there) and becomes the map again, in its sorted form, at [`Pipeline::finish`].
 #[derive(Debug)]
 struct Pipeline {
     /// The batch being filled.
-    batch: Batch,
+    batch: RunBatch,
     /// An empty batch with capacity, returned by the worker.
-    spare: Batch,
+    spare: RunBatch,
+    /// The state, from the first hand-off on; `None` before it and while the worker holds it.
+    runs: Option<Runs>,
+    /// Whether the state has moved into runs.
+    started: bool,
+    /// The key hash, seeded per process (keys sent to `serve` cannot be chosen to collide).
+    hasher: runs::KeyHasher,
     /// Writes per batch.
     limit: usize,
     worker: Option<Worker>,
     /// Whether spawning the worker failed (then it is not tried again).
     no_worker: bool,
-    /// Whether the worker holds the map.
+    /// Whether the worker holds the state.
     in_flight: bool,
 }
 
-/// A thread that applies batches to the map it is sent with, and sends both back.
+/// A thread that applies batches to the state it is sent with, and sends both back.
 #[derive(Debug)]
 struct Worker {
-    to: mpsc::Sender<(KvMap, Batch)>,
-    from: mpsc::Receiver<(KvMap, Batch, u64)>,
+    to: mpsc::Sender<(Runs, RunBatch)>,
+    from: mpsc::Receiver<(Runs, RunBatch, u64)>,
     handle: std::thread::JoinHandle<()>,
 }
 
 impl Worker {
     fn spawn() -> Option<Worker> {
-        let (to, jobs) = mpsc::channel::<(KvMap, Batch)>();
+        let (to, jobs) = mpsc::channel::<(Runs, RunBatch)>();
         let (done, from) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("replay-apply".into())
             .spawn(move || {
-                for (mut map, mut batch) in jobs {
-                    let overwrites = batch.apply_to(&mut map);
-                    if done.send((map, batch, overwrites)).is_err() {
+                for (mut runs, mut batch) in jobs {
+                    let overwrites = runs.absorb(&mut batch);
+                    if done.send((runs, batch, overwrites)).is_err() {
                         break;
                     }
                 }
@@ -421,8 +433,11 @@ impl Worker {
 impl Pipeline {
     fn new() -> Self {
         Pipeline {
-            batch: Batch::default(),
-            spare: Batch::default(),
+            batch: RunBatch::default(),
+            spare: RunBatch::default(),
+            runs: None,
+            started: false,
+            hasher: runs::KeyHasher::default(),
             limit: kv::BATCH,
             worker: None,
             no_worker: false,
@@ -433,26 +448,35 @@ impl Pipeline {
     /// Queues a write; hands the batch off when it is full.
     #[inline]
     fn push(&mut self, key: &str, value: &str, data: &mut KvMap, overwrites: &mut u64) {
-        self.batch.push(key, value);
+        self.batch.push(&self.hasher, key, value);
         if self.batch.len() >= self.limit {
             self.hand_off(data, overwrites);
         }
     }
 
-    /// Waits for the batch in flight and puts the map back in `data`.
-    fn collect(&mut self, data: &mut KvMap, overwrites: &mut u64) {
+    /// Moves the state into runs on first use.
+    fn start(&mut self, data: &mut KvMap) {
+        if !self.started {
+            self.started = true;
+            let pairs = std::mem::take(data).into_pairs();
+            self.runs = Some(Runs::new(pairs, self.hasher.clone()));
+        }
+    }
+
+    /// Waits for the batch in flight and takes the state back.
+    fn collect(&mut self, overwrites: &mut u64) {
         if !self.in_flight {
             return;
         }
         self.in_flight = false;
         match self.worker.as_ref().map(|w| w.from.recv()) {
-            Some(Ok((map, batch, n))) => {
-                *data = map;
+            Some(Ok((runs, batch, n))) => {
+                self.runs = Some(runs);
                 self.spare = batch;
                 *overwrites += n;
             }
             _ => {
-                // The worker panicked while it held the map: a bug; surface its panic.
+                // The worker panicked while it held the state: a bug; surface its panic.
                 if let Some(Err(panic)) = self.worker.take().map(|w| w.handle.join()) {
                     std::panic::resume_unwind(panic);
                 }
@@ -462,35 +486,50 @@ impl Pipeline {
     }
 
     fn hand_off(&mut self, data: &mut KvMap, overwrites: &mut u64) {
-        self.collect(data, overwrites);
+        self.collect(overwrites);
+        self.start(data);
         if self.worker.is_none() && !self.no_worker {
             self.worker = Worker::spawn();
             self.no_worker = self.worker.is_none();
         }
         let mut batch = std::mem::replace(&mut self.batch, std::mem::take(&mut self.spare));
+        let Some(mut runs) = self.runs.take() else {
+            unreachable!("the state is here once collected");
+        };
         if let Some(w) = &self.worker {
-            match w.to.send((std::mem::take(data), batch)) {
+            match w.to.send((runs, batch)) {
                 Ok(()) => {
                     self.in_flight = true;
                     return;
                 }
-                Err(mpsc::SendError((map, b))) => {
-                    *data = map;
+                Err(mpsc::SendError((r, b))) => {
+                    runs = r;
                     batch = b;
                     self.worker = None;
                     self.no_worker = true;
                 }
             }
         }
-        *overwrites += batch.apply_to(data);
+        *overwrites += runs.absorb(&mut batch);
+        self.runs = Some(runs);
         self.spare = batch;
     }
 
-    /// Applies everything queued; the worker thread ends.
+    /// Applies everything queued and puts the state back in `data` (sorted); the worker
+    /// thread ends. Nothing changes when no write was queued.
     fn finish(&mut self, data: &mut KvMap, overwrites: &mut u64) {
-        self.collect(data, overwrites);
-        *overwrites += self.batch.apply_to(data);
+        self.collect(overwrites);
         self.worker = None;
+        if !self.started && self.batch.len() == 0 {
+            return;
+        }
+        self.start(data);
+        if let Some(mut runs) = self.runs.take() {
+            *overwrites += runs.absorb(&mut self.batch);
+            let (pairs, n) = runs.finish();
+            *overwrites += n;
+            *data = KvMap::from_sorted(pairs);
+        }
     }
 }
 
@@ -755,22 +794,15 @@ impl Replayer {
                 return;
             }
         };
+        if self.r.history.is_none() {
+            self.queue_write(index, &key, &value);
+            return;
+        }
         let st = &mut self.r.stats;
         st.writes += 1;
         st.written_bytes += (key.len() + value.len()) as u64;
         if let Some(t) = &mut self.term {
             t.writes += 1;
-        }
-        if self.r.history.is_none() {
-            // No history to keep: queue the write; overwrites are counted as batches are applied.
-            self.r.kv.applied = index;
-            self.pipe.push(
-                &key,
-                &value,
-                &mut self.r.kv.data,
-                &mut self.r.stats.overwrites,
-            );
-            return;
         }
         let tracked = match &self.r.history {
             Some(h) if h.key == key => Some(value.clone().into_owned()),
@@ -789,6 +821,25 @@ impl Replayer {
                 from_snapshot: false,
             });
         }
+    }
+
+    /// Counts a decoded write and queues it (no history to keep); overwrites are counted as
+    /// batches are applied.
+    #[inline]
+    fn queue_write(&mut self, index: Index, key: &str, value: &str) {
+        let st = &mut self.r.stats;
+        st.writes += 1;
+        st.written_bytes += (key.len() + value.len()) as u64;
+        if let Some(t) = &mut self.term {
+            t.writes += 1;
+        }
+        self.r.kv.applied = index;
+        self.pipe.push(
+            key,
+            value,
+            &mut self.r.kv.data,
+            &mut self.r.stats.overwrites,
+        );
     }
 
     fn member(&mut self, index: Index, term: Term, command: Command) {
@@ -857,6 +908,8 @@ impl Replayer {
         if let Some(t) = self.term.take() {
             self.r.stats.per_term.push(t);
         }
+        // The state is handed over in key order, which is how it is written out.
+        self.r.kv.data.sort();
         self.r
     }
 }
@@ -947,16 +1000,19 @@ pub fn replayer_for(dir: &DataDir, opts: &ReplayOptions) -> Result<Replayer, Rep
 pub fn replay(dir: &DataDir, opts: &ReplayOptions) -> Result<Replay, ReplayError> {
     let mut r = replayer_for(dir, opts)?;
     let len = dir.log.bytes().len() as u64;
-    for item in dir.stream() {
+    // The fast reader of canonical frames (it yields exactly what `LogReader` yields), releasing
+    // the pages behind it. Why: the general reader's frame decoding was a sixth of a replay.
+    crate::scan::Frames::releasing(&dir.log).each_until(|item| {
         match item {
             Ok(e) => {
-                if r.feed(&e) == Fed::Done && r.r.damage().is_none() {
-                    break;
+                if r.feed(e) == Fed::Done && r.r.damage().is_none() {
+                    return ControlFlow::Break(());
                 }
             }
             Err(err) => r.feed_damage(&err, len),
         }
-    }
+        ControlFlow::Continue(())
+    });
     // Every byte needed has been read: the pages still mapped would only add to the resident
     // set while the state is written out.
     dir.log.release(0..len as usize);
