@@ -217,6 +217,12 @@ impl Runtime {
         cfg.election_timeout_ms = opts.election_timeout_ms;
         cfg.seed = opts.seed;
         cfg.vote_rule = opts.vote_rule;
+        if let Some(n) = std::env::var("RAFTDUMP_MAX_INFLIGHT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            cfg.max_inflight = n; // TEMPORARY experiment knob
+        }
         let core = Core::new(cfg, init, 0);
         let (tx, rx) = mpsc::channel::<Input>();
         let shared = Arc::new(Shared {
@@ -477,16 +483,18 @@ impl Worker {
         Ok(())
     }
 
-    /// Sends the replies whose entries are durable.
+    /// Sends the replies whose entries are durable, in the order they were made: answers to
+    /// requests pipelined on one connection must go out in request order.
     fn release(&mut self) {
         let persisted = self.persisted;
-        let mut i = 0;
-        while i < self.held.len() {
-            if self.held[i].0 <= persisted {
-                let (_, w, reply) = self.held.swap_remove(i);
+        if !self.held.iter().any(|(need, _, _)| *need <= persisted) {
+            return;
+        }
+        for (need, w, reply) in std::mem::take(&mut self.held) {
+            if need <= persisted {
                 w.answer(Ok(reply));
             } else {
-                i += 1;
+                self.held.push((need, w, reply));
             }
         }
     }
