@@ -703,6 +703,24 @@ impl Core {
         }
     }
 
+    /// Brings `s` up to [`Core::status`] without allocating when only numbers changed (the
+    /// runtime publishes it after every batch).
+    pub fn update_status(&self, s: &mut Status) {
+        if s.name != self.cfg.name {
+            s.name.clone_from(&self.cfg.name);
+        }
+        s.role = self.role;
+        s.term = self.hs.term;
+        if s.leader != self.leader {
+            s.leader.clone_from(&self.leader);
+        }
+        s.commit = self.commit;
+        s.last_index = self.log.last_index();
+        if s.members != self.members {
+            s.members.clone_from(&self.members);
+        }
+    }
+
     /// Replication progress per peer, for debugging: `(name, next, matched, inflight)`.
     pub fn progress_summary(&self) -> Vec<(String, Index, Index, u32)> {
         self.progress
@@ -1627,6 +1645,23 @@ mod tests {
             },
             0,
         )
+    }
+
+    #[test]
+    fn update_status_in_place_matches_status() {
+        let mut c = Core::new(Config::new("n1", "http://h:1"), InitialState::default(), 0);
+        let mut s = follower(&[1, 1]).status();
+        c.update_status(&mut s);
+        assert_eq!(s, c.status());
+        c.step(Event::Bootstrap);
+        c.step(Event::Persisted(2));
+        c.update_status(&mut s);
+        assert_eq!(s, c.status());
+        assert_eq!(
+            (s.role, s.commit, s.last_index, s.members.len()),
+            (Role::Leader, 2, 2, 1)
+        );
+        assert_eq!(s.leader.as_deref(), Some("n1"));
     }
 
     #[test]

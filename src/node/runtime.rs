@@ -449,9 +449,8 @@ impl Worker {
             self.start_sync()?;
             self.release();
             self.expire();
-            if let Ok(mut s) = self.shared.status.lock() {
-                *s = self.core.status();
-            }
+            let mut s = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
+            self.core.update_status(&mut s);
         }
     }
 
