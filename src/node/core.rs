@@ -721,6 +721,15 @@ impl Core {
         }
     }
 
+    /// How many peers this node replicates to (0 unless it leads other members).
+    pub fn peer_count(&self) -> usize {
+        if self.role == Role::Leader {
+            self.progress.len()
+        } else {
+            0
+        }
+    }
+
     /// Replication progress per peer, for debugging: `(name, next, matched, inflight)`.
     pub fn progress_summary(&self) -> Vec<(String, Index, Index, u32)> {
         self.progress
