@@ -730,6 +730,18 @@ impl Core {
         }
     }
 
+    /// Whether a proposal made now would go out to a peer at once: this node leads, and some
+    /// peer has room for another AppendEntries in flight. Otherwise new entries wait for the
+    /// next answer (or heartbeat), and an executor may take proposals at that point instead.
+    pub fn has_idle_peer(&self) -> bool {
+        let max = self.cfg.max_inflight.max(1);
+        self.role == Role::Leader
+            && self
+                .progress
+                .values()
+                .any(|p| p.inflight < max && !p.snapshot_inflight)
+    }
+
     /// Replication progress per peer, for debugging: `(name, next, matched, inflight)`.
     pub fn progress_summary(&self) -> Vec<(String, Index, Index, u32)> {
         self.progress

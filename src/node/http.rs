@@ -836,19 +836,19 @@ const RESPONDERS: usize = 2;
 struct Outbox {
     state: Mutex<OutboxState>,
     ready: std::sync::Condvar,
+    /// Writes proposed and not decided yet (counted without the lock: one per write).
+    outstanding: AtomicUsize,
+    /// No more writes are proposed: responders leave once nothing is outstanding.
+    closed: AtomicBool,
 }
 
 #[derive(Default)]
 struct OutboxState {
     jobs: Vec<Job>,
-    /// Writes proposed and not decided yet.
-    outstanding: usize,
     /// Responders waiting for jobs.
     idle: usize,
     /// A responder was woken and has not taken the jobs yet.
     waking: bool,
-    /// No more writes are proposed: responders leave once nothing is outstanding.
-    closed: bool,
 }
 
 impl Outbox {
@@ -858,16 +858,23 @@ impl Outbox {
 
     /// A proposed write was decided, or an answer is ready.
     fn push(&self, p: Job) {
-        let mut s = self.lock();
-        s.jobs.push(p);
-        if s.idle > 0 && !s.waking {
-            s.waking = true;
+        let wake = {
+            let mut s = self.lock();
+            s.jobs.push(p);
+            let wake = s.idle > 0 && !s.waking;
+            s.waking |= wake;
+            wake
+        };
+        // Notified after the lock is released, so the responder does not wake up only to
+        // block on it.
+        if wake {
             self.ready.notify_one();
         }
     }
 
     fn close(&self) {
-        self.lock().closed = true;
+        self.closed.store(true, Ordering::SeqCst);
+        let _guard = self.lock();
         self.ready.notify_all();
     }
 
@@ -879,7 +886,7 @@ impl Outbox {
             if !s.jobs.is_empty() {
                 return Some(std::mem::take(&mut s.jobs));
             }
-            if s.closed && s.outstanding == 0 {
+            if self.closed.load(Ordering::SeqCst) && self.outstanding.load(Ordering::SeqCst) == 0 {
                 self.ready.notify_all();
                 return None;
             }
@@ -894,13 +901,13 @@ impl Outbox {
     }
 }
 
-/// One write proposed and not decided yet: counted in [`OutboxState::outstanding`] until it
+/// One write proposed and not decided yet: counted in [`Outbox::outstanding`] until it
 /// is pushed or dropped (a callback the runtime never called still lets the responders stop).
 struct Ticket(Arc<Outbox>);
 
 impl Ticket {
     fn new(outbox: Arc<Outbox>) -> Ticket {
-        outbox.lock().outstanding += 1;
+        outbox.outstanding.fetch_add(1, Ordering::SeqCst);
         Ticket(outbox)
     }
 
@@ -911,9 +918,9 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut s = self.0.lock();
-        s.outstanding = s.outstanding.saturating_sub(1);
-        if s.closed {
+        self.0.outstanding.fetch_sub(1, Ordering::SeqCst);
+        if self.0.closed.load(Ordering::SeqCst) {
+            let _guard = self.0.lock();
             self.0.ready.notify_all();
         }
     }

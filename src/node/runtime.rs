@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
@@ -106,16 +106,52 @@ enum Input {
     CallAsync(Event, Callback, Instant),
     /// The fsync thread finished request `id`.
     Synced(u64, Result<(), String>),
+    /// Asynchronous calls are queued in [`Shared::calls`].
+    Wake,
     Stop,
 }
 
 /// State the runtime publishes for the HTTP threads.
-#[derive(Debug)]
 pub struct Shared {
     /// The state machine.
     pub kv: RwLock<Kv>,
     status: Mutex<Status>,
     failure: Mutex<Option<String>>,
+    /// Asynchronous calls (writes, a follower's AppendEntries), taken by the runtime at the
+    /// top of every loop. They wake it only when it rings the doorbell: a leader whose peers
+    /// all have an AppendEntries in flight takes new writes when the next answer wakes it
+    /// (they could not go out sooner), one wake-up per round instead of one per write.
+    calls: Mutex<Vec<Input>>,
+    /// Set by the runtime when a queued call should wake it.
+    doorbell: AtomicBool,
+    /// The runtime has stopped: queued calls are answered `Stopped` by whoever sees them.
+    stopped: AtomicBool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("kv", &self.kv)
+            .field("status", &self.status)
+            .field("failure", &self.failure)
+            .field("stopped", &self.stopped)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn take_calls(&self) -> Vec<Input> {
+        std::mem::take(&mut *self.calls.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Answers `Stopped` to every queued call.
+    fn abandon_calls(&self) {
+        for input in self.take_calls() {
+            if let Input::CallAsync(_, cb, _) = input {
+                cb(Err(CallError::Stopped));
+            }
+        }
+    }
 }
 
 /// A cheap, cloneable way to talk to a running node.
@@ -154,8 +190,16 @@ impl Handle {
     ) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let input = Input::CallAsync(make(id), done, Instant::now() + timeout);
-        if let Err(mpsc::SendError(Input::CallAsync(_, done, _))) = self.tx.send(input) {
-            done(Err(CallError::Stopped));
+        let sh = &self.shared;
+        sh.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(input);
+        if sh.doorbell.swap(false, Ordering::SeqCst) && self.tx.send(Input::Wake).is_err() {
+            sh.stopped.store(true, Ordering::SeqCst);
+        }
+        if sh.stopped.load(Ordering::SeqCst) {
+            sh.abandon_calls();
         }
     }
 
@@ -229,6 +273,9 @@ impl Runtime {
             kv: RwLock::new(kv),
             status: Mutex::new(core.status()),
             failure: Mutex::new(None),
+            calls: Mutex::new(Vec::new()),
+            doorbell: AtomicBool::new(true),
+            stopped: AtomicBool::new(false),
         });
         let sink_tx = Mutex::new(tx.clone());
         let sink: transport::Sink = Arc::new(move |e| {
@@ -383,10 +430,28 @@ impl Worker {
                 let left = d.saturating_duration_since(Instant::now()).as_millis() as u64;
                 wait = wait.min(left.max(1));
             }
-            let first = match rx.recv_timeout(Duration::from_millis(wait)) {
-                Ok(i) => Some(i),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            let ring = self.wants_calls();
+            self.shared.doorbell.store(ring, Ordering::SeqCst);
+            let queued = ring
+                && !self
+                    .shared
+                    .calls
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_empty();
+            let first = if queued {
+                // Calls queued before the doorbell was set: no wake-up will come for them.
+                match rx.try_recv() {
+                    Ok(i) => Some(i),
+                    Err(mpsc::TryRecvError::Empty) => None,
+                    Err(mpsc::TryRecvError::Disconnected) => return Ok(()),
+                }
+            } else {
+                match rx.recv_timeout(Duration::from_millis(wait)) {
+                    Ok(i) => Some(i),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                }
             };
             let mut events = vec![Event::Tick(self.now())];
             let mut stop = false;
@@ -414,9 +479,16 @@ impl Worker {
                             events.push(e);
                         }
                         Input::Synced(id, r) => synced.push((id, r)),
+                        Input::Wake => {}
                         Input::Stop => stop = true,
                     }
                 };
+            // Queued calls first: a write taken in the same batch as an AppendEntries answer
+            // is appended before the core sends that peer its next request, so it goes out
+            // with it instead of a round later.
+            for i in self.shared.take_calls() {
+                take(i, &mut self.waiting, &mut self.deadlines);
+            }
             if let Some(i) = first {
                 take(i, &mut self.waiting, &mut self.deadlines);
                 for _ in 0..MAX_BATCH {
@@ -525,8 +597,21 @@ impl Worker {
         }
     }
 
+    /// Whether a queued asynchronous call should wake the runtime (see [`Shared::calls`]).
+    fn wants_calls(&self) -> bool {
+        match self.core.role() {
+            Role::Leader if self.core.peer_count() > 0 => self.core.has_idle_peer(),
+            // Alone: writes commit with the next fsync, which starts when the one in flight
+            // ends (and wakes the runtime).
+            Role::Leader => self.sync.is_none(),
+            _ => true,
+        }
+    }
+
     /// Answers `Stopped` to everyone still waiting (the runtime is exiting).
     fn abandon(&mut self) {
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        self.shared.abandon_calls();
         for (_, w) in self.waiting.drain() {
             w.answer(Err(CallError::Stopped));
         }
