@@ -978,6 +978,246 @@ mod tests {
     }
 
     #[test]
+    fn encoding_in_place_matches_the_entry_bodies() {
+        let req = AppendRequest {
+            term: 300,
+            prev_index: 1 << 20,
+            prev_term: 299,
+            commit: 5,
+            leader: "n".into(),
+            entries: vec![
+                Entry {
+                    index: (1 << 20) + 1,
+                    term: 300,
+                    name: "write".into(),
+                    payload: Some(vec![b'x'; 200]),
+                },
+                Entry {
+                    index: (1 << 20) + 2,
+                    term: 300,
+                    name: "raft:nop".into(),
+                    payload: None,
+                },
+            ],
+        };
+        let bytes = encode_append_request(&req);
+        assert_eq!(wire::check(&bytes, &APPEND_ENTRIES_REQUEST), Ok(vec![]));
+        assert_eq!(decode_append_request(&bytes), Ok(req));
+    }
+
+    #[test]
+    fn pipelined_targets() {
+        let t = Target::parse("http://127.0.0.1:4001/raft/appendEntries", None).unwrap();
+        assert_eq!(t.connect, "127.0.0.1:4001");
+        assert_eq!(
+            t.head,
+            "POST /raft/appendEntries HTTP/1.1\r\nHost: 127.0.0.1:4001\r\nContent-Type: application/protobuf\r\nContent-Length: "
+        );
+        let t = Target::parse("http://h/p/raft/appendEntries", Some("s3cret")).unwrap();
+        assert_eq!(t.connect, "h:80");
+        assert!(t.head.contains("\r\nX-Raftdump-Token: s3cret\r\n"));
+        assert_eq!(
+            Target::parse("http://[::1]:7/x", None).unwrap().connect,
+            "[::1]:7"
+        );
+        assert_eq!(
+            Target::parse("http://[::1]/x", None).unwrap().connect,
+            "[::1]:80"
+        );
+        // Left to ureq: other schemes, credentials, spaces; a token that cannot be a header.
+        assert_eq!(Target::parse("https://h:1/x", None), None);
+        assert_eq!(Target::parse("http://u@h:1/x", None), None);
+        assert_eq!(Target::parse("http://h:1/a b", None), None);
+        assert_eq!(Target::parse("http://h:1/x", Some("a\r\nb")), None);
+    }
+
+    #[test]
+    fn answers_are_parsed_in_order_and_only_when_complete() {
+        let two = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-Raftdump: 0.1\r\n\r\nabcHTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        let a = parse_answer(two).unwrap().unwrap();
+        assert_eq!(
+            (a.len, &a.body[..], a.raftdump, a.close),
+            (58, &b"abc"[..], true, false)
+        );
+        let b = parse_answer(&two[a.len..]).unwrap().unwrap();
+        assert_eq!(
+            (b.len, b.body.len(), b.raftdump),
+            (two.len() - a.len, 0, false)
+        );
+        for cut in 0..a.len {
+            assert_eq!(parse_answer(&two[..cut]), Ok(None), "cut at {cut}");
+        }
+        // Go's chunked form, a 100 Continue first, and Connection: close.
+        let chunked = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\nab\r\n1;x=y\r\nc\r\n0\r\nTrailer: t\r\n\r\nrest";
+        let c = parse_answer(chunked).unwrap().unwrap();
+        assert_eq!(
+            (&c.body[..], c.close, c.len),
+            (&b"abc"[..], true, chunked.len() - 4)
+        );
+        for cut in 0..c.len {
+            assert_eq!(parse_answer(&chunked[..cut]), Ok(None), "cut at {cut}");
+        }
+        let old = parse_answer(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap();
+        assert!(old.unwrap().close);
+        assert!(parse_answer(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
+        assert!(parse_answer(b"SSH-2.0\r\n\r\n").is_err());
+        assert!(parse_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n").is_err());
+        assert!(parse_answer(&[b'x'; MAX_HEAD + 1]).is_err());
+    }
+
+    /// A follower that reads two pipelined requests before answering either: both results
+    /// come back, in order, on one connection.
+    #[test]
+    fn requests_are_pipelined_on_one_connection_and_answered_in_order() {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut prevs = Vec::new();
+            for _ in 0..2 {
+                let mut len = 0;
+                loop {
+                    let mut line = String::new();
+                    r.read_line(&mut line).unwrap();
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.strip_prefix("Content-Length: ") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; len];
+                std::io::Read::read_exact(&mut r, &mut body).unwrap();
+                prevs.push(decode_append_request(&body).unwrap().prev_index);
+            }
+            let mut w = s;
+            for p in &prevs {
+                let body = encode_append_response(&AppendResponse {
+                    term: 1,
+                    index: *p + 1,
+                    commit: 0,
+                    success: true,
+                });
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                w.write_all(head.as_bytes()).unwrap();
+                w.write_all(&body).unwrap();
+            }
+            w.flush().unwrap();
+            // Stay open until the client is done.
+            let _ = std::io::Read::read(&mut r, &mut [0u8; 1]);
+            prevs
+        });
+        let (tx, rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let sink: Sink = Arc::new(move |e| {
+            let _ = tx.lock().unwrap().send(e);
+        });
+        let mut t = HttpTransport::new(sink, Timeouts::default());
+        let to = Peer {
+            name: "f".into(),
+            connection_string: format!("http://127.0.0.1:{port}"),
+        };
+        for prev in [4, 5] {
+            let req = AppendRequest {
+                term: 1,
+                prev_index: prev,
+                prev_term: 1,
+                commit: 0,
+                leader: "l".into(),
+                entries: vec![],
+            };
+            let sent = SentAppend {
+                term: 1,
+                epoch: 0,
+                round: 0,
+                prev,
+                last: prev,
+            };
+            t.send(Outbound::Append {
+                to: to.clone(),
+                req,
+                sent,
+            });
+            // Let the first go out alone (not merged with the second).
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+                Event::AppendResult { sent, resp, .. } => {
+                    got.push((sent.prev, resp.map(|r| r.index)))
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(got, [(4, Some(5)), (5, Some(6))]);
+        drop(t);
+        assert_eq!(server.join().unwrap(), [4, 5]);
+    }
+
+    /// A connection that dies with requests outstanding fails each of them once.
+    #[test]
+    fn a_dead_connection_fails_every_outstanding_request() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            drop(s);
+        });
+        let (tx, rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let sink: Sink = Arc::new(move |e| {
+            let _ = tx.lock().unwrap().send(e);
+        });
+        let mut t = HttpTransport::new(sink, Timeouts::default());
+        let to = Peer {
+            name: "f".into(),
+            connection_string: format!("http://127.0.0.1:{port}/"),
+        };
+        for prev in [1, 7] {
+            let req = AppendRequest {
+                term: 1,
+                prev_index: prev,
+                prev_term: 1,
+                commit: 0,
+                leader: "l".into(),
+                entries: vec![],
+            };
+            let sent = SentAppend {
+                term: 1,
+                epoch: 0,
+                round: 0,
+                prev,
+                last: prev,
+            };
+            t.send(Outbound::Append {
+                to: to.clone(),
+                req,
+                sent,
+            });
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+                Event::AppendResult { sent, resp, .. } => got.push((sent.prev, resp)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        got.sort_by_key(|g| g.0);
+        assert_eq!(got, [(1, None), (7, None)]);
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "one result each"
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
     fn urls() {
         assert_eq!(
             url("http://h:1/", "/raft/appendEntries"),
