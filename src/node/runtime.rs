@@ -261,12 +261,6 @@ impl Runtime {
         cfg.election_timeout_ms = opts.election_timeout_ms;
         cfg.seed = opts.seed;
         cfg.vote_rule = opts.vote_rule;
-        if let Some(n) = std::env::var("RAFTDUMP_MAX_INFLIGHT")
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
-            cfg.max_inflight = n; // TEMPORARY experiment knob
-        }
         let core = Core::new(cfg, init, 0);
         let (tx, rx) = mpsc::channel::<Input>();
         let shared = Arc::new(Shared {
