@@ -202,6 +202,12 @@ pub trait Api: Send + Sync {
     fn leader_url(&self) -> Option<String>;
     /// Handles a goraft RPC body.
     fn rpc(&self, rpc: Rpc, body: &[u8], timeout: Duration) -> RpcAnswer;
+    /// Registers `f`, called after each batch of `done` callbacks of the `*_async` calls (so
+    /// their results can be handed on together); returns false when batches are not known.
+    fn on_batch_done(&self, f: Box<dyn Fn() + Send + Sync>) -> bool {
+        let _ = f;
+        false
+    }
     /// Handles a goraft RPC body; `done` gets the answer (it must not block). By default this
     /// is [`Api::rpc`] on the calling thread.
     fn rpc_async(&self, rpc: Rpc, body: &[u8], timeout: Duration, done: RpcDone) {
@@ -309,6 +315,10 @@ impl Api for Handle {
 
     fn rpc(&self, rpc: Rpc, body: &[u8], timeout: Duration) -> RpcAnswer {
         rpc_call(rpc, body, |make| self.call(make, timeout))
+    }
+
+    fn on_batch_done(&self, f: Box<dyn Fn() + Send + Sync>) -> bool {
+        Handle::on_batch_done(self, f)
     }
 
     fn rpc_async(&self, rpc: Rpc, body: &[u8], timeout: Duration, done: RpcDone) {
@@ -840,6 +850,9 @@ struct Outbox {
     outstanding: AtomicUsize,
     /// No more writes are proposed: responders leave once nothing is outstanding.
     closed: AtomicBool,
+    /// Whoever decides writes calls [`Outbox::flush`] after each batch: a push does not
+    /// wake a responder itself (which would take the first job of a batch alone).
+    deferred: AtomicBool,
 }
 
 #[derive(Default)]
@@ -858,10 +871,26 @@ impl Outbox {
 
     /// A proposed write was decided, or an answer is ready.
     fn push(&self, p: Job) {
+        let deferred = self.deferred.load(Ordering::Relaxed);
         let wake = {
             let mut s = self.lock();
             s.jobs.push(p);
-            let wake = s.idle > 0 && !s.waking;
+            let wake = !deferred && s.idle > 0 && !s.waking;
+            s.waking |= wake;
+            wake
+        };
+        // Notified after the lock is released, so the responder does not wake up only to
+        // block on it.
+        if wake {
+            self.ready.notify_one();
+        }
+    }
+
+    /// The end of a batch of pushes: wakes a responder for them.
+    fn flush(&self) {
+        let wake = {
+            let mut s = self.lock();
+            let wake = !s.jobs.is_empty() && s.idle > 0 && !s.waking;
             s.waking |= wake;
             wake
         };
@@ -955,6 +984,10 @@ impl Server {
         .build();
         let opts = Arc::new(opts);
         let outbox = Arc::new(Outbox::default());
+        let o = outbox.clone();
+        if api.on_batch_done(Box::new(move || o.flush())) {
+            outbox.deferred.store(true, Ordering::Relaxed);
+        }
         let mut responders = Vec::new();
         for _ in 0..RESPONDERS {
             let (outbox, api, opts, agent) =

@@ -126,7 +126,12 @@ pub struct Shared {
     doorbell: AtomicBool,
     /// The runtime has stopped: queued calls are answered `Stopped` by whoever sees them.
     stopped: AtomicBool,
+    /// Called after every loop in which asynchronous calls were answered.
+    batch_done: std::sync::OnceLock<BatchHook>,
 }
+
+/// What [`Handle::on_batch_done`] registers.
+pub type BatchHook = Box<dyn Fn() + Send + Sync>;
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -203,6 +208,13 @@ impl Handle {
         }
     }
 
+    /// Registers `f`, called on the runtime thread after each batch of asynchronous calls it
+    /// answered (the callbacks ran just before): their receiver can hand them on in one go.
+    /// Only one hook can be registered; returns whether this one was.
+    pub fn on_batch_done(&self, f: BatchHook) -> bool {
+        self.shared.batch_done.set(f).is_ok()
+    }
+
     /// The core's public state, as of the last batch.
     pub fn status(&self) -> Status {
         self.shared
@@ -270,6 +282,7 @@ impl Runtime {
             calls: Mutex::new(Vec::new()),
             doorbell: AtomicBool::new(true),
             stopped: AtomicBool::new(false),
+            batch_done: std::sync::OnceLock::new(),
         });
         let sink_tx = Mutex::new(tx.clone());
         let sink: transport::Sink = Arc::new(move |e| {
@@ -315,12 +328,14 @@ impl Runtime {
             persisted,
             shipped: 0,
             held: Vec::new(),
+            answered: false,
         };
         let thread = std::thread::Builder::new()
             .name("raft-runtime".into())
             .spawn(move || {
                 let r = worker.run(rx);
                 worker.abandon();
+                worker.batch_done();
                 if let Err(e) = &r {
                     log::error!("{e}");
                     if let Ok(mut f) = worker.shared.failure.lock() {
@@ -403,6 +418,8 @@ struct Worker {
     shipped: Index,
     /// Replies waiting for the log to be durable up to an index.
     held: Vec<(Index, Waiter, Reply)>,
+    /// Asynchronous calls were answered since the batch hook last ran.
+    answered: bool,
 }
 
 const MAX_BATCH: usize = 4096;
@@ -513,11 +530,13 @@ impl Worker {
                 self.store.sync()?;
                 self.persisted = self.store.terms().last_index();
                 self.release();
+                self.batch_done();
                 return Ok(());
             }
             self.start_sync()?;
             self.release();
             self.expire();
+            self.batch_done();
             let mut s = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
             self.core.update_status(&mut s);
         }
@@ -557,6 +576,15 @@ impl Worker {
         Ok(())
     }
 
+    /// Calls the batch hook if asynchronous calls were answered since the last call.
+    fn batch_done(&mut self) {
+        if std::mem::take(&mut self.answered) {
+            if let Some(f) = self.shared.batch_done.get() {
+                f();
+            }
+        }
+    }
+
     /// Sends the replies whose entries are durable, in the order they were made: answers to
     /// requests pipelined on one connection must go out in request order.
     fn release(&mut self) {
@@ -564,6 +592,7 @@ impl Worker {
         if !self.held.iter().any(|(need, _, _)| *need <= persisted) {
             return;
         }
+        self.answered = true;
         for (need, w, reply) in std::mem::take(&mut self.held) {
             if need <= persisted {
                 w.answer(Ok(reply));
@@ -582,6 +611,7 @@ impl Worker {
             }
             self.deadlines.pop_front();
             if let Some(w) = self.waiting.remove(&id) {
+                self.answered = true;
                 w.answer(Err(CallError::Timeout));
             }
         }
@@ -606,6 +636,7 @@ impl Worker {
     fn abandon(&mut self) {
         self.shared.stopped.store(true, Ordering::SeqCst);
         self.shared.abandon_calls();
+        self.answered = true;
         for (_, w) in self.waiting.drain() {
             w.answer(Err(CallError::Stopped));
         }
