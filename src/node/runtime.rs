@@ -672,6 +672,7 @@ impl Worker {
                     if let Some((_, upto)) = &mut self.sync {
                         *upto = (*upto).min(i);
                     }
+                    clamp_held(&mut self.held, i);
                 }
                 Action::Append(es) => self.store.append(&es)?,
                 Action::SendAppend {
@@ -730,6 +731,7 @@ impl Worker {
                             let conf = exec::conf_of(&kv, &self.name, snap.last_index);
                             let last = snap.last_index;
                             self.store.install_snapshot(snap, &conf)?;
+                            clamp_held(&mut self.held, last);
                             *self.shared.kv.write().unwrap_or_else(|e| e.into_inner()) = kv;
                             Some((term, true, last))
                         }
@@ -756,6 +758,24 @@ impl Worker {
             }
         }
         Ok(())
+    }
+}
+
+/// After the log was cut back to `to` (a truncation, or a snapshot replacing it), no held
+/// reply may wait for entries past `to`: they are gone, so it would wait for ever, and with it
+/// every later answer on its connection (a connection's answers go out in order). An
+/// AppendEntries answer that vouched for them becomes a refusal naming `to`: the entries it
+/// claimed are no longer all here. (This happens to a node that stopped leading with an
+/// fsync in flight and is then cut back by the new leader.)
+fn clamp_held(held: &mut [(Index, Waiter, Reply)], to: Index) {
+    for (need, _, reply) in held.iter_mut() {
+        if *need > to {
+            *need = to;
+            if let Reply::Append(r) = reply {
+                r.success = false;
+                r.index = r.index.min(to);
+            }
+        }
     }
 }
 
@@ -920,6 +940,54 @@ mod tests {
     use super::*;
     use crate::format::command;
     use crate::model::{names, Entry};
+
+    #[test]
+    fn held_replies_never_wait_for_entries_that_were_cut() {
+        use super::super::core::AppendResponse;
+        let (tx, _rx) = mpsc::channel();
+        let ok = |index| {
+            Reply::Append(AppendResponse {
+                term: 3,
+                index,
+                commit: 2,
+                success: true,
+            })
+        };
+        let mut held = vec![
+            (9, Waiter::Chan(tx.clone()), ok(9)),
+            (5, Waiter::Chan(tx.clone()), ok(5)),
+            (
+                0,
+                Waiter::Chan(tx),
+                Reply::Vote(VoteResponse {
+                    term: 3,
+                    granted: true,
+                }),
+            ),
+        ];
+        clamp_held(&mut held, 6);
+        let got: Vec<(Index, Reply)> = held.into_iter().map(|(n, _, r)| (n, r)).collect();
+        let refused = Reply::Append(AppendResponse {
+            term: 3,
+            index: 6,
+            commit: 2,
+            success: false,
+        });
+        assert_eq!(
+            got,
+            [
+                (6, refused),
+                (5, ok(5)),
+                (
+                    0,
+                    Reply::Vote(VoteResponse {
+                        term: 3,
+                        granted: true
+                    })
+                ),
+            ]
+        );
+    }
 
     #[test]
     fn the_fast_apply_path_gives_the_same_state_and_conf() {
