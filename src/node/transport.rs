@@ -797,35 +797,39 @@ fn pipelined_worker(target: Target, t: Timeouts, rx: Receiver<Queued>, sink: Sin
             msg.extend_from_slice(b"\r\n\r\n");
             msg.extend_from_slice(&body);
             let mut sents = Some(sents);
-            // A kept connection may have died meanwhile: then one more try on a new one.
-            for _ in 0..2 {
-                if conn.is_none() {
-                    match PipeConn::open(&target, t, &peer, &sink) {
-                        Ok(c) => conn = Some(c),
-                        Err(e) => {
-                            log::debug!("connecting to {}: {e}", target.connect);
-                            break;
-                        }
-                    }
+            // One connection attempt a request, as over ureq: a peer that cannot be reached
+            // (or a proxy that cuts it off) is retried with the next heartbeat, not at once.
+            if conn
+                .as_ref()
+                .is_some_and(|c| lock_outstanding(&c.outstanding).dead)
+            {
+                conn = None;
+            }
+            if conn.is_none() {
+                match PipeConn::open(&target, t, &peer, &sink) {
+                    Ok(c) => conn = Some(c),
+                    Err(e) => log::debug!("connecting to {}: {e}", target.connect),
                 }
-                let Some(c) = &mut conn else { break };
-                {
+            }
+            if let Some(c) = &mut conn {
+                let queued = {
                     let mut o = lock_outstanding(&c.outstanding);
                     if o.dead {
-                        drop(o);
-                        conn = None;
-                        continue;
+                        false
+                    } else {
+                        if let Some(s) = sents.take() {
+                            o.queue.push_back((std::time::Instant::now(), s));
+                        }
+                        true
                     }
-                    if let Some(s) = sents.take() {
-                        o.queue.push_back((std::time::Instant::now(), s));
-                    }
-                }
-                if let Err(e) = std::io::Write::write_all(&mut c.stream, &msg) {
+                };
+                if !queued {
+                    conn = None;
+                } else if let Err(e) = std::io::Write::write_all(&mut c.stream, &msg) {
                     // The reader fails what is outstanding, this request included.
                     log::debug!("AppendEntries to {}: {e}", target.connect);
                     conn = None;
                 }
-                break;
             }
             for sent in sents.into_iter().flatten() {
                 sink(Event::AppendResult {
