@@ -1531,8 +1531,17 @@ impl Core {
             });
             return;
         }
+        // A follower or candidate keeps its election timer when a newer term's request comes
+        // (it is reset below only if the vote is granted): otherwise a node whose log is too
+        // short to win, timing out again and again, would keep resetting the timer of the
+        // only nodes that can win, and no leader would be elected (the Raft paper resets the
+        // timer on granting a vote, not on seeing a newer term).
+        let kept_deadline = (self.role != Role::Leader).then_some(self.election_deadline);
         if req.term > self.hs.term {
             self.become_follower(req.term, None);
+            if let Some(d) = kept_deadline {
+                self.election_deadline = d;
+            }
         }
         let other_vote = self
             .hs
@@ -1667,6 +1676,34 @@ mod tests {
             },
             0,
         )
+    }
+
+    #[test]
+    fn a_denied_newer_candidate_does_not_hold_back_our_election() {
+        let mut c = follower(&[1, 1, 1]);
+        c.step(Event::Tick(10));
+        let deadline = c.next_deadline();
+        assert!(deadline > 10);
+        // A candidate with a shorter log in a newer term: denied, and our timer runs on.
+        let acts = c.step(Event::Vote {
+            id: 7,
+            req: VoteRequest {
+                term: 5,
+                last_index: 1,
+                last_term: 1,
+                candidate: "b".into(),
+            },
+        });
+        assert!(acts.contains(&Action::ReplyVote {
+            id: 7,
+            resp: VoteResponse {
+                term: 5,
+                granted: false
+            }
+        }));
+        assert_eq!(c.next_deadline(), deadline);
+        c.step(Event::Tick(deadline));
+        assert_eq!((c.role(), c.hard_state().term), (Role::Candidate, 6));
     }
 
     #[test]
