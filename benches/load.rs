@@ -13,7 +13,8 @@
 //!
 //! Values are 16 bytes as in ../shared/perf-baseline.md. Every write is fsynced on a majority
 //! before raftdump answers it. Each scenario stops after its request count or 60 s.
-//! `LOAD_SERVE_ARGS="--flag value"` adds flags to every node.
+//! `LOAD_SERVE_ARGS="--flag value"` adds flags to every node; `LOAD_BIN=path` runs that
+//! raftdump binary instead of this build's (A/B runs against a saved build).
 //!
 //! Figures, against the original raftd's in ../shared/perf-baseline.md: benches/README.md.
 
@@ -60,7 +61,9 @@ fn start(dir: &Path, extra: &[&str]) -> Node {
     let err = dir.with_extension("stderr");
     // LOAD_SERVE_ARGS adds flags to every node (e.g. "--http-threads 16").
     let env_args = std::env::var("LOAD_SERVE_ARGS").unwrap_or_default();
-    let mut child = Command::new(BIN)
+    // LOAD_BIN runs another raftdump binary (A/B runs against a saved build).
+    let bin = std::env::var("LOAD_BIN").unwrap_or_else(|_| BIN.to_string());
+    let mut child = Command::new(bin)
         .args(["serve", "-p", "0"])
         .args(extra)
         .args(env_args.split_whitespace())

@@ -202,7 +202,21 @@ pub trait Api: Send + Sync {
     fn leader_url(&self) -> Option<String>;
     /// Handles a goraft RPC body.
     fn rpc(&self, rpc: Rpc, body: &[u8], timeout: Duration) -> RpcAnswer;
+    /// Registers `f`, called after each batch of `done` callbacks of the `*_async` calls (so
+    /// their results can be handed on together); returns false when batches are not known.
+    fn on_batch_done(&self, f: Box<dyn Fn() + Send + Sync>) -> bool {
+        let _ = f;
+        false
+    }
+    /// Handles a goraft RPC body; `done` gets the answer (it must not block). By default this
+    /// is [`Api::rpc`] on the calling thread.
+    fn rpc_async(&self, rpc: Rpc, body: &[u8], timeout: Duration, done: RpcDone) {
+        done(self.rpc(rpc, body, timeout));
+    }
 }
+
+/// What [`Api::rpc_async`] calls with the answer.
+pub type RpcDone = Box<dyn FnOnce(RpcAnswer) + Send>;
 
 /// What [`Api::propose_async`] calls with the outcome.
 pub type Done = Box<dyn FnOnce(Result<(), ApiError>) + Send>;
@@ -302,6 +316,17 @@ impl Api for Handle {
     fn rpc(&self, rpc: Rpc, body: &[u8], timeout: Duration) -> RpcAnswer {
         rpc_call(rpc, body, |make| self.call(make, timeout))
     }
+
+    fn on_batch_done(&self, f: Box<dyn Fn() + Send + Sync>) -> bool {
+        Handle::on_batch_done(self, f)
+    }
+
+    fn rpc_async(&self, rpc: Rpc, body: &[u8], timeout: Duration, done: RpcDone) {
+        match rpc_event(rpc, body) {
+            Ok(make) => self.call_async(make, timeout, Box::new(move |r| done(rpc_answer(r)))),
+            Err(a) => done(a),
+        }
+    }
 }
 
 /// The core's event for an RPC, built once the call has its id.
@@ -315,14 +340,22 @@ pub fn rpc_call(
     body: &[u8],
     call: impl FnOnce(MakeEvent) -> Result<Reply, CallError>,
 ) -> RpcAnswer {
-    let make: MakeEvent = match rpc {
+    match rpc_event(rpc, body) {
+        Ok(make) => rpc_answer(call(make)),
+        Err(a) => a,
+    }
+}
+
+/// The core's event for an RPC body, or the answer to a body that does not decode (400).
+pub fn rpc_event(rpc: Rpc, body: &[u8]) -> Result<MakeEvent, RpcAnswer> {
+    Ok(match rpc {
         Rpc::AppendEntries => match transport::decode_append_request(body) {
             Ok(req) => Box::new(move |id| Event::Append { id, req }),
-            Err(_) => return RpcAnswer::BadRequest,
+            Err(_) => return Err(RpcAnswer::BadRequest),
         },
         Rpc::RequestVote => match transport::decode_vote_request(body) {
             Ok(req) => Box::new(move |id| Event::Vote { id, req }),
-            Err(_) => return RpcAnswer::BadRequest,
+            Err(_) => return Err(RpcAnswer::BadRequest),
         },
         Rpc::Snapshot => match transport::decode_snapshot_request(body) {
             Ok((leader, last_index, last_term)) => Box::new(move |id| Event::SnapshotOffer {
@@ -331,14 +364,18 @@ pub fn rpc_call(
                 last_index,
                 last_term,
             }),
-            Err(_) => return RpcAnswer::BadRequest,
+            Err(_) => return Err(RpcAnswer::BadRequest),
         },
         Rpc::SnapshotRecovery => match transport::decode_snapshot_install(body) {
             Ok(req) => Box::new(move |id| Event::SnapshotInstall { id, req }),
-            Err(_) => return RpcAnswer::BadRequest,
+            Err(_) => return Err(RpcAnswer::BadRequest),
         },
-    };
-    match call(make) {
+    })
+}
+
+/// The protobuf answer to an RPC's reply (500 when the node does not handle it in this state).
+pub fn rpc_answer(reply: Result<Reply, CallError>) -> RpcAnswer {
+    match reply {
         Ok(Reply::Append(r)) => RpcAnswer::Ok(transport::encode_append_response(&r)),
         Ok(Reply::Vote(r)) => RpcAnswer::Ok(transport::encode_vote_response(&r)),
         Ok(Reply::SnapshotOffer(Some(a))) => RpcAnswer::Ok(transport::encode_snapshot_response(a)),
@@ -685,18 +722,23 @@ pub fn route(
                     format!("raftdump: body over {} bytes\n", opts.max_rpc_body),
                 );
             }
-            match api.rpc(rpc, req.body, opts.timeout) {
-                RpcAnswer::Ok(b) => Answer {
-                    status: 200,
-                    body: b,
-                    content_type: Some("application/octet-stream"),
-                    raftdump: true,
-                },
-                RpcAnswer::BadRequest => Answer::text(400, "\n"),
-                RpcAnswer::Failed => Answer::text(500, "Failed creating response.\n"),
-            }
+            rpc_http_answer(api.rpc(rpc, req.body, opts.timeout))
         }
         _ => Answer::not_found(),
+    }
+}
+
+/// The HTTP answer to an RPC (goraft's bodies, and raftdump's marker header on a 200).
+fn rpc_http_answer(a: RpcAnswer) -> Answer {
+    match a {
+        RpcAnswer::Ok(b) => Answer {
+            status: 200,
+            body: b,
+            content_type: Some("application/octet-stream"),
+            raftdump: true,
+        },
+        RpcAnswer::BadRequest => Answer::text(400, "\n"),
+        RpcAnswer::Failed => Answer::text(500, "Failed creating response.\n"),
     }
 }
 
@@ -776,6 +818,14 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// A request answered on a responder thread.
+enum Job {
+    /// A decided write.
+    Write(Pending),
+    /// An answer already computed (an AppendEntries handled without waiting).
+    Answer(tiny_http::Request, Answer),
+}
+
 /// A write whose answer is computed once its proposal is decided (on a responder thread).
 struct Pending {
     rq: tiny_http::Request,
@@ -796,19 +846,22 @@ const RESPONDERS: usize = 2;
 struct Outbox {
     state: Mutex<OutboxState>,
     ready: std::sync::Condvar,
+    /// Writes proposed and not decided yet (counted without the lock: one per write).
+    outstanding: AtomicUsize,
+    /// No more writes are proposed: responders leave once nothing is outstanding.
+    closed: AtomicBool,
+    /// Whoever decides writes calls [`Outbox::flush`] after each batch: a push does not
+    /// wake a responder itself (which would take the first job of a batch alone).
+    deferred: AtomicBool,
 }
 
 #[derive(Default)]
 struct OutboxState {
-    jobs: Vec<Pending>,
-    /// Writes proposed and not decided yet.
-    outstanding: usize,
+    jobs: Vec<Job>,
     /// Responders waiting for jobs.
     idle: usize,
     /// A responder was woken and has not taken the jobs yet.
     waking: bool,
-    /// No more writes are proposed: responders leave once nothing is outstanding.
-    closed: bool,
 }
 
 impl Outbox {
@@ -816,30 +869,53 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A proposed write was decided.
-    fn push(&self, p: Pending) {
-        let mut s = self.lock();
-        s.jobs.push(p);
-        if s.idle > 0 && !s.waking {
-            s.waking = true;
+    /// A proposed write was decided, or an answer is ready.
+    fn push(&self, p: Job) {
+        let deferred = self.deferred.load(Ordering::Relaxed);
+        let wake = {
+            let mut s = self.lock();
+            s.jobs.push(p);
+            let wake = !deferred && s.idle > 0 && !s.waking;
+            s.waking |= wake;
+            wake
+        };
+        // Notified after the lock is released, so the responder does not wake up only to
+        // block on it.
+        if wake {
+            self.ready.notify_one();
+        }
+    }
+
+    /// The end of a batch of pushes: wakes a responder for them.
+    fn flush(&self) {
+        let wake = {
+            let mut s = self.lock();
+            let wake = !s.jobs.is_empty() && s.idle > 0 && !s.waking;
+            s.waking |= wake;
+            wake
+        };
+        // Notified after the lock is released, so the responder does not wake up only to
+        // block on it.
+        if wake {
             self.ready.notify_one();
         }
     }
 
     fn close(&self) {
-        self.lock().closed = true;
+        self.closed.store(true, Ordering::SeqCst);
+        let _guard = self.lock();
         self.ready.notify_all();
     }
 
     /// Everything decided so far; `None` once closed with nothing left to answer.
-    fn take(&self) -> Option<Vec<Pending>> {
+    fn take(&self) -> Option<Vec<Job>> {
         let mut s = self.lock();
         loop {
             s.waking = false;
             if !s.jobs.is_empty() {
                 return Some(std::mem::take(&mut s.jobs));
             }
-            if s.closed && s.outstanding == 0 {
+            if self.closed.load(Ordering::SeqCst) && self.outstanding.load(Ordering::SeqCst) == 0 {
                 self.ready.notify_all();
                 return None;
             }
@@ -854,26 +930,26 @@ impl Outbox {
     }
 }
 
-/// One write proposed and not decided yet: counted in [`OutboxState::outstanding`] until it
+/// One write proposed and not decided yet: counted in [`Outbox::outstanding`] until it
 /// is pushed or dropped (a callback the runtime never called still lets the responders stop).
 struct Ticket(Arc<Outbox>);
 
 impl Ticket {
     fn new(outbox: Arc<Outbox>) -> Ticket {
-        outbox.lock().outstanding += 1;
+        outbox.outstanding.fetch_add(1, Ordering::SeqCst);
         Ticket(outbox)
     }
 
-    fn push(&self, p: Pending) {
+    fn push(&self, p: Job) {
         self.0.push(p);
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut s = self.0.lock();
-        s.outstanding = s.outstanding.saturating_sub(1);
-        if s.closed {
+        self.0.outstanding.fetch_sub(1, Ordering::SeqCst);
+        if self.0.closed.load(Ordering::SeqCst) {
+            let _guard = self.0.lock();
             self.0.ready.notify_all();
         }
     }
@@ -908,6 +984,10 @@ impl Server {
         .build();
         let opts = Arc::new(opts);
         let outbox = Arc::new(Outbox::default());
+        let o = outbox.clone();
+        if api.on_batch_done(Box::new(move || o.flush())) {
+            outbox.deferred.store(true, Ordering::Relaxed);
+        }
         let mut responders = Vec::new();
         for _ in 0..RESPONDERS {
             let (outbox, api, opts, agent) =
@@ -993,7 +1073,14 @@ impl Server {
 
 fn responder(outbox: &Outbox, api: &dyn Api, opts: &HttpOptions, agent: &ureq::Agent) {
     while let Some(jobs) = outbox.take() {
-        for p in jobs {
+        for job in jobs {
+            let p = match job {
+                Job::Write(p) => p,
+                Job::Answer(rq, answer) => {
+                    send(rq, answer);
+                    continue;
+                }
+            };
             let answer = match p.result {
                 // The common case, without building a `Request`.
                 Ok(()) => Answer::empty(200),
@@ -1090,6 +1177,29 @@ fn handle(
         send(rq, Answer::text(400, if is_rpc { "\n" } else { "" }));
         return;
     }
+    // An AppendEntries is handed to the runtime without waiting: this thread goes back to
+    // reading the connection, where the leader's next request may already wait (pipelining),
+    // and a responder answers once the entries are durable. Answers go out in request order
+    // (tiny_http orders a connection's answers).
+    if is_rpc
+        && rq.url() == "/raft/appendEntries"
+        && rq.method() == &tiny_http::Method::Post
+        && body.len() <= opts.max_rpc_body
+    {
+        let ticket = Ticket::new(outbox.clone());
+        let mut rq = Some(rq);
+        api.rpc_async(
+            Rpc::AppendEntries,
+            &body,
+            opts.timeout,
+            Box::new(move |answer| {
+                if let Some(rq) = rq.take() {
+                    ticket.push(Job::Answer(rq, rpc_http_answer(answer)));
+                }
+            }),
+        );
+        return;
+    }
     let method = rq.method().as_str().to_ascii_uppercase();
     let url = rq.url().to_string();
     let forwarded = rq.headers().iter().any(|h| h.field.equiv(FORWARDED_HEADER));
@@ -1114,14 +1224,14 @@ fn handle(
                 opts.timeout,
                 Box::new(move |result| {
                     if let Some((rq, method, url, body, forwarded)) = pending.take() {
-                        ticket.push(Pending {
+                        ticket.push(Job::Write(Pending {
                             rq,
                             method,
                             url,
                             body,
                             forwarded,
                             result,
-                        });
+                        }));
                     }
                 }),
             );

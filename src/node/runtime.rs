@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
@@ -106,16 +106,57 @@ enum Input {
     CallAsync(Event, Callback, Instant),
     /// The fsync thread finished request `id`.
     Synced(u64, Result<(), String>),
+    /// Asynchronous calls are queued in [`Shared::calls`].
+    Wake,
     Stop,
 }
 
 /// State the runtime publishes for the HTTP threads.
-#[derive(Debug)]
 pub struct Shared {
     /// The state machine.
     pub kv: RwLock<Kv>,
     status: Mutex<Status>,
     failure: Mutex<Option<String>>,
+    /// Asynchronous calls (writes, a follower's AppendEntries), taken by the runtime at the
+    /// top of every loop. They wake it only when it rings the doorbell: a leader whose peers
+    /// all have an AppendEntries in flight takes new writes when the next answer wakes it
+    /// (they could not go out sooner), one wake-up per round instead of one per write.
+    calls: Mutex<Vec<Input>>,
+    /// Set by the runtime when a queued call should wake it.
+    doorbell: AtomicBool,
+    /// The runtime has stopped: queued calls are answered `Stopped` by whoever sees them.
+    stopped: AtomicBool,
+    /// Called after every loop in which asynchronous calls were answered.
+    batch_done: std::sync::OnceLock<BatchHook>,
+}
+
+/// What [`Handle::on_batch_done`] registers.
+pub type BatchHook = Box<dyn Fn() + Send + Sync>;
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("kv", &self.kv)
+            .field("status", &self.status)
+            .field("failure", &self.failure)
+            .field("stopped", &self.stopped)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn take_calls(&self) -> Vec<Input> {
+        std::mem::take(&mut *self.calls.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Answers `Stopped` to every queued call.
+    fn abandon_calls(&self) {
+        for input in self.take_calls() {
+            if let Input::CallAsync(_, cb, _) = input {
+                cb(Err(CallError::Stopped));
+            }
+        }
+    }
 }
 
 /// A cheap, cloneable way to talk to a running node.
@@ -154,9 +195,24 @@ impl Handle {
     ) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let input = Input::CallAsync(make(id), done, Instant::now() + timeout);
-        if let Err(mpsc::SendError(Input::CallAsync(_, done, _))) = self.tx.send(input) {
-            done(Err(CallError::Stopped));
+        let sh = &self.shared;
+        sh.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(input);
+        if sh.doorbell.swap(false, Ordering::SeqCst) && self.tx.send(Input::Wake).is_err() {
+            sh.stopped.store(true, Ordering::SeqCst);
         }
+        if sh.stopped.load(Ordering::SeqCst) {
+            sh.abandon_calls();
+        }
+    }
+
+    /// Registers `f`, called on the runtime thread after each batch of asynchronous calls it
+    /// answered (the callbacks ran just before): their receiver can hand them on in one go.
+    /// Only one hook can be registered; returns whether this one was.
+    pub fn on_batch_done(&self, f: BatchHook) -> bool {
+        self.shared.batch_done.set(f).is_ok()
     }
 
     /// The core's public state, as of the last batch.
@@ -223,6 +279,10 @@ impl Runtime {
             kv: RwLock::new(kv),
             status: Mutex::new(core.status()),
             failure: Mutex::new(None),
+            calls: Mutex::new(Vec::new()),
+            doorbell: AtomicBool::new(true),
+            stopped: AtomicBool::new(false),
+            batch_done: std::sync::OnceLock::new(),
         });
         let sink_tx = Mutex::new(tx.clone());
         let sink: transport::Sink = Arc::new(move |e| {
@@ -266,13 +326,16 @@ impl Runtime {
             sync: None,
             sync_seq: 0,
             persisted,
+            shipped: 0,
             held: Vec::new(),
+            answered: false,
         };
         let thread = std::thread::Builder::new()
             .name("raft-runtime".into())
             .spawn(move || {
                 let r = worker.run(rx);
                 worker.abandon();
+                worker.batch_done();
                 if let Err(e) = &r {
                     log::error!("{e}");
                     if let Ok(mut f) = worker.shared.failure.lock() {
@@ -351,8 +414,12 @@ struct Worker {
     sync_seq: u64,
     /// The log is durable up to here.
     persisted: Index,
+    /// The last index sent to a peer in an AppendEntries.
+    shipped: Index,
     /// Replies waiting for the log to be durable up to an index.
     held: Vec<(Index, Waiter, Reply)>,
+    /// Asynchronous calls were answered since the batch hook last ran.
+    answered: bool,
 }
 
 const MAX_BATCH: usize = 4096;
@@ -374,10 +441,28 @@ impl Worker {
                 let left = d.saturating_duration_since(Instant::now()).as_millis() as u64;
                 wait = wait.min(left.max(1));
             }
-            let first = match rx.recv_timeout(Duration::from_millis(wait)) {
-                Ok(i) => Some(i),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            let ring = self.wants_calls();
+            self.shared.doorbell.store(ring, Ordering::SeqCst);
+            let queued = ring
+                && !self
+                    .shared
+                    .calls
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_empty();
+            let first = if queued {
+                // Calls queued before the doorbell was set: no wake-up will come for them.
+                match rx.try_recv() {
+                    Ok(i) => Some(i),
+                    Err(mpsc::TryRecvError::Empty) => None,
+                    Err(mpsc::TryRecvError::Disconnected) => return Ok(()),
+                }
+            } else {
+                match rx.recv_timeout(Duration::from_millis(wait)) {
+                    Ok(i) => Some(i),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                }
             };
             let mut events = vec![Event::Tick(self.now())];
             let mut stop = false;
@@ -405,9 +490,16 @@ impl Worker {
                             events.push(e);
                         }
                         Input::Synced(id, r) => synced.push((id, r)),
+                        Input::Wake => {}
                         Input::Stop => stop = true,
                     }
                 };
+            // Queued calls first: a write taken in the same batch as an AppendEntries answer
+            // is appended before the core sends that peer its next request, so it goes out
+            // with it instead of a round later.
+            for i in self.shared.take_calls() {
+                take(i, &mut self.waiting, &mut self.deadlines);
+            }
             if let Some(i) = first {
                 take(i, &mut self.waiting, &mut self.deadlines);
                 for _ in 0..MAX_BATCH {
@@ -438,14 +530,15 @@ impl Worker {
                 self.store.sync()?;
                 self.persisted = self.store.terms().last_index();
                 self.release();
+                self.batch_done();
                 return Ok(());
             }
             self.start_sync()?;
             self.release();
             self.expire();
-            if let Ok(mut s) = self.shared.status.lock() {
-                *s = self.core.status();
-            }
+            self.batch_done();
+            let mut s = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
+            self.core.update_status(&mut s);
         }
     }
 
@@ -463,7 +556,13 @@ impl Worker {
             let actions = self.core.step(Event::Persisted(last));
             return self.exec(actions);
         }
-        if self.sync.is_none() && last > self.persisted {
+        // A leader with peers fsyncs what it has sent them: an entry commits only once a
+        // follower's answer for it comes back, which takes longer than this fsync. Entries
+        // written meanwhile wait for the next AppendEntries, and so for the next fsync: one
+        // fsync per replication round instead of one per batch, with no later commit (less
+        // CPU, and less load on a disk the followers may share).
+        let wanted = self.core.peer_count() == 0 || self.shipped > self.persisted;
+        if self.sync.is_none() && last > self.persisted && wanted {
             self.sync_seq += 1;
             let file = self.store.sync_handle()?;
             self.sync = Some((self.sync_seq, last));
@@ -477,16 +576,28 @@ impl Worker {
         Ok(())
     }
 
-    /// Sends the replies whose entries are durable.
+    /// Calls the batch hook if asynchronous calls were answered since the last call.
+    fn batch_done(&mut self) {
+        if std::mem::take(&mut self.answered) {
+            if let Some(f) = self.shared.batch_done.get() {
+                f();
+            }
+        }
+    }
+
+    /// Sends the replies whose entries are durable, in the order they were made: answers to
+    /// requests pipelined on one connection must go out in request order.
     fn release(&mut self) {
         let persisted = self.persisted;
-        let mut i = 0;
-        while i < self.held.len() {
-            if self.held[i].0 <= persisted {
-                let (_, w, reply) = self.held.swap_remove(i);
+        if !self.held.iter().any(|(need, _, _)| *need <= persisted) {
+            return;
+        }
+        self.answered = true;
+        for (need, w, reply) in std::mem::take(&mut self.held) {
+            if need <= persisted {
                 w.answer(Ok(reply));
             } else {
-                i += 1;
+                self.held.push((need, w, reply));
             }
         }
     }
@@ -500,6 +611,7 @@ impl Worker {
             }
             self.deadlines.pop_front();
             if let Some(w) = self.waiting.remove(&id) {
+                self.answered = true;
                 w.answer(Err(CallError::Timeout));
             }
         }
@@ -509,8 +621,22 @@ impl Worker {
         }
     }
 
+    /// Whether a queued asynchronous call should wake the runtime (see [`Shared::calls`]).
+    fn wants_calls(&self) -> bool {
+        match self.core.role() {
+            Role::Leader if self.core.peer_count() > 0 => self.core.has_idle_peer(),
+            // Alone: writes commit with the next fsync, which starts when the one in flight
+            // ends (and wakes the runtime).
+            Role::Leader => self.sync.is_none(),
+            _ => true,
+        }
+    }
+
     /// Answers `Stopped` to everyone still waiting (the runtime is exiting).
     fn abandon(&mut self) {
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        self.shared.abandon_calls();
+        self.answered = true;
         for (_, w) in self.waiting.drain() {
             w.answer(Err(CallError::Stopped));
         }
@@ -546,6 +672,7 @@ impl Worker {
                     if let Some((_, upto)) = &mut self.sync {
                         *upto = (*upto).min(i);
                     }
+                    clamp_held(&mut self.held, i);
                 }
                 Action::Append(es) => self.store.append(&es)?,
                 Action::SendAppend {
@@ -566,6 +693,7 @@ impl Worker {
                         last,
                         commit,
                     )?;
+                    self.shipped = self.shipped.max(last);
                     self.transport.send(Outbound::Append { to, req, sent });
                 }
                 Action::SendVote { to, req } => self.transport.send(Outbound::Vote { to, req }),
@@ -603,6 +731,7 @@ impl Worker {
                             let conf = exec::conf_of(&kv, &self.name, snap.last_index);
                             let last = snap.last_index;
                             self.store.install_snapshot(snap, &conf)?;
+                            clamp_held(&mut self.held, last);
                             *self.shared.kv.write().unwrap_or_else(|e| e.into_inner()) = kv;
                             Some((term, true, last))
                         }
@@ -629,6 +758,24 @@ impl Worker {
             }
         }
         Ok(())
+    }
+}
+
+/// After the log was cut back to `to` (a truncation, or a snapshot replacing it), no held
+/// reply may wait for entries past `to`: they are gone, so it would wait for ever, and with it
+/// every later answer on its connection (a connection's answers go out in order). An
+/// AppendEntries answer that vouched for them becomes a refusal naming `to`: the entries it
+/// claimed are no longer all here. (This happens to a node that stopped leading with an
+/// fsync in flight and is then cut back by the new leader.)
+fn clamp_held(held: &mut [(Index, Waiter, Reply)], to: Index) {
+    for (need, _, reply) in held.iter_mut() {
+        if *need > to {
+            *need = to;
+            if let Reply::Append(r) = reply {
+                r.success = false;
+                r.index = r.index.min(to);
+            }
+        }
     }
 }
 
@@ -793,6 +940,54 @@ mod tests {
     use super::*;
     use crate::format::command;
     use crate::model::{names, Entry};
+
+    #[test]
+    fn held_replies_never_wait_for_entries_that_were_cut() {
+        use super::super::core::AppendResponse;
+        let (tx, _rx) = mpsc::channel();
+        let ok = |index| {
+            Reply::Append(AppendResponse {
+                term: 3,
+                index,
+                commit: 2,
+                success: true,
+            })
+        };
+        let mut held = vec![
+            (9, Waiter::Chan(tx.clone()), ok(9)),
+            (5, Waiter::Chan(tx.clone()), ok(5)),
+            (
+                0,
+                Waiter::Chan(tx),
+                Reply::Vote(VoteResponse {
+                    term: 3,
+                    granted: true,
+                }),
+            ),
+        ];
+        clamp_held(&mut held, 6);
+        let got: Vec<(Index, Reply)> = held.into_iter().map(|(n, _, r)| (n, r)).collect();
+        let refused = Reply::Append(AppendResponse {
+            term: 3,
+            index: 6,
+            commit: 2,
+            success: false,
+        });
+        assert_eq!(
+            got,
+            [
+                (6, refused),
+                (5, ok(5)),
+                (
+                    0,
+                    Reply::Vote(VoteResponse {
+                        term: 3,
+                        granted: true
+                    })
+                ),
+            ]
+        );
+    }
 
     #[test]
     fn the_fast_apply_path_gives_the_same_state_and_conf() {

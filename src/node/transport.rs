@@ -62,24 +62,36 @@ fn put_bytes_field(tag: u8, b: &[u8], out: &mut Vec<u8>) {
 /// Encodes an AppendEntriesRequest (entries embedded as bare `LogEntry` bodies).
 pub fn encode_append_request(req: &AppendRequest) -> Vec<u8> {
     let mut out = Vec::with_capacity(32 + req.entries.len() * 64);
-    put_varint_field(0x08, req.term, &mut out);
-    put_varint_field(0x10, req.prev_index, &mut out);
-    put_varint_field(0x18, req.prev_term, &mut out);
-    put_varint_field(0x20, req.commit, &mut out);
-    put_bytes_field(0x2a, req.leader.as_bytes(), &mut out);
-    let mut body = Vec::with_capacity(128);
+    encode_append_request_into(req, &mut out);
+    out
+}
+
+/// [`encode_append_request`], appending to `out`.
+pub fn encode_append_request_into(req: &AppendRequest, out: &mut Vec<u8>) {
+    put_varint_field(0x08, req.term, out);
+    put_varint_field(0x10, req.prev_index, out);
+    put_varint_field(0x18, req.prev_term, out);
+    put_varint_field(0x20, req.commit, out);
+    put_bytes_field(0x2a, req.leader.as_bytes(), out);
     for e in &req.entries {
-        body.clear();
+        // The embedded LogEntry's length first, then the entry written in place.
+        let field = |len: usize| 1 + wire::varint_len(len as u64) + len;
+        let len = 1
+            + wire::varint_len(e.index)
+            + 1
+            + wire::varint_len(e.term)
+            + field(e.name.len())
+            + e.payload.as_ref().map_or(0, |p| field(p.len()));
+        out.push(0x32);
+        wire::write_varint(len as u64, out);
         wire::encode_entry(
             e.index,
             e.term,
             e.name.as_bytes(),
             e.payload.as_deref(),
-            &mut body,
+            out,
         );
-        put_bytes_field(0x32, &body, &mut out);
     }
-    out
 }
 
 /// Decodes an AppendEntriesRequest strictly.
@@ -309,6 +321,8 @@ pub struct HttpTransport {
     vote_agent: ureq::Agent,
     sink: Sink,
     streams: HashMap<String, Sender<Queued>>,
+    timeouts: Timeouts,
+    token: Option<String>,
 }
 
 /// POSTs `body`; returns the answer's body (whatever the status, as goraft does) and whether
@@ -362,6 +376,8 @@ impl HttpTransport {
             vote_agent,
             sink,
             streams: HashMap::new(),
+            timeouts: t,
+            token: token.map(str::to_owned),
         }
     }
 
@@ -370,11 +386,16 @@ impl HttpTransport {
         let agent = self.agent.clone();
         let sink = self.sink.clone();
         let url = url(&to.connection_string, "/raft/appendEntries");
+        let (timeouts, token) = (self.timeouts, self.token.clone());
         self.streams.entry(key).or_insert_with(|| {
             let (tx, rx) = mpsc::channel();
             std::thread::Builder::new()
                 .name("raft-peer".into())
-                .spawn(move || stream_worker(agent, url, rx, sink))
+                .spawn(move || match Target::parse(&url, token.as_deref()) {
+                    // Plain http:// URLs (all of raftd's): pipelined on one connection.
+                    Some(target) => pipelined_worker(target, timeouts, rx, sink),
+                    None => stream_worker(agent, url, rx, sink),
+                })
                 .map_err(|e| log::error!("cannot start a peer thread: {e}"))
                 .ok();
             tx
@@ -395,31 +416,44 @@ fn contiguous(a: &AppendRequest, b: &AppendRequest) -> bool {
         && a.entries.len() + b.entries.len() <= MAX_MERGED_ENTRIES
 }
 
+/// Takes what queued up behind `first` and merges contiguous requests: `(peer, request,
+/// what each merged request echoes)`, in order.
+fn drain_merged(
+    first: Queued,
+    rx: &Receiver<Queued>,
+) -> Vec<(String, AppendRequest, Vec<SentAppend>)> {
+    // Whatever queued up while the last request was in flight goes out as one request:
+    // the batching happens at send time, not at queue time.
+    let mut queue = vec![first];
+    while queue.len() < 256 {
+        match rx.try_recv() {
+            Ok(m) => queue.push(m),
+            Err(_) => break,
+        }
+    }
+    let mut out = Vec::new();
+    let mut queue = queue.into_iter().peekable();
+    while let Some((peer, mut req, sent)) = queue.next() {
+        let mut sents = vec![sent];
+        while let Some((_, next, _)) = queue.peek() {
+            if !contiguous(&req, next) {
+                break;
+            }
+            let Some((_, next, s)) = queue.next() else {
+                break;
+            };
+            req.commit = req.commit.max(next.commit);
+            req.entries.extend(next.entries);
+            sents.push(s);
+        }
+        out.push((peer, req, sents));
+    }
+    out
+}
+
 fn stream_worker(agent: ureq::Agent, url: String, rx: Receiver<Queued>, sink: Sink) {
     while let Ok(first) = rx.recv() {
-        // Whatever queued up while the last request was in flight goes out as one request:
-        // the batching happens at send time, not at queue time.
-        let mut queue = vec![first];
-        while queue.len() < 256 {
-            match rx.try_recv() {
-                Ok(m) => queue.push(m),
-                Err(_) => break,
-            }
-        }
-        let mut queue = queue.into_iter().peekable();
-        while let Some((peer, mut req, sent)) = queue.next() {
-            let mut sents = vec![sent];
-            while let Some((_, next, _)) = queue.peek() {
-                if !contiguous(&req, next) {
-                    break;
-                }
-                let Some((_, next, s)) = queue.next() else {
-                    break;
-                };
-                req.commit = req.commit.max(next.commit);
-                req.entries.extend(next.entries);
-                sents.push(s);
-            }
+        for (peer, req, sents) in drain_merged(first, &rx) {
             let body = encode_append_request(&req);
             let (resp, raftdump) = match post(&agent, &url, &body) {
                 Some((b, raftdump)) => (decode_append_response(&b).ok(), raftdump),
@@ -431,6 +465,378 @@ fn stream_worker(agent: ureq::Agent, url: String, rx: Receiver<Queued>, sink: Si
                     sent,
                     resp,
                     raftdump,
+                });
+            }
+        }
+    }
+}
+
+/// A peer's AppendEntries endpoint for the pipelined client: a plain `http://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    /// `host:port` to connect to (port 80 added when absent).
+    connect: String,
+    /// The request head up to (without) the Content-Length value.
+    head: String,
+}
+
+impl Target {
+    /// `None` for anything but `http://authority/path` (those go through ureq).
+    fn parse(url: &str, token: Option<&str>) -> Option<Target> {
+        let rest = url.strip_prefix("http://")?;
+        let (auth, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let plain = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
+        if auth.is_empty() || auth.contains(['@', '?', '#']) || !plain(auth) || !plain(path) {
+            return None;
+        }
+        let has_port = auth
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        let connect = if has_port {
+            auth.to_string()
+        } else {
+            format!("{auth}:80")
+        };
+        if token.is_some_and(|t| !t.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))) {
+            return None;
+        }
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {auth}\r\nContent-Type: application/protobuf\r\n"
+        );
+        if let Some(t) = token {
+            head.push_str(&format!("{}: {t}\r\n", super::security::TOKEN_HEADER));
+        }
+        head.push_str("Content-Length: ");
+        Some(Target { connect, head })
+    }
+}
+
+/// Requests written and not answered yet, oldest first, shared by a connection's writer and
+/// its reader thread.
+#[derive(Default)]
+struct Outstanding {
+    /// When each was written, and what each echoes.
+    queue: std::collections::VecDeque<(std::time::Instant, Vec<SentAppend>)>,
+    /// The reader has stopped: it answered everything queued with failures.
+    dead: bool,
+}
+
+/// One keep-alive connection with pipelined requests: the writer sends without waiting for
+/// answers; a reader thread matches answers to requests in order (HTTP/1.1 answers come in
+/// request order) and gives each its result.
+struct PipeConn {
+    stream: std::net::TcpStream,
+    outstanding: Arc<std::sync::Mutex<Outstanding>>,
+}
+
+impl Drop for PipeConn {
+    fn drop(&mut self) {
+        // The reader sees the end of the stream and fails what is still outstanding.
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+fn lock_outstanding(o: &std::sync::Mutex<Outstanding>) -> std::sync::MutexGuard<'_, Outstanding> {
+    o.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl PipeConn {
+    fn open(target: &Target, t: Timeouts, peer: &str, sink: &Sink) -> std::io::Result<PipeConn> {
+        use std::net::ToSocketAddrs;
+        let mut last = None;
+        let mut stream = None;
+        for addr in target.connect.to_socket_addrs()? {
+            match std::net::TcpStream::connect_timeout(&addr, t.connect) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let stream = match stream {
+            Some(s) => s,
+            None => return Err(last.unwrap_or_else(|| std::io::ErrorKind::NotFound.into())),
+        };
+        stream.set_nodelay(true)?;
+        stream.set_write_timeout(Some(t.append))?;
+        stream.set_read_timeout(Some(t.append))?;
+        let outstanding = Arc::new(std::sync::Mutex::new(Outstanding::default()));
+        let reader = stream.try_clone()?;
+        let (o, peer, sink) = (outstanding.clone(), peer.to_string(), sink.clone());
+        std::thread::Builder::new()
+            .name("raft-peer-read".into())
+            .spawn(move || read_answers(reader, &o, &peer, &sink, t.append))?;
+        Ok(PipeConn {
+            stream,
+            outstanding,
+        })
+    }
+}
+
+/// Reads answers until the connection fails or closes, then fails everything outstanding.
+fn read_answers(
+    mut stream: std::net::TcpStream,
+    outstanding: &std::sync::Mutex<Outstanding>,
+    peer: &str,
+    sink: &Sink,
+    timeout: Duration,
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    let result = |sent: SentAppend, resp: Option<AppendResponse>, raftdump: bool| {
+        sink(Event::AppendResult {
+            peer: peer.to_string(),
+            sent,
+            resp,
+            raftdump,
+        })
+    };
+    'conn: loop {
+        // Every complete answer in the buffer.
+        loop {
+            match parse_answer(&buf) {
+                Ok(Some(a)) => {
+                    buf.drain(..a.len);
+                    let front = lock_outstanding(outstanding).queue.pop_front();
+                    let Some((_, sents)) = front else {
+                        // An answer to nothing: the stream is out of step.
+                        break 'conn;
+                    };
+                    let resp = decode_append_response(&a.body).ok();
+                    for sent in sents {
+                        result(sent, resp, a.raftdump);
+                    }
+                    if a.close {
+                        break 'conn;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    log::debug!("AppendEntries answer from {peer}: {e}");
+                    break 'conn;
+                }
+            }
+        }
+        match std::io::Read::read(&mut stream, &mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                // Idle is fine; a request unanswered for the whole timeout is not.
+                let late = lock_outstanding(outstanding)
+                    .queue
+                    .front()
+                    .is_some_and(|(at, _)| at.elapsed() >= timeout);
+                if late {
+                    log::debug!("AppendEntries to {peer}: no answer in {timeout:?}");
+                    break;
+                }
+            }
+            Err(e) => {
+                log::debug!("AppendEntries to {peer}: {e}");
+                break;
+            }
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let failed = {
+        let mut o = lock_outstanding(outstanding);
+        o.dead = true;
+        std::mem::take(&mut o.queue)
+    };
+    for (_, sents) in failed {
+        for sent in sents {
+            result(sent, None, false);
+        }
+    }
+}
+
+/// One HTTP answer parsed from the front of a buffer.
+#[derive(Debug, PartialEq, Eq)]
+struct ParsedAnswer {
+    /// Bytes it took.
+    len: usize,
+    body: Vec<u8>,
+    /// It carried [`RAFTDUMP_HEADER`].
+    raftdump: bool,
+    /// The server closes the connection after it.
+    close: bool,
+}
+
+/// Largest answer head accepted (bytes).
+const MAX_HEAD: usize = 16 << 10;
+
+/// The answer at the front of `b`: `Ok(None)` while it is incomplete. 1xx answers are
+/// skipped. The body is delimited by Content-Length or chunked encoding (Go's server uses
+/// one of them on a keep-alive connection).
+fn parse_answer(b: &[u8]) -> Result<Option<ParsedAnswer>, String> {
+    let mut at = 0;
+    loop {
+        let rest = &b[at..];
+        let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") else {
+            if rest.len() > MAX_HEAD {
+                return Err("answer head too long".into());
+            }
+            return Ok(None);
+        };
+        let head = std::str::from_utf8(&rest[..end]).map_err(|_| "answer head not text")?;
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or("");
+        let status: u16 = status_line
+            .strip_prefix("HTTP/1.")
+            .and_then(|s| s.get(2..5))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+        let body_at = at + end + 4;
+        if (100..200).contains(&status) {
+            at = body_at;
+            continue;
+        }
+        let (mut length, mut chunked, mut raftdump) = (None, false, false);
+        let mut close = status_line.starts_with("HTTP/1.0");
+        for line in lines {
+            let Some((k, v)) = line.split_once(':') else {
+                continue;
+            };
+            let v = v.trim();
+            if k.eq_ignore_ascii_case("content-length") {
+                length = Some(v.parse::<usize>().map_err(|_| "bad Content-Length")?);
+            } else if k.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = v.to_ascii_lowercase().contains("chunked");
+            } else if k.eq_ignore_ascii_case("connection") {
+                let v = v.to_ascii_lowercase();
+                close = v.contains("close") || (close && !v.contains("keep-alive"));
+            } else if k.eq_ignore_ascii_case(RAFTDUMP_HEADER) {
+                raftdump = true;
+            }
+        }
+        let max = MAX_ANSWER as usize;
+        if chunked {
+            let mut body = Vec::new();
+            let mut p = body_at;
+            loop {
+                let Some(nl) = b[p..].windows(2).position(|w| w == b"\r\n") else {
+                    return Ok(None);
+                };
+                let size_text = std::str::from_utf8(&b[p..p + nl]).map_err(|_| "bad chunk")?;
+                let size_text = size_text.split(';').next().unwrap_or("").trim();
+                let size = usize::from_str_radix(size_text, 16).map_err(|_| "bad chunk size")?;
+                p += nl + 2;
+                if size == 0 {
+                    // Trailers, up to an empty line.
+                    loop {
+                        let Some(nl) = b[p..].windows(2).position(|w| w == b"\r\n") else {
+                            return Ok(None);
+                        };
+                        p += nl + 2;
+                        if nl == 0 {
+                            return Ok(Some(ParsedAnswer {
+                                len: p,
+                                body,
+                                raftdump,
+                                close,
+                            }));
+                        }
+                    }
+                }
+                if size > max || body.len() + size > max {
+                    return Err("answer too long".into());
+                }
+                if b.len() < p + size + 2 {
+                    return Ok(None);
+                }
+                body.extend_from_slice(&b[p..p + size]);
+                p += size + 2;
+            }
+        }
+        let length = match length {
+            Some(n) => n,
+            None if status == 204 || status == 304 => 0,
+            None => return Err("answer without a length on a keep-alive connection".into()),
+        };
+        if length > max {
+            return Err("answer too long".into());
+        }
+        if b.len() < body_at + length {
+            return Ok(None);
+        }
+        return Ok(Some(ParsedAnswer {
+            len: body_at + length,
+            body: b[body_at..body_at + length].to_vec(),
+            raftdump,
+            close,
+        }));
+    }
+}
+
+/// The AppendEntries stream to one peer over [`PipeConn`]s: each (merged) request is written
+/// at once, without waiting for the answer to the one before, so a follower can receive the
+/// next batch while it fsyncs the last. Order is kept: one connection at a time; after a
+/// failure every outstanding request fails (`resp: None`) and a new connection is opened for
+/// the next one.
+fn pipelined_worker(target: Target, t: Timeouts, rx: Receiver<Queued>, sink: Sink) {
+    let mut conn: Option<PipeConn> = None;
+    let mut body = Vec::with_capacity(4096);
+    let mut msg = Vec::with_capacity(4096);
+    while let Ok(first) = rx.recv() {
+        for (peer, req, sents) in drain_merged(first, &rx) {
+            body.clear();
+            encode_append_request_into(&req, &mut body);
+            msg.clear();
+            msg.extend_from_slice(target.head.as_bytes());
+            msg.extend_from_slice(body.len().to_string().as_bytes());
+            msg.extend_from_slice(b"\r\n\r\n");
+            msg.extend_from_slice(&body);
+            let mut sents = Some(sents);
+            // One connection attempt a request, as over ureq: a peer that cannot be reached
+            // (or a proxy that cuts it off) is retried with the next heartbeat, not at once.
+            if conn
+                .as_ref()
+                .is_some_and(|c| lock_outstanding(&c.outstanding).dead)
+            {
+                conn = None;
+            }
+            if conn.is_none() {
+                match PipeConn::open(&target, t, &peer, &sink) {
+                    Ok(c) => conn = Some(c),
+                    Err(e) => log::debug!("connecting to {}: {e}", target.connect),
+                }
+            }
+            if let Some(c) = &mut conn {
+                let queued = {
+                    let mut o = lock_outstanding(&c.outstanding);
+                    if o.dead {
+                        false
+                    } else {
+                        if let Some(s) = sents.take() {
+                            o.queue.push_back((std::time::Instant::now(), s));
+                        }
+                        true
+                    }
+                };
+                if !queued {
+                    conn = None;
+                } else if let Err(e) = std::io::Write::write_all(&mut c.stream, &msg) {
+                    // The reader fails what is outstanding, this request included.
+                    log::debug!("AppendEntries to {}: {e}", target.connect);
+                    conn = None;
+                }
+            }
+            for sent in sents.into_iter().flatten() {
+                sink(Event::AppendResult {
+                    peer: peer.clone(),
+                    sent,
+                    resp: None,
+                    raftdump: false,
                 });
             }
         }
@@ -573,6 +979,246 @@ mod tests {
                 granted: false
             })
         );
+    }
+
+    #[test]
+    fn encoding_in_place_matches_the_entry_bodies() {
+        let req = AppendRequest {
+            term: 300,
+            prev_index: 1 << 20,
+            prev_term: 299,
+            commit: 5,
+            leader: "n".into(),
+            entries: vec![
+                Entry {
+                    index: (1 << 20) + 1,
+                    term: 300,
+                    name: "write".into(),
+                    payload: Some(vec![b'x'; 200]),
+                },
+                Entry {
+                    index: (1 << 20) + 2,
+                    term: 300,
+                    name: "raft:nop".into(),
+                    payload: None,
+                },
+            ],
+        };
+        let bytes = encode_append_request(&req);
+        assert_eq!(wire::check(&bytes, &APPEND_ENTRIES_REQUEST), Ok(vec![]));
+        assert_eq!(decode_append_request(&bytes), Ok(req));
+    }
+
+    #[test]
+    fn pipelined_targets() {
+        let t = Target::parse("http://127.0.0.1:4001/raft/appendEntries", None).unwrap();
+        assert_eq!(t.connect, "127.0.0.1:4001");
+        assert_eq!(
+            t.head,
+            "POST /raft/appendEntries HTTP/1.1\r\nHost: 127.0.0.1:4001\r\nContent-Type: application/protobuf\r\nContent-Length: "
+        );
+        let t = Target::parse("http://h/p/raft/appendEntries", Some("s3cret")).unwrap();
+        assert_eq!(t.connect, "h:80");
+        assert!(t.head.contains("\r\nX-Raftdump-Token: s3cret\r\n"));
+        assert_eq!(
+            Target::parse("http://[::1]:7/x", None).unwrap().connect,
+            "[::1]:7"
+        );
+        assert_eq!(
+            Target::parse("http://[::1]/x", None).unwrap().connect,
+            "[::1]:80"
+        );
+        // Left to ureq: other schemes, credentials, spaces; a token that cannot be a header.
+        assert_eq!(Target::parse("https://h:1/x", None), None);
+        assert_eq!(Target::parse("http://u@h:1/x", None), None);
+        assert_eq!(Target::parse("http://h:1/a b", None), None);
+        assert_eq!(Target::parse("http://h:1/x", Some("a\r\nb")), None);
+    }
+
+    #[test]
+    fn answers_are_parsed_in_order_and_only_when_complete() {
+        let two = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-Raftdump: 0.1\r\n\r\nabcHTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        let a = parse_answer(two).unwrap().unwrap();
+        assert_eq!(
+            (a.len, &a.body[..], a.raftdump, a.close),
+            (58, &b"abc"[..], true, false)
+        );
+        let b = parse_answer(&two[a.len..]).unwrap().unwrap();
+        assert_eq!(
+            (b.len, b.body.len(), b.raftdump),
+            (two.len() - a.len, 0, false)
+        );
+        for cut in 0..a.len {
+            assert_eq!(parse_answer(&two[..cut]), Ok(None), "cut at {cut}");
+        }
+        // Go's chunked form, a 100 Continue first, and Connection: close.
+        let chunked = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\nab\r\n1;x=y\r\nc\r\n0\r\nTrailer: t\r\n\r\nrest";
+        let c = parse_answer(chunked).unwrap().unwrap();
+        assert_eq!(
+            (&c.body[..], c.close, c.len),
+            (&b"abc"[..], true, chunked.len() - 4)
+        );
+        for cut in 0..c.len {
+            assert_eq!(parse_answer(&chunked[..cut]), Ok(None), "cut at {cut}");
+        }
+        let old = parse_answer(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap();
+        assert!(old.unwrap().close);
+        assert!(parse_answer(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
+        assert!(parse_answer(b"SSH-2.0\r\n\r\n").is_err());
+        assert!(parse_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n").is_err());
+        assert!(parse_answer(&[b'x'; MAX_HEAD + 1]).is_err());
+    }
+
+    /// A follower that reads two pipelined requests before answering either: both results
+    /// come back, in order, on one connection.
+    #[test]
+    fn requests_are_pipelined_on_one_connection_and_answered_in_order() {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut prevs = Vec::new();
+            for _ in 0..2 {
+                let mut len = 0;
+                loop {
+                    let mut line = String::new();
+                    r.read_line(&mut line).unwrap();
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.strip_prefix("Content-Length: ") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; len];
+                std::io::Read::read_exact(&mut r, &mut body).unwrap();
+                prevs.push(decode_append_request(&body).unwrap().prev_index);
+            }
+            let mut w = s;
+            for p in &prevs {
+                let body = encode_append_response(&AppendResponse {
+                    term: 1,
+                    index: *p + 1,
+                    commit: 0,
+                    success: true,
+                });
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                w.write_all(head.as_bytes()).unwrap();
+                w.write_all(&body).unwrap();
+            }
+            w.flush().unwrap();
+            // Stay open until the client is done.
+            let _ = std::io::Read::read(&mut r, &mut [0u8; 1]);
+            prevs
+        });
+        let (tx, rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let sink: Sink = Arc::new(move |e| {
+            let _ = tx.lock().unwrap().send(e);
+        });
+        let mut t = HttpTransport::new(sink, Timeouts::default());
+        let to = Peer {
+            name: "f".into(),
+            connection_string: format!("http://127.0.0.1:{port}"),
+        };
+        for prev in [4, 5] {
+            let req = AppendRequest {
+                term: 1,
+                prev_index: prev,
+                prev_term: 1,
+                commit: 0,
+                leader: "l".into(),
+                entries: vec![],
+            };
+            let sent = SentAppend {
+                term: 1,
+                epoch: 0,
+                round: 0,
+                prev,
+                last: prev,
+            };
+            t.send(Outbound::Append {
+                to: to.clone(),
+                req,
+                sent,
+            });
+            // Let the first go out alone (not merged with the second).
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+                Event::AppendResult { sent, resp, .. } => {
+                    got.push((sent.prev, resp.map(|r| r.index)))
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(got, [(4, Some(5)), (5, Some(6))]);
+        drop(t);
+        assert_eq!(server.join().unwrap(), [4, 5]);
+    }
+
+    /// A connection that dies with requests outstanding fails each of them once.
+    #[test]
+    fn a_dead_connection_fails_every_outstanding_request() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            drop(s);
+        });
+        let (tx, rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let sink: Sink = Arc::new(move |e| {
+            let _ = tx.lock().unwrap().send(e);
+        });
+        let mut t = HttpTransport::new(sink, Timeouts::default());
+        let to = Peer {
+            name: "f".into(),
+            connection_string: format!("http://127.0.0.1:{port}/"),
+        };
+        for prev in [1, 7] {
+            let req = AppendRequest {
+                term: 1,
+                prev_index: prev,
+                prev_term: 1,
+                commit: 0,
+                leader: "l".into(),
+                entries: vec![],
+            };
+            let sent = SentAppend {
+                term: 1,
+                epoch: 0,
+                round: 0,
+                prev,
+                last: prev,
+            };
+            t.send(Outbound::Append {
+                to: to.clone(),
+                req,
+                sent,
+            });
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+                Event::AppendResult { sent, resp, .. } => got.push((sent.prev, resp)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        got.sort_by_key(|g| g.0);
+        assert_eq!(got, [(1, None), (7, None)]);
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "one result each"
+        );
+        server.join().unwrap();
     }
 
     #[test]
