@@ -499,43 +499,51 @@ fn scan_write(e: &RawEntry<'_>) -> Scanned {
     e.wire.command.and_then(payload::canonical_write)
 }
 
-/// Items a pipelined pass hands over at once, and how many batches may wait.
-const PIPE_BATCH: usize = 2048;
+/// Scans a pipelined pass hands over at once, and how many batches may wait.
+const PIPE_BATCH: usize = 8192;
 const PIPE_DEPTH: usize = 4;
-
-/// One item of a pipelined pass's reading: what [`crate::scan::Frames::each`] gives, and the
-/// write payload's scan.
-type Piped<'a> = (Result<RawEntry<'a>, LogError>, usize, Option<Scanned>);
 
 /// What a pass does with each item of its reading, the byte offset after it and the scan.
 type Step<'s, 'a> = dyn FnMut(Result<&RawEntry<'a>, LogError>, usize, Option<Scanned>) + 's;
 
-/// Reads `reader` on a second thread, which also scans the write payloads, and gives each item
-/// to `step` on this one, in order, a batch at a time.
-fn pipelined<'a>(mut reader: crate::scan::Frames<'a>, step: &mut Step<'_, 'a>) {
+/// A scan in one byte, for the hand-over: 0 for `None`, else 1 plus the flags.
+fn pack(scan: Scanned) -> u8 {
+    scan.map_or(0, |c| 1 | u8::from(c.fffd_escape) << 1 | u8::from(c.fffd_raw) << 2)
+}
+
+fn unpack(b: u8) -> Scanned {
+    (b != 0).then_some(payload::Canonical {
+        fffd_escape: b & 2 != 0,
+        fffd_raw: b & 4 != 0,
+    })
+}
+
+/// Reads `reader` and gives each item to `step`, in order, on this thread, while a second
+/// thread reads the same frames ahead of it and scans their write payloads, handing the scans
+/// over (a byte each) in batches. Both threads read the same bytes with the same reader, so
+/// they meet the same write entries in the same order. Handing over the decoded entries
+/// instead cost more than decoding them twice.
+fn pipelined<'a>(reader: crate::scan::Frames<'a>, step: &mut Step<'_, 'a>) {
     use std::sync::mpsc;
-    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<Piped<'a>>>(PIPE_DEPTH);
-    let (empty_tx, empty_rx) = mpsc::channel::<Vec<Piped<'a>>>();
+    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(PIPE_DEPTH);
+    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+    let mut ahead = reader.clone();
+    let mut reader = reader;
     std::thread::scope(|s| {
         s.spawn(move || {
             let mut batch = Vec::with_capacity(PIPE_BATCH);
             let mut open = true;
-            reader.each(|item, pos| {
-                if !open {
+            ahead.each(|item, _| {
+                let Ok(e) = item else { return };
+                if !open || e.wire.name != b"write" {
                     return;
                 }
-                let item = match item {
-                    Ok(e) => {
-                        let scan = (e.wire.name == b"write").then(|| scan_write(e));
-                        (Ok(*e), pos, scan)
-                    }
-                    Err(d) => (Err(d), pos, None),
-                };
-                batch.push(item);
+                batch.push(pack(scan_write(e)));
                 if batch.len() == PIPE_BATCH {
-                    let next = empty_rx
+                    let mut next = empty_rx
                         .try_recv()
                         .unwrap_or_else(|_| Vec::with_capacity(PIPE_BATCH));
+                    next.clear();
                     // A closed channel: the rules stopped (a panic there); so does the reading.
                     open = full_tx.send(std::mem::replace(&mut batch, next)).is_ok();
                 }
@@ -544,15 +552,26 @@ fn pipelined<'a>(mut reader: crate::scan::Frames<'a>, step: &mut Step<'_, 'a>) {
                 let _ = full_tx.send(batch);
             }
         });
-        for mut batch in full_rx {
-            for (item, pos, scan) in batch.drain(..) {
-                match item {
-                    Ok(e) => step(Ok(&e), pos, scan),
-                    Err(d) => step(Err(d), pos, scan),
+        let mut scans: Vec<u8> = Vec::new();
+        let mut next = 0;
+        reader.each(|item, pos| {
+            let scan = match &item {
+                Ok(e) if e.wire.name == b"write" => {
+                    if next == scans.len() {
+                        let _ = empty_tx.send(std::mem::take(&mut scans));
+                        scans = full_rx.recv().unwrap_or_default();
+                        next = 0;
+                    }
+                    // Without a scan (the other thread ended early), the rules scan it.
+                    let scan = scans.get(next).map(|&b| unpack(b));
+                    next += 1;
+                    scan
                 }
-            }
-            let _ = empty_tx.send(batch);
-        }
+                _ => None,
+            };
+            step(item, pos, scan);
+        });
+        drop(full_rx);
     });
 }
 
