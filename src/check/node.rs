@@ -508,7 +508,9 @@ type Step<'s, 'a> = dyn FnMut(Result<&RawEntry<'a>, LogError>, usize, Option<Sca
 
 /// A scan in one byte, for the hand-over: 0 for `None`, else 1 plus the flags.
 fn pack(scan: Scanned) -> u8 {
-    scan.map_or(0, |c| 1 | u8::from(c.fffd_escape) << 1 | u8::from(c.fffd_raw) << 2)
+    scan.map_or(0, |c| {
+        1 | u8::from(c.fffd_escape) << 1 | u8::from(c.fffd_raw) << 2
+    })
 }
 
 fn unpack(b: u8) -> Scanned {
