@@ -1069,33 +1069,75 @@ mod tests {
         assert!(parse_answer(&[b'x'; MAX_HEAD + 1]).is_err());
     }
 
+    /// Reads one AppendEntries request from `r`: its prevLogIndex.
+    fn read_append(r: &mut impl std::io::BufRead) -> u64 {
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.strip_prefix("Content-Length: ") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; len];
+        std::io::Read::read_exact(r, &mut body).unwrap();
+        decode_append_request(&body).unwrap().prev_index
+    }
+
+    /// A transport whose events arrive on the returned channel.
+    fn transport() -> (HttpTransport, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let sink: Sink = Arc::new(move |e| {
+            let _ = tx.lock().unwrap().send(e);
+        });
+        (HttpTransport::new(sink, Timeouts::default()), rx)
+    }
+
+    /// Queues an empty AppendEntries after `prev` for `to`.
+    fn append(t: &mut HttpTransport, to: &Peer, prev: u64) {
+        let req = AppendRequest {
+            term: 1,
+            prev_index: prev,
+            prev_term: 1,
+            commit: 0,
+            leader: "l".into(),
+            entries: vec![],
+        };
+        let sent = SentAppend {
+            term: 1,
+            epoch: 0,
+            round: 0,
+            prev,
+            last: prev,
+        };
+        t.send(Outbound::Append {
+            to: to.clone(),
+            req,
+            sent,
+        });
+    }
+
     /// A follower that reads two pipelined requests before answering either: both results
-    /// come back, in order, on one connection.
+    /// come back, in order, on one connection. The second request is queued only once the
+    /// follower holds the first, so the two go out apart whatever the timing.
     #[test]
     fn requests_are_pipelined_on_one_connection_and_answered_in_order() {
-        use std::io::{BufRead, BufReader, Write};
+        use std::io::{BufReader, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let (seen_tx, seen) = mpsc::channel();
         let server = std::thread::spawn(move || {
             let (s, _) = listener.accept().unwrap();
             s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             let mut r = BufReader::new(s.try_clone().unwrap());
             let mut prevs = Vec::new();
             for _ in 0..2 {
-                let mut len = 0;
-                loop {
-                    let mut line = String::new();
-                    r.read_line(&mut line).unwrap();
-                    if line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.strip_prefix("Content-Length: ") {
-                        len = v.trim().parse().unwrap();
-                    }
-                }
-                let mut body = vec![0; len];
-                std::io::Read::read_exact(&mut r, &mut body).unwrap();
-                prevs.push(decode_append_request(&body).unwrap().prev_index);
+                prevs.push(read_append(&mut r));
+                let _ = seen_tx.send(());
             }
             let mut w = s;
             for p in &prevs {
@@ -1114,40 +1156,14 @@ mod tests {
             let _ = std::io::Read::read(&mut r, &mut [0u8; 1]);
             prevs
         });
-        let (tx, rx) = mpsc::channel();
-        let tx = std::sync::Mutex::new(tx);
-        let sink: Sink = Arc::new(move |e| {
-            let _ = tx.lock().unwrap().send(e);
-        });
-        let mut t = HttpTransport::new(sink, Timeouts::default());
+        let (mut t, rx) = transport();
         let to = Peer {
             name: "f".into(),
             connection_string: format!("http://127.0.0.1:{port}"),
         };
-        for prev in [4, 5] {
-            let req = AppendRequest {
-                term: 1,
-                prev_index: prev,
-                prev_term: 1,
-                commit: 0,
-                leader: "l".into(),
-                entries: vec![],
-            };
-            let sent = SentAppend {
-                term: 1,
-                epoch: 0,
-                round: 0,
-                prev,
-                last: prev,
-            };
-            t.send(Outbound::Append {
-                to: to.clone(),
-                req,
-                sent,
-            });
-            // Let the first go out alone (not merged with the second).
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        append(&mut t, &to, 4);
+        seen.recv_timeout(Duration::from_secs(10)).unwrap();
+        append(&mut t, &to, 5);
         let mut got = Vec::new();
         for _ in 0..2 {
             match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
@@ -1162,49 +1178,32 @@ mod tests {
         assert_eq!(server.join().unwrap(), [4, 5]);
     }
 
-    /// A connection that dies with requests outstanding fails each of them once.
+    /// A connection that dies with requests outstanding fails each of them once. The follower
+    /// reads both requests (so both are outstanding) and then closes the connection.
     #[test]
     fn a_dead_connection_fails_every_outstanding_request() {
+        use std::io::BufReader;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let (seen_tx, seen) = mpsc::channel();
         let server = std::thread::spawn(move || {
             let (s, _) = listener.accept().unwrap();
-            std::thread::sleep(Duration::from_millis(200));
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            for _ in 0..2 {
+                read_append(&mut r);
+                let _ = seen_tx.send(());
+            }
             drop(s);
         });
-        let (tx, rx) = mpsc::channel();
-        let tx = std::sync::Mutex::new(tx);
-        let sink: Sink = Arc::new(move |e| {
-            let _ = tx.lock().unwrap().send(e);
-        });
-        let mut t = HttpTransport::new(sink, Timeouts::default());
+        let (mut t, rx) = transport();
         let to = Peer {
             name: "f".into(),
             connection_string: format!("http://127.0.0.1:{port}/"),
         };
-        for prev in [1, 7] {
-            let req = AppendRequest {
-                term: 1,
-                prev_index: prev,
-                prev_term: 1,
-                commit: 0,
-                leader: "l".into(),
-                entries: vec![],
-            };
-            let sent = SentAppend {
-                term: 1,
-                epoch: 0,
-                round: 0,
-                prev,
-                last: prev,
-            };
-            t.send(Outbound::Append {
-                to: to.clone(),
-                req,
-                sent,
-            });
-            std::thread::sleep(Duration::from_millis(30));
-        }
+        append(&mut t, &to, 1);
+        seen.recv_timeout(Duration::from_secs(10)).unwrap();
+        append(&mut t, &to, 7);
         let mut got = Vec::new();
         for _ in 0..2 {
             match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
