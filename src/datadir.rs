@@ -358,6 +358,33 @@ impl DataDir {
     }
 }
 
+/// Helpers for tests that build data dirs from log bytes.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::{Path, PathBuf};
+
+    /// The byte range of the first good frame at `index` in `log`.
+    pub(crate) fn frame_span(log: &[u8], index: u64) -> (usize, usize) {
+        crate::format::log::LogReader::new(log)
+            .flatten()
+            .find(|e| e.index() == index)
+            .map(|e| (e.offset as usize, e.end() as usize))
+            .unwrap()
+    }
+
+    /// Writes a data dir `root/name` holding `log`, a `name` file and, when given, `conf`.
+    pub(crate) fn write_node(root: &Path, name: &str, log: &[u8], conf: Option<&str>) -> PathBuf {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("log"), log).unwrap();
+        std::fs::write(dir.join("name"), name).unwrap();
+        if let Some(c) = conf {
+            std::fs::write(dir.join("conf"), c).unwrap();
+        }
+        dir
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

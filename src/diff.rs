@@ -1603,20 +1603,11 @@ mod tests {
         }
         let clean = node(tmp.path(), "clean", &entries);
         let bytes = clean.log.bytes().to_vec();
-        let frame_at = |index: u64| {
-            crate::format::log::LogReader::new(&bytes)
-                .flatten()
-                .find(|e| e.index() == index)
-                .map(|e| (e.offset as usize, e.end() as usize))
-                .unwrap()
-        };
+        let frame_at = |index: u64| crate::datadir::testing::frame_span(&bytes, index);
         let variant = |name: &str, f: &dyn Fn(&mut Vec<u8>)| {
             let mut b = bytes.clone();
             f(&mut b);
-            let dir = tmp.path().join(name);
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join("log"), &b).unwrap();
-            std::fs::write(dir.join("name"), name).unwrap();
+            let dir = crate::datadir::testing::write_node(tmp.path(), name, &b, None);
             crate::datadir::open(&dir).unwrap()
         };
         let (mid, mid_end) = frame_at(6_000);

@@ -182,11 +182,6 @@ impl<'a> Frames<'a> {
         self.release();
     }
 
-    /// The bytes of the log this reader reads.
-    pub fn bytes(&self) -> &'a [u8] {
-        self.buf
-    }
-
     /// [`Frames::each`] that stops as soon as `f` breaks; the position is then just after the
     /// item it broke on. For a pass that can end early (`replay --at`).
     #[inline]

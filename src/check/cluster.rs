@@ -849,7 +849,7 @@ mod tests {
     /// shared pass): each node's report is what its own check gives.
     #[test]
     fn shared_passes_give_what_the_separate_passes_give() {
-        use crate::format::log::{LogReader, LogWriter};
+        use crate::format::log::LogWriter;
         use crate::model::Command;
         let tmp = tempfile::tempdir().unwrap();
         let mut lw = LogWriter::new(Vec::new());
@@ -877,24 +877,11 @@ mod tests {
             }
         }
         let bytes = lw.into_inner();
-        let frame_at = |index: u64| {
-            LogReader::new(&bytes)
-                .flatten()
-                .find(|e| e.index() == index)
-                .map(|e| (e.offset as usize, e.end() as usize))
-                .unwrap()
-        };
+        let frame_at = |index: u64| crate::datadir::testing::frame_span(&bytes, index);
         let make = |name: &str, f: &dyn Fn(&mut Vec<u8>), conf: Option<&str>| {
             let mut b = bytes.clone();
             f(&mut b);
-            let dir = tmp.path().join(name);
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join("log"), &b).unwrap();
-            std::fs::write(dir.join("name"), name).unwrap();
-            if let Some(c) = conf {
-                std::fs::write(dir.join("conf"), c).unwrap();
-            }
-            dir
+            crate::datadir::testing::write_node(tmp.path(), name, &b, conf)
         };
         // The first frame from index 2,000 on whose length has a hex letter.
         let upper = (2_000..)

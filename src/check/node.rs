@@ -225,13 +225,6 @@ pub struct Fork<'c> {
     at: (usize, u64),
 }
 
-impl Fork<'_> {
-    /// The byte offset where the fork was taken.
-    pub fn offset(&self) -> u64 {
-        self.at.0 as u64
-    }
-}
-
 /// Whether two contexts give the same log pass over the same bytes: all but the label and file.
 pub fn same_rules(a: &LogContext, b: &LogContext) -> bool {
     a.start_index == b.start_index

@@ -1087,6 +1087,31 @@ mod tests {
         decode_append_request(&body).unwrap().prev_index
     }
 
+    /// A test follower on a free port: it accepts one connection, reads two AppendEntries
+    /// requests, signalling each on the returned channel, then hands the connection, its
+    /// reader and the requests' prevLogIndex values to `then`.
+    fn follower<R: Send + 'static>(
+        then: impl FnOnce(std::net::TcpStream, std::io::BufReader<std::net::TcpStream>, Vec<u64>) -> R
+            + Send
+            + 'static,
+    ) -> (u16, mpsc::Receiver<()>, std::thread::JoinHandle<R>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (seen_tx, seen) = mpsc::channel();
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+            let mut prevs = Vec::new();
+            for _ in 0..2 {
+                prevs.push(read_append(&mut r));
+                let _ = seen_tx.send(());
+            }
+            then(s, r, prevs)
+        });
+        (port, seen, server)
+    }
+
     /// A transport whose events arrive on the returned channel.
     fn transport() -> (HttpTransport, mpsc::Receiver<Event>) {
         let (tx, rx) = mpsc::channel();
@@ -1126,20 +1151,8 @@ mod tests {
     /// follower holds the first, so the two go out apart whatever the timing.
     #[test]
     fn requests_are_pipelined_on_one_connection_and_answered_in_order() {
-        use std::io::{BufReader, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (seen_tx, seen) = mpsc::channel();
-        let server = std::thread::spawn(move || {
-            let (s, _) = listener.accept().unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut prevs = Vec::new();
-            for _ in 0..2 {
-                prevs.push(read_append(&mut r));
-                let _ = seen_tx.send(());
-            }
-            let mut w = s;
+        use std::io::Write;
+        let (port, seen, server) = follower(|mut w, mut r, prevs| {
             for p in &prevs {
                 let body = encode_append_response(&AppendResponse {
                     term: 1,
@@ -1182,20 +1195,8 @@ mod tests {
     /// reads both requests (so both are outstanding) and then closes the connection.
     #[test]
     fn a_dead_connection_fails_every_outstanding_request() {
-        use std::io::BufReader;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (seen_tx, seen) = mpsc::channel();
-        let server = std::thread::spawn(move || {
-            let (s, _) = listener.accept().unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            for _ in 0..2 {
-                read_append(&mut r);
-                let _ = seen_tx.send(());
-            }
-            drop(s);
-        });
+        // Both connection handles close when the follower returns.
+        let (port, seen, server) = follower(|_, _, _| ());
         let (mut t, rx) = transport();
         let to = Peer {
             name: "f".into(),
