@@ -74,6 +74,39 @@ impl<'a> Frames<'a> {
         self.pos as u64
     }
 
+    /// The good frames read so far (counting those before the start of a resumed reader).
+    pub fn ordinal(&self) -> u64 {
+        self.ordinal
+    }
+
+    /// [`Frames::each`] for the items that start before byte `end`: it stops at the first frame
+    /// (or damage) that starts at or after `end`, leaving the reader there. A frame that starts
+    /// before `end` is read whole, wherever it ends.
+    #[inline]
+    pub fn each_before(
+        &mut self,
+        end: usize,
+        mut f: impl FnMut(Result<&RawEntry<'a>, LogError>, usize),
+    ) {
+        while self.pos < end {
+            if let Some(e) = self.fast() {
+                self.pos += CANONICAL_HEADER_LEN + e.body.len();
+                self.ordinal += 1;
+                self.release();
+                f(Ok(&e), self.pos);
+                continue;
+            }
+            let Some(item) = self.slow() else {
+                return;
+            };
+            self.release();
+            match item {
+                Ok(e) => f(Ok(&e), self.pos),
+                Err(d) => f(Err(d), self.pos),
+            }
+        }
+    }
+
     /// The next frame without decoding it, when this log holds at this position the very bytes
     /// of `e`, a good frame that another log (`other`) holds at the same offset: then it is
     /// the frame [`Iterator::next`] would yield (a good frame's parse depends on its own bytes
@@ -275,6 +308,41 @@ impl<'a> Frames<'a> {
             }
         }
     }
+}
+
+/// How many canonical frames in a row [`boundary_after`] wants before it takes a position for a
+/// frame boundary.
+const BOUNDARY_RUN: u32 = 8;
+
+/// How far past its starting point [`boundary_after`] looks.
+const BOUNDARY_REACH: usize = 1 << 20;
+
+/// A likely frame boundary at or after byte `from` of `buf` (within a MiB of it): the first
+/// position where [`BOUNDARY_RUN`] canonical good frames follow one another, with the index and
+/// term of the first. Only likely: a payload can hold bytes that look like frames. A reader that
+/// read the log from its start and stops exactly there proves it (it never lands inside a
+/// frame), and a frame read from a true boundary is the frame any reader finds there.
+pub fn boundary_after(buf: &[u8], from: usize) -> Option<(usize, u64, u64)> {
+    let limit = from.saturating_add(BOUNDARY_REACH).min(buf.len());
+    let mut nl = from.checked_add(CANONICAL_HEADER_LEN - 1)?;
+    while nl < limit {
+        let at = nl + 1 - CANONICAL_HEADER_LEN;
+        if buf[nl] == b'\n' {
+            let mut reader = Frames::resume(buf, at, 0);
+            let mut first = None;
+            let mut run = 0;
+            reader.each_canonical_before(buf.len(), |e| {
+                first.get_or_insert((e.wire.index, e.wire.term));
+                run += 1;
+                run < BOUNDARY_RUN
+            });
+            if run == BOUNDARY_RUN {
+                return first.map(|(index, term)| (at, index, term));
+            }
+        }
+        nl += 1;
+    }
+    None
 }
 
 impl<'a> Iterator for Frames<'a> {

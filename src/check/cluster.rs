@@ -109,7 +109,7 @@ pub fn check(nodes: &[DataDir]) -> Vec<Finding> {
 pub fn check_all(nodes: &[DataDir]) -> (Vec<NodeReport>, Vec<Finding>) {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     if nodes.len() < 2 {
-        // Nothing to compare: the node's own check (pipelined on a large log).
+        // Nothing to compare: the node's own check (in parts on a large log).
         return (nodes.iter().map(node::check).collect(), Vec::new());
     }
     if cores < 2 {
@@ -157,8 +157,7 @@ fn check_all_on(nodes: &[DataDir], threads: usize) -> (Vec<NodeReport>, Vec<Find
     let run = |task: Task<'_>| match task {
         Task::Compare => *lock(&across) = check(nodes),
         Task::Lead { k, followers } => {
-            // Not pipelined: the comparison keeps the other core busy, and a third thread
-            // made three nodes slower.
+            // One thread: the comparison keeps the other core busy.
             let mut pass = checks[k].log_pass();
             let others: Vec<&[u8]> = followers.iter().map(|&j| nodes[j].log.bytes()).collect();
             pass.run_forking(

@@ -187,6 +187,8 @@ struct Pass<'c> {
     unknown: Vec<Unknown>,
     unknown_more: u64,
     membership_from: u64,
+    /// The `raft:join` and `raft:leave` entries seen (see [`Pass::absorb`]).
+    membership_cmds: u64,
 }
 
 /// Checks a log held in memory. This is the in-process entry point used by sweeps over damaged
@@ -210,8 +212,6 @@ pub struct LogPass<'c> {
     /// Where [`LogPass::run`] starts reading, and the number of good frames before it: not 0
     /// for a pass that goes on from a [`Fork`].
     from: (usize, u64),
-    /// Whether [`LogPass::run`] reads on a second thread (see [`LogPass::pipelined`]).
-    pipelined: bool,
 }
 
 /// A log pass as it stood at a frame boundary, with no damage seen before it: the pass of
@@ -253,6 +253,7 @@ impl<'c> LogPass<'c> {
             unknown: Vec::new(),
             unknown_more: 0,
             membership_from: 0,
+            membership_cmds: 0,
         };
         if let Some(peers) = &ctx.base_members {
             pass.out.membership.known = true;
@@ -291,7 +292,6 @@ impl<'c> LogPass<'c> {
             pass,
             base,
             from: (0, 0),
-            pipelined: false,
         }
     }
 
@@ -321,22 +321,13 @@ impl<'c> LogPass<'c> {
             unknown: p.unknown,
             unknown_more: p.unknown_more,
             membership_from: p.membership_from,
+            membership_cmds: p.membership_cmds,
         };
         LogPass {
             pass,
             base: 0,
             from: at,
-            pipelined: false,
         }
-    }
-
-    /// Makes [`LogPass::run`] and [`LogPass::run_forking`] read the frames and scan the write
-    /// payloads on a second thread, a batch ahead of the rules, which run on the caller's: the
-    /// two halves cost about the same, so a log is checked in about half the time on two cores.
-    /// The findings are the same.
-    pub fn pipelined(mut self, on: bool) -> Self {
-        self.pipelined = on;
-        self
     }
 
     /// Whether the frames must be read by [`LogPass::run`]: the file starts with a commit-index
@@ -398,46 +389,41 @@ impl<'c> LogPass<'c> {
         };
         let mut last = (from, from_ordinal);
         let pass = &mut self.pass;
-        let mut step =
-            |item: Result<&RawEntry<'_>, LogError>, pos: usize, scan: Option<Scanned>| {
-                let pos = base as usize + pos;
-                if pos > horizon || (item.is_err() && horizon != usize::MAX) {
-                    horizon = usize::MAX;
-                    let mut copy: Option<Option<Fork<'c>>> = None;
-                    for (k, side) in sides.iter_mut().enumerate() {
-                        if side.done {
-                            continue;
-                        }
-                        side.compare(bytes, others[k], pos, &|r| release_other(k, r));
-                        let passed = side.limit.is_some_and(|l| pos > l);
-                        if passed || item.is_err() {
-                            side.done = true;
-                            fork(k, copy.get_or_insert_with(|| pass.fork(last)).clone());
-                        } else {
-                            horizon = horizon.min(side.limit.unwrap_or(side.same_to));
-                        }
+        let mut step = |item: Result<&RawEntry<'_>, LogError>, pos: usize| {
+            let pos = base as usize + pos;
+            if pos > horizon || (item.is_err() && horizon != usize::MAX) {
+                horizon = usize::MAX;
+                let mut copy: Option<Option<Fork<'c>>> = None;
+                for (k, side) in sides.iter_mut().enumerate() {
+                    if side.done {
+                        continue;
+                    }
+                    side.compare(bytes, others[k], pos, &|r| release_other(k, r));
+                    let passed = side.limit.is_some_and(|l| pos > l);
+                    if passed || item.is_err() {
+                        side.done = true;
+                        fork(k, copy.get_or_insert_with(|| pass.fork(last)).clone());
+                    } else {
+                        horizon = horizon.min(side.limit.unwrap_or(side.same_to));
                     }
                 }
-                match item {
-                    Ok(e) => {
-                        last = (pos, e.ordinal + 1);
-                        pass.entry_scanned(e, base, scan);
-                    }
-                    Err(e) => {
-                        last = (pos, e.entry);
-                        pass.damage(rebase(e, base));
-                    }
+            }
+            match item {
+                Ok(e) => {
+                    last = (pos, e.ordinal + 1);
+                    pass.entry(e, base);
                 }
-                if pos >= released + 2 * STEP {
-                    release(released..pos - STEP);
-                    released = pos - STEP;
+                Err(e) => {
+                    last = (pos, e.entry);
+                    pass.damage(rebase(e, base));
                 }
-            };
-        if self.pipelined {
-            pipelined(reader, &mut step);
-        } else {
-            reader.each(|item, pos| step(item, pos, None));
-        }
+            }
+            if pos >= released + 2 * STEP {
+                release(released..pos - STEP);
+                released = pos - STEP;
+            }
+        };
+        reader.each(&mut step);
         // The others that hold at least all of this log: their passes go on from its end.
         let mut copy: Option<Option<Fork<'c>>> = None;
         for (k, side) in sides.iter_mut().enumerate() {
@@ -445,6 +431,103 @@ impl<'c> LogPass<'c> {
                 fork(k, copy.get_or_insert_with(|| pass.fork(last)).clone());
             }
         }
+    }
+
+    /// [`LogPass::run`] in `parts` parts checked at once, one per thread: the log is cut at
+    /// likely frame boundaries ([`crate::scan::boundary_after`]); each later part is checked
+    /// from a copy of the initial pass, as if its first frame followed an entry of the index
+    /// before and the same term, and this thread checks the first part. Then, in order, each
+    /// part is taken over ([`Pass::absorb`]) when this pass stopped exactly at its first frame
+    /// and the part found nothing that depends on what came before; any other part (damage, a
+    /// finding, a membership entry, a false boundary) is read again here, frame by frame. So
+    /// the findings are always those of [`LogPass::run`], and a clean log is checked in about
+    /// `1 / parts` of its time. `parts` below 2, a commit-index prefix or a resumed pass: the
+    /// plain run. Returns how many parts were taken over.
+    pub fn run_split(
+        &mut self,
+        parts: usize,
+        release: &(dyn Fn(std::ops::Range<usize>) + Sync),
+    ) -> usize {
+        const STEP: usize = 4 << 20;
+        let bytes = self.pass.buf;
+        let mut starts: Vec<(usize, u64, u64)> = Vec::new();
+        if parts >= 2 && self.base == 0 && self.from == (0, 0) {
+            for k in 1..parts {
+                let from = (bytes.len() / parts * k).max(starts.last().map_or(0, |s| s.0 + 1));
+                if let Some(b) = crate::scan::boundary_after(bytes, from) {
+                    if b.1 >= 1 {
+                        starts.push(b);
+                    }
+                }
+            }
+        }
+        if starts.is_empty() {
+            self.run(release);
+            return 0;
+        }
+        let ends: Vec<usize> = starts
+            .iter()
+            .skip(1)
+            .map(|s| s.0)
+            .chain([usize::MAX])
+            .collect();
+        let initial = self.pass.clone();
+        // Reads `reader` up to `end` into `pass`, giving back the pages left behind.
+        let read = |reader: &mut crate::scan::Frames<'c>, end: usize, pass: &mut Pass<'c>| {
+            let mut released = crate::scan::Frames::position(reader) as usize;
+            reader.each_before(end, |item, pos| {
+                match item {
+                    Ok(e) => pass.entry(e, 0),
+                    Err(e) => pass.damage(e),
+                }
+                if pos >= released + 2 * STEP {
+                    release(released..pos - STEP);
+                    released = pos - STEP;
+                }
+            });
+        };
+        let mut taken_over = 0;
+        std::thread::scope(|s| {
+            let handles: Vec<_> = starts
+                .iter()
+                .zip(&ends)
+                .map(|(&(start, index, term), &end)| {
+                    let mut pass = initial.clone();
+                    pass.prev = Some((index - 1, term));
+                    s.spawn(move || {
+                        let mut reader = crate::scan::Frames::resume(bytes, start, 0);
+                        read(&mut reader, end, &mut pass);
+                        (pass, reader.position() as usize)
+                    })
+                })
+                .collect();
+            let pass = &mut self.pass;
+            let mut reader = crate::scan::Frames::new(bytes);
+            read(&mut reader, starts[0].0, pass);
+            for ((handle, &(start, index, term)), &end) in
+                handles.into_iter().zip(&starts).zip(&ends)
+            {
+                let taken = match handle.join() {
+                    Ok((part, part_end)) => {
+                        reader.position() as usize == start
+                            && pass.absorb(&part, (index, term))
+                            && {
+                                let ordinal = reader.ordinal() + part.out.entries;
+                                reader = crate::scan::Frames::resume(bytes, part_end, ordinal);
+                                true
+                            }
+                    }
+                    // A part that panicked is read here (and panics here too).
+                    Err(_) => false,
+                };
+                if taken {
+                    taken_over += 1;
+                } else {
+                    read(&mut reader, end, pass);
+                }
+            }
+        });
+        taken_over
     }
 
     /// Ends the pass: what it learned, its findings in file order, and the per-code counts (the
@@ -475,99 +558,11 @@ impl crate::diff::Observer for LogPass<'_> {
     }
 }
 
-/// Whether a pass over a log of `len` bytes is worth reading on a second thread
-/// ([`LogPass::pipelined`]): with two cores or more, on logs of 8 MiB or more (below, starting
-/// the thread costs more than it saves).
-pub fn pipeline_pays(len: usize) -> bool {
-    len >= 8 << 20 && std::thread::available_parallelism().map_or(1, usize::from) >= 2
-}
-
-/// The scan of an entry's write payload ([`payload::canonical_write`]), done ahead: `Some` for
-/// a canonical write payload (with what it saw), `None` for anything else.
-type Scanned = Option<payload::Canonical>;
-
-/// The scan [`Pass::command`] needs for a `write` entry.
-#[inline]
-fn scan_write(e: &RawEntry<'_>) -> Scanned {
-    e.wire.command.and_then(payload::canonical_write)
-}
-
-/// Scans a pipelined pass hands over at once, and how many batches may wait.
-const PIPE_BATCH: usize = 8192;
-const PIPE_DEPTH: usize = 4;
-
-/// What a pass does with each item of its reading, the byte offset after it and the scan.
-type Step<'s, 'a> = dyn FnMut(Result<&RawEntry<'a>, LogError>, usize, Option<Scanned>) + 's;
-
-/// A scan in one byte, for the hand-over: 0 for `None`, else 1 plus the flags.
-fn pack(scan: Scanned) -> u8 {
-    scan.map_or(0, |c| {
-        1 | u8::from(c.fffd_escape) << 1 | u8::from(c.fffd_raw) << 2
-    })
-}
-
-fn unpack(b: u8) -> Scanned {
-    (b != 0).then_some(payload::Canonical {
-        fffd_escape: b & 2 != 0,
-        fffd_raw: b & 4 != 0,
-    })
-}
-
-/// Reads `reader` and gives each item to `step`, in order, on this thread, while a second
-/// thread reads the same frames ahead of it and scans their write payloads, handing the scans
-/// over (a byte each) in batches. Both threads read the same bytes with the same reader, so
-/// they meet the same write entries in the same order. Handing over the decoded entries
-/// instead cost more than decoding them twice.
-fn pipelined<'a>(reader: crate::scan::Frames<'a>, step: &mut Step<'_, 'a>) {
-    use std::sync::mpsc;
-    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(PIPE_DEPTH);
-    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
-    let mut ahead = reader.clone();
-    let mut reader = reader;
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            let mut batch = Vec::with_capacity(PIPE_BATCH);
-            let mut open = true;
-            ahead.each(|item, _| {
-                let Ok(e) = item else { return };
-                if !open || e.wire.name != b"write" {
-                    return;
-                }
-                batch.push(pack(scan_write(e)));
-                if batch.len() == PIPE_BATCH {
-                    let mut next = empty_rx
-                        .try_recv()
-                        .unwrap_or_else(|_| Vec::with_capacity(PIPE_BATCH));
-                    next.clear();
-                    // A closed channel: the rules stopped (a panic there); so does the reading.
-                    open = full_tx.send(std::mem::replace(&mut batch, next)).is_ok();
-                }
-            });
-            if open && !batch.is_empty() {
-                let _ = full_tx.send(batch);
-            }
-        });
-        let mut scans: Vec<u8> = Vec::new();
-        let mut next = 0;
-        reader.each(|item, pos| {
-            let scan = match &item {
-                Ok(e) if e.wire.name == b"write" => {
-                    if next == scans.len() {
-                        let _ = empty_tx.send(std::mem::take(&mut scans));
-                        scans = full_rx.recv().unwrap_or_default();
-                        next = 0;
-                    }
-                    // Without a scan (the other thread ended early), the rules scan it.
-                    let scan = scans.get(next).map(|&b| unpack(b));
-                    next += 1;
-                    scan
-                }
-                _ => None,
-            };
-            step(item, pos, scan);
-        });
-        drop(full_rx);
-    });
+/// In how many parts [`LogPass::run_split`] checks a log of `len` bytes: one per core, up to
+/// four, each of at least 8 MiB (below, starting a thread costs more than it saves).
+pub fn split_parts(len: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    cores.min(4).min(len / (8 << 20)).max(1)
 }
 
 /// One other log read side by side with a pass, for [`LogPass::run_forking`].
@@ -650,6 +645,48 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 impl<'c> Pass<'c> {
     /// A fork at `at` (the position and good frames before the next item), when no damage
     /// came before it.
+    /// Takes over `part`, a pass over the frames that follow this pass's last one, started on
+    /// its own from a copy of the initial pass whose previous entry was set to `(first index -
+    /// 1, first term)` (see [`LogPass::run_split`]), when that is what reading those frames
+    /// here would have done: this pass saw no damage and its last entry is the one `part`
+    /// assumed (or an older term), and `part` found nothing at all (no finding, no count, no
+    /// damage, no unknown name, no membership entry, which is all that depends on the state
+    /// before it). Then only counts and the last entry carry over. Returns whether it took it;
+    /// if not, nothing changed and the frames must be read here.
+    fn absorb(&mut self, part: &Pass<'c>, first: (u64, u64)) -> bool {
+        let plain = part.findings.is_empty()
+            && part.sink.counts.is_empty()
+            && part.damage.is_empty()
+            && part.out.first_damage.is_none()
+            && !part.pending_next
+            && part.unknown.is_empty()
+            && part.unknown_more == 0
+            && part.membership_cmds == 0;
+        let follows = self.damage.is_empty()
+            && self.out.first_damage.is_none()
+            && !self.pending_next
+            && self
+                .prev
+                .is_some_and(|(i, t)| i.checked_add(1) == Some(first.0) && t <= first.1);
+        if !(plain && follows) {
+            return false;
+        }
+        let (o, p) = (&mut self.out, &part.out);
+        o.entries += p.entries;
+        o.kept_entries += p.kept_entries;
+        o.kept_last_index = p.kept_last_index.or(o.kept_last_index);
+        o.last_index = p.last_index.or(o.last_index);
+        o.last_term = p.last_term.or(o.last_term);
+        for &(index, term) in &p.watched {
+            if !o.watched.iter().any(|(i, _)| *i == index) {
+                o.watched.push((index, term));
+            }
+        }
+        self.goraft_bytes += part.goraft_bytes;
+        self.prev = part.prev;
+        true
+    }
+
     fn fork(&self, at: (usize, u64)) -> Option<Fork<'c>> {
         (self.out.first_damage.is_none() && self.damage.is_empty()).then(|| Fork {
             pass: self.clone(),
@@ -667,13 +704,6 @@ impl<'c> Pass<'c> {
 
     #[inline]
     fn entry(&mut self, e: &RawEntry<'_>, base: u64) {
-        self.entry_scanned(e, base, None);
-    }
-
-    /// [`Pass::entry`] with the write payload's scan done ahead, when `scan` is given (see
-    /// [`Scanned`]).
-    #[inline]
-    fn entry_scanned(&mut self, e: &RawEntry<'_>, base: u64, scan: Option<Scanned>) {
         let off = base + e.offset;
         let (index, term) = (e.wire.index, e.wire.term);
         let in_prefix = self.out.first_damage.is_none();
@@ -714,7 +744,7 @@ impl<'c> Pass<'c> {
             }
         }
         self.prev = Some((index, term));
-        let undecodable = self.command(e, off, in_prefix, scan);
+        let undecodable = self.command(e, off, in_prefix);
         if in_prefix {
             self.out.kept_entries += 1;
             self.out.kept_last_index = Some(index);
@@ -892,16 +922,10 @@ impl<'c> Pass<'c> {
 
     /// Checks the command; returns whether goraft's `newCommand` would fail on it.
     #[inline]
-    fn command(
-        &mut self,
-        e: &RawEntry<'_>,
-        off: u64,
-        in_prefix: bool,
-        scan: Option<Scanned>,
-    ) -> bool {
+    fn command(&mut self, e: &RawEntry<'_>, off: u64, in_prefix: bool) -> bool {
         let payload = e.wire.command;
         match e.wire.name {
-            b"write" => match scan.unwrap_or_else(|| scan_write(e)) {
+            b"write" => match e.wire.command.and_then(payload::canonical_write) {
                 Some(c) => {
                     if c.fffd_escape || c.fffd_raw {
                         self.replacement_char(e, off, "value", c.fffd_escape);
@@ -927,7 +951,10 @@ impl<'c> Pass<'c> {
                 }
                 false
             }
-            b"raft:join" | b"raft:leave" => self.membership(e, off, in_prefix),
+            b"raft:join" | b"raft:leave" => {
+                self.membership_cmds += 1;
+                self.membership(e, off, in_prefix)
+            }
             name => {
                 // A canonical body skips `wire::check`, which is where invalid UTF-8 is found.
                 if e.wire.canonical
@@ -1304,10 +1331,8 @@ fn damage_code(kind: &Damage) -> &'static str {
 /// Checks one node: its log in one streaming pass, then snapshots, conf, name and leftovers.
 pub fn check(dir: &DataDir) -> NodeReport {
     let node = NodeCheck::new(dir);
-    let mut pass = node
-        .log_pass()
-        .pipelined(pipeline_pays(dir.log.bytes().len()));
-    pass.run(&|r| dir.log.release(r));
+    let mut pass = node.log_pass();
+    pass.run_split(split_parts(dir.log.bytes().len()), &|r| dir.log.release(r));
     node.finish(pass)
 }
 
@@ -1830,20 +1855,38 @@ mod tests {
             .collect()
     }
 
-    /// [`check_log`] with the pass pipelined.
-    fn pipelined_check(bytes: &[u8], ctx: &LogContext) -> (LogOutcome, Vec<Finding>) {
-        let mut pass = LogPass::new(bytes, ctx).pipelined(true);
-        pass.run(&|_| {});
+    /// [`check_log`] with the pass run in `parts` parts, and how many parts were taken over.
+    fn split_check(
+        bytes: &[u8],
+        ctx: &LogContext,
+        parts: usize,
+    ) -> ((LogOutcome, Vec<Finding>), usize) {
+        let mut pass = LogPass::new(bytes, ctx);
+        let taken = pass.run_split(parts, &|_| {});
         let (out, mut findings, sink) = pass.finish();
         findings.extend(sink.suppressed(ctx.node.as_deref()));
-        (out, findings)
+        ((out, findings), taken)
     }
 
-    /// A pipelined pass finds what a pass on one thread finds: on every fixture log, and on a
-    /// long log (many batches) with odd payloads, findings over the per-code limit, a hole,
-    /// garbage and a torn tail, with and without the commit-index prefix and a context.
+    /// Puts another entry in place of the write at an index (see [`writes`]), or returns false.
+    type Plant = Box<dyn Fn(&mut LogWriter<Vec<u8>>, u64) -> bool>;
+
+    /// A log of writes `1..n` in term 1 where `f(i)` may put another command at index `i`.
+    fn writes(n: u64, mut f: impl FnMut(&mut LogWriter<Vec<u8>>, u64) -> bool) -> Vec<u8> {
+        let mut w = LogWriter::new(Vec::new());
+        for i in 1..=n {
+            if !f(&mut w, i) {
+                w.append(i, 1, &write(&format!("k{i}"), "value")).unwrap();
+            }
+        }
+        w.into_inner()
+    }
+
+    /// A pass in parts finds what one pass finds: on every fixture log, and on a long log
+    /// with odd payloads, findings over the per-code limit, a hole, garbage and a torn tail,
+    /// with and without the commit-index prefix and a context, in 2 to 4 parts.
     #[test]
-    fn a_pipelined_pass_finds_the_same() {
+    fn a_pass_in_parts_finds_the_same() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
         let mut logs = 0;
         let mut stack = vec![root];
@@ -1856,7 +1899,7 @@ mod tests {
                     let bytes = std::fs::read(&path).unwrap();
                     let ctx = LogContext::default();
                     assert_eq!(
-                        pipelined_check(&bytes, &ctx),
+                        split_check(&bytes, &ctx, 2).0,
                         check_log(&bytes, &ctx),
                         "{}",
                         path.display()
@@ -1898,9 +1941,145 @@ mod tests {
             for ctx in [&LogContext::default(), &ctx] {
                 let want = check_log(bytes, ctx);
                 assert!(want.1.len() > 10, "{:?}", want.1);
-                assert_eq!(pipelined_check(bytes, ctx), want);
+                for parts in 2..=4 {
+                    assert_eq!(split_check(bytes, ctx, parts).0, want, "{parts} parts");
+                }
             }
         }
+    }
+
+    /// The parts of a clean log are taken over (the work is shared), and so are those of a
+    /// log whose findings all lie in the first part; with watched indexes in every part.
+    #[test]
+    fn clean_parts_are_taken_over() {
+        let ctx = LogContext {
+            watch: vec![3, 2_500, 7_000, 9_999],
+            ..LogContext::default()
+        };
+        let clean = writes(10_000, |_, _| false);
+        let want = check_log(&clean, &ctx);
+        assert_eq!(want.1, []);
+        assert_eq!(want.0.watched.len(), 4);
+        for parts in 2..=4 {
+            assert_eq!(split_check(&clean, &ctx, parts), (want.clone(), parts - 1));
+        }
+        let early = writes(10_000, |w, i| {
+            (i == 10)
+                .then(|| w.append(i, 0, &Command::Nop).unwrap())
+                .is_some()
+        });
+        let want = check_log(&early, &ctx);
+        assert_eq!(want.1.len(), 1, "{:?}", want.1);
+        assert_eq!(split_check(&early, &ctx, 2), (want, 1));
+    }
+
+    /// A part is read again when what it found depends on the entries before it: a term that
+    /// decreases or an index that jumps at (or next to) a part's first frame, a membership
+    /// entry inside a part, a finding or damage inside a part; the answer is always that of
+    /// one pass.
+    #[test]
+    fn parts_that_depend_on_what_came_before_are_read_again() {
+        let n = 10_000u64;
+        let base = writes(n, |_, _| false);
+        // The entry at the middle of the log is where a part of two starts.
+        let (at, mid, _) = crate::scan::boundary_after(&base, base.len() / 2).unwrap();
+        assert!(at > 0 && mid > 1);
+        for j in [mid - 1, mid, mid + 1, mid + 2] {
+            let cases: [Plant; 5] = [
+                Box::new(move |w, i| {
+                    (i == j)
+                        .then(|| w.append(i, 0, &write("k", "v")).unwrap())
+                        .is_some()
+                }),
+                Box::new(move |w, i| {
+                    (i == j)
+                        .then(|| w.append(i + 5, 1, &write("k", "v")).unwrap())
+                        .is_some()
+                }),
+                Box::new(move |w, i| {
+                    (i == j)
+                        .then(|| w.append(i, 1, &join("b")).unwrap())
+                        .is_some()
+                }),
+                Box::new(move |w, i| {
+                    (i == j)
+                        .then(|| w.append_raw(i, 1, "etcd:set", Some(b"{}")).unwrap())
+                        .is_some()
+                }),
+                Box::new(move |w, i| {
+                    (i == j)
+                        .then(|| w.append(i, 1, &write("k", "\u{fffd}")).unwrap())
+                        .is_some()
+                }),
+            ];
+            for (c, f) in cases.iter().enumerate() {
+                let bytes = writes(n, f);
+                let ctx = LogContext {
+                    base_members: Some(Vec::new()),
+                    ..LogContext::default()
+                };
+                let want = check_log(&bytes, &ctx);
+                assert!(!want.1.is_empty() || c == 2, "case {c} at index {j}");
+                let (got, taken) = split_check(&bytes, &ctx, 2);
+                assert_eq!(got, want, "case {c} at index {j}");
+                // Where this log's second part starts (the entries before it changed size), as
+                // the number of frames before it; the changed entry is frame `j - 1`.
+                let (at, _, _) = crate::scan::boundary_after(&bytes, bytes.len() / 2).unwrap();
+                let mut cut = 0;
+                crate::scan::Frames::new(&bytes).each_before(at, |_, _| cut += 1);
+                // An entry before the cut leaves the part after it plain, unless it is an index
+                // the part's first frame does not follow.
+                let plain = j - 1 < cut && !(c == 1 && j == cut);
+                assert_eq!(
+                    taken,
+                    usize::from(plain),
+                    "case {c} at index {j}, cut before frame {cut}"
+                );
+            }
+        }
+        let mut torn = base.clone();
+        torn.truncate(torn.len() - 3);
+        let mut holed = base.clone();
+        holed[base.len() * 3 / 4..base.len() * 3 / 4 + 100].fill(0);
+        for bytes in [torn, holed] {
+            let want = check_log(&bytes, &LogContext::default());
+            assert_eq!(split_check(&bytes, &LogContext::default(), 2), (want, 0));
+        }
+    }
+
+    /// A cut at a false boundary (frames inside a payload) is not trusted: the reader of the
+    /// first part does not stop there, so the part is read again. Here the false frames go on
+    /// with the indexes after the payload's entry and the true frames after them, so the part
+    /// looks plain and follows on: only the reader's position tells.
+    #[test]
+    fn a_false_boundary_is_not_trusted() {
+        let (half, k) = (2_000u64, 200u64);
+        let mut fake = LogWriter::new(Vec::new());
+        for i in half + 1..=half + k {
+            fake.append(i, 1, &write(&format!("k{i}"), "value"))
+                .unwrap();
+        }
+        let fake = fake.into_inner();
+        // Logs with more and more entries after the blob, until the middle of one falls just
+        // before the blob's first false frame.
+        let log = |after: u64| {
+            let mut w = LogWriter::new(Vec::new());
+            for i in (1..=half + k + after).filter(|i| !(half + 1..=half + k).contains(i)) {
+                if i == half {
+                    w.append_raw(i, 1, "blob", Some(&fake)).unwrap();
+                } else {
+                    w.append(i, 1, &write(&format!("k{i}"), "value")).unwrap();
+                }
+            }
+            w.into_inner()
+        };
+        let bytes = (1_700..2 * half)
+            .map(log)
+            .find(|b| crate::scan::boundary_after(b, b.len() / 2).is_some_and(|c| c.1 == half + 1))
+            .unwrap();
+        let want = check_log(&bytes, &LogContext::default());
+        assert!(want.1.iter().any(|f| f.code == "index-gap"), "{:?}", want.1);
+        assert_eq!(split_check(&bytes, &LogContext::default(), 2), (want, 0));
     }
 
     /// The spec's 161-byte sample (section 2.4.2): join@1, nop@2, write@3, term 0.
@@ -2108,7 +2287,9 @@ mod tests {
             }
             for bytes in [&noise[..], &spliced[..]] {
                 let (out, f) = check_log(bytes, &LogContext::default());
-                proptest::prop_assert_eq!(pipelined_check(bytes, &LogContext::default()), (out.clone(), f.clone()));
+                for parts in 2..=3 {
+                    proptest::prop_assert_eq!(split_check(bytes, &LogContext::default(), parts).0, (out.clone(), f.clone()));
+                }
                 let offsets: Vec<u64> = f.iter().filter_map(|f| f.offset).collect();
                 proptest::prop_assert!(offsets.windows(2).all(|w| w[0] <= w[1]));
                 proptest::prop_assert!(out.kept_entries <= out.entries);
