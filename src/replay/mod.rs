@@ -447,7 +447,7 @@ impl Pipeline {
 
     /// Queues a write; hands the batch off when it is full.
     #[inline]
-    fn push(&mut self, key: &str, value: &str, data: &mut KvMap, overwrites: &mut u64) {
+    fn push(&mut self, key: &[u8], value: &[u8], data: &mut KvMap, overwrites: &mut u64) {
         self.batch.push(&self.hasher, key, value);
         if self.batch.len() >= self.limit {
             self.hand_off(data, overwrites);
@@ -781,23 +781,20 @@ impl Replayer {
     /// [`Replayer::write`] when writes are applied (kept apart so that the membership-only
     /// case above inlines into `feed`).
     fn apply_write(&mut self, index: Index, term: Term, payload: &[u8]) {
+        if self.r.history.is_none() {
+            match payload::decode_write_bytes(payload) {
+                Ok([key, value]) => self.queue_write(index, &key, &value),
+                Err(e) => self.invalid_write(index, &e),
+            }
+            return;
+        }
         let [key, value] = match payload::decode_write(payload) {
             Ok(kv) => kv,
             Err(e) => {
-                self.r.stats.invalid += 1;
-                self.r.kv.apply(
-                    index,
-                    Command::Invalid {
-                        reason: e.to_string(),
-                    },
-                );
+                self.invalid_write(index, &e);
                 return;
             }
         };
-        if self.r.history.is_none() {
-            self.queue_write(index, &key, &value);
-            return;
-        }
         let st = &mut self.r.stats;
         st.writes += 1;
         st.written_bytes += (key.len() + value.len()) as u64;
@@ -823,10 +820,21 @@ impl Replayer {
         }
     }
 
-    /// Counts a decoded write and queues it (no history to keep); overwrites are counted as
-    /// batches are applied.
+    /// Counts a write whose payload does not decode.
+    fn invalid_write(&mut self, index: Index, e: &crate::format::gojson::JsonError) {
+        self.r.stats.invalid += 1;
+        self.r.kv.apply(
+            index,
+            Command::Invalid {
+                reason: e.to_string(),
+            },
+        );
+    }
+
+    /// Counts a decoded write (its key and value as UTF-8 bytes) and queues it (no history to
+    /// keep); overwrites are counted as batches are applied.
     #[inline]
-    fn queue_write(&mut self, index: Index, key: &str, value: &str) {
+    fn queue_write(&mut self, index: Index, key: &[u8], value: &[u8]) {
         let st = &mut self.r.stats;
         st.writes += 1;
         st.written_bytes += (key.len() + value.len()) as u64;

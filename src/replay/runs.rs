@@ -5,10 +5,19 @@
 //! applied writes). Here each write is appended to a queue; a queue is sorted (by key hash, in
 //! the cache) and merged into its run of distinct keys once it is as long as that run, so
 //! every step reads and writes memory in order. The state is partitioned by key hash, so a
-//! sort or merge works on a 64th of it. Keys and values are kept as text in one buffer per
-//! queue and per run, copied along at each merge, and become strings only at the end: building
-//! a string for each of millions of writes cost more than all the rest. Memory stays within
-//! about twice the state: a partition's queue never grows past its run (or a small floor).
+//! sort or merge works on a 64th of it. Keys and values are kept as UTF-8 bytes in one buffer
+//! per queue and per run, copied along at each merge, and become strings only at the end:
+//! building a string for each of millions of writes cost more than all the rest. Memory stays
+//! within about twice the state: a partition's queue never grows past its run (or a small
+//! floor).
+//!
+//! The reader's thread splits each batch by partition as it fills it ([`RunBatch`]), so the
+//! thread that applies it appends each partition's writes in one copy. A queue is sorted by a
+//! counting pass on the hash bits below the partition's, which leaves a few writes per bucket
+//! (the hashes are uniform), then a stable sort of each bucket: linear, where a comparison sort
+//! of the queue was a sixth of the applying thread's time. At the end both threads merge the
+//! last queues, and every key's sort prefix is sorted once, on two threads, to give the pairs
+//! in key order.
 //!
 //! The result is what applying the writes one by one to a map would give: within a queue the
 //! writes to one key keep their log order and the last one wins; a queue always holds writes
@@ -32,21 +41,21 @@ struct Ref {
 
 impl Ref {
     #[inline]
-    fn key<'t>(&self, text: &'t str) -> &'t str {
+    fn key<'t>(&self, text: &'t [u8]) -> &'t [u8] {
         text.get(self.at..self.at + self.key).unwrap_or_default()
     }
 
     #[inline]
-    fn value<'t>(&self, text: &'t str) -> &'t str {
+    fn value<'t>(&self, text: &'t [u8]) -> &'t [u8] {
         let from = self.at + self.key;
         text.get(from..from + self.value).unwrap_or_default()
     }
 
     /// Copies the pair from `text` to the end of `to`; the copy's reference.
     #[inline]
-    fn copy(&self, text: &str, to: &mut String) -> Ref {
+    fn copy(&self, text: &[u8], to: &mut Vec<u8>) -> Ref {
         let at = to.len();
-        to.push_str(
+        to.extend_from_slice(
             text.get(self.at..self.at + self.key + self.value)
                 .unwrap_or_default(),
         );
@@ -57,39 +66,56 @@ impl Ref {
 /// Partitions of the state (by the top bits of the key hash).
 const PARTS: usize = 64;
 
+/// The bits of the hash that choose the partition.
+const PART_BITS: u32 = 6;
+
 /// A queue is merged once it is as long as its run, and never while it is shorter than this.
 const MIN_QUEUE: usize = 1024;
 
 /// The partition of a key hash.
 #[inline]
 fn part_of(hash: u64) -> usize {
-    (hash >> 58) as usize
+    (hash >> (64 - PART_BITS)) as usize
 }
 
 /// The key hash: foldhash over the key's bytes, seeded per process (keys sent to `serve` cannot
 /// be chosen to collide).
 pub(crate) type KeyHasher = foldhash::fast::RandomState;
 
+/// Writes of one partition in log order, each with its text.
+#[derive(Debug, Default)]
+struct Queue {
+    refs: Vec<Ref>,
+    text: Vec<u8>,
+}
+
+impl Queue {
+    fn clear(&mut self) {
+        self.refs.clear();
+        self.text.clear();
+    }
+}
+
 /// Writes in log order (filled by the reader's thread).
 ///
 /// Why this shape: the reader's thread only hashes each key and copies the key and value after
 /// each other into one buffer; spreading them over the partitions is left to the thread that
-/// applies the batch.
+/// applies the batch (the reader is the busier of the two).
 #[derive(Debug, Default)]
 pub(crate) struct RunBatch {
-    /// Every key followed by its value.
-    text: String,
+    /// Every key followed by its value (UTF-8).
+    text: Vec<u8>,
     /// Each write's key hash and the lengths of its key and value, in order.
     writes: Vec<(u64, usize, usize)>,
 }
 
 impl RunBatch {
-    /// Queues a write whose key `hasher` hashes.
+    /// Queues a write whose key `hasher` hashes; `key` and `value` are UTF-8.
     #[inline]
-    pub(crate) fn push(&mut self, hasher: &impl BuildHasher, key: &str, value: &str) {
-        let hash = hasher.hash_one(key.as_bytes());
-        self.text.push_str(key);
-        self.text.push_str(value);
+    pub(crate) fn push(&mut self, hasher: &impl BuildHasher, key: &[u8], value: &[u8]) {
+        let hash = hasher.hash_one(key);
+        self.text.extend_from_slice(key);
+        self.text.extend_from_slice(value);
         self.writes.push((hash, key.len(), value.len()));
     }
 
@@ -99,26 +125,26 @@ impl RunBatch {
     }
 }
 
-/// One partition: its distinct keys sorted by hash, and the writes queued after them, each
-/// with its text.
+/// One partition: its distinct keys sorted by hash, and the writes queued after them.
 #[derive(Debug, Default)]
 struct Part {
     run: Vec<Ref>,
-    run_text: String,
-    queue: Vec<Ref>,
-    queue_text: String,
+    run_text: Vec<u8>,
+    queue: Queue,
 }
 
 /// Buffers reused by every merge.
 #[derive(Debug, Default)]
 struct Scratch {
-    /// The queue's positions by hash, then by position.
-    order: Vec<(u64, usize)>,
+    /// The queue sorted by hash, writes to one hash in log order.
+    sorted: Vec<Ref>,
+    /// Bucket bounds of the counting pass.
+    counts: Vec<usize>,
     /// The last write of each key of the queue, sorted by hash (references into the queue).
     dedup: Vec<Ref>,
     /// The merged run and its text.
     merged: Vec<Ref>,
-    merged_text: String,
+    merged_text: Vec<u8>,
 }
 
 /// The state as sorted runs; see the module docs.
@@ -149,8 +175,8 @@ impl<S: BuildHasher> Runs<S> {
                 key: k.len(),
                 value: v.len(),
             });
-            part.run_text.push_str(&k);
-            part.run_text.push_str(&v);
+            part.run_text.extend_from_slice(k.as_bytes());
+            part.run_text.extend_from_slice(v.as_bytes());
         }
         for part in &mut runs.parts {
             // Distinct keys: only their order is needed.
@@ -164,7 +190,7 @@ impl<S: BuildHasher> Runs<S> {
     pub(crate) fn absorb(&mut self, batch: &mut RunBatch) -> u64 {
         let mut at = 0;
         for &(hash, key, value) in &batch.writes {
-            let part = &mut self.parts[part_of(hash)];
+            let queue = &mut self.parts[part_of(hash)].queue;
             let r = Ref {
                 hash,
                 at,
@@ -172,13 +198,14 @@ impl<S: BuildHasher> Runs<S> {
                 value,
             };
             at += key + value;
-            part.queue.push(r.copy(&batch.text, &mut part.queue_text));
+            queue.refs.push(r.copy(&batch.text, &mut queue.text));
         }
         batch.text.clear();
         batch.writes.clear();
         let mut overwrites = 0;
         for part in &mut self.parts {
-            if !part.queue.is_empty() && part.queue.len() >= part.run.len().max(MIN_QUEUE) {
+            if !part.queue.refs.is_empty() && part.queue.refs.len() >= part.run.len().max(MIN_QUEUE)
+            {
                 overwrites += part.merge(&mut self.scratch);
             }
         }
@@ -186,48 +213,157 @@ impl<S: BuildHasher> Runs<S> {
     }
 
     /// Merges every queue; returns the pairs (distinct keys) in key order (by bytes), and how
-    /// many writes replaced a value in these last merges. Two threads share the work, each
-    /// taking half the partitions to a sorted vector; the two are then merged.
+    /// many writes replaced a value in these last merges. Two threads share the work: each
+    /// merges the queues of half the partitions and makes their pairs' strings (reading the
+    /// runs in order, and freeing them); the keys' sort prefixes are then sorted once, in two
+    /// halves (see `kv::sort_by_in_halves`), and the pairs moved into that order.
     pub(crate) fn finish(self) -> (Vec<(CompactString, CompactString)>, u64) {
-        let mut parts = self.parts;
+        let Runs {
+            hasher: _,
+            mut parts,
+            scratch,
+        } = self;
+        drop(scratch);
         let (low, high) = parts.split_at_mut(PARTS / 2);
-        let (a, b) = std::thread::scope(|s| {
-            let t = std::thread::Builder::new().spawn_scoped(s, || finish_parts(high));
-            let a = finish_parts(low);
-            match t.map(|t| t.join()) {
-                Ok(Ok(b)) => (a, Some(b)),
-                Ok(Err(panic)) => std::panic::resume_unwind(panic),
-                Err(_) => (a, None),
-            }
+        let mut halves = [
+            (low, Vec::new(), Vec::new()),
+            (high, Vec::new(), Vec::new()),
+        ];
+        let [a, b] = &mut halves;
+        let overwrites = two_threads(a, b, |h| finish_parts(&mut *h.0, &mut h.1, &mut h.2));
+        let [(_, mut pairs, mut order), (_, high_pairs, high_order)] = halves;
+        drop(parts);
+        let base = pairs.len();
+        pairs.extend(high_pairs);
+        order.extend(high_order.into_iter().map(|(hi, lo, i)| (hi, lo, i + base)));
+        let all = &pairs;
+        kv::sort_by_in_halves(&mut order, |a, b| {
+            (a.0, a.1)
+                .cmp(&(b.0, b.1))
+                .then_with(|| all[a.2].0.as_bytes().cmp(all[b.2].0.as_bytes()))
         });
-        let ((a, n), (b, m)) = (a, b.unwrap_or_else(|| finish_parts(high)));
-        (kv::merge_sorted(a, b), n + m)
+        let mut sorted = Vec::with_capacity(pairs.len());
+        for (_, _, i) in order {
+            sorted.push(std::mem::take(&mut pairs[i]));
+        }
+        (sorted, overwrites)
     }
 }
 
-/// Merges the queues of `parts` and returns their pairs in key order, and how many writes
-/// replaced a value in these merges. The parts are left empty.
-fn finish_parts(parts: &mut [Part]) -> (Vec<(CompactString, CompactString)>, u64) {
+/// Merges the queues of `parts` and appends their pairs to `pairs` (in partition and run
+/// order) and each key's sort prefix with the pair's position to `order`; the parts are left
+/// empty. How many writes replaced a value in these merges.
+fn finish_parts(
+    parts: &mut [Part],
+    pairs: &mut Vec<(CompactString, CompactString)>,
+    order: &mut Vec<SortPos>,
+) -> u64 {
     let mut scratch = Scratch::default();
     let mut overwrites = 0;
     for part in parts.iter_mut() {
-        if !part.queue.is_empty() {
+        if !part.queue.refs.is_empty() {
             overwrites += part.merge(&mut scratch);
         }
+        part.queue = Queue::default();
     }
     drop(scratch);
-    let mut pairs = Vec::with_capacity(parts.iter().map(|p| p.run.len()).sum());
+    let n = parts.iter().map(|p| p.run.len()).sum();
+    pairs.reserve_exact(n);
+    order.reserve_exact(n);
     for part in parts.iter_mut() {
         let part = std::mem::take(part);
-        let text = part.run_text.as_str();
-        pairs.extend(part.run.iter().map(|r| {
-            (
-                CompactString::new(r.key(text)),
-                CompactString::new(r.value(text)),
-            )
-        }));
+        let text = part.run_text.as_slice();
+        for r in &part.run {
+            let key = r.key(text);
+            let (hi, lo) = kv::sort_prefix_bytes(key);
+            order.push((hi, lo, pairs.len()));
+            pairs.push((to_string(key), to_string(r.value(text))));
+        }
     }
-    (kv::sort_distinct(pairs, kv::Threads::One), overwrites)
+    overwrites
+}
+
+/// A key's sort prefix (`kv::sort_prefix_bytes`) and the position of its pair.
+type SortPos = (u64, u64, usize);
+
+/// UTF-8 bytes as a string. Every text the runs hold came from a `str` or from ASCII the
+/// payload scan checked, so the lossy branch is never taken.
+fn to_string(b: &[u8]) -> CompactString {
+    CompactString::from_utf8(b)
+        .unwrap_or_else(|_| CompactString::from(String::from_utf8_lossy(b).as_ref()))
+}
+
+/// Runs `f(a)` on a second thread and `f(b)` on this one (both here when no thread can be
+/// started); the sum of their answers.
+fn two_threads<T: Send>(mut a: T, mut b: T, f: impl Fn(&mut T) -> u64 + Sync) -> u64 {
+    let (here, there) = std::thread::scope(|s| {
+        let t = std::thread::Builder::new().spawn_scoped(s, || f(&mut a));
+        let here = f(&mut b);
+        match t.map(|t| t.join()) {
+            Ok(Ok(n)) => (here, Some(n)),
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => (here, None),
+        }
+    });
+    here + there.unwrap_or_else(|| f(&mut a))
+}
+
+/// `queue` (writes of one partition: their hashes' top bits are equal) sorted by hash into
+/// `out`, writes with equal hashes in their order in `queue`.
+///
+/// A counting pass on the hash bits below the partition's spreads the writes over about half
+/// as many buckets as there are writes (a bucket's range of hashes is contiguous, and buckets
+/// come in hash order), then each bucket is sorted on its own: a few writes with uniform hashes,
+/// so the whole is linear. Every bucket sort is stable, so skewed hashes stay correct, only
+/// slower.
+fn sort_by_hash(queue: &[Ref], out: &mut Vec<Ref>, counts: &mut Vec<usize>) {
+    out.clear();
+    out.resize(queue.len(), Ref::default());
+    let bits = (usize::BITS - queue.len().leading_zeros())
+        .saturating_sub(1)
+        .min(16);
+    let shift = 64 - PART_BITS - bits;
+    let mask = (1usize << bits) - 1;
+    let bucket = |h: u64| (h >> shift) as usize & mask;
+    counts.clear();
+    counts.resize(mask + 2, 0);
+    for r in queue {
+        counts[bucket(r.hash) + 1] += 1;
+    }
+    for i in 1..counts.len() {
+        counts[i] += counts[i - 1];
+    }
+    // counts[b] is where bucket b starts; it ends where b + 1 starts.
+    for r in queue {
+        let b = bucket(r.hash);
+        out[counts[b]] = *r;
+        counts[b] += 1;
+    }
+    // Now counts[b] is where bucket b ends.
+    let mut from = 0;
+    for &to in &counts[..=mask] {
+        let slice = &mut out[from..to];
+        if slice.len() > 16 {
+            slice.sort_by_key(|r| r.hash);
+        } else {
+            insertion_sort_by_hash(slice);
+        }
+        from = to;
+    }
+}
+
+/// A stable insertion sort by hash, for the few writes of a bucket.
+#[inline]
+fn insertion_sort_by_hash(v: &mut [Ref]) {
+    for i in 1..v.len() {
+        let x = v[i];
+        let mut j = i;
+        while j > 0 && v[j - 1].hash > x.hash {
+            v[j] = v[j - 1];
+            j -= 1;
+        }
+        v[j] = x;
+    }
 }
 
 impl Part {
@@ -235,39 +371,35 @@ impl Part {
     /// run, or of an earlier write in the queue).
     fn merge(&mut self, s: &mut Scratch) -> u64 {
         let mut overwrites = 0;
-        // The queue's positions by hash, and by position among equal hashes (log order).
-        let order = &mut s.order;
-        order.clear();
-        order.extend(self.queue.iter().enumerate().map(|(i, r)| (r.hash, i)));
-        order.sort_unstable();
+        sort_by_hash(&self.queue.refs, &mut s.sorted, &mut s.counts);
         // The last write of each key, sorted by hash.
-        let (q, qt) = (&self.queue, self.queue_text.as_str());
+        let (q, qt) = (&s.sorted, self.queue.text.as_slice());
         let dedup = &mut s.dedup;
         dedup.clear();
         let mut i = 0;
-        while i < order.len() {
+        while i < q.len() {
             let mut j = i + 1;
-            while j < order.len() && order[j].0 == order[i].0 {
+            while j < q.len() && q[j].hash == q[i].hash {
                 j += 1;
             }
             if j == i + 1 {
-                dedup.push(q[order[i].1]);
+                dedup.push(q[i]);
             } else {
                 // Equal hashes: from the last write back, keep the first seen of each key.
                 let from = dedup.len();
-                for &(_, k) in order[i..j].iter().rev() {
-                    let key = q[k].key(qt);
+                for r in q[i..j].iter().rev() {
+                    let key = r.key(qt);
                     if dedup[from..].iter().any(|d| d.key(qt) == key) {
                         overwrites += 1;
                     } else {
-                        dedup.push(q[k]);
+                        dedup.push(*r);
                     }
                 }
             }
             i = j;
         }
         // Merge with the run; a queued write replaces the run's pair of its key.
-        let (run, rt) = (&self.run, self.run_text.as_str());
+        let (run, rt) = (&self.run, self.run_text.as_slice());
         let (merged, mt) = (&mut s.merged, &mut s.merged_text);
         merged.clear();
         mt.clear();
@@ -308,7 +440,6 @@ impl Part {
         std::mem::swap(&mut self.run, merged);
         std::mem::swap(&mut self.run_text, mt);
         self.queue.clear();
-        self.queue_text.clear();
         overwrites
     }
 }
@@ -316,8 +447,37 @@ impl Part {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::collections::BTreeMap;
     use std::hash::Hasher;
+
+    proptest! {
+        #[test]
+        fn sort_by_hash_is_a_stable_sort_by_hash(
+            part in 0u64..64,
+            hashes in proptest::collection::vec(
+                prop_oneof![any::<u64>(), 0u64..4, Just(u64::MAX), (0u64..8).prop_map(|h| h << 40)],
+                0..1500),
+        ) {
+            // One partition's writes; few distinct hashes make large buckets.
+            let queue: Vec<Ref> = hashes
+                .iter()
+                .enumerate()
+                .map(|(at, &h)| Ref {
+                    hash: part << (64 - PART_BITS) | h >> PART_BITS,
+                    at,
+                    key: 0,
+                    value: 0,
+                })
+                .collect();
+            let mut want = queue.clone();
+            want.sort_by_key(|r| r.hash);
+            let (mut out, mut counts) = (vec![Ref::default(); 5], Vec::new());
+            sort_by_hash(&queue, &mut out, &mut counts);
+            let pairs = |v: &[Ref]| v.iter().map(|r| (r.hash, r.at)).collect::<Vec<_>>();
+            prop_assert_eq!(pairs(&out), pairs(&want));
+        }
+    }
 
     /// Applies `writes` (key, value) through runs hashing with `hasher`, against a map.
     fn check<S: BuildHasher + Clone>(
@@ -343,7 +503,7 @@ mod tests {
             let mut batch = RunBatch::default();
             let mut overwrites = 0;
             for (k, v) in writes {
-                batch.push(hasher, k, v);
+                batch.push(hasher, k.as_bytes(), v.as_bytes());
                 if batch.len() >= batch_len {
                     overwrites += runs.absorb(&mut batch);
                     assert_eq!(batch.len(), 0);
