@@ -24,6 +24,7 @@
 //! later than its run. Keys whose hashes are equal but which differ are kept apart. Pure.
 
 use std::hash::BuildHasher;
+use std::ops::Range;
 
 use compact_str::CompactString;
 
@@ -64,7 +65,7 @@ impl Ref {
 }
 
 /// Partitions of the state (by the top bits of the key hash).
-const PARTS: usize = 64;
+pub(crate) const PARTS: usize = 64;
 
 /// The bits of the hash that choose the partition.
 const PART_BITS: u32 = 6;
@@ -123,6 +124,12 @@ impl RunBatch {
     pub(crate) fn len(&self) -> usize {
         self.writes.len()
     }
+
+    /// Empties the batch, keeping its capacity.
+    pub(crate) fn clear(&mut self) {
+        self.text.clear();
+        self.writes.clear();
+    }
 }
 
 /// One partition: its distinct keys sorted by hash, and the writes queued after them.
@@ -136,17 +143,24 @@ struct Part {
 /// Buffers reused by every merge.
 #[derive(Debug, Default)]
 struct Scratch {
+    sort: Sorting,
+    /// The merged run and its text.
+    merged: Vec<Ref>,
+    merged_text: Vec<u8>,
+}
+
+/// Buffers reused to sort and deduplicate a queue.
+#[derive(Debug, Default)]
+struct Sorting {
     /// The queue sorted by hash, writes to one hash in log order, and their text in that
     /// order.
     sorted: Vec<Ref>,
     sorted_text: Vec<u8>,
     /// Bucket bounds of the counting pass.
     counts: Vec<usize>,
-    /// The last write of each key of the queue, sorted by hash (references into the queue).
+    /// The last write of each key of the queue, sorted by hash (references into the sorted
+    /// text).
     dedup: Vec<Ref>,
-    /// The merged run and its text.
-    merged: Vec<Ref>,
-    merged_text: Vec<u8>,
 }
 
 /// The state as sorted runs; see the module docs.
@@ -158,6 +172,16 @@ pub(crate) struct Runs<S = KeyHasher> {
 }
 
 impl<S: BuildHasher> Runs<S> {
+    /// An empty state (no pair in any partition), for partitions moved in by
+    /// [`Runs::take_part`].
+    pub(crate) fn empty(hasher: S) -> Self {
+        Runs {
+            hasher,
+            parts: (0..PARTS).map(|_| Part::default()).collect(),
+            scratch: Scratch::default(),
+        }
+    }
+
     /// The state holding `pairs` (distinct keys), whose keys `hasher` hashes.
     pub(crate) fn new(
         pairs: impl IntoIterator<Item = (CompactString, CompactString)>,
@@ -187,25 +211,29 @@ impl<S: BuildHasher> Runs<S> {
         runs
     }
 
-    /// Takes the writes of `batch` (left empty, its capacity kept); returns how many writes
-    /// were found to replace a value by the merges this ran.
-    pub(crate) fn absorb(&mut self, batch: &mut RunBatch) -> u64 {
+    /// Takes the writes of `batch` whose keys fall in the partitions `parts` (the batch is
+    /// left as it is); returns how many writes were found to replace a value by the merges this
+    /// ran. Why a range: the reader's thread takes a few partitions of each batch itself, so
+    /// that both threads stay busy (see `Pipeline` in the replay module); which thread merges a
+    /// partition never changes the result.
+    pub(crate) fn absorb(&mut self, batch: &RunBatch, parts: Range<usize>) -> u64 {
         let mut at = 0;
         for &(hash, key, value) in &batch.writes {
-            let queue = &mut self.parts[part_of(hash)].queue;
-            let r = Ref {
-                hash,
-                at,
-                key,
-                value,
-            };
+            let p = part_of(hash);
+            if parts.contains(&p) {
+                let queue = &mut self.parts[p].queue;
+                let r = Ref {
+                    hash,
+                    at,
+                    key,
+                    value,
+                };
+                queue.refs.push(r.copy(&batch.text, &mut queue.text));
+            }
             at += key + value;
-            queue.refs.push(r.copy(&batch.text, &mut queue.text));
         }
-        batch.text.clear();
-        batch.writes.clear();
         let mut overwrites = 0;
-        for part in &mut self.parts {
+        for part in self.parts.get_mut(parts).unwrap_or_default() {
             if !part.queue.refs.is_empty() && part.queue.refs.len() >= part.run.len().max(MIN_QUEUE)
             {
                 overwrites += part.merge(&mut self.scratch);
@@ -214,11 +242,19 @@ impl<S: BuildHasher> Runs<S> {
         overwrites
     }
 
+    /// Moves partition `p` (its run and queue) from `other` to this state; nothing when `p`
+    /// is not a partition.
+    pub(crate) fn take_part(&mut self, other: &mut Runs<S>, p: usize) {
+        if let (Some(to), Some(from)) = (self.parts.get_mut(p), other.parts.get_mut(p)) {
+            *to = std::mem::take(from);
+        }
+    }
+
     /// Merges every queue; returns the pairs (distinct keys) in key order (by bytes), and how
     /// many writes replaced a value in these last merges. Two threads share the work: each
-    /// merges the queues of half the partitions and makes their pairs' strings (reading the
-    /// runs in order, and freeing them); the keys' sort prefixes are then sorted once, in two
-    /// halves (see `kv::sort_by_in_halves`), and the pairs moved into that order.
+    /// merges the queues of half the partitions straight into their pairs' strings (reading
+    /// the runs in order, and freeing them); the keys' sort prefixes are then sorted once, in
+    /// two halves (see `kv::sort_by_in_halves`), and the pairs moved into that order.
     pub(crate) fn finish(self) -> (Vec<(CompactString, CompactString)>, u64) {
         let Runs {
             hasher: _,
@@ -260,27 +296,20 @@ fn finish_parts(
     pairs: &mut Vec<(CompactString, CompactString)>,
     order: &mut Vec<SortPos>,
 ) -> u64 {
-    let mut scratch = Scratch::default();
+    let mut sorting = Sorting::default();
     let mut overwrites = 0;
-    for part in parts.iter_mut() {
-        if !part.queue.refs.is_empty() {
-            overwrites += part.merge(&mut scratch);
-        }
-        part.queue = Queue::default();
-    }
-    drop(scratch);
-    let n = parts.iter().map(|p| p.run.len()).sum();
+    // At most this many pairs (a queue's writes are fewer once deduplicated).
+    let n = parts.iter().map(|p| p.run.len() + p.queue.refs.len()).sum();
     pairs.reserve_exact(n);
     order.reserve_exact(n);
     for part in parts.iter_mut() {
-        let part = std::mem::take(part);
-        let text = part.run_text.as_slice();
-        for r in &part.run {
+        let mut part = std::mem::take(part);
+        overwrites += part.merge_with(&mut sorting, |r, text| {
             let key = r.key(text);
             let (hi, lo) = kv::sort_prefix_bytes(key);
             order.push((hi, lo, pairs.len()));
             pairs.push((to_string(key), to_string(r.value(text))));
-        }
+        });
     }
     overwrites
 }
@@ -372,6 +401,21 @@ impl Part {
     /// Merges the queue into the run; returns how many queued writes replaced a value (of the
     /// run, or of an earlier write in the queue).
     fn merge(&mut self, s: &mut Scratch) -> u64 {
+        let (merged, mt) = (&mut s.merged, &mut s.merged_text);
+        merged.clear();
+        mt.clear();
+        merged.reserve(self.run.len() + self.queue.refs.len());
+        mt.reserve(self.run_text.len() + self.queue.text.len());
+        let overwrites = self.merge_with(&mut s.sort, |r, text| merged.push(r.copy(text, mt)));
+        std::mem::swap(&mut self.run, merged);
+        std::mem::swap(&mut self.run_text, mt);
+        overwrites
+    }
+
+    /// Hands each pair of the run with the queue merged into it to `emit`, in hash order, with
+    /// the text it refers to, and empties the queue (the run is left as it was); returns how
+    /// many queued writes replaced a value (of the run, or of an earlier write in the queue).
+    fn merge_with(&mut self, s: &mut Sorting, mut emit: impl FnMut(&Ref, &[u8])) -> u64 {
         let mut overwrites = 0;
         sort_by_hash(&self.queue.refs, &mut s.sorted, &mut s.counts);
         // The queue's text in the same order, so that the key comparisons and copies below read
@@ -412,19 +456,14 @@ impl Part {
         }
         // Merge with the run; a queued write replaces the run's pair of its key.
         let (run, rt) = (&self.run, self.run_text.as_slice());
-        let (merged, mt) = (&mut s.merged, &mut s.merged_text);
-        merged.clear();
-        mt.clear();
-        merged.reserve(run.len() + dedup.len());
-        mt.reserve(rt.len() + qt.len());
         let (mut a, mut b) = (0, 0);
         while a < run.len() && b < dedup.len() {
             let (ha, hb) = (run[a].hash, dedup[b].hash);
             if ha < hb {
-                merged.push(run[a].copy(rt, mt));
+                emit(&run[a], rt);
                 a += 1;
             } else if hb < ha {
-                merged.push(dedup[b].copy(qt, mt));
+                emit(&dedup[b], qt);
                 b += 1;
             } else {
                 let a_end = a + run[a..].iter().take_while(|r| r.hash == ha).count();
@@ -434,23 +473,21 @@ impl Part {
                     if dedup[b..b_end].iter().any(|d| d.key(qt) == key) {
                         overwrites += 1;
                     } else {
-                        merged.push(r.copy(rt, mt));
+                        emit(r, rt);
                     }
                 }
                 for d in &dedup[b..b_end] {
-                    merged.push(d.copy(qt, mt));
+                    emit(d, qt);
                 }
                 (a, b) = (a_end, b_end);
             }
         }
         for r in &run[a..] {
-            merged.push(r.copy(rt, mt));
+            emit(r, rt);
         }
         for d in &dedup[b..] {
-            merged.push(d.copy(qt, mt));
+            emit(d, qt);
         }
-        std::mem::swap(&mut self.run, merged);
-        std::mem::swap(&mut self.run_text, mt);
         self.queue.clear();
         overwrites
     }
@@ -514,14 +551,30 @@ mod tests {
             );
             let mut batch = RunBatch::default();
             let mut overwrites = 0;
-            for (k, v) in writes {
+            // A second state that takes the partitions from `split` on, moved back and forth
+            // as the replay's two threads move them.
+            let mut other = Runs::empty(hasher.clone());
+            let mut split = PARTS;
+            for (i, (k, v)) in writes.iter().enumerate() {
                 batch.push(hasher, k.as_bytes(), v.as_bytes());
                 if batch.len() >= batch_len {
-                    overwrites += runs.absorb(&mut batch);
+                    overwrites += runs.absorb(&batch, 0..split);
+                    overwrites += other.absorb(&batch, split..PARTS);
+                    batch.clear();
                     assert_eq!(batch.len(), 0);
+                    if i % 3 == 0 && split > 0 {
+                        split -= 1;
+                        other.take_part(&mut runs, split);
+                    } else if i % 5 == 0 && split < PARTS {
+                        runs.take_part(&mut other, split);
+                        split += 1;
+                    }
                 }
             }
-            overwrites += runs.absorb(&mut batch);
+            for p in split..PARTS {
+                runs.take_part(&mut other, p);
+            }
+            overwrites += runs.absorb(&batch, 0..PARTS);
             let (pairs, n) = runs.finish();
             overwrites += n;
             let got: BTreeMap<String, String> = pairs
