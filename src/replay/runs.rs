@@ -254,8 +254,7 @@ impl<S: BuildHasher> Runs<S> {
     /// many writes replaced a value in these last merges. Two threads share the work: each
     /// merges the queues of half the partitions straight into their pairs' strings (reading
     /// the runs in order, and freeing them); the keys' sort prefixes are then sorted once, in
-    /// two halves (see `kv::sort_by_in_halves`), and each thread copies half the pairs into
-    /// that order.
+    /// two halves ([`sort_positions`]), and each thread copies half the pairs into that order.
     pub(crate) fn finish(self) -> (Vec<(CompactString, CompactString)>, u64) {
         let Runs {
             hasher: _,
@@ -279,12 +278,7 @@ impl<S: BuildHasher> Runs<S> {
             None => low_pairs.get(i),
             Some(j) => high_pairs.get(j),
         };
-        let key = |i: usize| pair(i).map_or(&b""[..], |p| p.0.as_bytes());
-        kv::sort_by_in_halves(&mut order, |a, b| {
-            (a.0, a.1)
-                .cmp(&(b.0, b.1))
-                .then_with(|| key(a.2).cmp(key(b.2)))
-        });
+        sort_positions(&mut order, |i| pair(i).map_or(&b""[..], |p| p.0.as_bytes()));
         // Each thread copies half the pairs into their order. Why copies: two threads cannot
         // both move pairs out of one vector; a string of up to 24 bytes is copied as it would
         // be moved, and the moves alone were a quarter of this function on one thread.
@@ -333,6 +327,54 @@ fn finish_parts(
 
 /// A key's sort prefix (`kv::sort_prefix_bytes`) and the position of its pair.
 type SortPos = (u64, u64, usize);
+
+/// Sorts `order` by key: by sort prefix, then, among equal prefixes, by the whole key (`key`
+/// of the position). A large `order` is split at the median of a sample of its prefixes and
+/// the two sides are sorted on two threads.
+///
+/// Why not a comparison sort with the whole key as tie-break, split at the exact median: the
+/// comparisons went through a closure call each (the split, on one thread, was a sixth of the
+/// end of a large replay). Prefixes alone compare inline; the rare runs of equal prefixes are
+/// sorted by the whole key afterwards.
+fn sort_positions<'k>(order: &mut [SortPos], key: impl Fn(usize) -> &'k [u8] + Sync) {
+    let sort = |v: &mut [SortPos]| -> u64 {
+        v.sort_unstable_by_key(|p| (p.0, p.1));
+        let mut i = 0;
+        while i < v.len() {
+            let mut j = i + 1;
+            while j < v.len() && (v[j].0, v[j].1) == (v[i].0, v[i].1) {
+                j += 1;
+            }
+            if j > i + 1 {
+                v[i..j].sort_unstable_by(|a, b| key(a.2).cmp(key(b.2)));
+            }
+            i = j;
+        }
+        0
+    };
+    const PARALLEL_MIN: usize = 1 << 15;
+    if order.len() < PARALLEL_MIN {
+        sort(order);
+        return;
+    }
+    let mut sample: Vec<(u64, u64)> = order
+        .iter()
+        .step_by(order.len() / 1024)
+        .map(|p| (p.0, p.1))
+        .collect();
+    sample.sort_unstable();
+    let pivot = sample[sample.len() / 2];
+    // Below the pivot first; every position of one prefix lands on the same side.
+    let mut mid = 0;
+    for i in 0..order.len() {
+        if (order[i].0, order[i].1) < pivot {
+            order.swap(i, mid);
+            mid += 1;
+        }
+    }
+    let (mut low, mut high) = order.split_at_mut(mid);
+    two_threads(&mut low, &mut high, |v| sort(v));
+}
 
 /// UTF-8 bytes as a string. Every text the runs hold came from a `str` or from ASCII the
 /// payload scan checked, so the lossy branch is never taken.
@@ -640,6 +682,46 @@ mod tests {
             })
             .collect();
         check(&[("\u{e9}1", "")], &odd, &hasher);
+    }
+
+    #[test]
+    fn sort_positions_orders_keys_as_bytes_on_both_paths() {
+        // Above and below the parallel threshold; keys sharing their 16-byte prefix (long and
+        // with zero bytes), a prefix that pads like a shorter key, and many equal prefixes on
+        // one side of the split.
+        for n in [1_000usize, 40_000] {
+            let keys: Vec<Vec<u8>> = (0..n)
+                .map(|i| {
+                    let x = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
+                    match i % 4 {
+                        0 => format!("k{x}").into_bytes(),
+                        1 => format!("a-shared-prefix-16/{x}").into_bytes(),
+                        2 => {
+                            let mut k = format!("k{}", x % 50).into_bytes();
+                            k.resize(k.len() + (x % 3) as usize, 0);
+                            k
+                        }
+                        _ => format!("{x:016}{}", "z".repeat((x % 5) as usize)).into_bytes(),
+                    }
+                })
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            let mut order: Vec<SortPos> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    let (hi, lo) = kv::sort_prefix_bytes(k);
+                    (hi, lo, i)
+                })
+                .collect();
+            sort_positions(&mut order, |i| keys[i].as_slice());
+            let got: Vec<&[u8]> = order.iter().map(|p| keys[p.2].as_slice()).collect();
+            let mut want: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+            want.sort();
+            assert_eq!(got, want, "{n} keys");
+        }
     }
 
     /// A hash with few distinct values: `modulo` of them, spread over `parts` partitions.
