@@ -466,7 +466,7 @@ fn sort_distinct(
 
 /// Sorts `v` with `cmp`; a large `v` is split around its median (linear) and the halves are
 /// sorted on two threads.
-pub(crate) fn sort_by_in_halves<T: Send>(v: &mut [T], cmp: impl Fn(&T, &T) -> Ordering + Sync) {
+fn sort_by_in_halves<T: Send>(v: &mut [T], cmp: impl Fn(&T, &T) -> Ordering + Sync) {
     if v.len() < PARALLEL_SORT_MIN {
         v.sort_unstable_by(&cmp);
         return;

@@ -11,13 +11,15 @@
 //! within about twice the state: a partition's queue never grows past its run (or a small
 //! floor).
 //!
-//! The reader's thread splits each batch by partition as it fills it ([`RunBatch`]), so the
-//! thread that applies it appends each partition's writes in one copy. A queue is sorted by a
+//! A batch ([`RunBatch`]) holds writes in log order; [`Runs::absorb`] takes the writes of a range
+//! of partitions from it, so that two threads can apply one batch at once, each to its own
+//! partitions ([`Runs::take_part`] moves a partition between them). A queue is sorted by a
 //! counting pass on the hash bits below the partition's, which leaves a few writes per bucket
 //! (the hashes are uniform), then a stable sort of each bucket: linear, where a comparison sort
-//! of the queue was a sixth of the applying thread's time. At the end both threads merge the
-//! last queues, and every key's sort prefix is sorted once, on two threads, to give the pairs
-//! in key order.
+//! of the queue was a sixth of the applying thread's time. Its text is then copied into that
+//! order, so that the merge reads both texts in order. At the end two threads merge the last
+//! queues straight into the final pairs, and every key's sort prefix is sorted once, on two
+//! threads, to give the pairs in key order.
 //!
 //! The result is what applying the writes one by one to a map would give: within a queue the
 //! writes to one key keep their log order and the last one wins; a queue always holds writes
