@@ -193,6 +193,12 @@ impl KvMap {
         self.parts.iter().all(HashMap::is_empty)
     }
 
+    /// The pairs in key order, when they are held so (see [`KvMap::sort`]): for writing a large
+    /// state out without a vector of references to it.
+    pub fn sorted_pairs(&self) -> Option<&[(CompactString, CompactString)]> {
+        self.is_sorted().then_some(self.sorted.as_slice())
+    }
+
     /// Puts the pairs of the sorted form back into the hash maps.
     fn unsort(&mut self) {
         if self.sorted.is_empty() {
@@ -644,6 +650,15 @@ mod tests {
         assert_eq!(sorted.data, hashed.data);
         assert_eq!(sorted.sorted_refs(), hashed.sorted_refs());
         assert_eq!(sorted.sorted(), hashed.sorted());
+        assert!(hashed.data.sorted_pairs().is_none());
+        let slice: Vec<_> = sorted
+            .data
+            .sorted_pairs()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k, v))
+            .collect();
+        assert_eq!(slice, hashed.sorted_refs());
         let mut want: Vec<&str> = keys.iter().map(String::as_str).collect();
         want.sort();
         let got: Vec<&str> = sorted.data.iter().map(|(k, _)| k.as_str()).collect();
