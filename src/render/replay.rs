@@ -666,7 +666,10 @@ pub fn json(
     line(out, "replay", &header)?;
 
     if sections.state() {
-        kv_lines(out, &r.kv.sorted_refs())?;
+        match r.kv.data.sorted_pairs() {
+            Some(pairs) => kv_lines(out, pairs)?,
+            None => kv_lines(out, &r.kv.sorted_refs())?,
+        }
     }
     if let Some(key) = &sections.key {
         let last = r.history.as_ref().and_then(|h| h.changes.last());

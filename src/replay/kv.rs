@@ -167,7 +167,7 @@ impl KvMap {
         for part in &mut self.parts {
             all.extend(std::mem::take(part));
         }
-        self.sorted = sort_distinct(all, Threads::Two);
+        self.sorted = sort_distinct(all);
     }
 
     /// The map holding `pairs`, whose keys are distinct and in order (by bytes), in its sorted
@@ -191,6 +191,12 @@ impl KvMap {
     /// Whether the pairs are held in key order (see [`KvMap::sort`]).
     pub fn is_sorted(&self) -> bool {
         self.parts.iter().all(HashMap::is_empty)
+    }
+
+    /// The pairs in key order, when they are held so (see [`KvMap::sort`]): for writing a large
+    /// state out without a vector of references to it.
+    pub fn sorted_pairs(&self) -> Option<&[(CompactString, CompactString)]> {
+        self.is_sorted().then_some(self.sorted.as_slice())
     }
 
     /// Puts the pairs of the sorted form back into the hash maps.
@@ -439,9 +445,8 @@ impl Kv {
 /// Small items (the key's sort prefix and the pair's position) are sorted, then the pairs are
 /// moved into that order: the moves are independent loads, which the CPU overlaps, where
 /// sorting the pairs themselves moved every pair many times.
-pub(crate) fn sort_distinct(
+fn sort_distinct(
     mut all: Vec<(CompactString, CompactString)>,
-    threads: Threads,
 ) -> Vec<(CompactString, CompactString)> {
     let mut order: Vec<SortPos> = all
         .iter()
@@ -457,48 +462,12 @@ pub(crate) fn sort_distinct(
             .cmp(&(b.0, b.1))
             .then_with(|| pairs[a.2].0.as_bytes().cmp(pairs[b.2].0.as_bytes()))
     };
-    match threads {
-        Threads::Two => sort_by_in_halves(&mut order, cmp),
-        Threads::One => order.sort_unstable_by(cmp),
-    }
+    sort_by_in_halves(&mut order, cmp);
     let mut sorted = Vec::with_capacity(all.len());
     for (_, _, i) in order {
         sorted.push(std::mem::take(&mut all[i]));
     }
     sorted
-}
-
-/// How many threads a sort may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Threads {
-    /// The caller's only.
-    One,
-    /// Two, for a large input.
-    Two,
-}
-
-/// Two vectors of pairs in key order (by bytes), no key in both, merged into one.
-pub(crate) fn merge_sorted(
-    a: Vec<(CompactString, CompactString)>,
-    b: Vec<(CompactString, CompactString)>,
-) -> Vec<(CompactString, CompactString)> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
-    loop {
-        let take_a = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) => {
-                sort_prefix(&x.0)
-                    .cmp(&sort_prefix(&y.0))
-                    .then_with(|| x.0.as_bytes().cmp(y.0.as_bytes()))
-                    == Ordering::Less
-            }
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => break,
-        };
-        out.extend(if take_a { a.next() } else { b.next() });
-    }
-    out
 }
 
 /// Sorts `v` with `cmp`; a large `v` is split around its median (linear) and the halves are
@@ -539,7 +508,12 @@ const PARALLEL_SORT_MIN: usize = 1 << 15;
 /// they order as the strings do (a zero pad sorts like the end of a shorter string).
 #[inline]
 fn sort_prefix(s: &str) -> (u64, u64) {
-    let b = s.as_bytes();
+    sort_prefix_bytes(s.as_bytes())
+}
+
+/// [`sort_prefix`] of bytes.
+#[inline]
+pub(crate) fn sort_prefix_bytes(b: &[u8]) -> (u64, u64) {
     let mut buf = [0u8; 16];
     let n = b.len().min(16);
     buf[..n].copy_from_slice(&b[..n]);
@@ -676,6 +650,15 @@ mod tests {
         assert_eq!(sorted.data, hashed.data);
         assert_eq!(sorted.sorted_refs(), hashed.sorted_refs());
         assert_eq!(sorted.sorted(), hashed.sorted());
+        assert!(hashed.data.sorted_pairs().is_none());
+        let slice: Vec<_> = sorted
+            .data
+            .sorted_pairs()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k, v))
+            .collect();
+        assert_eq!(slice, hashed.sorted_refs());
         let mut want: Vec<&str> = keys.iter().map(String::as_str).collect();
         want.sort();
         let got: Vec<&str> = sorted.data.iter().map(|(k, _)| k.as_str()).collect();

@@ -5,7 +5,8 @@
 //! Why a second fast path in front of the decoder's own: the decoder validates the whole payload
 //! as UTF-8 before it matches the shape, and that validation was an eighth of a large replay.
 //! Here the shape is matched byte for byte against ASCII literals and the values are scanned
-//! eight bytes at a time, so only the (ASCII) values are converted to `str`. Pure.
+//! eight bytes at a time; [`decode_write_bytes`] hands the (ASCII) values over as bytes,
+//! without a second check. Pure.
 
 use std::borrow::Cow;
 
@@ -18,8 +19,32 @@ use crate::format::gojson::{decode_str_fields, JsonError};
 #[inline]
 pub fn decode_write(payload: &[u8]) -> Result<[Cow<'_, str>; 2], JsonError> {
     match canonical(payload) {
-        Some((k, v)) => Ok([Cow::Borrowed(k), Cow::Borrowed(v)]),
+        // ASCII by the scan: the conversions cannot fail, and check only these bytes.
+        Some((k, v)) => match (std::str::from_utf8(k), std::str::from_utf8(v)) {
+            (Ok(k), Ok(v)) => Ok([Cow::Borrowed(k), Cow::Borrowed(v)]),
+            _ => decode_str_fields(payload, ["key", "value"]),
+        },
         None => decode_str_fields(payload, ["key", "value"]),
+    }
+}
+
+/// [`decode_write`] as the UTF-8 bytes of the key and value, without converting the fast
+/// path's (ASCII) strings to `str`: the bulk write path keeps bytes and converts only the
+/// final state's pairs. Why: that conversion, a check of bytes already known to be ASCII, was a
+/// twentieth of a large replay. The bytes are always valid UTF-8.
+///
+/// # Errors
+/// As [`decode_write`].
+#[inline]
+pub fn decode_write_bytes(payload: &[u8]) -> Result<[Cow<'_, [u8]>; 2], JsonError> {
+    match canonical(payload) {
+        Some((k, v)) => Ok([Cow::Borrowed(k), Cow::Borrowed(v)]),
+        None => decode_str_fields(payload, ["key", "value"]).map(|kv| {
+            kv.map(|s| match s {
+                Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+                Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+            })
+        }),
     }
 }
 
@@ -39,22 +64,22 @@ fn strip<'a>(s: &'a [u8], p: &[u8]) -> Option<&'a [u8]> {
     s.get(p.len()..)
 }
 
-/// A plain string value: the bytes up to the closing quote, none of them [`special`].
+/// A plain string value: the bytes up to the closing quote, none of them [`special`] (so
+/// ASCII).
 #[inline(always)]
-fn plain_string(s: &[u8]) -> Option<(&str, &[u8])> {
+fn plain_string(s: &[u8]) -> Option<(&[u8], &[u8])> {
     let end = plain_len(s);
     if s.get(end) != Some(&b'"') {
         return None;
     }
-    // ASCII by the scan: the conversion cannot fail, and checks only these bytes.
-    Some((std::str::from_utf8(&s[..end]).ok()?, s.get(end + 1..)?))
+    Some((s.get(..end)?, s.get(end + 1..)?))
 }
 
 /// `{"key":"K","value":"V"}` with an optional trailing newline, K and V plain ASCII without
 /// escapes or control bytes: what goraft's encoder writes for such values. `None` for anything
 /// else, which the general decoder then handles.
 #[inline]
-fn canonical(payload: &[u8]) -> Option<(&str, &str)> {
+fn canonical(payload: &[u8]) -> Option<(&[u8], &[u8])> {
     let rest = strip(payload, b"{\"key\":\"")?;
     let (key, rest) = plain_string(rest)?;
     let rest = strip(rest, b",\"value\":\"")?;
@@ -105,6 +130,11 @@ mod tests {
         decode_str_fields(p, ["key", "value"])
     }
 
+    /// The general decoder's answer as `decode_write_bytes` gives it.
+    fn as_bytes(r: Result<[Cow<'_, str>; 2], JsonError>) -> Result<[Cow<'_, [u8]>; 2], JsonError> {
+        r.map(|kv| kv.map(|s| Cow::Owned(s.into_owned().into_bytes())))
+    }
+
     #[test]
     fn plain_len_examples() {
         assert_eq!(plain_len(b""), 0);
@@ -121,12 +151,18 @@ mod tests {
     #[test]
     fn fast_path_takes_goraft_bytes_and_leaves_the_rest() {
         let p = b"{\"key\":\"mkey0000001\",\"value\":\"v0750001-xxxxxxx\"}\n";
-        assert_eq!(canonical(p), Some(("mkey0000001", "v0750001-xxxxxxx")));
+        assert_eq!(
+            canonical(p),
+            Some((&b"mkey0000001"[..], &b"v0750001-xxxxxxx"[..]))
+        );
         assert_eq!(
             canonical(&p[..p.len() - 1]).map(|kv| kv.0),
-            Some("mkey0000001")
+            Some(&b"mkey0000001"[..])
         );
-        assert_eq!(canonical(b"{\"key\":\"\",\"value\":\"\"}"), Some(("", "")));
+        assert_eq!(
+            canonical(b"{\"key\":\"\",\"value\":\"\"}"),
+            Some((&b""[..], &b""[..]))
+        );
         for other in [
             &b"{\"key\":\"a\\\"b\",\"value\":\"v\"}\n"[..], // an escape
             b"{\"key\":\"k\",\"value\":\"\xff\"}\n",        // invalid UTF-8
@@ -182,9 +218,10 @@ mod tests {
             p.extend_from_slice([&b"}\n"[..], b"}", b"} ", b"}\n\n"][tail]);
             if let Some((fk, fv)) = canonical(&p) {
                 let [sk, sv] = slow(&p).unwrap();
-                prop_assert_eq!((fk, fv), (sk.as_ref(), sv.as_ref()));
+                prop_assert_eq!((fk, fv), (sk.as_bytes(), sv.as_bytes()));
             }
             prop_assert_eq!(decode_write(&p), slow(&p));
+            prop_assert_eq!(decode_write_bytes(&p), as_bytes(slow(&p)));
         }
 
         #[test]
@@ -193,11 +230,13 @@ mod tests {
             let mut p = crate::format::command::encode_write(k.as_bytes(), &v);
             if !nl { p.pop(); }
             prop_assert_eq!(decode_write(&p), slow(&p));
+            prop_assert_eq!(decode_write_bytes(&p), as_bytes(slow(&p)));
         }
 
         #[test]
         fn arbitrary_payloads_agree(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             prop_assert_eq!(decode_write(&bytes), slow(&bytes));
+            prop_assert_eq!(decode_write_bytes(&bytes), as_bytes(slow(&bytes)));
         }
     }
 }
