@@ -52,6 +52,29 @@ pub struct DiffOptions {
     pub max_events: usize,
     /// Tail segments kept (the rest are counted).
     pub max_tails: usize,
+    /// Shared with another reader of the same logs (`verify`'s node passes): the length of the
+    /// prefix in which every log is known to hold the same bytes as the first. The comparison
+    /// skips comparing what it says and raises it as it compares more ([`SameBytes`]).
+    pub same_bytes: Option<std::sync::Arc<SameBytes>>,
+}
+
+/// How many bytes at the start of every log of a comparison are known to be the same as the
+/// first log's, shared between threads that compare them, so that a block compared by one
+/// is not compared again by another. It only grows; a reader of it may only rely on it for
+/// logs that do not change while it runs (as `verify` maps them).
+#[derive(Debug, Default)]
+pub struct SameBytes(std::sync::atomic::AtomicUsize);
+
+impl SameBytes {
+    /// The bytes known to be the same.
+    pub fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records that the first `len` bytes of every log are the same.
+    pub fn raise(&self, len: usize) {
+        self.0.fetch_max(len, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Default for DiffOptions {
@@ -61,6 +84,7 @@ impl Default for DiffOptions {
             max_rows: 1000,
             max_events: 100,
             max_tails: 1000,
+            same_bytes: None,
         }
     }
 }
@@ -904,7 +928,19 @@ fn compare_impl(
                 c.next.is_none() && !c.ended && c.at.is_none() && c.reader.position() == pos
             });
             let same = if ready {
-                same_bytes(&logs, pos as usize, bulk_window)
+                let pos = pos as usize;
+                let known = opts.same_bytes.as_ref().map_or(0, |s| s.get());
+                let end = logs.iter().map(|l| l.len()).min().unwrap_or(0);
+                let window_end = end.min(pos.saturating_add(bulk_window));
+                if known >= window_end {
+                    window_end.saturating_sub(pos)
+                } else {
+                    let same = same_bytes(&logs, pos, bulk_window);
+                    if let Some(s) = &opts.same_bytes {
+                        s.raise(pos + same);
+                    }
+                    same
+                }
             } else {
                 0
             };

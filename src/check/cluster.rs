@@ -5,7 +5,7 @@
 //! by side). Pure: it takes opened data dirs and returns findings.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use super::codes::finding;
 use super::node::{self, LogPass, NodeCheck, NodeReport};
@@ -81,11 +81,21 @@ pub const CODES: &[(&str, Severity, &str)] = &[
 /// Checks the invariants that involve more than one node. With fewer than two nodes there is
 /// nothing to compare and the result is empty.
 pub fn check(nodes: &[DataDir]) -> Vec<Finding> {
+    check_sharing(nodes, None)
+}
+
+/// [`check`], sharing with the node passes what it learns of the logs' bytes (see
+/// [`node::LogPass::sharing`]).
+fn check_sharing(nodes: &[DataDir], same: Option<Arc<diff::SameBytes>>) -> Vec<Finding> {
     if nodes.len() < 2 {
         return Vec::new();
     }
     let targets: Vec<Target<'_>> = nodes.iter().map(|dir| Target { dir, at: None }).collect();
-    match diff::compare(&targets, &DiffOptions::default()) {
+    let opts = DiffOptions {
+        same_bytes: same,
+        ..DiffOptions::default()
+    };
+    match diff::compare(&targets, &opts) {
         Ok(d) => findings(nodes, &d),
         Err(e) => vec![finding(
             "cluster-not-compared",
@@ -154,11 +164,15 @@ fn check_all_on(nodes: &[DataDir], threads: usize) -> (Vec<NodeReport>, Vec<Find
     };
     let reports: Mutex<Vec<Option<NodeReport>>> = Mutex::new(vec![None; nodes.len()]);
     let across: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
+    // The comparison and the leaders' passes both compare the logs' bytes: what one has
+    // compared, the other skips.
+    let same = Arc::new(diff::SameBytes::default());
     let run = |task: Task<'_>| match task {
-        Task::Compare => *lock(&across) = check(nodes),
+        Task::Compare => *lock(&across) = check_sharing(nodes, Some(same.clone())),
         Task::Lead { k, followers } => {
             // One thread: the comparison keeps the other core busy.
-            let mut pass = checks[k].log_pass();
+            let all = followers.len() + 1 == nodes.len();
+            let mut pass = checks[k].log_pass().sharing(same.clone(), all);
             let others: Vec<&[u8]> = followers.iter().map(|&j| nodes[j].log.bytes()).collect();
             pass.run_forking(
                 &|r| nodes[k].log.release(r),

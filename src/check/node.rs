@@ -212,6 +212,8 @@ pub struct LogPass<'c> {
     /// Where [`LogPass::run`] starts reading, and the number of good frames before it: not 0
     /// for a pass that goes on from a [`Fork`].
     from: (usize, u64),
+    /// What it shares with another reader of the same logs (see [`LogPass::sharing`]).
+    share: Option<(std::sync::Arc<crate::diff::SameBytes>, bool)>,
 }
 
 /// A log pass as it stood at a frame boundary, with no damage seen before it: the pass of
@@ -292,6 +294,7 @@ impl<'c> LogPass<'c> {
             pass,
             base,
             from: (0, 0),
+            share: None,
         }
     }
 
@@ -327,7 +330,17 @@ impl<'c> LogPass<'c> {
             pass,
             base: 0,
             from: at,
+            share: None,
         }
+    }
+
+    /// Makes [`LogPass::run_forking`] share what it learns of the other logs' bytes with another
+    /// reader of the same logs (`verify`'s cross-node comparison): it skips comparing the
+    /// prefix `same` says every log holds alike, and, when `all` (its others are every other
+    /// log of that comparison), raises `same` as it compares. The findings are the same.
+    pub fn sharing(mut self, same: std::sync::Arc<crate::diff::SameBytes>, all: bool) -> Self {
+        self.share = Some((same, all));
+        self
     }
 
     /// Whether the frames must be read by [`LogPass::run`]: the file starts with a commit-index
@@ -388,6 +401,7 @@ impl<'c> LogPass<'c> {
             0
         };
         let mut last = (from, from_ordinal);
+        let share = self.share.as_ref().map(|(s, all)| (&**s, *all));
         let pass = &mut self.pass;
         let mut step = |item: Result<&RawEntry<'_>, LogError>, pos: usize| {
             let pos = base as usize + pos;
@@ -398,7 +412,8 @@ impl<'c> LogPass<'c> {
                     if side.done {
                         continue;
                     }
-                    side.compare(bytes, others[k], pos, &|r| release_other(k, r));
+                    let known = share.map_or(0, |(s, _)| s.get());
+                    side.compare(bytes, others[k], pos, known, &|r| release_other(k, r));
                     let passed = side.limit.is_some_and(|l| pos > l);
                     if passed || item.is_err() {
                         side.done = true;
@@ -406,6 +421,15 @@ impl<'c> LogPass<'c> {
                     } else {
                         horizon = horizon.min(side.limit.unwrap_or(side.same_to));
                     }
+                }
+                if let Some((s, true)) = share {
+                    s.raise(
+                        sides
+                            .iter()
+                            .map(|s| s.limit.unwrap_or(s.same_to))
+                            .min()
+                            .unwrap_or(0),
+                    );
                 }
             }
             match item {
@@ -579,15 +603,24 @@ struct Side {
 
 impl Side {
     /// Compares a block at a time, until the same bytes reach `pos` or a difference is found.
+    /// The first `known` bytes of both are known to be the same (see [`LogPass::sharing`]).
     fn compare(
         &mut self,
         mine: &[u8],
         other: &[u8],
         pos: usize,
+        known: usize,
         release: &dyn Fn(std::ops::Range<usize>),
     ) {
         const BLOCK: usize = 1 << 20;
         const STEP: usize = 4 << 20;
+        let known = known.min(mine.len()).min(other.len());
+        if self.limit.is_none() && known > self.same_to {
+            self.same_to = known;
+            if known == mine.len() || known == other.len() {
+                self.limit = Some(known);
+            }
+        }
         while self.limit.is_none() && self.same_to < pos {
             let end = (self.same_to + BLOCK).min(mine.len()).min(other.len());
             let (a, b) = (&mine[self.same_to..end], &other[self.same_to..end]);
