@@ -2010,6 +2010,9 @@ mod tests {
             })
             .collect();
         assert_eq!(sends, [("b".into(), 2, 3), ("c".into(), 2, 3)]);
+        // The nop is not durable here yet, but no follower holds it either: the end of the
+        // leader's fsync would change nothing now (its runtime need not be woken for it).
+        assert!(!c.waits_on_own_log());
         let sent = SentAppend {
             term: 2,
             epoch: 0,
@@ -2033,7 +2036,12 @@ mod tests {
             raftdump: true,
         });
         assert!(!acts.iter().any(|a| matches!(a, Action::Commit(_))));
+        // Now the commit waits for the leader's own fsync.
+        assert!(c.waits_on_own_log());
         let acts = c.step(Event::Persisted(3));
         assert_eq!(acts.first(), Some(&Action::Commit(3)));
+        assert!(!c.waits_on_own_log());
+        // A follower's answers always wait for its fsync.
+        assert!(follower(&[1, 1]).waits_on_own_log());
     }
 }

@@ -9,8 +9,8 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -349,6 +349,8 @@ struct DirectState {
     /// Incremented by the caller before it queues a request, decremented by the worker
     /// under the `conn` lock once the request is written (or failed).
     queued: std::sync::atomic::AtomicUsize,
+    /// Requests the caller wrote itself (for tests and debugging).
+    direct_writes: std::sync::atomic::AtomicUsize,
 }
 
 /// Largest request the runtime's thread writes itself (bigger ones, such as a catch-up
@@ -420,9 +422,7 @@ impl HttpTransport {
         self.streams.entry(key).or_insert_with(|| {
             let (tx, rx) = mpsc::channel();
             let target = Target::parse(&url, token.as_deref());
-            let direct = target
-                .as_ref()
-                .map(|_| Arc::new(DirectState::default()));
+            let direct = target.as_ref().map(|_| Arc::new(DirectState::default()));
             let head = target.as_ref().map_or(String::new(), |t| t.head.clone());
             let shared = direct.clone();
             std::thread::Builder::new()
@@ -450,7 +450,11 @@ impl HttpTransport {
 impl PeerStream {
     /// Writes `req` on the open connection from the caller's thread when nothing is queued
     /// for the worker and the lock is free at once; otherwise hands it back.
-    fn try_direct(&mut self, req: AppendRequest, sent: SentAppend) -> Option<(AppendRequest, SentAppend)> {
+    fn try_direct(
+        &mut self,
+        req: AppendRequest,
+        sent: SentAppend,
+    ) -> Option<(AppendRequest, SentAppend)> {
         let Some(direct) = &self.direct else {
             return Some((req, sent));
         };
@@ -472,6 +476,7 @@ impl PeerStream {
                 return Some((req, s));
             }
         }
+        direct.direct_writes.fetch_add(1, Ordering::Relaxed);
         None
     }
 }
@@ -1291,6 +1296,75 @@ mod tests {
         assert_eq!(got, [(4, Some(5)), (5, Some(6))]);
         drop(t);
         assert_eq!(server.join().unwrap(), [4, 5]);
+    }
+
+    /// A burst of requests, the first ones through the peer's thread (no connection yet), the
+    /// later ones written by the caller itself once the connection is open and nothing is
+    /// queued: the follower receives them all in order and every result comes back once, in
+    /// order.
+    #[test]
+    fn requests_written_by_the_caller_or_the_worker_stay_in_order() {
+        use std::io::Write;
+        const N: u64 = 60;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut w, _) = listener.accept().unwrap();
+            w.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut r = std::io::BufReader::new(w.try_clone().unwrap());
+            let mut prevs = Vec::new();
+            for _ in 0..N {
+                let p = read_append(&mut r);
+                prevs.push(p);
+                let body = encode_append_response(&AppendResponse {
+                    term: 1,
+                    index: p + 1,
+                    commit: 0,
+                    success: true,
+                });
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                w.write_all(head.as_bytes()).unwrap();
+                w.write_all(&body).unwrap();
+            }
+            let _ = std::io::Read::read(&mut r, &mut [0u8; 1]);
+            prevs
+        });
+        let (mut t, rx) = transport();
+        let to = Peer {
+            name: "f".into(),
+            connection_string: format!("http://127.0.0.1:{port}"),
+        };
+        for prev in 0..N {
+            append(&mut t, &to, prev);
+            if prev == N / 2 {
+                // Let the first half drain: the second half is written by this thread.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let mut got = Vec::new();
+        for _ in 0..N {
+            match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+                Event::AppendResult { sent, resp, .. } => {
+                    got.push((sent.prev, resp.map(|r| r.index)))
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let want: Vec<(u64, Option<u64>)> = (0..N).map(|p| (p, Some(p + 1))).collect();
+        assert_eq!(got, want);
+        let direct: Vec<usize> = t
+            .streams
+            .values()
+            .filter_map(|s| s.direct.as_ref())
+            .map(|d| d.direct_writes.load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(direct.len(), 1, "a pipelined stream shares its connection");
+        assert!(
+            (1..N as usize).contains(&direct[0]),
+            "some requests, not all, written by the caller: {direct:?}"
+        );
+        drop(t);
+        assert_eq!(server.join().unwrap(), (0..N).collect::<Vec<_>>());
     }
 
     /// A connection that dies with requests outstanding fails each of them once. The follower
