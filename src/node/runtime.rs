@@ -76,7 +76,8 @@ pub enum CallError {
     Stopped,
 }
 
-/// Called once with the answer to an asynchronous call (on the runtime thread: keep it short).
+/// Called once with the answer to an asynchronous call (on the runtime thread: keep it short;
+/// it may write a small answer on a socket, never wait for another thread).
 pub type Callback = Box<dyn FnOnce(Result<Reply, CallError>) + Send>;
 
 /// Who waits for an answer.

@@ -258,7 +258,9 @@ pub enum Outbound {
 /// - Every `Append` gets exactly one `AppendResult` (with `resp: None` on any failure or
 ///   timeout), so the core's in-flight window always drains.
 pub trait Transport: Send {
-    /// Queues `msg`; never blocks on the network.
+    /// Queues `msg`, or writes it on an open connection; never waits for a connection or an
+    /// answer. (A write made here is at most 64 KiB, on a connection where the requests in
+    /// flight are bounded by the core's window, so it fits the socket's buffer.)
     fn send(&mut self, msg: Outbound);
 }
 
@@ -316,7 +318,10 @@ pub fn url(connection_string: &str, path: &str) -> String {
     format!("{}{}", connection_string.trim_end_matches('/'), path)
 }
 
-/// The HTTP client transport: one worker thread and keep-alive connection per peer.
+/// The HTTP client transport: one worker thread and keep-alive connection per peer. For a
+/// plain `http://` peer the caller writes an AppendEntries on the open connection itself when
+/// nothing is queued for the worker (see [`DirectState`]); the worker connects, and writes what
+/// queues up behind it.
 pub struct HttpTransport {
     agent: ureq::Agent,
     vote_agent: ureq::Agent,
