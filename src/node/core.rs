@@ -743,6 +743,30 @@ impl Core {
                 .any(|p| p.inflight < max && !p.snapshot_inflight)
     }
 
+    /// Whether this node's own log being durable further would let something happen now:
+    /// a leader's commit index would advance (its peers hold more than it has synced), or
+    /// this node does not lead (its answers wait for its fsync). A leader whose fsync ends
+    /// before any follower answers learns of it with the next answer, without a wake-up.
+    pub fn waits_on_own_log(&self) -> bool {
+        if self.role != Role::Leader {
+            return true;
+        }
+        let last = self.log.last_index();
+        if self.persisted >= last {
+            return false;
+        }
+        let mut m: Vec<Index> = self
+            .members
+            .keys()
+            .filter(|n| **n != self.cfg.name)
+            .map(|n| self.progress.get(n).map_or(0, |x| x.matched))
+            .collect();
+        m.push(last);
+        m.sort_unstable_by(|a, b| b.cmp(a));
+        m.get(self.quorum() - 1)
+            .is_some_and(|&n| n > self.commit && n > self.persisted)
+    }
+
     /// Replication progress per peer, for debugging: `(name, next, matched, inflight)`.
     pub fn progress_summary(&self) -> Vec<(String, Index, Index, u32)> {
         self.progress
@@ -1986,6 +2010,9 @@ mod tests {
             })
             .collect();
         assert_eq!(sends, [("b".into(), 2, 3), ("c".into(), 2, 3)]);
+        // The nop is not durable here yet, but no follower holds it either: the end of the
+        // leader's fsync would change nothing now (its runtime need not be woken for it).
+        assert!(!c.waits_on_own_log());
         let sent = SentAppend {
             term: 2,
             epoch: 0,
@@ -2009,7 +2036,12 @@ mod tests {
             raftdump: true,
         });
         assert!(!acts.iter().any(|a| matches!(a, Action::Commit(_))));
+        // Now the commit waits for the leader's own fsync.
+        assert!(c.waits_on_own_log());
         let acts = c.step(Event::Persisted(3));
         assert_eq!(acts.first(), Some(&Action::Commit(3)));
+        assert!(!c.waits_on_own_log());
+        // A follower's answers always wait for its fsync.
+        assert!(follower(&[1, 1]).waits_on_own_log());
     }
 }

@@ -16,8 +16,14 @@
 //!                                       Reply*/ProposalDone/ReadDone -> held
 //!                                     hand "fsync up to i" to the fsync thread (pipelined
 //!                                       group commit: one fsync covers every write before it)
-//!                                     fsync done -> core.step(Persisted(i))
+//!                                     fsync done -> core.step(Persisted(i)) (it wakes the
+//!                                       runtime only when the commit waits for it)
 //!                                     release held answers whose entries are durable
+//!
+//!   Hand-offs on the path of a replication round are kept few: the runtime writes an
+//!   AppendEntries on its peer's open connection itself (the peer's thread only connects and
+//!   takes over when a write is queued behind it), and a follower's runtime writes its
+//!   AppendEntries answer itself when the answers before it on the connection are written.
 //!
 //!   core.rs      pure Raft: step(Event) -> Vec<Action>; clock and randomness injected
 //!   storage.rs   Storage trait; FileStore (goraft's files exactly) and MemStore

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Duration;
@@ -257,7 +258,9 @@ pub enum Outbound {
 /// - Every `Append` gets exactly one `AppendResult` (with `resp: None` on any failure or
 ///   timeout), so the core's in-flight window always drains.
 pub trait Transport: Send {
-    /// Queues `msg`; never blocks on the network.
+    /// Queues `msg`, or writes it on an open connection; never waits for a connection or an
+    /// answer. (A write made here is at most 64 KiB, on a connection where the requests in
+    /// flight are bounded by the core's window, so it fits the socket's buffer.)
     fn send(&mut self, msg: Outbound);
 }
 
@@ -315,15 +318,49 @@ pub fn url(connection_string: &str, path: &str) -> String {
     format!("{}{}", connection_string.trim_end_matches('/'), path)
 }
 
-/// The HTTP client transport: one worker thread and keep-alive connection per peer.
+/// The HTTP client transport: one worker thread and keep-alive connection per peer. For a
+/// plain `http://` peer the caller writes an AppendEntries on the open connection itself when
+/// nothing is queued for the worker (see [`DirectState`]); the worker connects, and writes what
+/// queues up behind it.
 pub struct HttpTransport {
     agent: ureq::Agent,
     vote_agent: ureq::Agent,
     sink: Sink,
-    streams: HashMap<String, Sender<Queued>>,
+    streams: HashMap<String, PeerStream>,
     timeouts: Timeouts,
     token: Option<String>,
 }
+
+/// The AppendEntries stream to one peer: its worker thread's queue and, for a pipelined
+/// target, the connection the worker and the runtime share.
+struct PeerStream {
+    tx: Sender<Queued>,
+    /// `None` for targets that go through ureq (always the worker).
+    direct: Option<Arc<DirectState>>,
+    /// The request head (pipelined targets).
+    head: String,
+    /// Reused buffers for requests written on the caller's thread.
+    body: Vec<u8>,
+    msg: Vec<u8>,
+}
+
+/// What the runtime's thread and a peer's worker share: the open connection, and how many
+/// requests the worker holds (queued or being written). The caller writes a request itself
+/// only when the worker holds none (so order is kept) and the connection is open: that
+/// saves a thread hand-off (a wake-up and a context switch) on the path of every round.
+#[derive(Default)]
+struct DirectState {
+    conn: std::sync::Mutex<Option<PipeConn>>,
+    /// Incremented by the caller before it queues a request, decremented by the worker
+    /// under the `conn` lock once the request is written (or failed).
+    queued: std::sync::atomic::AtomicUsize,
+    /// Requests the caller wrote itself (for tests and debugging).
+    direct_writes: std::sync::atomic::AtomicUsize,
+}
+
+/// Largest request the runtime's thread writes itself (bigger ones, such as a catch-up
+/// batch, go through the worker: a write that fills the socket buffer would block).
+const MAX_DIRECT: usize = 64 << 10;
 
 /// POSTs `body`; returns the answer's body (whatever the status, as goraft does) and whether
 /// the peer is a raftdump node.
@@ -381,7 +418,7 @@ impl HttpTransport {
         }
     }
 
-    fn stream(&mut self, to: &Peer) -> &Sender<Queued> {
+    fn stream(&mut self, to: &Peer) -> &mut PeerStream {
         let key = to.connection_string.clone();
         let agent = self.agent.clone();
         let sink = self.sink.clone();
@@ -389,18 +426,101 @@ impl HttpTransport {
         let (timeouts, token) = (self.timeouts, self.token.clone());
         self.streams.entry(key).or_insert_with(|| {
             let (tx, rx) = mpsc::channel();
+            let target = Target::parse(&url, token.as_deref());
+            let direct = target.as_ref().map(|_| Arc::new(DirectState::default()));
+            let head = target.as_ref().map_or(String::new(), |t| t.head.clone());
+            let shared = direct.clone();
             std::thread::Builder::new()
                 .name("raft-peer".into())
-                .spawn(move || match Target::parse(&url, token.as_deref()) {
+                .spawn(move || match (target, shared) {
                     // Plain http:// URLs (all of raftd's): pipelined on one connection.
-                    Some(target) => pipelined_worker(target, timeouts, rx, sink),
-                    None => stream_worker(agent, url, rx, sink),
+                    (Some(target), Some(shared)) => {
+                        pipelined_worker(target, timeouts, rx, sink, &shared)
+                    }
+                    _ => stream_worker(agent, url, rx, sink),
                 })
                 .map_err(|e| log::error!("cannot start a peer thread: {e}"))
                 .ok();
-            tx
+            PeerStream {
+                tx,
+                direct,
+                head,
+                body: Vec::with_capacity(4096),
+                msg: Vec::with_capacity(4096),
+            }
         })
     }
+}
+
+impl PeerStream {
+    /// Writes `req` on the open connection from the caller's thread when nothing is queued
+    /// for the worker and the lock is free at once; otherwise hands it back.
+    fn try_direct(
+        &mut self,
+        req: AppendRequest,
+        sent: SentAppend,
+    ) -> Option<(AppendRequest, SentAppend)> {
+        let Some(direct) = &self.direct else {
+            return Some((req, sent));
+        };
+        let Ok(mut conn) = direct.conn.try_lock() else {
+            return Some((req, sent));
+        };
+        if direct.queued.load(Ordering::SeqCst) > 0 || conn.is_none() {
+            return Some((req, sent));
+        }
+        self.body.clear();
+        encode_append_request_into(&req, &mut self.body);
+        if self.body.len() > MAX_DIRECT {
+            return Some((req, sent));
+        }
+        build_message(&self.head, &self.body, &mut self.msg);
+        if let Err(sent) = write_request(&mut conn, &self.msg, vec![sent]) {
+            // The connection was marked dead after the check: the worker's turn.
+            if let Some(s) = sent.into_iter().next() {
+                return Some((req, s));
+            }
+        }
+        direct.direct_writes.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+/// `head` + the body's length + the body: one HTTP request, written with one call.
+fn build_message(head: &str, body: &[u8], msg: &mut Vec<u8>) {
+    msg.clear();
+    msg.extend_from_slice(head.as_bytes());
+    let mut n = itoa::Buffer::new();
+    msg.extend_from_slice(n.format(body.len()).as_bytes());
+    msg.extend_from_slice(b"\r\n\r\n");
+    msg.extend_from_slice(body);
+}
+
+/// Writes `msg` on `conn`, its results owed to `sents`. `Err(sents)` when the connection
+/// was already dead (nothing written: the caller fails them or retries); a write that fails
+/// drops the connection, and its reader fails what is outstanding, this request included.
+fn write_request(
+    conn: &mut Option<PipeConn>,
+    msg: &[u8],
+    sents: Vec<SentAppend>,
+) -> Result<(), Vec<SentAppend>> {
+    let Some(c) = conn.as_mut() else {
+        return Err(sents);
+    };
+    {
+        let mut o = lock_outstanding(&c.outstanding);
+        if o.dead {
+            drop(o);
+            *conn = None;
+            return Err(sents);
+        }
+        o.queue.push_back((std::time::Instant::now(), sents));
+    }
+    if let Err(e) = std::io::Write::write_all(&mut c.stream, msg) {
+        log::debug!("AppendEntries: {e}");
+        *conn = None;
+    }
+    Ok(())
 }
 
 /// An AppendEntries waiting for its peer's stream: (peer name, request, what to echo).
@@ -783,55 +903,40 @@ fn parse_answer(b: &[u8]) -> Result<Option<ParsedAnswer>, String> {
 /// next batch while it fsyncs the last. Order is kept: one connection at a time; after a
 /// failure every outstanding request fails (`resp: None`) and a new connection is opened for
 /// the next one.
-fn pipelined_worker(target: Target, t: Timeouts, rx: Receiver<Queued>, sink: Sink) {
-    let mut conn: Option<PipeConn> = None;
+fn pipelined_worker(
+    target: Target,
+    t: Timeouts,
+    rx: Receiver<Queued>,
+    sink: Sink,
+    shared: &DirectState,
+) {
     let mut body = Vec::with_capacity(4096);
     let mut msg = Vec::with_capacity(4096);
     while let Ok(first) = rx.recv() {
         for (peer, req, sents) in drain_merged(first, &rx) {
             body.clear();
             encode_append_request_into(&req, &mut body);
-            msg.clear();
-            msg.extend_from_slice(target.head.as_bytes());
-            msg.extend_from_slice(body.len().to_string().as_bytes());
-            msg.extend_from_slice(b"\r\n\r\n");
-            msg.extend_from_slice(&body);
-            let mut sents = Some(sents);
+            build_message(&target.head, &body, &mut msg);
+            let n = sents.len();
+            let mut conn = shared.conn.lock().unwrap_or_else(|e| e.into_inner());
             // One connection attempt a request, as over ureq: a peer that cannot be reached
             // (or a proxy that cuts it off) is retried with the next heartbeat, not at once.
             if conn
                 .as_ref()
                 .is_some_and(|c| lock_outstanding(&c.outstanding).dead)
             {
-                conn = None;
+                *conn = None;
             }
             if conn.is_none() {
                 match PipeConn::open(&target, t, &peer, &sink) {
-                    Ok(c) => conn = Some(c),
+                    Ok(c) => *conn = Some(c),
                     Err(e) => log::debug!("connecting to {}: {e}", target.connect),
                 }
             }
-            if let Some(c) = &mut conn {
-                let queued = {
-                    let mut o = lock_outstanding(&c.outstanding);
-                    if o.dead {
-                        false
-                    } else {
-                        if let Some(s) = sents.take() {
-                            o.queue.push_back((std::time::Instant::now(), s));
-                        }
-                        true
-                    }
-                };
-                if !queued {
-                    conn = None;
-                } else if let Err(e) = std::io::Write::write_all(&mut c.stream, &msg) {
-                    // The reader fails what is outstanding, this request included.
-                    log::debug!("AppendEntries to {}: {e}", target.connect);
-                    conn = None;
-                }
-            }
-            for sent in sents.into_iter().flatten() {
+            let failed = write_request(&mut conn, &msg, sents).err();
+            shared.queued.fetch_sub(n, Ordering::SeqCst);
+            drop(conn);
+            for sent in failed.into_iter().flatten() {
                 sink(Event::AppendResult {
                     peer: peer.clone(),
                     sent,
@@ -848,7 +953,14 @@ impl Transport for HttpTransport {
         match msg {
             Outbound::Append { to, req, sent } => {
                 let name = to.name.clone();
-                if self.stream(&to).send((name.clone(), req, sent)).is_err() {
+                let stream = self.stream(&to);
+                let Some((req, sent)) = stream.try_direct(req, sent) else {
+                    return;
+                };
+                if let Some(d) = &stream.direct {
+                    d.queued.fetch_add(1, Ordering::SeqCst);
+                }
+                if stream.tx.send((name.clone(), req, sent)).is_err() {
                     (self.sink)(Event::AppendResult {
                         peer: name,
                         sent,
@@ -1189,6 +1301,75 @@ mod tests {
         assert_eq!(got, [(4, Some(5)), (5, Some(6))]);
         drop(t);
         assert_eq!(server.join().unwrap(), [4, 5]);
+    }
+
+    /// A burst of requests, the first ones through the peer's thread (no connection yet), the
+    /// later ones written by the caller itself once the connection is open and nothing is
+    /// queued: the follower receives them all in order and every result comes back once, in
+    /// order.
+    #[test]
+    fn requests_written_by_the_caller_or_the_worker_stay_in_order() {
+        use std::io::Write;
+        const N: u64 = 60;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut w, _) = listener.accept().unwrap();
+            w.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut r = std::io::BufReader::new(w.try_clone().unwrap());
+            let mut prevs = Vec::new();
+            for _ in 0..N {
+                let p = read_append(&mut r);
+                prevs.push(p);
+                let body = encode_append_response(&AppendResponse {
+                    term: 1,
+                    index: p + 1,
+                    commit: 0,
+                    success: true,
+                });
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                w.write_all(head.as_bytes()).unwrap();
+                w.write_all(&body).unwrap();
+            }
+            let _ = std::io::Read::read(&mut r, &mut [0u8; 1]);
+            prevs
+        });
+        let (mut t, rx) = transport();
+        let to = Peer {
+            name: "f".into(),
+            connection_string: format!("http://127.0.0.1:{port}"),
+        };
+        for prev in 0..N {
+            append(&mut t, &to, prev);
+            if prev == N / 2 {
+                // Let the first half drain: the second half is written by this thread.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let mut got = Vec::new();
+        for _ in 0..N {
+            match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+                Event::AppendResult { sent, resp, .. } => {
+                    got.push((sent.prev, resp.map(|r| r.index)))
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let want: Vec<(u64, Option<u64>)> = (0..N).map(|p| (p, Some(p + 1))).collect();
+        assert_eq!(got, want);
+        let direct: Vec<usize> = t
+            .streams
+            .values()
+            .filter_map(|s| s.direct.as_ref())
+            .map(|d| d.direct_writes.load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(direct.len(), 1, "a pipelined stream shares its connection");
+        assert!(
+            (1..N as usize).contains(&direct[0]),
+            "some requests, not all, written by the caller: {direct:?}"
+        );
+        drop(t);
+        assert_eq!(server.join().unwrap(), (0..N).collect::<Vec<_>>());
     }
 
     /// A connection that dies with requests outstanding fails each of them once. The follower

@@ -176,6 +176,8 @@ impl ClientConnection {
 
         // building the writer for the request
         let writer = self.sink.next().unwrap();
+        // raftdump: lets the request say whether its answer can be written at once
+        let turn = writer.turn();
 
         // follow-up for next potential request
         let mut data_source = self.source.next().unwrap();
@@ -192,6 +194,10 @@ impl ClientConnection {
             data_source,
             writer,
         )
+        .map(|mut r| {
+            r.set_turn(turn);
+            r
+        })
         .map_err(|e| {
             use crate::request;
             match e {

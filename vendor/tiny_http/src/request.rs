@@ -54,6 +54,9 @@ pub struct Request {
     // if this writer is empty, then the request has been answered
     response_writer: Option<Box<dyn Write + Send + 'static>>,
 
+    // raftdump: whether the answers before this one on its connection were written
+    turn: Option<crate::util::Turn>,
+
     remote_addr: Option<SocketAddr>,
 
     // true if HTTPS, false if HTTP
@@ -238,6 +241,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        turn: None,
     })
 }
 
@@ -425,6 +429,17 @@ impl Request {
         let mut reader = None;
         mem::swap(&mut self.data_reader, &mut reader);
         reader.unwrap()
+    }
+
+    /// raftdump: whether every answer before this one on its connection was written, so
+    /// that [`Request::respond`] would not wait for another thread's answer (it may still
+    /// wait for the socket). `false` when unknown.
+    pub fn answer_ready(&self) -> bool {
+        self.turn.as_ref().is_some_and(|t| t.ready())
+    }
+
+    pub(crate) fn set_turn(&mut self, turn: crate::util::Turn) {
+        self.turn = Some(turn);
     }
 
     /// Sends a response to this request.

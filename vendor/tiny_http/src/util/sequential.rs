@@ -8,8 +8,15 @@ use std::sync::{Arc, Condvar, Mutex};
 // glibc consolidate its free lists on every request; this is one small allocation.
 struct Slot<T> {
     /// `Some(Some(v))`: sent; `Some(None)`: the sender was dropped without sending.
-    value: Mutex<Option<Option<T>>>,
+    value: Mutex<SlotState<T>>,
     ready: Condvar,
+}
+
+struct SlotState<T> {
+    value: Option<Option<T>>,
+    /// The receiver waits on `ready`: only then does the sender notify it (a notification
+    /// is a system call even when no one waits, and most hand-offs find the value there).
+    waiting: bool,
 }
 
 struct Sender<T>(Option<Arc<Slot<T>>>);
@@ -22,7 +29,10 @@ struct RecvError;
 
 fn channel<T>() -> (Sender<T>, Receiver<T>) {
     let slot = Arc::new(Slot {
-        value: Mutex::new(None),
+        value: Mutex::new(SlotState {
+            value: None,
+            waiting: false,
+        }),
         ready: Condvar::new(),
     });
     (Sender(Some(slot.clone())), Receiver(slot))
@@ -31,8 +41,14 @@ fn channel<T>() -> (Sender<T>, Receiver<T>) {
 impl<T> Sender<T> {
     fn put(&mut self, v: Option<T>) {
         if let Some(slot) = self.0.take() {
-            *slot.value.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
-            slot.ready.notify_one();
+            let waiting = {
+                let mut s = slot.value.lock().unwrap_or_else(|e| e.into_inner());
+                s.value = Some(v);
+                s.waiting
+            };
+            if waiting {
+                slot.ready.notify_one();
+            }
         }
     }
 
@@ -50,16 +66,17 @@ impl<T> Drop for Sender<T> {
 
 impl<T> Receiver<T> {
     fn recv(&mut self) -> Result<T, RecvError> {
-        let mut v = self.0.value.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.0.value.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            match v.take() {
+            match s.value.take() {
                 Some(Some(x)) => return Ok(x),
                 Some(None) => {
-                    *v = Some(None);
+                    s.value = Some(None);
                     return Err(RecvError);
                 }
                 None => {
-                    v = self.0.ready.wait(v).unwrap_or_else(|e| e.into_inner());
+                    s.waiting = true;
+                    s = self.0.ready.wait(s).unwrap_or_else(|e| e.into_inner());
                 }
             }
         }
@@ -67,6 +84,31 @@ impl<T> Receiver<T> {
 }
 
 use std::mem;
+
+/// raftdump: tells whether a writer's turn has come, that is whether every answer before
+/// it on the connection was written (so writing it now does not wait for another thread).
+pub struct Turn(Option<Arc<Slot<()>>>);
+
+impl Turn {
+    /// The answers before this one are all written.
+    pub fn ready(&self) -> bool {
+        match &self.0 {
+            None => true,
+            Some(slot) => slot
+                .value
+                .lock()
+                .map(|s| s.value.is_some())
+                .unwrap_or(false),
+        }
+    }
+}
+
+impl<W: Write + Send> SequentialWriter<W> {
+    /// raftdump: a probe of this writer's turn.
+    pub fn turn(&self) -> Turn {
+        Turn(self.trigger.as_ref().map(|r| r.0.clone()))
+    }
+}
 
 pub struct SequentialReaderBuilder<R>
 where
