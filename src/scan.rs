@@ -156,24 +156,8 @@ impl<'a> Frames<'a> {
     /// moving each one through an `Option<Result<RawEntry, LogError>>` cost a fifth of a
     /// whole-log pass in stalled copies.
     #[inline]
-    pub fn each(&mut self, mut f: impl FnMut(Result<&RawEntry<'a>, LogError>, usize)) {
-        loop {
-            if let Some(e) = self.fast() {
-                self.pos += CANONICAL_HEADER_LEN + e.body.len();
-                self.ordinal += 1;
-                self.release();
-                f(Ok(&e), self.pos);
-                continue;
-            }
-            let Some(item) = self.slow() else {
-                return;
-            };
-            self.release();
-            match item {
-                Ok(e) => f(Ok(&e), self.pos),
-                Err(d) => f(Err(d), self.pos),
-            }
-        }
+    pub fn each(&mut self, f: impl FnMut(Result<&RawEntry<'a>, LogError>, usize)) {
+        self.each_before(usize::MAX, f);
     }
 
     /// Reads the canonical good frames that lie wholly before byte `end`, passing each to `f`,
