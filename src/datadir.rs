@@ -383,6 +383,34 @@ pub(crate) mod testing {
         }
         dir
     }
+
+    /// Every file named `log` under the project's `fixtures/`, in path order.
+    pub(crate) fn fixture_logs() -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.file_name().is_some_and(|n| n == "log") {
+                    out.push(p);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Every data dir under the project's `fixtures/` that opens (a dir holding a `log`), in
+    /// path order.
+    pub(crate) fn fixture_dirs() -> Vec<super::DataDir> {
+        fixture_logs()
+            .iter()
+            .filter_map(|log| log.parent())
+            .filter_map(|d| super::open(d).ok())
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -1541,18 +1541,9 @@ mod tests {
     /// Every group of sibling data dirs under `fixtures/` (dirs holding a `log` that open).
     fn fixture_groups() -> Vec<Vec<DataDir>> {
         let mut groups: std::collections::BTreeMap<PathBuf, Vec<DataDir>> = Default::default();
-        let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                }
-            }
-            if let (true, Some(parent)) = (d.join("log").is_file(), d.parent()) {
-                if let Ok(dir) = crate::datadir::open(&d) {
-                    groups.entry(parent.to_path_buf()).or_default().push(dir);
-                }
+        for dir in crate::datadir::testing::fixture_dirs() {
+            if let Some(parent) = dir.path.parent() {
+                groups.entry(parent.to_path_buf()).or_default().push(dir);
             }
         }
         groups.into_values().collect()

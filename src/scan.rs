@@ -516,21 +516,11 @@ mod tests {
 
     #[test]
     fn agrees_with_the_reader_on_the_real_fixtures() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-        let mut seen = 0;
-        let mut stack = vec![root];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if p.file_name().is_some_and(|n| n == "log") {
-                    same_as_reader(&std::fs::read(&p).unwrap());
-                    seen += 1;
-                }
-            }
+        let logs = crate::datadir::testing::fixture_logs();
+        for p in &logs {
+            same_as_reader(&std::fs::read(p).unwrap());
         }
-        assert!(seen > 10, "{seen} logs");
+        assert!(logs.len() > 10, "{} logs", logs.len());
     }
 
     proptest::proptest! {

@@ -790,27 +790,6 @@ mod tests {
             .collect()
     }
 
-    /// Every data dir under `fixtures/` that opens (a dir holding a `log`).
-    fn all_fixture_dirs() -> Vec<DataDir> {
-        let mut out = Vec::new();
-        let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")];
-        while let Some(d) = stack.pop() {
-            let mut kids: Vec<PathBuf> = std::fs::read_dir(&d)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .filter(|p| p.is_dir())
-                .collect();
-            kids.sort();
-            stack.extend(kids);
-            if d.join("log").is_file() {
-                if let Ok(dir) = crate::datadir::open(&d) {
-                    out.push(dir);
-                }
-            }
-        }
-        out
-    }
-
     /// What `check_all` must give: each node checked on its own, then the cluster.
     fn separately(nodes: &[DataDir]) -> (Vec<NodeReport>, Vec<Finding>) {
         (
@@ -821,7 +800,7 @@ mod tests {
 
     #[test]
     fn the_single_pass_gives_what_the_separate_passes_give() {
-        let dirs = all_fixture_dirs();
+        let dirs = crate::datadir::testing::fixture_dirs();
         assert!(dirs.len() > 60, "{} fixture dirs", dirs.len());
         let open = |d: &DataDir| crate::datadir::open(&d.path).unwrap();
         // Each fixture alone, next to a clean node, and twice (the same dir given twice).

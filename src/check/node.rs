@@ -1920,28 +1920,18 @@ mod tests {
     /// with and without the commit-index prefix and a context, in 2 to 4 parts.
     #[test]
     fn a_pass_in_parts_finds_the_same() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-        let mut logs = 0;
-        let mut stack = vec![root];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else if path.file_name().is_some_and(|n| n == "log") {
-                    let bytes = std::fs::read(&path).unwrap();
-                    let ctx = LogContext::default();
-                    assert_eq!(
-                        split_check(&bytes, &ctx, 2).0,
-                        check_log(&bytes, &ctx),
-                        "{}",
-                        path.display()
-                    );
-                    logs += 1;
-                }
-            }
+        let logs = crate::datadir::testing::fixture_logs();
+        for path in &logs {
+            let bytes = std::fs::read(path).unwrap();
+            let ctx = LogContext::default();
+            assert_eq!(
+                split_check(&bytes, &ctx, 2).0,
+                check_log(&bytes, &ctx),
+                "{}",
+                path.display()
+            );
         }
-        assert!(logs > 40, "{logs} fixture logs");
+        assert!(logs.len() > 40, "{} fixture logs", logs.len());
         let mut w = LogWriter::new(Vec::new());
         w.append(1, 0, &join("a")).unwrap();
         for i in 2..20_000u64 {
