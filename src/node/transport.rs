@@ -1258,6 +1258,35 @@ mod tests {
         });
     }
 
+    /// The next `n` AppendEntries results from `rx`, as (the request's prev index, the answer),
+    /// each within a bounded wait.
+    fn results(rx: &mpsc::Receiver<Event>, n: u64) -> Vec<(u64, Option<AppendResponse>)> {
+        (0..n)
+            .map(
+                |_| match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+                    Event::AppendResult { sent, resp, .. } => (sent.prev, resp),
+                    other => panic!("unexpected {other:?}"),
+                },
+            )
+            .collect()
+    }
+
+    /// The (prev index, answered index) of each result.
+    fn indexes(results: Vec<(u64, Option<AppendResponse>)>) -> Vec<(u64, Option<u64>)> {
+        results
+            .into_iter()
+            .map(|(p, r)| (p, r.map(|r| r.index)))
+            .collect()
+    }
+
+    /// The follower listening on `port`.
+    fn peer(port: u16) -> Peer {
+        Peer {
+            name: "f".into(),
+            connection_string: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
     /// A follower that reads two pipelined requests before answering either: both results
     /// come back, in order, on one connection. The second request is queued only once the
     /// follower holds the first, so the two go out apart whatever the timing.
@@ -1282,23 +1311,11 @@ mod tests {
             prevs
         });
         let (mut t, rx) = transport();
-        let to = Peer {
-            name: "f".into(),
-            connection_string: format!("http://127.0.0.1:{port}"),
-        };
+        let to = peer(port);
         append(&mut t, &to, 4);
         seen.recv_timeout(Duration::from_secs(10)).unwrap();
         append(&mut t, &to, 5);
-        let mut got = Vec::new();
-        for _ in 0..2 {
-            match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
-                Event::AppendResult { sent, resp, .. } => {
-                    got.push((sent.prev, resp.map(|r| r.index)))
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        assert_eq!(got, [(4, Some(5)), (5, Some(6))]);
+        assert_eq!(indexes(results(&rx, 2)), [(4, Some(5)), (5, Some(6))]);
         drop(t);
         assert_eq!(server.join().unwrap(), [4, 5]);
     }
@@ -1335,26 +1352,18 @@ mod tests {
             prevs
         });
         let (mut t, rx) = transport();
-        let to = Peer {
-            name: "f".into(),
-            connection_string: format!("http://127.0.0.1:{port}"),
-        };
-        for prev in 0..N {
+        let to = peer(port);
+        // The first half as a burst, before any connection is open: through the peer's thread.
+        for prev in 0..N / 2 {
             append(&mut t, &to, prev);
-            if prev == N / 2 {
-                // Let the first half drain: the second half is written by this thread.
-                std::thread::sleep(Duration::from_millis(100));
-            }
         }
-        let mut got = Vec::new();
-        for _ in 0..N {
-            match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
-                Event::AppendResult { sent, resp, .. } => {
-                    got.push((sent.prev, resp.map(|r| r.index)))
-                }
-                other => panic!("unexpected {other:?}"),
-            }
+        // Once all its answers are back, the connection is open and nothing is queued: the
+        // second half is written by this thread.
+        let mut got = indexes(results(&rx, N / 2));
+        for prev in N / 2..N {
+            append(&mut t, &to, prev);
         }
+        got.extend(indexes(results(&rx, N - N / 2)));
         let want: Vec<(u64, Option<u64>)> = (0..N).map(|p| (p, Some(p + 1))).collect();
         assert_eq!(got, want);
         let direct: Vec<usize> = t
@@ -1379,20 +1388,11 @@ mod tests {
         // Both connection handles close when the follower returns.
         let (port, seen, server) = follower(|_, _, _| ());
         let (mut t, rx) = transport();
-        let to = Peer {
-            name: "f".into(),
-            connection_string: format!("http://127.0.0.1:{port}/"),
-        };
+        let to = peer(port);
         append(&mut t, &to, 1);
         seen.recv_timeout(Duration::from_secs(10)).unwrap();
         append(&mut t, &to, 7);
-        let mut got = Vec::new();
-        for _ in 0..2 {
-            match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
-                Event::AppendResult { sent, resp, .. } => got.push((sent.prev, resp)),
-                other => panic!("unexpected {other:?}"),
-            }
-        }
+        let mut got = results(&rx, 2);
         got.sort_by_key(|g| g.0);
         assert_eq!(got, [(1, None), (7, None)]);
         assert!(
