@@ -71,7 +71,8 @@ fn part_of(key: &str) -> usize {
 }
 
 /// raftd's key-value map, as 64 hash maps of inline strings partitioned by key hash; or, once
-/// [`KvMap::sort`] has run and until the next write, one vector of the pairs in key order.
+/// [`KvMap::sort`] has run (or as a bulk replay hands it over) and until the next write, every
+/// pair in key order in one [`Packed`] text.
 ///
 /// Why partitions: a long log overwrites keys millions of times in an order with no locality,
 /// and one big map turns every write into cache misses (a heap string per key and value made it
@@ -79,22 +80,144 @@ fn part_of(key: &str) -> usize {
 /// a time, which stays in the CPU cache. The hasher is seeded per process, so keys sent to
 /// `serve` cannot be chosen to collide.
 ///
-/// Why the sorted form: writing a large state out in key order through references into the hash
-/// maps waited on a cache miss per pair (three quarters of that output's time); the pairs moved
-/// into one vector and sorted there are then read in order.
+/// Why the packed form: writing a large state out in key order through references into the hash
+/// maps waited on a cache miss per pair (three quarters of that output's time); the pairs laid
+/// out in key order are read in order. One text instead of a string per key and value: making
+/// those strings, and the memory for them, was most of the end of a large replay.
 #[derive(Debug, Clone)]
 pub struct KvMap {
     parts: Vec<HashMap<CompactString, CompactString, foldhash::fast::RandomState>>,
-    /// The pairs in key order (by bytes), when sorted; then every partition is empty.
-    sorted: Vec<(CompactString, CompactString)>,
+    /// The pairs in key order (by bytes), when packed; then every partition is empty.
+    packed: Packed,
 }
 
 impl Default for KvMap {
     fn default() -> Self {
         KvMap {
             parts: (0..PARTS).map(|_| HashMap::default()).collect(),
-            sorted: Vec::new(),
+            packed: Packed::default(),
         }
+    }
+}
+
+/// Pairs with distinct keys in key order (by bytes), their keys and values in one text.
+#[derive(Debug, Clone, Default)]
+pub struct Packed {
+    text: String,
+    pairs: Vec<PackedPair>,
+}
+
+/// A pair of a [`Packed`]: its key's sort prefix ([`sort_prefix_bytes`]) and where its key and
+/// value sit in the text (the key at `at`, then the value).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PackedPair {
+    pub(crate) prefix: (u64, u64),
+    pub(crate) at: usize,
+    pub(crate) key: usize,
+    pub(crate) value: usize,
+}
+
+impl Packed {
+    /// The pairs `pairs` (distinct keys, in key order) whose keys and values are in `text`. A
+    /// text that is not UTF-8 (no caller builds one) is packed again with each key and value
+    /// made valid on its own, as `String::from_utf8_lossy` does.
+    pub(crate) fn new(text: Vec<u8>, pairs: Vec<PackedPair>) -> Self {
+        match String::from_utf8(text) {
+            Ok(text) => Packed { text, pairs },
+            Err(e) => {
+                let text = e.into_bytes();
+                let bytes =
+                    |from: usize, len: usize| text.get(from..from + len).unwrap_or_default();
+                let lossy: Vec<(String, String)> = pairs
+                    .iter()
+                    .map(|p| {
+                        let (k, v) = (bytes(p.at, p.key), bytes(p.at + p.key, p.value));
+                        (
+                            String::from_utf8_lossy(k).into_owned(),
+                            String::from_utf8_lossy(v).into_owned(),
+                        )
+                    })
+                    .collect();
+                Packed::from_pairs(&lossy)
+            }
+        }
+    }
+
+    /// `pairs` (distinct keys, in no particular order) packed in key order.
+    fn from_pairs<K: AsRef<str> + Sync, V: AsRef<str> + Sync>(all: &[(K, V)]) -> Self {
+        let mut order: Vec<SortPos> = all
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| {
+                let (hi, lo) = sort_prefix(k.as_ref());
+                (hi, lo, i)
+            })
+            .collect();
+        let cmp = |a: &SortPos, b: &SortPos| {
+            (a.0, a.1)
+                .cmp(&(b.0, b.1))
+                .then_with(|| all[a.2].0.as_ref().cmp(all[b.2].0.as_ref()))
+        };
+        sort_by_in_halves(&mut order, cmp);
+        let bytes = all
+            .iter()
+            .map(|(k, v)| k.as_ref().len() + v.as_ref().len())
+            .sum();
+        let mut text = String::with_capacity(bytes);
+        let mut pairs = Vec::with_capacity(all.len());
+        for (hi, lo, i) in order {
+            let (k, v) = (all[i].0.as_ref(), all[i].1.as_ref());
+            pairs.push(PackedPair {
+                prefix: (hi, lo),
+                at: text.len(),
+                key: k.len(),
+                value: v.len(),
+            });
+            text.push_str(k);
+            text.push_str(v);
+        }
+        Packed { text, pairs }
+    }
+
+    /// The number of pairs.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// Whether there is no pair.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// Pair `i` (in key order), empty strings past the end.
+    #[inline]
+    pub fn pair(&self, i: usize) -> (&str, &str) {
+        self.pairs.get(i).map_or(("", ""), |p| self.strs(p))
+    }
+
+    #[inline]
+    fn strs(&self, p: &PackedPair) -> (&str, &str) {
+        let key_end = p.at + p.key;
+        (
+            self.text.get(p.at..key_end).unwrap_or_default(),
+            self.text
+                .get(key_end..key_end + p.value)
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Every pair, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|p| self.strs(p))
+    }
+
+    /// The value of `key`.
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        let prefix = sort_prefix(key);
+        self.pairs
+            .binary_search_by(|p| p.prefix.cmp(&prefix).then_with(|| self.strs(p).0.cmp(key)))
+            .ok()
+            .map(|i| self.pair(i).1)
     }
 }
 
@@ -104,88 +227,86 @@ impl KvMap {
         part_of(key)
     }
 
-    /// The position of `key` in the sorted form.
-    fn find_sorted(&self, key: &str) -> Result<usize, usize> {
-        self.sorted
-            .binary_search_by(|(k, _)| k.as_bytes().cmp(key.as_bytes()))
-    }
-
     /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<&CompactString> {
-        if !self.sorted.is_empty() {
-            return self.find_sorted(key).ok().map(|i| &self.sorted[i].1);
+    pub fn get(&self, key: &str) -> Option<&str> {
+        if !self.packed.is_empty() {
+            return self.packed.get(key);
         }
-        self.parts[self.part(key)].get(key)
+        self.parts[self.part(key)]
+            .get(key)
+            .map(CompactString::as_str)
     }
 
-    /// The value of `key`, mutable.
+    /// The value of `key`, mutable (the pairs move back into the hash maps first).
     pub fn get_mut(&mut self, key: &str) -> Option<&mut CompactString> {
-        if !self.sorted.is_empty() {
-            return match self.find_sorted(key) {
-                Ok(i) => Some(&mut self.sorted[i].1),
-                Err(_) => None,
-            };
-        }
+        self.unpack();
         let p = self.part(key);
         self.parts[p].get_mut(key)
     }
 
     /// Sets `key`, returning the previous value.
     pub fn insert(&mut self, key: CompactString, value: CompactString) -> Option<CompactString> {
-        self.unsort();
+        self.unpack();
         let p = self.part(&key);
         self.parts[p].insert(key, value)
     }
 
     /// The number of keys.
     pub fn len(&self) -> usize {
-        self.parts.iter().map(HashMap::len).sum::<usize>() + self.sorted.len()
+        self.parts.iter().map(HashMap::len).sum::<usize>() + self.packed.len()
     }
 
     /// Whether there is no key.
     pub fn is_empty(&self) -> bool {
-        self.sorted.is_empty() && self.parts.iter().all(HashMap::is_empty)
+        self.packed.is_empty() && self.parts.iter().all(HashMap::is_empty)
     }
 
-    /// Every pair, in no particular order (in key order when sorted).
-    pub fn iter(&self) -> impl Iterator<Item = (&CompactString, &CompactString)> {
+    /// Every pair, in no particular order (in key order when packed).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.parts
             .iter()
-            .flat_map(|m| m.iter())
-            .chain(self.sorted.iter().map(|(k, v)| (k, v)))
+            .flat_map(|m| m.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .chain(self.packed.iter())
     }
 
-    /// Moves every pair into one vector in key order (by bytes), for reading the whole state out
-    /// in order; the hash maps are freed as they are emptied. Lookups still work (by binary
-    /// search); the next insert puts the pairs back into the hash maps.
+    /// Packs every pair in key order (by bytes), for reading the whole state out in order; the
+    /// hash maps are freed as they are emptied. Lookups still work (by binary search); the next
+    /// write puts the pairs back into the hash maps.
     pub fn sort(&mut self) {
         if self.parts.iter().all(HashMap::is_empty) {
             return;
         }
-        let mut all = std::mem::take(&mut self.sorted);
-        all.reserve_exact(self.len());
+        let mut all = self.packed_pairs();
         for part in &mut self.parts {
             all.extend(std::mem::take(part));
         }
-        self.sorted = sort_distinct(all);
+        self.packed = Packed::from_pairs(&all);
     }
 
-    /// The map holding `pairs`, whose keys are distinct and in order (by bytes), in its sorted
-    /// form.
-    pub(crate) fn from_sorted(pairs: Vec<(CompactString, CompactString)>) -> Self {
+    /// The map holding `packed`, in its packed form.
+    pub(crate) fn from_packed(packed: Packed) -> Self {
         KvMap {
             parts: (0..PARTS).map(|_| HashMap::default()).collect(),
-            sorted: pairs,
+            packed,
         }
     }
 
     /// Every pair, in no particular order.
     pub(crate) fn into_pairs(mut self) -> Vec<(CompactString, CompactString)> {
-        let mut all = std::mem::take(&mut self.sorted);
+        let mut all = self.packed_pairs();
         for part in &mut self.parts {
             all.extend(std::mem::take(part));
         }
         all
+    }
+
+    /// The packed pairs as strings (the packed form is left empty).
+    fn packed_pairs(&mut self) -> Vec<(CompactString, CompactString)> {
+        let packed = std::mem::take(&mut self.packed);
+        packed
+            .iter()
+            .map(|(k, v)| (CompactString::new(k), CompactString::new(v)))
+            .collect()
     }
 
     /// Whether the pairs are held in key order (see [`KvMap::sort`]).
@@ -195,16 +316,16 @@ impl KvMap {
 
     /// The pairs in key order, when they are held so (see [`KvMap::sort`]): for writing a large
     /// state out without a vector of references to it.
-    pub fn sorted_pairs(&self) -> Option<&[(CompactString, CompactString)]> {
-        self.is_sorted().then_some(self.sorted.as_slice())
+    pub fn packed(&self) -> Option<&Packed> {
+        self.is_sorted().then_some(&self.packed)
     }
 
-    /// Puts the pairs of the sorted form back into the hash maps.
-    fn unsort(&mut self) {
-        if self.sorted.is_empty() {
+    /// Puts the packed pairs back into the hash maps.
+    fn unpack(&mut self) {
+        if self.packed.is_empty() {
             return;
         }
-        for (k, v) in std::mem::take(&mut self.sorted) {
+        for (k, v) in self.packed_pairs() {
             let p = self.part(&k);
             self.parts[p].insert(k, v);
         }
@@ -277,7 +398,7 @@ impl Batch {
         if self.len == 0 {
             return 0;
         }
-        map.unsort();
+        map.unpack();
         let mut overwrites = 0;
         for (p, queue) in self.parts.iter_mut().enumerate() {
             let map = &mut map.parts[p];
@@ -375,18 +496,9 @@ impl Kv {
 
     /// The pairs in key order (by bytes).
     pub fn sorted(&self) -> Vec<(&str, &str)> {
-        self.sorted_refs()
-            .into_iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect()
-    }
-
-    /// The pairs in key order (by bytes), as [`Kv::sorted`] but in 16 bytes per pair, for
-    /// writing a large state.
-    pub fn sorted_refs(&self) -> Vec<(&CompactString, &CompactString)> {
-        if self.data.is_sorted() {
+        if let Some(packed) = self.data.packed() {
             // Already in order (see `KvMap::sort`): no reference into a hash map.
-            return self.data.iter().collect();
+            return packed.iter().collect();
         }
         // Each key's first 16 bytes as two big-endian integers decide almost every comparison
         // without a call to memcmp (sorting the 250,000 keys of a large state spent most of its
@@ -425,7 +537,7 @@ impl Kv {
 
     /// The value of `key` (raftd answers an empty body for a missing key).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.data.get(key).map(CompactString::as_str)
+        self.data.get(key)
     }
 
     /// The members as peers, sorted by name.
@@ -438,36 +550,6 @@ impl Kv {
             })
             .collect()
     }
-}
-
-/// `all` (distinct keys) in key order (by bytes).
-///
-/// Small items (the key's sort prefix and the pair's position) are sorted, then the pairs are
-/// moved into that order: the moves are independent loads, which the CPU overlaps, where
-/// sorting the pairs themselves moved every pair many times.
-fn sort_distinct(
-    mut all: Vec<(CompactString, CompactString)>,
-) -> Vec<(CompactString, CompactString)> {
-    let mut order: Vec<SortPos> = all
-        .iter()
-        .enumerate()
-        .map(|(i, (k, _))| {
-            let (hi, lo) = sort_prefix(k);
-            (hi, lo, i)
-        })
-        .collect();
-    let pairs = &all;
-    let cmp = |a: &SortPos, b: &SortPos| {
-        (a.0, a.1)
-            .cmp(&(b.0, b.1))
-            .then_with(|| pairs[a.2].0.as_bytes().cmp(pairs[b.2].0.as_bytes()))
-    };
-    sort_by_in_halves(&mut order, cmp);
-    let mut sorted = Vec::with_capacity(all.len());
-    for (_, _, i) in order {
-        sorted.push(std::mem::take(&mut all[i]));
-    }
-    sorted
 }
 
 /// Sorts `v` with `cmp`; a large `v` is split around its median (linear) and the halves are
@@ -499,7 +581,7 @@ fn sort_by_in_halves<T: Send>(v: &mut [T], cmp: impl Fn(&T, &T) -> Ordering + Sy
 type SortPos = (u64, u64, usize);
 
 /// A pair with its key's sort prefix (see [`sort_prefix`]).
-type SortItem<'a> = (u64, u64, &'a CompactString, &'a CompactString);
+type SortItem<'a> = (u64, u64, &'a str, &'a str);
 
 /// From how many keys [`Kv::sorted_refs`] sorts on two threads.
 const PARALLEL_SORT_MIN: usize = 1 << 15;
@@ -648,29 +730,27 @@ mod tests {
         assert!(sorted.data.is_sorted() && !hashed.data.is_sorted());
         assert_eq!(sorted.data.len(), keys.len());
         assert_eq!(sorted.data, hashed.data);
-        assert_eq!(sorted.sorted_refs(), hashed.sorted_refs());
         assert_eq!(sorted.sorted(), hashed.sorted());
-        assert!(hashed.data.sorted_pairs().is_none());
-        let slice: Vec<_> = sorted
-            .data
-            .sorted_pairs()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k, v))
-            .collect();
-        assert_eq!(slice, hashed.sorted_refs());
+        assert!(hashed.data.packed().is_none());
+        let packed = sorted.data.packed().unwrap();
+        let by_index: Vec<_> = (0..packed.len()).map(|i| packed.pair(i)).collect();
+        assert_eq!(by_index, hashed.sorted());
+        assert_eq!(packed.pair(packed.len()), ("", ""), "past the end");
         let mut want: Vec<&str> = keys.iter().map(String::as_str).collect();
         want.sort();
-        let got: Vec<&str> = sorted.data.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(got, want, "iter walks the sorted form in key order");
+        let got: Vec<&str> = sorted.data.iter().map(|(k, _)| k).collect();
+        assert_eq!(got, want, "iter walks the packed form in key order");
         for k in keys.iter().step_by(97).chain(&keys[keys.len() - 7..]) {
             assert_eq!(sorted.get(k), hashed.get(k), "{k:?}");
         }
         assert_eq!((sorted.get("missing"), sorted.get("a\0\0")), (None, None));
-        // A write in place, then an insert: back to the hash maps, nothing lost.
+        // A write in place (back to the hash maps), then an insert: nothing lost.
         *sorted.data.get_mut("a").unwrap() = "changed".into();
         assert_eq!(sorted.get("a"), Some("changed"));
-        assert!(sorted.data.is_sorted());
+        assert!(!sorted.data.is_sorted());
+        assert_eq!(sorted.data.len(), keys.len());
+        sorted.data.sort();
+        assert_eq!(sorted.get("a"), Some("changed"));
         assert_eq!(sorted.put_str(9, "new", "n"), None);
         assert!(!sorted.data.is_sorted());
         assert_eq!(sorted.data.len(), keys.len() + 1);
@@ -687,6 +767,32 @@ mod tests {
         let mut empty = KvMap::default();
         empty.sort();
         assert!(empty.is_empty() && empty.iter().next().is_none());
+    }
+
+    #[test]
+    fn a_packed_text_that_is_not_utf8_is_made_valid_pair_by_pair() {
+        let text = b"k1\xffv1k2v2".to_vec();
+        let pairs = vec![
+            PackedPair {
+                prefix: sort_prefix_bytes(b"k1\xff"),
+                at: 0,
+                key: 3,
+                value: 2,
+            },
+            PackedPair {
+                prefix: sort_prefix("k2"),
+                at: 5,
+                key: 2,
+                value: 2,
+            },
+        ];
+        let packed = Packed::new(text, pairs);
+        let got: Vec<_> = packed.iter().collect();
+        assert_eq!(got, [("k1\u{fffd}", "v1"), ("k2", "v2")]);
+        assert_eq!(
+            (packed.get("k2"), packed.get("k1\u{fffd}"), packed.get("k1")),
+            (Some("v2"), Some("v1"), None)
+        );
     }
 
     #[test]

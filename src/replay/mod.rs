@@ -595,9 +595,9 @@ impl Pipeline {
         if let Some(mut runs) = self.runs.take() {
             *overwrites += runs.absorb(&self.batch, 0..runs::PARTS);
             self.batch.clear();
-            let (pairs, n) = runs.finish();
+            let (packed, n) = runs.finish();
             *overwrites += n;
-            *data = KvMap::from_sorted(pairs);
+            *data = KvMap::from_packed(packed);
         }
     }
 }

@@ -30,7 +30,7 @@ use std::ops::Range;
 
 use compact_str::CompactString;
 
-use super::kv;
+use super::kv::{self, Packed, PackedPair};
 
 /// A write or a state pair: its key's hash, and where its key and value sit in their text
 /// buffer (the key at `at`, then the value).
@@ -46,12 +46,6 @@ impl Ref {
     #[inline]
     fn key<'t>(&self, text: &'t [u8]) -> &'t [u8] {
         text.get(self.at..self.at + self.key).unwrap_or_default()
-    }
-
-    #[inline]
-    fn value<'t>(&self, text: &'t [u8]) -> &'t [u8] {
-        let from = self.at + self.key;
-        text.get(from..from + self.value).unwrap_or_default()
     }
 
     /// Copies the pair from `text` to the end of `to`; the copy's reference.
@@ -252,137 +246,258 @@ impl<S: BuildHasher> Runs<S> {
         }
     }
 
-    /// Merges every queue; returns the pairs (distinct keys) in key order (by bytes), and how
-    /// many writes replaced a value in these last merges. Two threads share the work: each
-    /// merges the queues of half the partitions straight into their pairs' strings (reading
-    /// the runs in order, and freeing them); the keys' sort prefixes are then sorted once, in
-    /// two halves ([`sort_positions`]), and each thread copies half the pairs into that order.
-    pub(crate) fn finish(self) -> (Vec<(CompactString, CompactString)>, u64) {
+    /// Merges every queue; returns the pairs (distinct keys) packed in key order (by bytes),
+    /// and how many writes replaced a value in these last merges. Two threads share every step:
+    /// - each merges the last queues of half the partitions into their runs;
+    /// - the keys are cut into ranges of about [`RANGE_PAIRS`] pairs, at sort prefixes sampled
+    ///   from the runs ([`splitters`]);
+    /// - each thread counts the pairs and bytes its partitions give every range, then copies
+    ///   each pair, key and value, to the next place of its range: the ranges follow each other
+    ///   in one text and one vector of pairs, each thread filling its own share of every range;
+    /// - each thread sorts half the ranges, each on its own (about a thousand pairs, in the
+    ///   cache).
+    ///
+    /// Why ranges: the runs hold their pairs in hash order. Sorting all the keys' positions and
+    /// then reading the pairs in key order waited on a cache miss for every pair, and making a
+    /// string for every key and value in hash order, then again in key order, was most of the
+    /// end of a large replay (a third of it page faults for that memory). Here the runs are read
+    /// in order, every range is written in order, and nothing else is built: the packed text is
+    /// the state handed over.
+    pub(crate) fn finish(self) -> (Packed, u64) {
         let Runs {
             hasher: _,
             mut parts,
             scratch,
         } = self;
-        drop(scratch);
         let (low, high) = parts.split_at_mut(PARTS / 2);
-        let mut halves = [
-            (low, Vec::new(), Vec::new()),
-            (high, Vec::new(), Vec::new()),
-        ];
+        let mut halves = [(low, scratch), (high, Scratch::default())];
         let [a, b] = &mut halves;
-        let overwrites = two_threads(a, b, |h| finish_parts(&mut *h.0, &mut h.1, &mut h.2));
-        let [(_, low_pairs, mut order), (_, high_pairs, high_order)] = halves;
-        drop(parts);
-        // Positions from `base` on are in the high half's pairs.
-        let base = low_pairs.len();
-        order.extend(high_order.into_iter().map(|(hi, lo, i)| (hi, lo, i + base)));
-        let pair = |i: usize| match i.checked_sub(base) {
-            None => low_pairs.get(i),
-            Some(j) => high_pairs.get(j),
-        };
-        sort_positions(&mut order, |i| pair(i).map_or(&b""[..], |p| p.0.as_bytes()));
-        // Each thread copies half the pairs into their order. Why copies: two threads cannot
-        // both move pairs out of one vector; a string of up to 24 bytes is copied as it would
-        // be moved, and the moves alone were a quarter of this function on one thread.
-        let (first, second) = order.split_at(order.len() / 2);
-        let mut halves = [
-            (first, Vec::with_capacity(order.len())),
-            (second, Vec::new()),
-        ];
-        let [a, b] = &mut halves;
-        two_threads(a, b, |(order, sorted)| {
-            sorted.reserve_exact(order.len());
-            sorted.extend(order.iter().filter_map(|&(_, _, i)| pair(i).cloned()));
-            0
+        let overwrites = two_threads(a, b, |(parts, scratch)| {
+            let mut overwrites = 0;
+            for part in parts.iter_mut() {
+                if !part.queue.refs.is_empty() {
+                    overwrites += part.merge(scratch);
+                }
+                // Freed now: the packed copy below is the next large buffer.
+                part.queue = Queue::default();
+            }
+            overwrites
         });
-        let [(_, mut sorted), (_, rest)] = halves;
-        sorted.extend(rest);
-        (sorted, overwrites)
+        drop(halves);
+        let packed = pack(&parts, &splitters(&parts));
+        (packed, overwrites)
     }
 }
 
-/// Merges the queues of `parts` and appends their pairs to `pairs` (in partition and run
-/// order) and each key's sort prefix with the pair's position to `order`; the parts are left
-/// empty. How many writes replaced a value in these merges.
-fn finish_parts(
-    parts: &mut [Part],
-    pairs: &mut Vec<(CompactString, CompactString)>,
-    order: &mut Vec<SortPos>,
-) -> u64 {
-    let mut sorting = Sorting::default();
-    let mut overwrites = 0;
-    // At most this many pairs (a queue's writes are fewer once deduplicated).
-    let n = parts.iter().map(|p| p.run.len() + p.queue.refs.len()).sum();
-    pairs.reserve_exact(n);
-    order.reserve_exact(n);
-    for part in parts.iter_mut() {
-        let mut part = std::mem::take(part);
-        overwrites += part.merge_with(&mut sorting, |r, text| {
-            let key = r.key(text);
-            let (hi, lo) = kv::sort_prefix_bytes(key);
-            order.push((hi, lo, pairs.len()));
-            pairs.push((to_string(key), to_string(r.value(text))));
-        });
-    }
-    overwrites
-}
+/// A key's sort prefix (`kv::sort_prefix_bytes`).
+type Prefix = (u64, u64);
 
-/// A key's sort prefix (`kv::sort_prefix_bytes`) and the position of its pair.
-type SortPos = (u64, u64, usize);
+/// About this many pairs per key range in [`Runs::finish`].
+const RANGE_PAIRS: usize = 1024;
 
-/// Sorts `order` by key: by sort prefix, then, among equal prefixes, by the whole key (`key`
-/// of the position). A large `order` is split at the median of a sample of its prefixes and
-/// the two sides are sorted on two threads.
-///
-/// Why not a comparison sort with the whole key as tie-break, split at the exact median: the
-/// comparisons went through a closure call each (the split, on one thread, was a sixth of the
-/// end of a large replay). Prefixes alone compare inline; the rare runs of equal prefixes are
-/// sorted by the whole key afterwards.
-fn sort_positions<'k>(order: &mut [SortPos], key: impl Fn(usize) -> &'k [u8] + Sync) {
-    let sort = |v: &mut [SortPos]| -> u64 {
-        v.sort_unstable_by_key(|p| (p.0, p.1));
-        let mut i = 0;
-        while i < v.len() {
-            let mut j = i + 1;
-            while j < v.len() && (v[j].0, v[j].1) == (v[i].0, v[i].1) {
-                j += 1;
-            }
-            if j > i + 1 {
-                v[i..j].sort_unstable_by(|a, b| key(a.2).cmp(key(b.2)));
-            }
-            i = j;
-        }
-        0
-    };
-    const PARALLEL_MIN: usize = 1 << 15;
-    if order.len() < PARALLEL_MIN {
-        sort(order);
-        return;
+/// The sort prefixes that cut the keys of `parts` into ranges of about [`RANGE_PAIRS`] pairs
+/// (distinct and ascending; a key belongs to the range of the first splitter above its
+/// prefix). Taken from an even sample of the runs, which hold their keys in hash order, so the
+/// sample is as good as random.
+fn splitters(parts: &[Part]) -> Vec<Prefix> {
+    let n: usize = parts.iter().map(|p| p.run.len()).sum();
+    let ranges = (n / RANGE_PAIRS).clamp(1, 4096);
+    if ranges == 1 {
+        return Vec::new();
     }
-    let mut sample: Vec<(u64, u64)> = order
+    const PER_RANGE: usize = 16;
+    let step = (n / (ranges * PER_RANGE)).max(1);
+    let mut sample: Vec<Prefix> = parts
         .iter()
-        .step_by(order.len() / 1024)
-        .map(|p| (p.0, p.1))
+        .flat_map(|p| {
+            p.run
+                .iter()
+                .map(|r| kv::sort_prefix_bytes(r.key(&p.run_text)))
+        })
+        .step_by(step)
         .collect();
     sample.sort_unstable();
-    let pivot = sample[sample.len() / 2];
-    // Below the pivot first; every position of one prefix lands on the same side.
-    let mut mid = 0;
-    for i in 0..order.len() {
-        if (order[i].0, order[i].1) < pivot {
-            order.swap(i, mid);
-            mid += 1;
-        }
-    }
-    let (mut low, mut high) = order.split_at_mut(mid);
-    two_threads(&mut low, &mut high, |v| sort(v));
+    let mut cut: Vec<Prefix> = sample
+        .iter()
+        .copied()
+        .skip(PER_RANGE)
+        .step_by(PER_RANGE)
+        .collect();
+    cut.dedup();
+    cut
 }
 
-/// UTF-8 bytes as a string. Every text the runs hold came from a `str` or from ASCII the
-/// payload scan checked, so the lossy branch is never taken.
-fn to_string(b: &[u8]) -> CompactString {
-    CompactString::from_utf8(b)
-        .unwrap_or_else(|_| CompactString::from(String::from_utf8_lossy(b).as_ref()))
+/// The range of a sort prefix (see [`splitters`]). Equal prefixes share a range.
+#[inline]
+fn range_of(splitters: &[Prefix], prefix: Prefix) -> usize {
+    splitters.partition_point(|s| *s <= prefix)
+}
+
+/// How many pairs and bytes some partitions give each key range, and each pair's range in run
+/// order.
+#[derive(Debug, Default)]
+struct Tally {
+    ranges: Vec<u32>,
+    pairs: Vec<usize>,
+    bytes: Vec<usize>,
+}
+
+impl Tally {
+    fn new(parts: &[Part], splitters: &[Prefix]) -> Self {
+        let n: usize = parts.iter().map(|p| p.run.len()).sum();
+        let mut t = Tally {
+            ranges: Vec::with_capacity(n),
+            pairs: vec![0; splitters.len() + 1],
+            bytes: vec![0; splitters.len() + 1],
+        };
+        for part in parts {
+            for r in &part.run {
+                let range = range_of(splitters, kv::sort_prefix_bytes(r.key(&part.run_text)));
+                if let (Some(p), Some(b)) = (t.pairs.get_mut(range), t.bytes.get_mut(range)) {
+                    *p += 1;
+                    *b += r.key + r.value;
+                }
+                t.ranges.push(range as u32);
+            }
+        }
+        t
+    }
+}
+
+/// One thread's share of every key range: where it starts in the packed pairs and text, and
+/// the slices it fills.
+struct Share<'a> {
+    pairs: Vec<&'a mut [PackedPair]>,
+    text: Vec<(usize, &'a mut [u8])>,
+}
+
+/// The pairs of the runs packed in key order: see [`Runs::finish`].
+fn pack(parts: &[Part], splitters: &[Prefix]) -> Packed {
+    let ranges = splitters.len() + 1;
+    let (low, high) = parts.split_at(PARTS / 2);
+    let mut halves = [(low, Tally::default()), (high, Tally::default())];
+    let [a, b] = &mut halves;
+    two_threads(a, b, |(parts, tally)| {
+        *tally = Tally::new(parts, splitters);
+        0
+    });
+    let [(low, ta), (high, tb)] = halves;
+    let n = ta.ranges.len() + tb.ranges.len();
+    let bytes = ta.bytes.iter().chain(&tb.bytes).sum();
+    let mut pairs = vec![PackedPair::default(); n];
+    let mut text = vec![0u8; bytes];
+    // Range by range: the low half's share, then the high half's.
+    let mut shares = [
+        Share {
+            pairs: Vec::with_capacity(ranges),
+            text: Vec::with_capacity(ranges),
+        },
+        Share {
+            pairs: Vec::with_capacity(ranges),
+            text: Vec::with_capacity(ranges),
+        },
+    ];
+    let mut starts = Vec::with_capacity(ranges + 1);
+    {
+        let (mut rest, mut rest_text) = (pairs.as_mut_slice(), text.as_mut_slice());
+        let (mut at_pair, mut at_text) = (0, 0);
+        for r in 0..ranges {
+            starts.push(at_pair);
+            for (share, tally) in shares.iter_mut().zip([&ta, &tb]) {
+                let (np, nb) = (tally.pairs[r], tally.bytes[r]);
+                let (p, more) = std::mem::take(&mut rest).split_at_mut(np);
+                let (t, more_text) = std::mem::take(&mut rest_text).split_at_mut(nb);
+                (rest, rest_text) = (more, more_text);
+                share.pairs.push(p);
+                share.text.push((at_text, t));
+                at_pair += np;
+                at_text += nb;
+            }
+        }
+        starts.push(at_pair);
+        let [sa, sb] = &mut shares;
+        let mut jobs = [(low, &ta, sa), (high, &tb, sb)];
+        let [a, b] = &mut jobs;
+        two_threads(a, b, |(parts, tally, share)| {
+            fill(parts, tally, share);
+            0
+        });
+    }
+    // Each range sorted on its own; the ranges cut where half the pairs are on each side.
+    let mut slices = Vec::with_capacity(ranges);
+    let mut rest = pairs.as_mut_slice();
+    for w in starts.windows(2) {
+        let (range, more) = std::mem::take(&mut rest).split_at_mut(w[1] - w[0]);
+        slices.push(range);
+        rest = more;
+    }
+    let mid = starts.partition_point(|&s| 2 * s < n).min(slices.len());
+    let (first, second) = slices.split_at_mut(mid);
+    let text_ref = &text;
+    let key = |p: &PackedPair| text_ref.get(p.at..p.at + p.key).unwrap_or_default();
+    let mut halves = [first, second];
+    let [a, b] = &mut halves;
+    two_threads(a, b, |ranges| {
+        for range in ranges.iter_mut() {
+            sort_range(range, &key);
+        }
+        0
+    });
+    Packed::new(text, pairs)
+}
+
+/// Copies each pair of `parts` to the next place of its range in `share`.
+fn fill(parts: &[Part], tally: &Tally, share: &mut Share<'_>) {
+    let mut next_pair = vec![0usize; share.pairs.len()];
+    let mut next_text = vec![0usize; share.text.len()];
+    let mut ranges = tally.ranges.iter();
+    for part in parts {
+        for r in &part.run {
+            let range = ranges.next().map_or(0, |&x| x as usize);
+            let len = r.key + r.value;
+            let (Some(slot), Some(at)) = (next_pair.get_mut(range), next_text.get_mut(range))
+            else {
+                continue;
+            };
+            let (Some(pairs), Some((base, text))) =
+                (share.pairs.get_mut(range), share.text.get_mut(range))
+            else {
+                continue;
+            };
+            if let (Some(p), Some(to), Some(from)) = (
+                pairs.get_mut(*slot),
+                text.get_mut(*at..*at + len),
+                part.run_text.get(r.at..r.at + len),
+            ) {
+                to.copy_from_slice(from);
+                *p = PackedPair {
+                    prefix: kv::sort_prefix_bytes(r.key(&part.run_text)),
+                    at: *base + *at,
+                    key: r.key,
+                    value: r.value,
+                };
+            }
+            *slot += 1;
+            *at += len;
+        }
+    }
+}
+
+/// Sorts one range's pairs by key (by bytes): by sort prefix, then by the whole key among equal
+/// prefixes.
+fn sort_range<'t>(range: &mut [PackedPair], key: &impl Fn(&PackedPair) -> &'t [u8]) {
+    range.sort_unstable_by_key(|p| p.prefix);
+    let mut i = 0;
+    while i < range.len() {
+        let mut j = i + 1;
+        while j < range.len() && range[j].prefix == range[i].prefix {
+            j += 1;
+        }
+        if j > i + 1 {
+            range[i..j].sort_unstable_by(|a, b| key(a).cmp(key(b)));
+        }
+        i = j;
+    }
 }
 
 /// Runs `f(a)` on a second thread and `f(b)` on this one (both here when no thread can be
@@ -636,8 +751,9 @@ mod tests {
                 runs.take_part(&mut other, p);
             }
             overwrites += runs.absorb(&batch, 0..PARTS);
-            let (pairs, n) = runs.finish();
+            let (packed, n) = runs.finish();
             overwrites += n;
+            let pairs: Vec<(&str, &str)> = packed.iter().collect();
             let got: BTreeMap<String, String> = pairs
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -687,42 +803,48 @@ mod tests {
     }
 
     #[test]
-    fn sort_positions_orders_keys_as_bytes_on_both_paths() {
-        // Above and below the parallel threshold; keys sharing their 16-byte prefix (long and
-        // with zero bytes), a prefix that pads like a shorter key, and many equal prefixes on
-        // one side of the split.
+    fn finish_orders_keys_as_bytes_in_one_range_or_many() {
+        // One key range and many; keys sharing their 16-byte prefix (long and with zero bytes),
+        // a prefix that pads like a shorter key, many equal prefixes (so ranges with runs of
+        // them), and non-ASCII keys.
         for n in [1_000usize, 40_000] {
-            let keys: Vec<Vec<u8>> = (0..n)
+            let keys: Vec<String> = (0..n)
                 .map(|i| {
                     let x = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
-                    match i % 4 {
-                        0 => format!("k{x}").into_bytes(),
-                        1 => format!("a-shared-prefix-16/{x}").into_bytes(),
+                    match i % 5 {
+                        0 => format!("k{x}"),
+                        1 => format!("a-shared-prefix-16/{x}"),
                         2 => {
-                            let mut k = format!("k{}", x % 50).into_bytes();
-                            k.resize(k.len() + (x % 3) as usize, 0);
+                            let mut k = format!("k{}", x % 50);
+                            k.extend(std::iter::repeat_n('\0', (x % 3) as usize));
                             k
                         }
-                        _ => format!("{x:016}{}", "z".repeat((x % 5) as usize)).into_bytes(),
+                        3 => format!("\u{e9}{x}\u{2028}"),
+                        _ => format!("{x:016}{}", "z".repeat((x % 5) as usize)),
                     }
                 })
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
-                .rev()
                 .collect();
-            let mut order: Vec<SortPos> = keys
-                .iter()
-                .enumerate()
-                .map(|(i, k)| {
-                    let (hi, lo) = kv::sort_prefix_bytes(k);
-                    (hi, lo, i)
-                })
-                .collect();
-            sort_positions(&mut order, |i| keys[i].as_slice());
-            let got: Vec<&[u8]> = order.iter().map(|p| keys[p.2].as_slice()).collect();
-            let mut want: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-            want.sort();
+            let runs = Runs::new(
+                keys.iter()
+                    .map(|k| (CompactString::new(k), CompactString::new(format!("v{k}")))),
+                KeyHasher::default(),
+            );
+            if n > RANGE_PAIRS * 2 {
+                assert!(splitters(&runs.parts).len() > 8, "{n} keys: several ranges");
+            }
+            let (packed, overwrites) = runs.finish();
+            let got: Vec<(&str, &str)> = packed.iter().collect();
+            let want: Vec<(String, String)> =
+                keys.iter().map(|k| (k.clone(), format!("v{k}"))).collect();
+            let want: Vec<(&str, &str)> =
+                want.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             assert_eq!(got, want, "{n} keys");
+            assert_eq!(overwrites, 0);
+            for (k, v) in want.iter().step_by(37) {
+                assert_eq!(packed.get(k), Some(*v), "{k:?}");
+            }
         }
     }
 
