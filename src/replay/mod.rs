@@ -19,6 +19,7 @@ pub mod kv;
 pub(crate) mod payload;
 mod runs;
 
+use compact_str::CompactString;
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::ops::Range;
@@ -414,6 +415,11 @@ struct Pipeline {
     no_worker: bool,
     /// Whether the worker holds its partitions.
     in_flight: bool,
+    /// The longest key or value the runs take ([`runs::LONGEST`]; less in tests).
+    longest: usize,
+    /// Whether the runs are left: a key or value longer than `longest` came (in a write or in
+    /// the snapshot's state), so every write from then on goes to the map one by one.
+    off: bool,
 }
 
 /// The partitions the reader's thread applies at first (of [`runs::PARTS`]).
@@ -463,25 +469,52 @@ impl Pipeline {
             worker: None,
             no_worker: false,
             in_flight: false,
+            longest: runs::LONGEST,
+            off: false,
         }
     }
 
-    /// Queues a write; hands the batch off when it is full.
+    /// Queues a write; hands the batch off when it is full. A key or value too long for the
+    /// runs turns them off: what is queued is applied, and from then on writes go to the map.
     #[inline]
     fn push(&mut self, key: &[u8], value: &[u8], data: &mut KvMap, overwrites: &mut u64) {
-        self.batch.push(&self.hasher, key, value);
-        if self.batch.len() >= self.limit {
-            self.hand_off(data, overwrites);
+        let fits = key.len() <= self.longest && value.len() <= self.longest;
+        if !self.off && fits && self.batch.push(&self.hasher, key, value) {
+            if self.batch.len() >= self.limit {
+                self.hand_off(data, overwrites);
+            }
+            return;
         }
+        if !self.off {
+            self.finish(data, overwrites);
+            self.off = true;
+        }
+        put(data, key, value, overwrites);
     }
 
-    /// Moves the state into runs on first use.
-    fn start(&mut self, data: &mut KvMap) {
-        if !self.started {
-            self.started = true;
+    /// Moves the state into runs on first use; `false` when the runs are off (then or before:
+    /// a pair of the state is too long for them).
+    fn start(&mut self, data: &mut KvMap) -> bool {
+        if !self.started && !self.off {
             let pairs = std::mem::take(data).into_pairs();
-            self.runs = Some(Runs::new(pairs, self.hasher.clone()));
+            match Runs::new(pairs, self.hasher.clone(), self.longest) {
+                Ok(runs) => {
+                    self.started = true;
+                    self.runs = Some(runs);
+                }
+                Err(pairs) => {
+                    *data = pairs.into_iter().collect();
+                    self.off = true;
+                }
+            }
         }
+        !self.off
+    }
+
+    /// Applies the batch to the map one by one (the runs are off).
+    fn apply_here(&mut self, data: &mut KvMap, overwrites: &mut u64) {
+        self.batch.each(|k, v| put(data, k, v, overwrites));
+        self.batch.clear();
     }
 
     /// Waits for the batch in flight and takes the worker's partitions back; moves one
@@ -536,7 +569,10 @@ impl Pipeline {
 
     fn hand_off(&mut self, data: &mut KvMap, overwrites: &mut u64) {
         self.collect(overwrites);
-        self.start(data);
+        if !self.start(data) {
+            self.apply_here(data, overwrites);
+            return;
+        }
         if self.worker.is_none() && !self.no_worker {
             self.worker = Worker::spawn();
             self.no_worker = self.worker.is_none();
@@ -590,7 +626,10 @@ impl Pipeline {
         if !self.started && self.batch.len() == 0 {
             return;
         }
-        self.start(data);
+        if !self.start(data) {
+            self.apply_here(data, overwrites);
+            return;
+        }
         self.rejoin();
         if let Some(mut runs) = self.runs.take() {
             *overwrites += runs.absorb(&self.batch, 0..runs::PARTS);
@@ -599,6 +638,17 @@ impl Pipeline {
             *overwrites += n;
             *data = KvMap::from_packed(packed);
         }
+    }
+}
+
+/// Sets `key` in the map (UTF-8 bytes), counting an overwrite.
+fn put(data: &mut KvMap, key: &[u8], value: &[u8], overwrites: &mut u64) {
+    let string = |b: &[u8]| {
+        CompactString::from_utf8(b)
+            .unwrap_or_else(|_| CompactString::from(String::from_utf8_lossy(b).as_ref()))
+    };
+    if data.insert(string(key), string(value)).is_some() {
+        *overwrites += 1;
     }
 }
 
@@ -1337,9 +1387,23 @@ mod tests {
         limit: usize,
         thread: bool,
     ) -> (Replay, bool) {
+        run_bulk(bytes, opts, None, (limit, thread, runs::LONGEST))
+    }
+
+    /// `run_batched` from `snap`, with the longest key or value the runs take set to `longest`.
+    fn run_bulk(
+        bytes: &[u8],
+        opts: &ReplayOptions,
+        snap: Option<&Snapshot>,
+        (limit, thread, longest): (usize, bool, usize),
+    ) -> (Replay, bool) {
         let mut r = Replayer::new(PathBuf::from("mem"), None, opts);
+        if let Some(s) = snap {
+            r.load_snapshot("1_3.ss", s);
+        }
         r.pipe.limit = limit;
         r.pipe.no_worker = !thread;
+        r.pipe.longest = longest;
         for item in LogReader::new(bytes) {
             match item {
                 Ok(e) => {
@@ -1431,6 +1495,38 @@ mod tests {
         assert_eq!((slow.stats.writes, slow.stats.overwrites), (546, 504));
     }
 
+    #[test]
+    fn a_pair_too_long_for_the_runs_keeps_the_bulk_path_off() {
+        let snap = Snapshot {
+            last_index: 0,
+            last_term: 0,
+            peers: None,
+            state: Some(br#"{"snap":"0123456789","a":"0"}"#.to_vec()),
+            path: String::new(),
+        };
+        let mut lw = LogWriter::new(Vec::new());
+        for i in 1..=10u64 {
+            let p = crate::format::command::encode_write(b"a", i.to_string().as_bytes());
+            lw.append_raw(i, 0, "write", Some(&p)).unwrap();
+        }
+        let bytes = lw.into_inner();
+        for thread in [false, true] {
+            let (r, _) = run_bulk(
+                &bytes,
+                &ReplayOptions::default(),
+                Some(&snap),
+                (2, thread, 5),
+            );
+            assert!(r.kv.data.is_sorted());
+            assert_eq!(
+                r.kv.sorted(),
+                [("a", "10"), ("snap", "0123456789")],
+                "the snapshot's long pair is kept"
+            );
+            assert_eq!((r.stats.writes, r.stats.overwrites), (10, 10));
+        }
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
         /// The bulk write path (batches of any size, the reader's and the worker's shares of
@@ -1445,6 +1541,8 @@ mod tests {
                 0..400),
             limit in proptest::prop_oneof![1usize..8, 8usize..300],
             thread: bool,
+            longest in proptest::prop_oneof![proptest::strategy::Just(runs::LONGEST), 0usize..6],
+            snap_value in proptest::option::of("[a-z]{0,8}"),
         ) {
             const KEYS: [&[u8]; 6] = [b"k", b"k\"q\"", "\u{e9}t\u{2028}".as_bytes(), b"", b"x\n", b"\xffbad"];
             let mut lw = LogWriter::new(Vec::new());
@@ -1465,12 +1563,27 @@ mod tests {
                 }
             }
             let bytes = lw.into_inner();
+            // A snapshot at index 0 (every entry is applied after it), its state a pair no
+            // write touches, which may be too long for the runs.
+            let snap = snap_value.map(|v| Snapshot {
+                last_index: 0,
+                last_term: 0,
+                peers: None,
+                state: Some(serde_json::to_vec(&BTreeMap::from([("snap", v)])).unwrap()),
+                path: String::new(),
+            });
             let slow_opts = ReplayOptions {
                 history: Some("not-a-key".into()),
                 ..Default::default()
             };
-            let slow = run(&bytes, &slow_opts, None);
-            let (fast, _) = run_batched(&bytes, &ReplayOptions::default(), limit, thread);
+            let slow = run(&bytes, &slow_opts, snap.as_ref());
+            // Writes longer than `longest` turn the runs off midway (or from the start).
+            let (fast, _) = run_bulk(
+                &bytes,
+                &ReplayOptions::default(),
+                snap.as_ref(),
+                (limit, thread, longest),
+            );
             proptest::prop_assert_eq!(fast.kv.to_btree(), slow.kv.to_btree());
             proptest::prop_assert_eq!(&fast.stats, &slow.stats);
             proptest::prop_assert_eq!(

@@ -33,29 +33,39 @@ use compact_str::CompactString;
 use super::kv::{self, Packed, PackedPair};
 
 /// A write or a state pair: its key's hash, and where its key and value sit in their text
-/// buffer (the key at `at`, then the value).
+/// buffer (the key at `at`, then the value). 24 bytes: the lengths are 32-bit (see
+/// [`fits`]); the refs are a third of the memory a replay moves.
 #[derive(Debug, Clone, Copy, Default)]
 struct Ref {
     hash: u64,
     at: usize,
-    key: usize,
-    value: usize,
+    key: u32,
+    value: u32,
 }
+
+/// The longest key or value the runs hold (their lengths are 32-bit). A write's always fits,
+/// unless decoding made it more than three times its 4 GiB frame; a pair of a snapshot may
+/// not.
+pub(crate) const LONGEST: usize = u32::MAX as usize;
 
 impl Ref {
     #[inline]
     fn key<'t>(&self, text: &'t [u8]) -> &'t [u8] {
-        text.get(self.at..self.at + self.key).unwrap_or_default()
+        text.get(self.at..self.at + self.key as usize)
+            .unwrap_or_default()
+    }
+
+    /// The length of its key and value.
+    #[inline]
+    fn len(&self) -> usize {
+        self.key as usize + self.value as usize
     }
 
     /// Copies the pair from `text` to the end of `to`; the copy's reference.
     #[inline]
     fn copy(&self, text: &[u8], to: &mut Vec<u8>) -> Ref {
         let at = to.len();
-        to.extend_from_slice(
-            text.get(self.at..self.at + self.key + self.value)
-                .unwrap_or_default(),
-        );
+        to.extend_from_slice(text.get(self.at..self.at + self.len()).unwrap_or_default());
         Ref { at, ..*self }
     }
 }
@@ -103,17 +113,36 @@ pub(crate) struct RunBatch {
     /// Every key followed by its value (UTF-8).
     text: Vec<u8>,
     /// Each write's key hash and the lengths of its key and value, in order.
-    writes: Vec<(u64, usize, usize)>,
+    writes: Vec<(u64, u32, u32)>,
 }
 
 impl RunBatch {
-    /// Queues a write whose key `hasher` hashes; `key` and `value` are UTF-8.
+    /// Queues a write whose key `hasher` hashes; `key` and `value` are UTF-8. `false` (and
+    /// nothing queued) when either is longer than [`LONGEST`].
     #[inline]
-    pub(crate) fn push(&mut self, hasher: &impl BuildHasher, key: &[u8], value: &[u8]) {
+    #[must_use]
+    pub(crate) fn push(&mut self, hasher: &impl BuildHasher, key: &[u8], value: &[u8]) -> bool {
+        let (Ok(k), Ok(v)) = (u32::try_from(key.len()), u32::try_from(value.len())) else {
+            return false;
+        };
         let hash = hasher.hash_one(key);
         self.text.extend_from_slice(key);
         self.text.extend_from_slice(value);
-        self.writes.push((hash, key.len(), value.len()));
+        self.writes.push((hash, k, v));
+        true
+    }
+
+    /// Every queued write, key and value, in order.
+    pub(crate) fn each(&self, mut f: impl FnMut(&[u8], &[u8])) {
+        let mut at = 0;
+        for &(_, key, value) in &self.writes {
+            let (k, v) = (key as usize, value as usize);
+            f(
+                self.text.get(at..at + k).unwrap_or_default(),
+                self.text.get(at + k..at + k + v).unwrap_or_default(),
+            );
+            at += k + v;
+        }
     }
 
     /// The number of queued writes.
@@ -148,10 +177,9 @@ struct Scratch {
 /// Buffers reused to sort and deduplicate a queue.
 #[derive(Debug, Default)]
 struct Sorting {
-    /// The queue sorted by hash, writes to one hash in log order, and their text in that
-    /// order.
+    /// The queue sorted by hash, writes to one hash in log order (their text stays in the
+    /// queue: a partition's queue is small enough to stay in the cache).
     sorted: Vec<Ref>,
-    sorted_text: Vec<u8>,
     /// Bucket bounds of the counting pass.
     counts: Vec<usize>,
     /// The last write of each key of the queue, sorted by hash (references into the sorted
@@ -178,24 +206,37 @@ impl<S: BuildHasher> Runs<S> {
         }
     }
 
-    /// The state holding `pairs` (distinct keys), whose keys `hasher` hashes.
+    /// The state holding `pairs` (distinct keys), whose keys `hasher` hashes; `pairs` back
+    /// when a key or value is longer than `longest` (at most [`LONGEST`]).
     pub(crate) fn new(
-        pairs: impl IntoIterator<Item = (CompactString, CompactString)>,
+        pairs: Vec<(CompactString, CompactString)>,
         hasher: S,
-    ) -> Self {
+        longest: usize,
+    ) -> Result<Self, Vec<(CompactString, CompactString)>> {
+        let longest = longest.min(LONGEST);
+        if pairs
+            .iter()
+            .any(|(k, v)| k.len() > longest || v.len() > longest)
+        {
+            return Err(pairs);
+        }
         let mut runs = Runs {
             hasher,
             parts: (0..PARTS).map(|_| Part::default()).collect(),
             scratch: Scratch::default(),
         };
         for (k, v) in pairs {
+            // Always 32-bit: checked above.
+            let (Ok(key), Ok(value)) = (u32::try_from(k.len()), u32::try_from(v.len())) else {
+                continue;
+            };
             let hash = runs.hasher.hash_one(k.as_bytes());
             let part = &mut runs.parts[part_of(hash)];
             part.run.push(Ref {
                 hash,
                 at: part.run_text.len(),
-                key: k.len(),
-                value: v.len(),
+                key,
+                value,
             });
             part.run_text.extend_from_slice(k.as_bytes());
             part.run_text.extend_from_slice(v.as_bytes());
@@ -204,7 +245,7 @@ impl<S: BuildHasher> Runs<S> {
             // Distinct keys: only their order is needed.
             part.run.sort_unstable_by_key(|r| r.hash);
         }
-        runs
+        Ok(runs)
     }
 
     /// Takes the writes of `batch` whose keys fall in the partitions `parts` (the batch is
@@ -226,7 +267,7 @@ impl<S: BuildHasher> Runs<S> {
                 };
                 queue.refs.push(r.copy(&batch.text, &mut queue.text));
             }
-            at += key + value;
+            at += key as usize + value as usize;
         }
         let mut overwrites = 0;
         for part in self.parts.get_mut(parts).unwrap_or_default() {
@@ -355,7 +396,7 @@ impl Tally {
                 let range = range_of(splitters, kv::sort_prefix_bytes(r.key(&part.run_text)));
                 if let (Some(p), Some(b)) = (t.pairs.get_mut(range), t.bytes.get_mut(range)) {
                     *p += 1;
-                    *b += r.key + r.value;
+                    *b += r.len();
                 }
                 t.ranges.push(range as u32);
             }
@@ -454,7 +495,7 @@ fn fill(parts: &[Part], tally: &Tally, share: &mut Share<'_>) {
     for part in parts {
         for r in &part.run {
             let range = ranges.next().map_or(0, |&x| x as usize);
-            let len = r.key + r.value;
+            let len = r.len();
             let (Some(slot), Some(at)) = (next_pair.get_mut(range), next_text.get_mut(range))
             else {
                 continue;
@@ -473,8 +514,8 @@ fn fill(parts: &[Part], tally: &Tally, share: &mut Share<'_>) {
                 *p = PackedPair {
                     prefix: kv::sort_prefix_bytes(r.key(&part.run_text)),
                     at: *base + *at,
-                    key: r.key,
-                    value: r.value,
+                    key: r.key as usize,
+                    value: r.value as usize,
                 };
             }
             *slot += 1;
@@ -598,14 +639,8 @@ impl Part {
         // both texts in order. Why: in log order, each comparison of a queued key with its
         // run's waited on a cache miss (a tenth of a large replay); here the loads are
         // independent, and overlap.
-        let st = &mut s.sorted_text;
-        st.clear();
-        st.reserve(self.queue.text.len());
-        for r in &mut s.sorted {
-            *r = r.copy(&self.queue.text, st);
-        }
         // The last write of each key, sorted by hash.
-        let (q, qt) = (&s.sorted, s.sorted_text.as_slice());
+        let (q, qt) = (&s.sorted, self.queue.text.as_slice());
         let dedup = &mut s.dedup;
         dedup.clear();
         let mut i = 0;
@@ -722,9 +757,12 @@ mod tests {
             let mut runs = Runs::new(
                 initial
                     .iter()
-                    .map(|(k, v)| (CompactString::new(k), CompactString::new(v))),
+                    .map(|(k, v)| (CompactString::new(k), CompactString::new(v)))
+                    .collect(),
                 hasher.clone(),
-            );
+                LONGEST,
+            )
+            .unwrap();
             let mut batch = RunBatch::default();
             let mut overwrites = 0;
             // A second state that takes the partitions from `split` on, moved back and forth
@@ -732,7 +770,7 @@ mod tests {
             let mut other = Runs::empty(hasher.clone());
             let mut split = PARTS;
             for (i, (k, v)) in writes.iter().enumerate() {
-                batch.push(hasher, k.as_bytes(), v.as_bytes());
+                assert!(batch.push(hasher, k.as_bytes(), v.as_bytes()));
                 if batch.len() >= batch_len {
                     overwrites += runs.absorb(&batch, 0..split);
                     overwrites += other.absorb(&batch, split..PARTS);
@@ -826,10 +864,16 @@ mod tests {
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect();
-            let runs = Runs::new(
-                keys.iter()
-                    .map(|k| (CompactString::new(k), CompactString::new(format!("v{k}")))),
-                KeyHasher::default(),
+            let pairs: Vec<_> = keys
+                .iter()
+                .map(|k| (CompactString::new(k), CompactString::new(format!("v{k}"))))
+                .collect();
+            let runs = Runs::new(pairs.clone(), KeyHasher::default(), LONGEST).unwrap();
+            let longest = keys.iter().map(|k| k.len() + 1).max().unwrap_or(0);
+            assert_eq!(
+                Runs::new(pairs.clone(), KeyHasher::default(), longest - 1).err(),
+                Some(pairs),
+                "a pair too long is handed back"
             );
             if n > RANGE_PAIRS * 2 {
                 assert!(splitters(&runs.parts).len() > 8, "{n} keys: several ranges");
