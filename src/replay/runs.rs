@@ -200,9 +200,10 @@ struct Scratch {
 /// Buffers reused to sort and deduplicate a queue.
 #[derive(Debug, Default)]
 struct Sorting {
-    /// The queue sorted by hash, writes to one hash in log order (their text stays in the
-    /// queue: a partition's queue is small enough to stay in the cache).
+    /// The queue sorted by hash, writes to one hash in log order, and their text in that
+    /// order.
     sorted: Vec<Ref>,
+    sorted_text: Vec<u8>,
     /// Bucket bounds of the counting pass.
     counts: Vec<usize>,
     /// The last write of each key of the queue, sorted by hash (references into the sorted
@@ -663,7 +664,13 @@ impl Part {
         // run's waited on a cache miss (a tenth of a large replay); here the loads are
         // independent, and overlap.
         // The last write of each key, sorted by hash.
-        let (q, qt) = (&s.sorted, self.queue.text.as_slice());
+        let st = &mut s.sorted_text;
+        st.clear();
+        st.reserve(self.queue.text.len());
+        for r in &mut s.sorted {
+            *r = r.copy(&self.queue.text, st);
+        }
+        let (q, qt) = (&s.sorted, s.sorted_text.as_slice());
         let dedup = &mut s.dedup;
         dedup.clear();
         let mut i = 0;
