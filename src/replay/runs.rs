@@ -883,6 +883,23 @@ mod tests {
     }
 
     #[test]
+    fn copy_bytes_appends_exactly_the_range_with_a_block_or_without() {
+        let text: Vec<u8> = (0..100u8).collect();
+        for at in [0, 1, 50, 67, 68, 69, 90, 99, 100] {
+            for len in [0, 1, 15, 16, 31, 32, 33, 40] {
+                if at + len > text.len() {
+                    continue;
+                }
+                let mut to = b"xy".to_vec();
+                copy_bytes(&text, at, len, &mut to);
+                let mut want = b"xy".to_vec();
+                want.extend_from_slice(&text[at..at + len]);
+                assert_eq!(to, want, "at {at}, len {len}");
+            }
+        }
+    }
+
+    #[test]
     fn finish_orders_keys_as_bytes_in_one_range_or_many() {
         // One key range and many; keys sharing their 16-byte prefix (long and with zero bytes),
         // a prefix that pads like a shorter key, many equal prefixes (so ranges with runs of
