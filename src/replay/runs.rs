@@ -16,10 +16,11 @@
 //! partitions ([`Runs::take_part`] moves a partition between them). A queue is sorted by a
 //! counting pass on the hash bits below the partition's, which leaves a few writes per bucket
 //! (the hashes are uniform), then a stable sort of each bucket: linear, where a comparison sort
-//! of the queue was a sixth of the applying thread's time. Its text is then copied into that
-//! order, so that the merge reads both texts in order. At the end two threads merge the last
-//! queues straight into the final pairs, and every key's sort prefix is sorted once, on two
-//! threads, to give the pairs in key order.
+//! of the queue was a sixth of the applying thread's time. Its text is read in order first
+//! (into the cache), then in hash order by the merge. A pair of up to 32 bytes is copied as one
+//! block. At the end two threads merge the last queues, cut the keys into ranges at sampled
+//! sort prefixes, copy every pair into its range and sort each range on its own: the state is
+//! handed over packed in key order ([`kv::Packed`]).
 //!
 //! The result is what applying the writes one by one to a map would give: within a queue the
 //! writes to one key keep their log order and the last one wins; a queue always holds writes
@@ -74,8 +75,9 @@ impl Ref {
 /// it is read in another order.
 ///
 /// Why: a queue's text was written batch by batch among 63 other queues, so by its merge it
-/// has left the core's cache; copying it into hash order then waited on a miss for every
-/// write (a fifth of the merge). Read in order first, it streams in at the memory's speed.
+/// has left the core's cache; reading it in hash order then waited on a miss for every write
+/// (in a key comparison, or in a copy into hash order: a fifth of the merge). Read in order
+/// first, it streams in at the memory's speed, and a partition's queue fits in the cache.
 #[inline]
 fn warm(text: &[u8]) {
     std::hint::black_box(text.iter().step_by(64).fold(0u8, |a, &b| a ^ b));
@@ -211,10 +213,9 @@ struct Scratch {
 /// Buffers reused to sort and deduplicate a queue.
 #[derive(Debug, Default)]
 struct Sorting {
-    /// The queue sorted by hash, writes to one hash in log order, and their text in that
-    /// order.
+    /// The queue sorted by hash, writes to one hash in log order (their text stays in the
+    /// queue).
     sorted: Vec<Ref>,
-    sorted_text: Vec<u8>,
     /// Bucket bounds of the counting pass.
     counts: Vec<usize>,
     /// The last write of each key of the queue, sorted by hash (references into the sorted
@@ -670,19 +671,12 @@ impl Part {
     fn merge_with(&mut self, s: &mut Sorting, mut emit: impl FnMut(&Ref, &[u8])) -> u64 {
         let mut overwrites = 0;
         sort_by_hash(&self.queue.refs, &mut s.sorted, &mut s.counts);
-        // The queue's text in the same order, so that the key comparisons and copies below read
-        // both texts in order. Why: in log order, each comparison of a queued key with its
-        // run's waited on a cache miss (a tenth of a large replay); here the loads are
-        // independent, and overlap.
-        // The last write of each key, sorted by hash.
+        // The comparisons and copies below read the queue's text in hash order: brought into
+        // the cache first (see `warm`). Why not a copy of it in hash order, as before: the copy
+        // cost more than the few misses left.
         warm(&self.queue.text);
-        let st = &mut s.sorted_text;
-        st.clear();
-        st.reserve(self.queue.text.len());
-        for r in &mut s.sorted {
-            *r = r.copy(&self.queue.text, st);
-        }
-        let (q, qt) = (&s.sorted, s.sorted_text.as_slice());
+        // The last write of each key, sorted by hash.
+        let (q, qt) = (&s.sorted, self.queue.text.as_slice());
         let dedup = &mut s.dedup;
         dedup.clear();
         let mut i = 0;
