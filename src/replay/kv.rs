@@ -583,7 +583,7 @@ type SortPos = (u64, u64, usize);
 /// A pair with its key's sort prefix (see [`sort_prefix`]).
 type SortItem<'a> = (u64, u64, &'a str, &'a str);
 
-/// From how many keys [`Kv::sorted_refs`] sorts on two threads.
+/// From how many keys [`Kv::sorted`] (and [`KvMap::sort`]) sorts on two threads.
 const PARALLEL_SORT_MIN: usize = 1 << 15;
 
 /// The first 16 bytes of `s` (zero-padded) as two big-endian integers: when two of them differ,
