@@ -35,7 +35,7 @@ use super::kv::{self, Packed, PackedPair};
 
 /// A write or a state pair: its key's hash, and where its key and value sit in their text
 /// buffer (the key at `at`, then the value). 24 bytes: the lengths are 32-bit (see
-/// [`fits`]); the refs are a third of the memory a replay moves.
+/// [`LONGEST`]); the refs are a third of the memory a replay moves.
 #[derive(Debug, Clone, Copy, Default)]
 struct Ref {
     hash: u64,
