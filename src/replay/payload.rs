@@ -48,20 +48,12 @@ pub fn decode_write_bytes(payload: &[u8]) -> Result<[Cow<'_, [u8]>; 2], JsonErro
     }
 }
 
-/// `s` without its prefix `p`, compared inline (a call to `memcmp` per literal cost more).
+/// `s` without its prefix `p`, compared inline as one fixed-size block (a call to `memcmp` per
+/// literal cost more, and so did a loop over its bytes: a fifth of the payload's decoding).
 #[inline(always)]
-fn strip<'a>(s: &'a [u8], p: &[u8]) -> Option<&'a [u8]> {
-    if s.len() < p.len() {
-        return None;
-    }
-    let mut i = 0;
-    while i < p.len() {
-        if s[i] != p[i] {
-            return None;
-        }
-        i += 1;
-    }
-    s.get(p.len()..)
+fn strip<'a, const N: usize>(s: &'a [u8], p: &[u8; N]) -> Option<&'a [u8]> {
+    let (head, rest) = s.split_first_chunk::<N>()?;
+    (head == p).then_some(rest)
 }
 
 /// A plain string value: the bytes up to the closing quote, none of them [`special`] (so
