@@ -302,7 +302,7 @@ const BOUNDARY_RUN: u32 = 8;
 const BOUNDARY_REACH: usize = 1 << 20;
 
 /// A likely frame boundary at or after byte `from` of `buf` (within a MiB of it): the first
-/// position where [`BOUNDARY_RUN`] canonical good frames follow one another, with the index and
+/// position where `BOUNDARY_RUN` canonical good frames follow one another, with the index and
 /// term of the first. Only likely: a payload can hold bytes that look like frames. A reader that
 /// read the log from its start and stops exactly there proves it (it never lands inside a
 /// frame), and a frame read from a true boundary is the frame any reader finds there.

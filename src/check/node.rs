@@ -461,7 +461,7 @@ impl<'c> LogPass<'c> {
     /// likely frame boundaries ([`crate::scan::boundary_after`]); each later part is checked
     /// from a copy of the initial pass, as if its first frame followed an entry of the index
     /// before and the same term, and this thread checks the first part. Then, in order, each
-    /// part is taken over ([`Pass::absorb`]) when this pass stopped exactly at its first frame
+    /// part is taken over (`Pass::absorb`) when this pass stopped exactly at its first frame
     /// and the part found nothing that depends on what came before; any other part (damage, a
     /// finding, a membership entry, a false boundary) is read again here, frame by frame. So
     /// the findings are always those of [`LogPass::run`], and a clean log is checked in about

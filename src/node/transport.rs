@@ -320,7 +320,7 @@ pub fn url(connection_string: &str, path: &str) -> String {
 
 /// The HTTP client transport: one worker thread and keep-alive connection per peer. For a
 /// plain `http://` peer the caller writes an AppendEntries on the open connection itself when
-/// nothing is queued for the worker (see [`DirectState`]); the worker connects, and writes what
+/// nothing is queued for the worker (see `DirectState`); the worker connects, and writes what
 /// queues up behind it.
 pub struct HttpTransport {
     agent: ureq::Agent,

@@ -445,7 +445,7 @@ impl<'a> KvLine<'a> {
     }
 }
 
-/// The state's `kv` lines, byte for byte what [`line`] writes for each pair: `pair(i)` for `i`
+/// The state's `kv` lines, byte for byte what [`line()`] writes for each pair: `pair(i)` for `i`
 /// in `0..n`, in order. A large state is formatted in chunks by two threads taking turns: this
 /// one formats every other chunk and writes all of them in order; the other formats the rest
 /// and gets its buffers back once they are written.
@@ -512,7 +512,7 @@ where
 }
 
 /// Appends the `kv` lines of pairs `range` to `buf`; a pair whose strings serde would escape
-/// goes through [`line`] itself.
+/// goes through [`line()`] itself.
 fn format_kv<'a>(
     buf: &mut Vec<u8>,
     range: std::ops::Range<usize>,

@@ -1,5 +1,5 @@
 //! Output of `raftdump inspect`: a header block and a table of entries for people
-//! ([`human`]), JSON Lines for programs ([`json`]), and the detail view of one snapshot file
+//! ([`human()`]), JSON Lines for programs ([`json()`]), and the detail view of one snapshot file
 //! ([`snapshot_human`], [`snapshot_json`]).
 //!
 //! Both renderers stream: the entries are read again from the log's bytes (never collected), the
