@@ -1168,10 +1168,22 @@ mod tests {
     }
 
     fn run(bytes: &[u8], opts: &ReplayOptions, snap: Option<&Snapshot>) -> Replay {
+        let mut r = replayer(opts, snap);
+        feed_all(&mut r, bytes);
+        r.finish()
+    }
+
+    /// A replayer of `opts`, started from `snap`.
+    fn replayer(opts: &ReplayOptions, snap: Option<&Snapshot>) -> Replayer {
         let mut r = Replayer::new(PathBuf::from("mem"), None, opts);
         if let Some(s) = snap {
             r.load_snapshot("1_3.ss", s);
         }
+        r
+    }
+
+    /// Feeds `r` the log `bytes` as `replay` does.
+    fn feed_all(r: &mut Replayer, bytes: &[u8]) {
         for item in LogReader::new(bytes) {
             match item {
                 Ok(e) => {
@@ -1182,7 +1194,6 @@ mod tests {
                 Err(err) => r.feed_damage(&err, bytes.len() as u64),
             }
         }
-        r.finish()
     }
 
     fn join(n: &str) -> Command {
@@ -1397,23 +1408,11 @@ mod tests {
         snap: Option<&Snapshot>,
         (limit, thread, longest): (usize, bool, usize),
     ) -> (Replay, bool) {
-        let mut r = Replayer::new(PathBuf::from("mem"), None, opts);
-        if let Some(s) = snap {
-            r.load_snapshot("1_3.ss", s);
-        }
+        let mut r = replayer(opts, snap);
         r.pipe.limit = limit;
         r.pipe.no_worker = !thread;
         r.pipe.longest = longest;
-        for item in LogReader::new(bytes) {
-            match item {
-                Ok(e) => {
-                    if r.feed(&e) == Fed::Done && r.r.damage().is_none() {
-                        break;
-                    }
-                }
-                Err(err) => r.feed_damage(&err, bytes.len() as u64),
-            }
-        }
+        feed_all(&mut r, bytes);
         let threaded = r.pipe.worker.is_some();
         (r.finish(), threaded)
     }
