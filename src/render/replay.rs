@@ -483,29 +483,25 @@ where
             }
         });
         // Without a thread, every chunk is formatted here.
-        let helper = helper.ok();
+        let mut helper = helper.ok();
         for c in 0..chunks {
             if c % 2 == 1 && helper.is_some() {
-                match from_helper.recv() {
-                    Ok(done) => {
-                        let b = done?;
-                        out.write_all(&b)?;
-                        // The helper may have finished: then the buffer is dropped here.
-                        let _ = give_back.send(b);
-                    }
-                    // The helper stopped without sending: it panicked; surface its panic.
-                    Err(_) => {
-                        if let Some(Err(panic)) = helper.map(|h| h.join()) {
-                            std::panic::resume_unwind(panic);
-                        }
-                        unreachable!("the kv formatter stopped without sending");
-                    }
+                if let Ok(done) = from_helper.recv() {
+                    let b = done?;
+                    out.write_all(&b)?;
+                    // The helper may have finished: then the buffer is dropped here.
+                    let _ = give_back.send(b);
+                    continue;
                 }
-            } else {
-                buf.clear();
-                format_kv(&mut buf, chunk(c), pair)?;
-                out.write_all(&buf)?;
+                // The helper stopped without sending: when it panicked (a bug), its panic
+                // surfaces here; otherwise this chunk and the rest are formatted here.
+                if let Some(Err(panic)) = helper.take().map(|h| h.join()) {
+                    std::panic::resume_unwind(panic);
+                }
             }
+            buf.clear();
+            format_kv(&mut buf, chunk(c), pair)?;
+            out.write_all(&buf)?;
         }
         Ok(())
     })
@@ -938,9 +934,27 @@ mod tests {
                 Ok(())
             }
         }
-        for room in [0, 200_000] {
-            let err = kv_lines(&mut Closed(room), pairs.len(), &|i| pairs[i]).unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "after {room} bytes");
+        // Bounded: a helper left blocked would hang the call, and the test fails instead. Enough
+        // chunks that the helper has more formatted than the channel holds.
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .cycle()
+            .take(120_000)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (sent, got) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for room in [0, 200_000] {
+                let pair = |i: usize| (pairs[i].0.as_str(), pairs[i].1.as_str());
+                let err = kv_lines(&mut Closed(room), pairs.len(), &pair).map_err(|e| e.kind());
+                let _ = sent.send((room, err));
+            }
+        });
+        for _ in 0..2 {
+            let (room, err) = got
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .expect("kv_lines returns after a failed write");
+            assert_eq!(err, Err(io::ErrorKind::BrokenPipe), "after {room} bytes");
         }
         assert!(plain_json("a\u{7f}é") && !plain_json("\t") && !plain_json("\\"));
     }
