@@ -205,6 +205,9 @@ pub struct DataDir {
     pub leftovers: Vec<PathBuf>,
     /// Files that exist but could not be read (reported, not fatal).
     pub unreadable: Vec<(PathBuf, io::Error)>,
+    /// `raftdump-state`'s path and `currentTerm`, when the file exists and has one (the term
+    /// and vote a raftdump node keeps; goraft never reads the file).
+    pub state_term: Option<(PathBuf, u64)>,
 }
 
 fn read_optional(path: &Path, unreadable: &mut Vec<(PathBuf, io::Error)>) -> Option<Vec<u8>> {
@@ -239,6 +242,7 @@ pub fn open(path: &Path) -> Result<DataDir, LoadError> {
             has_snapshot_dir: false,
             leftovers: Vec::new(),
             unreadable: Vec::new(),
+            state_term: None,
         });
     }
     let log_path = path.join("log");
@@ -261,6 +265,11 @@ pub fn open(path: &Path) -> Result<DataDir, LoadError> {
         parsed: conf::parse(&raw),
         raw,
     });
+    let state_path = path.join("raftdump-state");
+    let state_term = read_optional(&state_path, &mut unreadable)
+        .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok())
+        .and_then(|v| v.get("currentTerm")?.as_u64())
+        .map(|t| (state_path, t));
     let leftovers = ["conf.tmp", "log.new"]
         .iter()
         .map(|n| path.join(n))
@@ -304,6 +313,7 @@ pub fn open(path: &Path) -> Result<DataDir, LoadError> {
         has_snapshot_dir,
         leftovers,
         unreadable,
+        state_term,
     })
 }
 

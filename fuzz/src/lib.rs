@@ -250,6 +250,9 @@ mod http_node {
                     Action::ReplyAppend { id, resp } => {
                         self.replies.insert(id, Reply::Append(resp));
                     }
+                    Action::Refuse { id, reason } => {
+                        self.replies.insert(id, Reply::Refused(reason));
+                    }
                     Action::ReplyVote { id, resp } => {
                         self.replies.insert(id, Reply::Vote(resp));
                     }

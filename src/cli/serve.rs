@@ -1,7 +1,7 @@
 //! `raftdump serve`: run a raftd-compatible node on a data dir (see `node`).
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,10 +9,13 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::{Outcome, Ui};
+use crate::check::{self, codes, Severity};
+use crate::datadir;
 use crate::node::http::{HttpOptions, ReadMode, Server, SpaceGuard};
 use crate::node::runtime::{Options, ReadOnlyNode, Runtime};
 use crate::node::security::{self, Policy};
 use crate::node::{storage, transport};
+use crate::render::escape_terminal;
 
 const AFTER_HELP: &str = "\
 Like raftd: `-h` is the host (use --help for help), the first node of a new cluster joins
@@ -34,6 +37,15 @@ within --header-timeout, an idle connection is closed after --idle-timeout, and 
 --max-connections are open. Keys are opaque bytes (never file names); error answers name
 no file and carry no trace. While the disk has less than --min-free, writes get 507 and
 reads are still served; a failed fsync or append stops the node, never answering 200.
+
+Start-up checks: before it starts, the node's files get `raftdump verify`'s checks. An error
+that means committed data is missing or the log contradicts itself (conf-commit-beyond-log,
+term-decrease, index-gap, index-duplicate, log-first-index, log-garbage, log-nul-hole,
+log-bad-entry, log-commit-index-prefix, snapshot-crc, snapshot-invalid, snapshot-log-mismatch,
+conf-invalid) is printed with its code and offset and the node does not start (exit 2) unless
+--force is given; other findings are printed and start-up goes on. A raftdump-state whose term
+is forged (state-term-beyond-log) starts the node, which cannot campaign, with the steps to
+recover.
 
 Exit status: 0 after SIGTERM, 130 after SIGINT, 2 when the node cannot start (for example
 on a non-loopback address without --token-file or --insecure-no-token) or fails (an fsync
@@ -133,6 +145,10 @@ pub struct Args {
     /// hand-off between threads: the fastest).
     #[arg(long, value_name = "N", default_value_t = 0)]
     http_threads: usize,
+    /// Start even when the data dir has an error that means committed data is missing or the
+    /// log contradicts itself (see Start-up checks below).
+    #[arg(long, conflicts_with = "read_only")]
+    force: bool,
     /// The data directory.
     dir: PathBuf,
 }
@@ -209,6 +225,7 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
             shutdown.clone(),
         )?
     } else {
+        startup_check(&args.dir, args.force)?;
         let name = storage::ensure_name(&args.dir, seed())?;
         let (rt, report) = Runtime::start(Options {
             dir: args.dir.clone(),
@@ -279,6 +296,64 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
     server.stop();
     stopped.transpose()?;
     outcome
+}
+
+/// Runs `verify`'s checks on the node's files (a dir without a log is new: nothing to check).
+/// Prints every error and warning; fails on an error of [`codes::BLOCKS_START`] unless `force`.
+fn startup_check(dir: &Path, force: bool) -> anyhow::Result<()> {
+    let Ok(d) = datadir::open(dir) else {
+        // No log yet (or no dir): the store creates it; real I/O errors surface there.
+        return Ok(());
+    };
+    let report = check::node::check(&d);
+    let mut blocking = 0;
+    for f in &report.findings {
+        let blocks = codes::BLOCKS_START.contains(&f.code);
+        let sev = match f.severity {
+            Severity::Error if blocks && !force => "error",
+            Severity::Error | Severity::Warning => "warning",
+            Severity::Info => continue,
+        };
+        blocking += usize::from(blocks);
+        let place = match (&f.file, f.offset, f.index) {
+            (Some(p), Some(o), _) => format!("{}:{o}", p.display()),
+            (Some(p), None, Some(i)) => format!("{} (index {i})", p.display()),
+            (Some(p), None, None) => p.display().to_string(),
+            (None, ..) => dir.display().to_string(),
+        };
+        eprintln!(
+            "raftdump: {sev}[{}]: {place}: {}",
+            f.code,
+            escape_terminal(&f.message)
+        );
+        if f.code == "state-term-beyond-log" {
+            eprintln!("{}", poisoned_term_steps(dir));
+        }
+    }
+    if blocking > 0 && !force {
+        bail!(
+            "{} has {blocking} error(s) that mean committed data is missing or the log \
+             contradicts itself; not starting (inspect it with `raftdump verify`, fix it with \
+             `raftdump repair`, or start anyway with --force)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// How to recover a cluster whose saved terms were forged up to the largest term.
+fn poisoned_term_steps(dir: &Path) -> String {
+    format!(
+        "raftdump: this node starts but cannot campaign: no term is left above its saved term.
+  To recover, with every node of the cluster stopped:
+  1. run `raftdump verify DIR...` on every node's data dir and note the highest
+     \"last term\" H it prints (the largest term any leader used);
+  2. on every node, replace the saved term with H and no vote, for example
+     printf '{{\"currentTerm\":H,\"votedFor\":null}}\\n' > {}/raftdump-state
+     (a node left at the forged term can neither lead nor vote: it refuses every lower term);
+  3. start the nodes again: the first election runs in term H + 1, above every term used.",
+        dir.display()
+    )
 }
 
 /// POSTs this node's join to the leader, as raftd does (but a refusal is an error here).

@@ -179,6 +179,9 @@ pub enum RpcAnswer {
     BadRequest,
     /// 500 `Failed creating response.\n`: not handled in this state.
     Failed,
+    /// 403 with the reason: the sender is not a member, or the term is out of bounds; the
+    /// node changed nothing.
+    Refused(String),
 }
 
 /// What the HTTP layer needs from a node (a running one, or a read-only one).
@@ -382,6 +385,7 @@ pub fn rpc_answer(reply: Result<Reply, CallError>) -> RpcAnswer {
         Ok(Reply::SnapshotInstall(Some((t, s, c)))) => {
             RpcAnswer::Ok(transport::encode_snapshot_install_response(t, s, c))
         }
+        Ok(Reply::Refused(r)) => RpcAnswer::Refused(r.to_string()),
         _ => RpcAnswer::Failed,
     }
 }
@@ -577,6 +581,22 @@ fn forwarded_or(
     a
 }
 
+/// The 400 for a write whose key (percent-decoded) or value is not UTF-8: raftd's JSON
+/// command would store it changed (U+FFFD), and it could not be read back under its key.
+fn not_utf8(key: &[u8], value: &[u8]) -> Option<Answer> {
+    let what = if let Err(e) = std::str::from_utf8(key) {
+        format!("key is not UTF-8 at byte {}", e.valid_up_to())
+    } else if let Err(e) = std::str::from_utf8(value) {
+        format!("value is not UTF-8 at byte {}", e.valid_up_to())
+    } else {
+        return None;
+    };
+    Some(Answer::text(
+        400,
+        format!("raftdump: the {what}; keys and values are stored as UTF-8 text\n"),
+    ))
+}
+
 /// The key of a `/db/{key}` path (percent-decoded), if the path is one.
 fn db_key(url: &str) -> Option<Vec<u8>> {
     let path = url.split(['?', '#']).next().unwrap_or("");
@@ -628,6 +648,9 @@ pub fn route(
                     413,
                     format!("raftdump: body over {} bytes\n", opts.max_body),
                 );
+            }
+            if let Some(a) = not_utf8(key, req.body) {
+                return a;
             }
             let payload = command::encode_write(key, req.body);
             if opts
@@ -739,6 +762,7 @@ fn rpc_http_answer(a: RpcAnswer) -> Answer {
         },
         RpcAnswer::BadRequest => Answer::text(400, "\n"),
         RpcAnswer::Failed => Answer::text(500, "Failed creating response.\n"),
+        RpcAnswer::Refused(why) => Answer::text(403, format!("raftdump: refused: {why}\n")),
     }
 }
 
@@ -1231,6 +1255,10 @@ fn handle(
     // responder thread answers. Everything else is answered here by `route`.
     if method == "POST" && body.len() <= opts.max_body {
         if let Some(key) = db_key(&url).filter(|k| k.len() <= opts.max_key) {
+            if let Some(a) = not_utf8(&key, &body) {
+                send(rq, a);
+                return;
+            }
             let payload = command::encode_write(&key, &body);
             if opts
                 .space
