@@ -5,6 +5,7 @@ mod cli;
 mod diff;
 mod durability;
 mod format;
+mod hostile;
 mod inspect;
 mod man;
 mod node;

@@ -1,0 +1,366 @@
+//! Hostile input and operator error against real `raftdump serve` processes on 127.0.0.1 free
+//! ports: forged terms and senders, bytes that are not UTF-8, damaged data dirs, strict HTTP,
+//! idle sockets and big bodies. Every wait has a deadline; only the processes started here are
+//! killed, by pid. The process helpers are `secure.rs`'s.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use raftdump::format::command;
+use raftdump::model::{names, Entry};
+use raftdump::node::core::{AppendRequest, VoteRequest};
+use raftdump::node::transport;
+
+use crate::secure::{eventually, http, spawn, Node, BIN};
+
+/// A 3-node cluster started as raftd's users do (n1 bootstraps, n2 and n3 join it), every node
+/// answering reads from its own state.
+fn cluster(dir: &Path, extra: &[&str]) -> Vec<Node> {
+    let mut first = vec!["--read-mode", "local"];
+    first.extend(extra);
+    let n1 = spawn(&dir.join("n1"), &first);
+    let leader = n1.url[7..].to_string();
+    let mut rest = first.clone();
+    rest.extend(["--join", &leader]);
+    let n2 = spawn(&dir.join("n2"), &rest);
+    let n3 = spawn(&dir.join("n3"), &rest);
+    let peers = format!("{}/peers", n1.url);
+    eventually(10, "two peers", || {
+        let (s, b) = http("GET", &peers, &[], b"");
+        (s == 200 && b.matches("connectionString").count() == 2).then_some(())
+    });
+    vec![n1, n2, n3]
+}
+
+/// `(state, term, commit)` from `/state`.
+fn state(n: &Node) -> (String, u64, u64) {
+    let (s, b) = http("GET", &format!("{}/state", n.url), &[], b"");
+    assert_eq!(s, 200, "{b}");
+    let field = |name: &str| {
+        let at = b.find(name).unwrap_or_else(|| panic!("{name} in {b}")) + name.len();
+        b[at..]
+            .split([',', ' ', '"'])
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    (
+        field("State: "),
+        field("Term: ").parse().unwrap(),
+        field("CommitedIndex: ").parse().unwrap(),
+    )
+}
+
+fn name(dir: &Path) -> String {
+    fs::read_to_string(dir.join("name")).unwrap()
+}
+
+/// Kills the leader among `nodes` and waits for another to lead and take a write; returns its
+/// position.
+fn new_leader_writes(nodes: &mut [Node], key: &str) -> usize {
+    let old = eventually(10, "a leader", || {
+        nodes.iter().position(|n| state(n).0 == "leader")
+    });
+    nodes[old].kill9();
+    let mut alive: Vec<usize> = (0..nodes.len()).filter(|&i| i != old).collect();
+    alive.sort();
+    eventually(15, "a new leader that takes a write", || {
+        let i = *alive.iter().find(|&&i| state(&nodes[i]).0 == "leader")?;
+        let url = format!("{}/db/{key}", nodes[i].url);
+        (http("POST", &url, &[], b"after").0 == 200).then_some(i)
+    })
+}
+
+#[test]
+fn a_forged_max_term_append_entries_leaves_the_cluster_electing_and_writable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = cluster(tmp.path(), &[]);
+    let leader_name = name(&tmp.path().join("n1"));
+    let f = &nodes[1];
+    // The bytes of the forged request: term 2^64-1 from "evil", no entries.
+    let evil: &[u8] =
+        b"\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01\x10\x00\x18\x00\x20\x00\x2a\x04evil";
+    let url = format!("{}/raft/appendEntries", f.url);
+    let (s, b) = http("POST", &url, &[], evil);
+    assert_eq!(s, 403, "{b}");
+    assert!(b.contains("\"evil\" is not a member"), "{b}");
+    // The same term under the real leader's name: the term is out of bounds.
+    let forged = transport::encode_append_request(&AppendRequest {
+        term: u64::MAX,
+        prev_index: 0,
+        prev_term: 0,
+        commit: 0,
+        leader: leader_name.clone(),
+        entries: Vec::new(),
+    });
+    let (s, b) = http("POST", &url, &[], &forged);
+    assert_eq!(s, 403, "{b}");
+    assert!(b.contains("out of bounds"), "{b}");
+    // A vote request from a member with a term 2^32 + 1 above: out of bounds too.
+    let term = state(f).1;
+    let vote = transport::encode_vote_request(&VoteRequest {
+        term: term + (1 << 32) + 1,
+        last_index: 1 << 40,
+        last_term: term + (1 << 32) + 1,
+        candidate: name(&tmp.path().join("n3")),
+    });
+    let (s, b) = http("POST", &format!("{}/raft/requestVote", f.url), &[], &vote);
+    assert_eq!(s, 403, "{b}");
+    for n in &nodes {
+        assert!(state(n).1 < 1 << 32, "{:?}", state(n));
+    }
+    let stderr = f.stderr_text();
+    assert_eq!(stderr.matches("refused a Raft RPC").count(), 3, "{stderr}");
+    // Elections still succeed and the cluster takes writes.
+    let i = new_leader_writes(&mut nodes, "after");
+    assert!(state(&nodes[i]).1 < 1 << 32);
+}
+
+#[test]
+fn rpcs_from_non_members_are_refused_and_a_forged_write_never_commits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = cluster(tmp.path(), &[]);
+    for i in 0..5 {
+        let url = format!("{}/db/k{i}", nodes[0].url);
+        assert_eq!(http("POST", &url, &[], b"v").0, 200);
+    }
+    let f = &nodes[1];
+    let (role, term, commit) = eventually(10, "the follower to catch up", || {
+        let (r, t, c) = state(&nodes[1]);
+        let (_, _, lc) = state(&nodes[0]);
+        (c == lc && c >= 7).then_some((r, t, c))
+    });
+    assert_eq!(role, "follower");
+    // A plausible AppendEntries from a non-member: right prev index and term, a newer term and
+    // a forged write.
+    let forged = AppendRequest {
+        term: term + 1,
+        prev_index: commit,
+        prev_term: term,
+        commit,
+        leader: "evil".into(),
+        entries: vec![Entry {
+            index: commit + 1,
+            term: term + 1,
+            name: names::WRITE.into(),
+            payload: Some(command::encode_write(b"forged", b"evil")),
+        }],
+    };
+    let url = format!("{}/raft/appendEntries", f.url);
+    for _ in 0..20 {
+        let (s, b) = http(
+            "POST",
+            &url,
+            &[],
+            &transport::encode_append_request(&forged),
+        );
+        assert_eq!(
+            (s, b.as_str()),
+            (
+                403,
+                "raftdump: refused: sender \"evil\" is not a member of this cluster\n"
+            )
+        );
+    }
+    let vote = transport::encode_vote_request(&VoteRequest {
+        term: term + 5,
+        last_index: commit + 100,
+        last_term: term + 5,
+        candidate: "evil".into(),
+    });
+    let (s, _) = http("POST", &format!("{}/raft/requestVote", f.url), &[], &vote);
+    assert_eq!(s, 403);
+    assert_eq!(state(f).1, term, "the term did not move");
+    // Logged once, not per request.
+    let stderr = f.stderr_text();
+    assert_eq!(stderr.matches("\"evil\"").count(), 1, "{stderr}");
+    let i = new_leader_writes(&mut nodes, "after");
+    for n in nodes.iter().filter(|n| n.child.id() != nodes[i].child.id()) {
+        if let Ok((200, _)) = crate::secure::request(
+            &crate::secure::agent(),
+            "GET",
+            &format!("{}/state", n.url),
+            &[],
+            b"",
+        ) {
+            let url = format!("{}/db/after", n.url);
+            eventually(10, "the write on a follower", || {
+                (http("GET", &url, &[], b"") == (200, "after".into())).then_some(())
+            });
+        }
+    }
+    for n in &nodes {
+        if let Ok((200, b)) = crate::secure::request(
+            &crate::secure::agent(),
+            "GET",
+            &format!("{}/db/forged", n.url),
+            &[],
+            b"",
+        ) {
+            assert!(b.is_empty(), "forged value on {}", n.url);
+        }
+    }
+    for d in ["n1", "n2", "n3"] {
+        let log = fs::read(tmp.path().join(d).join("log")).unwrap();
+        assert!(
+            !log.windows(6).any(|w| w == b"forged"),
+            "{d}'s log holds the forged write"
+        );
+    }
+}
+
+#[test]
+fn keys_and_values_that_are_not_utf8_get_400() {
+    let tmp = tempfile::tempdir().unwrap();
+    let n = spawn(&tmp.path().join("n"), &[]);
+    let cases: [(&str, &[u8], &str); 3] = [
+        ("%FF", b"v", "key is not UTF-8 at byte 0"),
+        ("ab%C0", b"v", "key is not UTF-8 at byte 2"),
+        ("k", b"ok\xff", "value is not UTF-8 at byte 2"),
+    ];
+    for (key, value, why) in cases {
+        let (s, b) = http("POST", &format!("{}/db/{key}", n.url), &[], value);
+        assert_eq!(
+            (s, b),
+            (
+                400,
+                format!("raftdump: the {why}; keys and values are stored as UTF-8 text\n")
+            ),
+            "{key}"
+        );
+    }
+    // Nothing was stored under U+FFFD, and valid UTF-8 goes on.
+    let (s, b) = http("GET", &format!("{}/db/%EF%BF%BD", n.url), &[], b"");
+    assert_eq!((s, b.as_str()), (200, ""));
+    let url = format!("{}/db/%C3%A9", n.url);
+    assert_eq!(http("POST", &url, &[], "é".as_bytes()).0, 200);
+    assert_eq!(http("GET", &url, &[], b""), (200, "é".into()));
+}
+
+/// Runs `serve` on `dir` expecting it to exit; returns `(code, stderr)`.
+fn serve_exits(dir: &Path, extra: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "-p", "0"])
+        .args(extra)
+        .arg(dir)
+        .env("RAFTDUMP_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve on {} did not exit", dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (code, err)
+}
+
+fn copy_fixture(name: &str, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    let from = crate::fixtures().join("verify").join(name);
+    for e in fs::read_dir(from).unwrap().flatten() {
+        fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn serve_refuses_a_damaged_dir_unless_forced() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (fixture, code, place) in [
+        ("conf-commit-beyond-log", "conf-commit-beyond-log", "/conf:"),
+        ("term-decrease", "term-decrease", "/log:"),
+        ("index-gap", "index-gap", "/log:"),
+    ] {
+        let dir = tmp.path().join(fixture);
+        copy_fixture(fixture, &dir);
+        let before = fs::read(dir.join("log")).unwrap();
+        let (status, err) = serve_exits(&dir, &[]);
+        assert_eq!(status, Some(2), "{fixture}: {err}");
+        assert!(
+            err.contains(&format!("raftdump: error[{code}]: ")) && err.contains(place),
+            "{fixture}: {err}"
+        );
+        assert!(err.contains("not starting"), "{err}");
+        assert!(!err.contains("Listening at"), "{err}");
+        assert_eq!(fs::read(dir.join("log")).unwrap(), before, "{fixture}");
+    }
+    let dir = tmp.path().join("conf-commit-beyond-log");
+    let n = spawn(&dir, &["--force"]);
+    let err = n.stderr_text();
+    assert!(
+        err.contains("raftdump: warning[conf-commit-beyond-log]: "),
+        "{err}"
+    );
+    // A warning alone never stops start-up.
+    let dir = tmp.path().join("name-trailing-newline");
+    copy_fixture("name-trailing-newline", &dir);
+    let n = spawn(&dir, &[]);
+    assert!(n.stderr_text().contains("warning[name-trailing-newline]"));
+}
+
+#[test]
+fn a_poisoned_saved_term_starts_and_says_how_to_recover() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("n");
+    copy_fixture("state-term-beyond-log", &dir);
+    let n = spawn(&dir, &[]);
+    let err = n.stderr_text();
+    assert!(err.contains("warning[state-term-beyond-log]"), "{err}");
+    assert!(
+        err.contains("To recover, with every node of the cluster stopped"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "printf '{{\"currentTerm\":H,\"votedFor\":null}}\\n' > {}/raftdump-state",
+            dir.display()
+        )),
+        "{err}"
+    );
+    // It serves, and never campaigns past the largest term.
+    let (role, term, _) = state(&n);
+    assert_eq!((role.as_str(), term), ("follower", u64::MAX));
+    // Following the steps brings it back: a lone member then leads and takes writes.
+    drop(n);
+    fs::write(
+        dir.join("raftdump-state"),
+        "{\"currentTerm\":0,\"votedFor\":null}\n",
+    )
+    .unwrap();
+    let n = spawn(&dir, &[]);
+    let url = format!("{}/db/k", n.url);
+    eventually(10, "a write after recovery", || {
+        (http("POST", &url, &[], b"v").0 == 200).then_some(())
+    });
+}
+
+/// Sends raw bytes on a new connection and returns everything the node answers until it closes
+/// or goes quiet for 2 s.
+pub(crate) fn raw(addr: &str, bytes: &[u8]) -> String {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    c.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
