@@ -210,6 +210,7 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
         ..HttpOptions::default()
     };
     let shutdown = Arc::new(AtomicBool::new(false));
+    crate::node::budget::return_big_buffers_to_the_os();
     eprintln!("Initializing Raft Server: {}", args.dir.display());
 
     let mut runtime = None;

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::budget::{Budget, Reservation};
 use super::core::{Event, Rejection, RequestId, Role};
 use super::runtime::{CallError, Handle, ReadOnlyNode, Reply};
 use super::security::{self, TOKEN_HEADER};
@@ -54,11 +55,21 @@ pub struct HttpOptions {
     pub idle_timeout: Duration,
     /// A request's head must be complete this long after its first byte.
     pub header_timeout: Duration,
-    /// Most open client connections; more are closed at once.
+    /// Most open client connections: one client address holds at most half of them, and a
+    /// new connection closes the longest idle one when they are all taken (more are closed at
+    /// once only when none is idle).
     pub max_connections: usize,
     /// Refuse writes (507) when the data dir's file system runs low on space.
     pub space: Option<SpaceGuard>,
+    /// The node's budget for `/raft/*` bodies in flight (each counted twice: the body and its
+    /// decoded copy); a body waits up to `timeout` for room, then gets 503.
+    pub rpc_budget: Budget,
 }
+
+/// `/raft/*` bodies up to this size skip [`HttpOptions::rpc_budget`]: heartbeats and votes never
+/// wait behind big bodies, and all open connections together hold at most
+/// `max_connections` x this much of them.
+pub const SMALL_RPC_BODY: usize = 64 << 10;
 
 /// Refuses a write before it is appended when the file system holding the log would keep
 /// less than `reserve` bytes free: the node then stays up and keeps serving reads, instead of
@@ -134,6 +145,7 @@ impl Default for HttpOptions {
             header_timeout: Duration::from_secs(10),
             max_connections: 512,
             space: None,
+            rpc_budget: Budget::default(),
         }
     }
 }
@@ -156,6 +168,16 @@ pub enum ApiError {
     /// The node has stopped.
     Stopped,
 }
+
+/// Longest request line (method, target, version): 414 over it. A key of the documented 8 KiB
+/// limit percent-encoded is up to 24 KiB of target, so it fits.
+pub const MAX_REQUEST_LINE: usize = 32 << 10;
+/// Longest header line: 431 over it.
+pub const MAX_HEADER_LINE: usize = 8 << 10;
+/// Most headers in one request: 431 over it.
+pub const MAX_HEADERS: usize = 100;
+/// Most bytes of all header lines of one request: 431 over it.
+pub const MAX_HEADER_BYTES: usize = 32 << 10;
 
 /// The four goraft RPC routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1010,8 +1032,10 @@ impl Server {
             idle_timeout: Some(opts.idle_timeout),
             write_timeout: Some(opts.idle_timeout),
             header_timeout: opts.header_timeout,
-            max_header_line: 16 << 10,
-            max_headers: 100,
+            max_request_line: MAX_REQUEST_LINE,
+            max_header_line: MAX_HEADER_LINE,
+            max_headers: MAX_HEADERS,
+            max_header_bytes: MAX_HEADER_BYTES,
             max_connections: opts.max_connections,
         };
         let agent = security::with_token(
@@ -1181,6 +1205,32 @@ fn worker(
     }
 }
 
+/// Room in the node's RPC budget for `rq`'s body (and its decoded copy), unless it is small or
+/// not an RPC; 503 when none comes within the timeout.
+fn rpc_reservation(
+    rq: &tiny_http::Request,
+    is_rpc: bool,
+    opts: &HttpOptions,
+) -> Result<Option<Reservation>, Answer> {
+    let len = match rq.body_length() {
+        Some(n) => n.min(opts.max_rpc_body.saturating_add(1)),
+        None => opts.max_rpc_body,
+    };
+    if !is_rpc || len <= SMALL_RPC_BODY {
+        return Ok(None);
+    }
+    match opts.rpc_budget.reserve(len.saturating_mul(2), opts.timeout) {
+        Some(r) => Ok(Some(r)),
+        None => Err(Answer::text(
+            503,
+            format!(
+                "raftdump: over {} bytes of RPC bodies in flight; retry\n",
+                opts.rpc_budget.cap()
+            ),
+        )),
+    }
+}
+
 /// Answers one request; a write is proposed without waiting, and a responder thread answers
 /// it once decided.
 fn handle(
@@ -1210,7 +1260,18 @@ fn handle(
         opts.max_body
     } as u64
         + 1;
-    let mut body = Vec::new();
+    let _reserved = match rpc_reservation(&rq, is_rpc, opts) {
+        Ok(r) => r,
+        Err(a) => {
+            send(rq, a);
+            return;
+        }
+    };
+    // Sized from the length when known: growing by doubling would hold up to twice the body.
+    let known = rq
+        .body_length()
+        .map_or(0, |n| (n as u64).min(limit) as usize);
+    let mut body = Vec::with_capacity(known);
     if rq.as_reader().take(limit).read_to_end(&mut body).is_err() {
         // raftd: a body that cannot be read is a 400 with an empty body.
         send(rq, Answer::text(400, if is_rpc { "\n" } else { "" }));

@@ -35,6 +35,7 @@
 //!
 //! The state machine is [`crate::replay::kv::Kv`], the same code `replay` uses.
 
+pub mod budget;
 pub mod core;
 pub mod exec;
 pub mod http;
