@@ -34,18 +34,23 @@ as the X-Raftdump-Token header; 401 without it), unless --insecure-no-token is g
 with an empty or null name, or reusing a member's name, are refused. Values over --max-body
 (1 MiB), keys over 8 KiB and RPC bodies over 64 MiB get 413; a request head must arrive
 within --header-timeout, an idle connection is closed after --idle-timeout, and at most
---max-connections are open. Keys are opaque bytes (never file names); error answers name
-no file and carry no trace. While the disk has less than --min-free, writes get 507 and
+--max-connections are open (half of them at most from one client address; when all are
+taken, the longest idle one is closed for a new one). RPC bodies in flight share a 256 MiB
+budget (then 503). A key or value that is not UTF-8 gets 400; so do a bad or conflicting
+Content-Length and an HTTP/1.0 POST without one; a request line over 32 KiB gets 414 and
+headers over 8 KiB a line, 100 lines or 32 KiB in all get 431. Raft RPCs from a sender that
+is not a member, or with a term more than 2^32 above the node's (or near the largest term),
+get 403 and change nothing. Keys are opaque bytes (never file names); error answers name no
+file and carry no trace. While the disk has less than --min-free, writes get 507 and
 reads are still served; a failed fsync or append stops the node, never answering 200.
 
 Start-up checks: before it starts, the node's files get `raftdump verify`'s checks. An error
-that means committed data is missing or the log contradicts itself (conf-commit-beyond-log,
-term-decrease, index-gap, index-duplicate, log-first-index, log-garbage, log-nul-hole,
-log-bad-entry, log-commit-index-prefix, snapshot-crc, snapshot-invalid, snapshot-log-mismatch,
-conf-invalid) is printed with its code and offset and the node does not start (exit 2) unless
---force is given; other findings are printed and start-up goes on. A raftdump-state whose term
-is forged (state-term-beyond-log) starts the node, which cannot campaign, with the steps to
-recover.
+that means committed data is missing or the log contradicts itself (for example
+conf-commit-beyond-log, term-decrease, index-gap, log-garbage, snapshot-crc; `raftdump verify
+--help` describes every code) is printed with its code and offset and the node does not start
+(exit 2) unless --force is given; other findings are printed and start-up goes on. A
+raftdump-state whose term is forged (state-term-beyond-log) starts the node, which cannot
+campaign, with the steps to recover.
 
 Exit status: 0 after SIGTERM, 130 after SIGINT, 2 when the node cannot start (for example
 on a non-loopback address without --token-file or --insecure-no-token) or fails (an fsync
@@ -134,7 +139,9 @@ pub struct Args {
     /// not read for MS is closed.
     #[arg(long, value_name = "MS", default_value_t = 30_000)]
     idle_timeout: u64,
-    /// Most open client connections; further ones are closed at once.
+    /// Most open client connections; one client address holds at most half of them, and when
+    /// all are taken a new connection closes the one idle longest (or is closed at once when
+    /// none is idle).
     #[arg(long, value_name = "N", default_value_t = 512)]
     max_connections: usize,
     /// Writes are refused (507) while the data dir's file system has less than BYTES free, so
