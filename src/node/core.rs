@@ -616,6 +616,7 @@ pub struct Core {
     replicate_pending: bool,
     commit_notify_at: Option<Millis>,
     refusals_logged: BTreeSet<String>,
+    stuck_logged: bool,
     out: Vec<Action>,
 }
 
@@ -624,6 +625,15 @@ const COMMIT_NOTIFY_MS: Millis = 5;
 
 /// Most distinct senders whose refusal is logged (each once); later ones are only counted.
 const MAX_LOGGED_REFUSALS: usize = 64;
+
+/// A sender's name as a refusal keeps it: at most 64 bytes (a forged name may be megabytes).
+fn short_name(name: &str) -> String {
+    let mut end = name.len().min(64);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_string()
+}
 
 /// Why a Raft RPC was refused without being looked at further (answered with a 4xx).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -696,6 +706,7 @@ impl Core {
             replicate_pending: false,
             commit_notify_at: None,
             refusals_logged: BTreeSet::new(),
+            stuck_logged: false,
             out: Vec::new(),
         };
         core.pending_config.retain(|&i, _| i > commit);
@@ -933,14 +944,14 @@ impl Core {
             _ => return None,
         };
         if *from == self.cfg.name || !self.knows(from) {
-            return Some((id, Refusal::NotMember(from.clone())));
+            return Some((id, Refusal::NotMember(short_name(from))));
         }
         let current = self.hs.term;
         match term {
             Some(term) if !term_in_bounds(current, term) => Some((
                 id,
                 Refusal::TermOutOfBounds {
-                    from: from.clone(),
+                    from: short_name(from),
                     term,
                     current,
                 },
@@ -1094,10 +1105,11 @@ impl Core {
 
     fn campaign(&mut self) {
         let next = self.hs.term.saturating_add(1);
-        if !term_in_bounds(self.hs.term, next) || term_is_poisoned(next) {
-            // No term is left to campaign in; the operator must reset the saved term (the
-            // runtime says how at start).
-            if self.refusals_logged.insert(String::new()) {
+        if term_is_poisoned(next) {
+            // No term is left to campaign in; the operator must reset the saved term (`serve`
+            // prints how at start).
+            if !self.stuck_logged {
+                self.stuck_logged = true;
                 log::error!(
                     "term {} leaves no room for an election; this node does not campaign",
                     self.hs.term
@@ -2178,5 +2190,97 @@ mod tests {
         assert!(!c.waits_on_own_log());
         // A follower's answers always wait for its fsync.
         assert!(follower(&[1, 1]).waits_on_own_log());
+    }
+
+    fn append_from(leader: &str, term: Term, prev: Index, prev_term: Term) -> Event {
+        Event::Append {
+            id: 9,
+            req: AppendRequest {
+                term,
+                prev_index: prev,
+                prev_term,
+                commit: 0,
+                leader: leader.into(),
+                entries: vec![entry(prev + 1, term)],
+            },
+        }
+    }
+
+    #[test]
+    fn rpcs_from_non_members_and_out_of_bound_terms_change_nothing() {
+        let mut c = follower(&[1, 1]);
+        let before = (c.hard_state().clone(), c.log().clone(), c.role());
+        let forged = [
+            append_from("evil", 2, 2, 1),
+            append_from("a", 2, 2, 1),
+            append_from("b", u64::MAX, 2, 1),
+            append_from("b", 1 + MAX_TERM_STEP + 1, 2, 1),
+            Event::Vote {
+                id: 9,
+                req: VoteRequest {
+                    term: 5,
+                    last_index: 9,
+                    last_term: 5,
+                    candidate: "evil".into(),
+                },
+            },
+            Event::SnapshotOffer {
+                id: 9,
+                leader: "x".repeat(1000),
+                last_index: 9,
+                last_term: 1,
+            },
+        ];
+        for e in forged {
+            let acts = c.step(e);
+            assert!(
+                matches!(acts.as_slice(), [Action::Refuse { id: 9, reason }] if reason.to_string().len() < 300),
+                "{acts:?}"
+            );
+        }
+        assert_eq!((c.hard_state().clone(), c.log().clone(), c.role()), before);
+        // A member within the bound is heard: exactly 2^32 up.
+        let acts = c.step(append_from("b", 1 + MAX_TERM_STEP, 2, 1));
+        assert!(acts
+            .iter()
+            .any(|a| matches!(a, Action::ReplyAppend { resp, .. } if resp.success)));
+        assert_eq!(c.hard_state().term, 1 + MAX_TERM_STEP);
+    }
+
+    #[test]
+    fn a_node_without_log_or_members_hears_the_leader_it_joined() {
+        let mut c = Core::new(Config::new("new", "http://new"), Default::default(), 0);
+        assert!(c.knows("anyone"));
+        let acts = c.step(append_from("leader", 3, 0, 0));
+        assert!(acts
+            .iter()
+            .any(|a| matches!(a, Action::ReplyAppend { resp, .. } if resp.success)));
+        // Once it holds a log, only members (or joins in its log) are known.
+        assert!(!c.knows("anyone"));
+    }
+
+    #[test]
+    fn a_poisoned_term_never_wraps_and_never_campaigns() {
+        let mut c = follower(&[1]);
+        c.hs.term = u64::MAX - 1;
+        c.step(Event::Tick(1_000_000));
+        assert_eq!(
+            (c.role(), c.hard_state().term),
+            (Role::Follower, u64::MAX - 1)
+        );
+        // Answers with an impossible term are ignored, not adopted.
+        let mut c = follower(&[1]);
+        c.step(Event::Tick(1_000_000));
+        assert_eq!(c.role(), Role::Candidate);
+        let term = c.hard_state().term;
+        c.step(Event::VoteResult {
+            peer: "b".into(),
+            term,
+            resp: Some(VoteResponse {
+                term: u64::MAX,
+                granted: false,
+            }),
+        });
+        assert_eq!((c.role(), c.hard_state().term), (Role::Candidate, term));
     }
 }
