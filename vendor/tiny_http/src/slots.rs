@@ -7,7 +7,10 @@
 //! as long as someone keeps idle sockets open. The victim is taken from the new connection's
 //! own address when that address is at its share, otherwise from the address holding the most
 //! slots. A connection that is reading or answering a request is never closed; with no idle
-//! connection to close, the new one is refused (closed at once).
+//! connection to close, the new one is refused (closed at once). With a request handler on the
+//! connection's thread (`Server::from_listener_with_handler`), "waits for a request head" means
+//! exactly that; with `recv`, a connection counts as waiting from the moment its thread reads
+//! the next head, which may be while a worker still handles its previous request.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Shutdown, TcpStream};
