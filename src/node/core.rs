@@ -638,7 +638,7 @@ fn short_name(name: &str) -> String {
 /// Why a Raft RPC was refused without being looked at further (answered with a 4xx).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// The sender is not a member this node knows (its conf, its log or its join window).
+    /// The sender is not a member this node knows (see [`Core::knows`]).
     NotMember(String),
     /// The request's term is beyond the bound of [`term_in_bounds`].
     TermOutOfBounds {
@@ -918,19 +918,19 @@ impl Core {
         self.members.contains_key(&self.cfg.name)
     }
 
-    /// Whether `name` is a member this node knows: in its members, joining by an entry of its
-    /// log, or, while it holds no log and no members (a node that just asked to join), anyone:
-    /// it learns the members from the first leader's entries.
+    /// Whether `name` is a member this node knows: in its members or joining by an entry of
+    /// its log. Until the node has seen its own join (it has just asked to join, and holds no
+    /// log or only the start of one), anyone: it learns the members from the leader's entries,
+    /// and it has nothing to protect yet (it is no member: it neither votes nor campaigns).
     pub fn knows(&self, name: &str) -> bool {
-        if self.members.contains_key(name) {
-            return true;
-        }
-        let joining = self
-            .pending_config
-            .values()
-            .any(|c| matches!(c, ConfigChange::Join(p) if p.name == name));
-        joining
-            || (self.members.is_empty() && self.log.last_index() == 0 && self.log.start_index == 0)
+        let known = |n: &str| {
+            self.members.contains_key(n)
+                || self
+                    .pending_config
+                    .values()
+                    .any(|c| matches!(c, ConfigChange::Join(p) if p.name == n))
+        };
+        known(name) || !known(&self.cfg.name)
     }
 
     /// Why an incoming RPC must be refused, if it must: its sender is unknown, or its term is
@@ -2248,15 +2248,34 @@ mod tests {
     }
 
     #[test]
-    fn a_node_without_log_or_members_hears_the_leader_it_joined() {
+    fn a_node_that_has_not_seen_its_own_join_hears_the_leader_it_joined() {
         let mut c = Core::new(Config::new("new", "http://new"), Default::default(), 0);
         assert!(c.knows("anyone"));
-        let acts = c.step(append_from("leader", 3, 0, 0));
-        assert!(acts
-            .iter()
-            .any(|a| matches!(a, Action::ReplyAppend { resp, .. } if resp.success)));
-        // Once it holds a log, only members (or joins in its log) are known.
+        let join = |n: &str, i: Index| Entry {
+            index: i,
+            term: 3,
+            name: names::JOIN.into(),
+            payload: Some(command::encode_join(n, &format!("http://{n}"))),
+        };
+        let ok = |acts: &[Action]| {
+            acts.iter()
+                .any(|a| matches!(a, Action::ReplyAppend { resp, .. } if resp.success))
+        };
+        // The start of the log (a partial first batch): still anyone.
+        let mut first = append_from("leader", 3, 0, 0);
+        if let Event::Append { req, .. } = &mut first {
+            req.entries = vec![join("leader", 1)];
+        }
+        assert!(ok(&c.step(first)));
+        assert!(c.knows("anyone"));
+        // Once its own join is in its log, only members (or joins in its log) are known.
+        let mut second = append_from("leader", 3, 1, 3);
+        if let Event::Append { req, .. } = &mut second {
+            req.entries = vec![join("new", 2)];
+        }
+        assert!(ok(&c.step(second)));
         assert!(!c.knows("anyone"));
+        assert!(c.knows("leader") && c.knows("new"));
     }
 
     #[test]
