@@ -424,6 +424,9 @@ fn strict_http_refuses_bad_lengths_and_oversized_heads() {
         .collect();
     let big = format!("GET /state HTTP/1.1\r\n{big}\r\n");
     assert!(status_line(addr, big.as_bytes()).contains(" 431 "));
+    // A version the server does not speak: 505, and the connection closes (it used to hang
+    // its thread and slot forever).
+    assert!(status_line(addr, b"GET /state HTTP/2.0\r\n\r\n").starts_with("HTTP/1.1 505 "));
     // The documented 8 KiB key is reachable percent-encoded (24 KiB of target).
     let key: String = "%41".repeat(8 << 10);
     let url = format!("{}/db/{key}", n.url);

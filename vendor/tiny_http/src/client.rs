@@ -313,15 +313,17 @@ impl Iterator for ClientConnection {
 
             // checking HTTP version
             if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
+                // raftdump: answered through the request's own writer, then closed. The
+                // original wrote to the next writer, which waits for this request's turn,
+                // held by `rq` until after the write: the thread and its slot hung forever.
                 let response = Response::from_string(
                     "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
                 )
                 .with_status_code(StatusCode(505));
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
+                let mut writer = rq.into_writer();
+                let _ = response.raw_print(&mut writer, HTTPVersion(1, 1), &[], false, None);
+                let _ = writer.flush();
+                return None;
             }
 
             // updating the status of the connection
