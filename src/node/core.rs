@@ -923,14 +923,21 @@ impl Core {
     /// log or only the start of one), anyone: it learns the members from the leader's entries,
     /// and it has nothing to protect yet (it is no member: it neither votes nor campaigns).
     pub fn knows(&self, name: &str) -> bool {
-        let known = |n: &str| {
-            self.members.contains_key(n)
-                || self
-                    .pending_config
-                    .values()
-                    .any(|c| matches!(c, ConfigChange::Join(p) if p.name == n))
-        };
-        known(name) || !known(&self.cfg.name)
+        self.known(name) || !self.joined()
+    }
+
+    /// Whether this node has seen its own join (in its members or its log). Until then its
+    /// join window is open: see [`Core::knows`].
+    pub fn joined(&self) -> bool {
+        self.known(&self.cfg.name)
+    }
+
+    fn known(&self, name: &str) -> bool {
+        self.members.contains_key(name)
+            || self
+                .pending_config
+                .values()
+                .any(|c| matches!(c, ConfigChange::Join(p) if p.name == name))
     }
 
     /// Why an incoming RPC must be refused, if it must: its sender is unknown, or its term is
