@@ -155,6 +155,11 @@ fn forged_event(sim: &Sim, to: usize, id: u64, b: &[u8; 12]) -> Event {
         _ => wide,
     };
     let mut kind = b[2] % 4;
+    if member && term > cur.saturating_add(255) {
+        // A member's name with a big step up: beyond the bound, or nodes forced far apart
+        // (more than the bound) would refuse each other for good; the token is the defence.
+        term = u64::MAX;
+    }
     if member && kind != 1 {
         // A member's name on an append or a snapshot: only a term no node may accept.
         kind = 0;
