@@ -31,7 +31,12 @@ fn run(seeds: impl Iterator<Item = u64>, steps: u32, every: usize) -> Vec<ChaosR
     let mut out = Vec::new();
     for seed in seeds {
         match std::panic::catch_unwind(|| chaos(seed, steps)) {
-            Ok(r) => out.push(r),
+            Ok(r) => {
+                if r.goraft_stall {
+                    eprintln!("seed {seed}: goraft's stall (every candidate refused by a majority)");
+                }
+                out.push(r)
+            }
             Err(e) => {
                 eprintln!(
                     "sim_chaos: seed {seed} failed; rerun with \
