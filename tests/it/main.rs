@@ -22,6 +22,7 @@ mod synthetic;
 mod synthetic_cluster;
 mod synthetic_verify;
 mod verify;
+mod vote_rule;
 
 use std::path::{Path, PathBuf};
 

@@ -33,7 +33,9 @@ fn run(seeds: impl Iterator<Item = u64>, steps: u32, every: usize) -> Vec<ChaosR
         match std::panic::catch_unwind(|| chaos(seed, steps)) {
             Ok(r) => {
                 if r.goraft_stall {
-                    eprintln!("seed {seed}: goraft's stall (every candidate refused by a majority)");
+                    eprintln!(
+                        "seed {seed}: goraft's stall (every candidate refused by a majority)"
+                    );
                 }
                 out.push(r)
             }
