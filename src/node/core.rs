@@ -1908,6 +1908,26 @@ mod tests {
     }
 
     #[test]
+    fn goraft_s_votes_are_a_subset_of_the_paper_s() {
+        // Every pair of log ends over small terms and indexes: what goraft's rule grants, the
+        // paper's grants too, and the paper's grants some that goraft's refuses.
+        let ends: Vec<(Term, Index)> = (0..4).flat_map(|t| (0..6).map(move |i| (t, i))).collect();
+        let mut wider = 0;
+        for &mine in &ends {
+            for &theirs in &ends {
+                let (g, p) = (
+                    VoteRule::Goraft.up_to_date(mine, theirs),
+                    VoteRule::Paper.up_to_date(mine, theirs),
+                );
+                assert!(!g || p, "mine {mine:?}, theirs {theirs:?}");
+                wider += usize::from(p && !g);
+            }
+        }
+        assert!(wider > 0);
+        assert_eq!(VoteRule::default(), VoteRule::Paper);
+    }
+
+    #[test]
     fn one_vote_per_term() {
         let mut c = follower(&[1]);
         let vote = |c: &mut Core, who: &str| {
