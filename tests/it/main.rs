@@ -54,6 +54,16 @@ pub fn real_logs() -> Vec<PathBuf> {
     out
 }
 
+/// A port that was free a moment ago: bind port 0 on 127.0.0.1, note it, let it go (for
+/// clusters whose nodes must know each other's ports before they start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Starts `cmd` (a `raftdump serve` command whose stderr goes to the file `stderr`) and waits, 20 s
 /// at most, for its complete "Listening at: URL" line (stderr is unbuffered, so the line can be
 /// read half-written). Returns the child and the URL, or kills and reaps the child and returns

@@ -9,7 +9,6 @@
 //! write; `--vote-rule goraft` stays leaderless, goraft's documented behaviour.
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,14 +35,6 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn url(port: u16) -> String {
@@ -104,7 +95,7 @@ fn make_dirs(root: &Path, ports: &[u16; 4]) -> Vec<PathBuf> {
 
 /// Starts the four nodes with `extra` arguments.
 fn start(root: &Path, extra: &[&str]) -> (Vec<Proc>, Vec<PathBuf>) {
-    let ports = [free_port(), free_port(), free_port(), free_port()];
+    let ports: [u16; 4] = std::array::from_fn(|_| crate::free_port());
     let dirs = make_dirs(root, &ports);
     let procs = dirs
         .iter()
