@@ -6,7 +6,8 @@
 //! (`goraft stalls: N`), and any other failure to recover fails.
 //!
 //! `RAFTDUMP_SIM_SEEDS=N` (default 200) seeds of `RAFTDUMP_SIM_STEPS` (default 300) steps,
-//! from `RAFTDUMP_SIM_FIRST` (default 1); `RAFTDUMP_SIM_SEED=N` reruns one seed. The long run
+//! from `RAFTDUMP_SIM_FIRST` (default 1); `RAFTDUMP_SIM_SEED=N` reruns one seed;
+//! `RAFTDUMP_SIM_RULE=paper|goraft` forces the vote rule (each seed picks it). The long run
 //! (30,000 seeds by default) is ignored by default; CONTRIBUTING.md has its commands and
 //! figures: `cargo test --release --test it sim_chaos_long -- --ignored --nocapture`.
 
@@ -24,13 +25,28 @@ fn env(name: &str, default: u64) -> u64 {
     }
 }
 
+/// The vote rule `RAFTDUMP_SIM_RULE` forces, if any.
+fn forced_rule() -> Option<VoteRule> {
+    match std::env::var("RAFTDUMP_SIM_RULE").as_deref() {
+        Err(_) => None,
+        Ok("paper") => Some(VoteRule::Paper),
+        Ok("goraft") => Some(VoteRule::Goraft),
+        Ok(other) => panic!("RAFTDUMP_SIM_RULE must be paper or goraft, not {other:?}"),
+    }
+}
+
 /// Runs the seeds, printing the one that fails (and how to rerun it) before its panic goes on,
 /// and a summary every `every` seeds.
 fn run(seeds: impl Iterator<Item = u64>, steps: u32, every: usize) -> Vec<ChaosReport> {
     let t = Instant::now();
+    let rule = forced_rule();
     let mut out = Vec::new();
     for seed in seeds {
-        match std::panic::catch_unwind(|| chaos(seed, steps)) {
+        let one = || match rule {
+            Some(r) => chaos_with_rule(seed, steps, r),
+            None => chaos(seed, steps),
+        };
+        match std::panic::catch_unwind(one) {
             Ok(r) => {
                 if r.goraft_stall {
                     eprintln!(
@@ -41,8 +57,12 @@ fn run(seeds: impl Iterator<Item = u64>, steps: u32, every: usize) -> Vec<ChaosR
             }
             Err(e) => {
                 eprintln!(
-                    "sim_chaos: seed {seed} failed; rerun with \
-                     RAFTDUMP_SIM_SEED={seed} RAFTDUMP_SIM_STEPS={steps} cargo test --test it sim_chaos"
+                    "sim_chaos: seed {seed} failed; rerun with RAFTDUMP_SIM_SEED={seed} \
+                     RAFTDUMP_SIM_STEPS={steps}{} cargo test --test it sim_chaos",
+                    rule.map_or(String::new(), |r| format!(
+                        " RAFTDUMP_SIM_RULE={}",
+                        format!("{r:?}").to_lowercase()
+                    ))
                 );
                 std::panic::resume_unwind(e)
             }
@@ -62,8 +82,8 @@ fn summary(reports: &[ChaosReport], secs: f64) -> String {
     format!(
         "{} seeds in {secs:.1} s: {} events checked, {} appends, {} committed entries, \
          writes {} proposed / {} acknowledged, {} crashes dropping {} unsynced entries, \
-         {} partitions, {} leader terms, 0 violations; {} seeds ran goraft's vote rule, \
-         goraft stalls: {}",
+         {} partitions, {} leader terms, 0 violations; {} seeds ran the paper's vote rule and \
+         {} goraft's, goraft stalls: {}",
         reports.len(),
         sum(&|r| r.events),
         sum(&|r| r.appends),
@@ -74,6 +94,7 @@ fn summary(reports: &[ChaosReport], secs: f64) -> String {
         sum(&|r| r.crashes.1),
         sum(&|r| r.partitions),
         sum(&|r| r.terms),
+        sum(&|r| u64::from(r.vote_rule == VoteRule::Paper)),
         sum(&|r| u64::from(r.vote_rule == VoteRule::Goraft)),
         sum(&|r| u64::from(r.goraft_stall)),
     )
@@ -109,9 +130,10 @@ fn sim_chaos_seeds() {
     if reports.len() >= 20 {
         assert!(all(&|r| r.crashes.0) > 0 && all(&|r| r.crashes.1) > 0);
         assert!(all(&|r| r.partitions) > 0 && all(&|r| r.writes.1) > 0);
-        let rules = all(&|r| u64::from(r.vote_rule == VoteRule::Paper));
+        let paper = all(&|r| u64::from(r.vote_rule == VoteRule::Paper));
+        let forced = forced_rule().is_some();
         assert!(
-            rules > 0 && rules < reports.len() as u64,
+            forced || (paper > 0 && paper < reports.len() as u64),
             "both vote rules run"
         );
     }
