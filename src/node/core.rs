@@ -61,9 +61,9 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum VoteRule {
     /// goraft's (§7.7 step 3): deny if our last index OR our last term is greater. Safe (it
-    /// grants a subset of the paper's votes) but it can stall for good: with (index 10, term 1)
-    /// and (index 8, term 2) alive and the third node down, neither can win, and no fault
-    /// needs to persist for that (see `chaos::goraft_stall`). Kept to reproduce goraft.
+    /// grants a subset of the paper's votes) but it can stall for good, every fault healed:
+    /// four nodes whose logs end at (index 100, term 1), (50, 2), (60, 1) and (55, 2) refuse
+    /// every candidate a majority (see `chaos::goraft_stall`). Kept to reproduce goraft.
     Goraft,
     /// The Raft paper's: grant if the candidate's last term is greater, or equal with an index
     /// at least ours. The default: the most up-to-date log in the paper's order always collects
