@@ -330,7 +330,27 @@ fn converge(sim: &mut Sim, seed: u64) {
             return;
         }
     }
-    panic!("seed {seed}: the nodes did not converge within 5 s");
+    let state: Vec<String> = sim
+        .nodes
+        .iter()
+        .map(|x| {
+            format!(
+                "{} {:?} term {} commit {} applied {} log {:?} members {:?} progress {:?}",
+                x.name,
+                x.core.role(),
+                x.core.hard_state().term,
+                x.core.commit_index(),
+                x.kv.applied,
+                x.store.terms(),
+                x.core.status().members.keys().collect::<Vec<_>>(),
+                x.core.progress_summary()
+            )
+        })
+        .collect();
+    panic!(
+        "seed {seed}: the nodes did not converge within 5 s:\n{}",
+        state.join("\n")
+    );
 }
 
 /// Log Matching and committed entries, over every whole log at the end.

@@ -290,14 +290,20 @@ impl Sim {
 
     fn lose(&mut self, p: &Packet) {
         if let Some((waiter, peer, sent)) = p.waiter() {
-            self.seq += 1;
-            let lost = Packet::Lost {
-                peer,
-                to: waiter,
-                sent,
-            };
-            self.queue.insert((self.now + RPC_TIMEOUT, self.seq), lost);
+            self.report_lost(waiter, peer, sent);
         }
+    }
+
+    /// `waiter` hears, after the transport's timeout, that its AppendEntries `sent` to `peer`
+    /// got no answer (as the runtime's transport reports every request it cannot complete).
+    fn report_lost(&mut self, waiter: usize, peer: usize, sent: SentAppend) {
+        self.seq += 1;
+        let lost = Packet::Lost {
+            peer,
+            to: waiter,
+            sent,
+        };
+        self.queue.insert((self.now + RPC_TIMEOUT, self.seq), lost);
     }
 
     fn send(&mut self, p: Packet) {
@@ -955,8 +961,8 @@ impl Sim {
     pub fn crash(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         node.up = false;
-        node.pending.clear();
-        node.awaiting.clear();
+        let pending = std::mem::take(&mut node.pending);
+        let awaiting = std::mem::take(&mut node.awaiting);
         node.unsynced = false;
         node.incarnation += 1;
         let (_, extra) = node.store.unsynced();
@@ -967,6 +973,15 @@ impl Sim {
         };
         let lost = self.nodes[i].store.crash(keep);
         self.checked.lost_unsynced += lost as u64;
+        // The requests it was answering die with it: their senders' transports time out.
+        for p in pending.into_values() {
+            if let Pending::Append { from, sent } = p {
+                self.report_lost(from, i, sent);
+            }
+        }
+        for p in &awaiting {
+            self.lose(p);
+        }
         self.check_durable_majority();
     }
 
