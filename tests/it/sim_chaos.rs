@@ -166,3 +166,15 @@ fn sim_chaos_long() {
     let reports = run(seeds(30_000), steps, 1_000);
     eprintln!("{}", summary(&reports, t.elapsed().as_secs_f64()));
 }
+
+/// Seed 272345 of 300 steps crashes a follower while it holds a leader's AppendEntries; the
+/// leader's one request in flight to it must be freed by a transport timeout, as the runtime's
+/// transport reports it, or the follower never gets another entry and the cluster never
+/// converges (under either vote rule).
+#[test]
+fn seed_272345_a_crash_frees_the_leader_s_request_in_flight() {
+    for rule in [VoteRule::Paper, VoteRule::Goraft] {
+        let r = chaos_with_rule(272345, 300, rule);
+        assert!(!r.goraft_stall && r.crashes.0 > 0, "{r:?}");
+    }
+}
