@@ -320,7 +320,7 @@ impl Runtime {
             .map_err(|source| StoreError::Io {
                 path: opts.dir.clone(),
                 op: "start the fsync thread",
-                source,
+                error: source,
             })?;
         let persisted = store.terms().last_index();
         let mut worker = Worker {
@@ -358,7 +358,7 @@ impl Runtime {
             .map_err(|source| StoreError::Io {
                 path: opts.dir.clone(),
                 op: "start the runtime thread",
-                source,
+                error: source,
             })?;
         let handle = Handle {
             tx,
