@@ -255,13 +255,25 @@ pub fn open(path: &Path) -> Result<DataDir, LoadError> {
     let mut unreadable = Vec::new();
 
     let name_path = path.join("name");
-    let name = read_optional(&name_path, files::NAME_CAP, "a `name` file", &mut unreadable).map(|raw| Loaded {
+    let name = read_optional(
+        &name_path,
+        files::NAME_CAP,
+        "a `name` file",
+        &mut unreadable,
+    )
+    .map(|raw| Loaded {
         path: name_path,
         parsed: String::from_utf8(raw.clone()),
         raw,
     });
     let conf_path = path.join("conf");
-    let conf = read_optional(&conf_path, files::CONF_CAP, "a `conf` file", &mut unreadable).map(|raw| Loaded {
+    let conf = read_optional(
+        &conf_path,
+        files::CONF_CAP,
+        "a `conf` file",
+        &mut unreadable,
+    )
+    .map(|raw| Loaded {
         path: conf_path,
         parsed: conf::parse(&raw),
         raw,
@@ -321,6 +333,20 @@ impl DataDir {
             reader: LogReader::new(self.log.bytes()),
             released: 0,
         }
+    }
+
+    /// The first file of the dir that exists but could not be read (not a regular file, over its
+    /// size cap, permission, ...), snapshots included, with why.
+    pub fn first_unreadable(&self) -> Option<(&Path, &io::Error)> {
+        let snapshots = self.snapshots.iter().filter_map(|s| match &s.parsed {
+            Err(SnapshotLoadError::Io(e)) => Some((s.path.as_path(), e)),
+            _ => None,
+        });
+        self.unreadable
+            .iter()
+            .map(|(p, e)| (p.as_path(), e))
+            .chain(snapshots)
+            .next()
     }
 
     /// The node name, when the `name` file is there and is UTF-8.

@@ -18,7 +18,7 @@ use crate::check::codes::finding;
 use crate::check::node::{self, NodeReport};
 use crate::check::{Finding, Severity};
 use crate::datadir::lock::{DirLock, LockError};
-use crate::datadir::{self, DataDir, LoadError};
+use crate::datadir::{self, files, DataDir, LoadError};
 use crate::format::frame;
 use crate::format::log::LogReader;
 
@@ -471,12 +471,26 @@ pub fn apply(plan: &Plan, now: u64) -> Result<Applied, RepairError> {
             reasons: plan.blockers.iter().map(blocker_line).collect(),
         });
     }
-    // One writer per dir: refused while a node serves it. Held until the result is verified.
+    // Refuse before anything is written when a file or the directory its backup goes to may
+    // not be written: otherwise read-only data fails at the first backup (or at the lock).
+    let targets = plan.cut.iter().map(|_| &plan.log_path).chain(&plan.remove);
+    for path in targets {
+        for p in [path.as_path(), parent(path)] {
+            if let Err(e) = rustix::fs::access(p, rustix::fs::Access::WRITE_OK) {
+                return Err(RepairError::NotWritable {
+                    path: p.to_path_buf(),
+                    error: e.into(),
+                });
+            }
+        }
+    }
+    // One writer per dir: refused while a node serves it. Taken before the files are read, and
+    // held until the result is verified.
     let _lock = DirLock::acquire(lock_dir(plan)).map_err(RepairError::Locked)?;
     // Read everything first and check it is what was planned.
     let mut originals: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     if plan.cut.is_some() {
-        let bytes = fs::read(&plan.log_path).map_err(|error| RepairError::Io {
+        let bytes = files::read_regular(&plan.log_path).map_err(|error| RepairError::Io {
             path: plan.log_path.clone(),
             error,
         })?;
@@ -486,23 +500,11 @@ pub fn apply(plan: &Plan, now: u64) -> Result<Applied, RepairError> {
         originals.push((plan.log_path.clone(), bytes));
     }
     for p in &plan.remove {
-        let bytes = fs::read(p).map_err(|error| RepairError::Io {
+        let bytes = files::read_regular(p).map_err(|error| RepairError::Io {
             path: p.clone(),
             error,
         })?;
         originals.push((p.clone(), bytes));
-    }
-    // Refuse before anything is written when a file or the directory its backup goes to may
-    // not be written: otherwise read-only data fails at the first backup.
-    for (path, _) in &originals {
-        for p in [path.as_path(), parent(path)] {
-            if let Err(e) = rustix::fs::access(p, rustix::fs::Access::WRITE_OK) {
-                return Err(RepairError::NotWritable {
-                    path: p.to_path_buf(),
-                    error: e.into(),
-                });
-            }
-        }
     }
     // Backups, all before any change; undone if one fails.
     let mut backups: Vec<(PathBuf, PathBuf)> = Vec::new();

@@ -96,8 +96,8 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
             Some(dir) if !file.exists() => dir.join("snapshot").join(file),
             _ => file.clone(),
         };
-        let (size, parsed) = datadir::files::read_snapshot(&path)
-            .map_err(|error| datadir::LoadError::Io {
+        let (size, parsed) =
+            datadir::files::read_snapshot(&path).map_err(|error| datadir::LoadError::Io {
                 path: path.clone(),
                 error,
             })?;

@@ -76,6 +76,14 @@ pub fn open_regular(path: &Path) -> io::Result<(File, Metadata)> {
     Ok((file, meta))
 }
 
+/// Reads a whole regular file (for `repair`, which backs up what it changes).
+pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
+    let (mut file, meta) = open_regular(path)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Reads a regular file of at most `cap` bytes; `what` names it in the error for a larger one
 /// ("a `name` file"). The file is read through the cap even if it grows meanwhile.
 pub fn read_capped(path: &Path, cap: u64, what: &str) -> io::Result<Vec<u8>> {
@@ -125,10 +133,16 @@ mod tests {
     fn a_fifo_is_named_not_read() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("conf");
-        let made = std::process::Command::new("mkfifo").arg(&p).status().unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&p)
+            .status()
+            .unwrap();
         assert!(made.success(), "mkfifo failed");
         let e = read_capped(&p, CONF_CAP, "a `conf` file").unwrap_err();
-        assert_eq!(e.to_string(), "is a FIFO (named pipe), expected a regular file");
+        assert_eq!(
+            e.to_string(),
+            "is a FIFO (named pipe), expected a regular file"
+        );
         let e = read_snapshot(&p).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
     }
@@ -141,7 +155,10 @@ mod tests {
         let e = open_regular(&sock).unwrap_err();
         assert_eq!(e.to_string(), "is a socket, expected a regular file");
         let e = open_regular(Path::new("/dev/null")).unwrap_err();
-        assert_eq!(e.to_string(), "is a character device, expected a regular file");
+        assert_eq!(
+            e.to_string(),
+            "is a character device, expected a regular file"
+        );
         let e = open_regular(dir.path()).unwrap_err();
         assert_eq!(e.to_string(), "is a directory, expected a regular file");
     }
@@ -151,13 +168,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("name");
         fs::write(&p, vec![b'a'; NAME_CAP as usize]).unwrap();
-        assert_eq!(read_capped(&p, NAME_CAP, "a `name` file").unwrap().len(), 4096);
+        assert_eq!(
+            read_capped(&p, NAME_CAP, "a `name` file").unwrap().len(),
+            4096
+        );
         fs::write(&p, vec![b'a'; NAME_CAP as usize + 1]).unwrap();
         let e = read_capped(&p, NAME_CAP, "a `name` file").unwrap_err();
         assert_eq!(
             e.to_string(),
             "is 4097 bytes, more than the 4096 bytes a `name` file may hold"
         );
-        assert!(read_optional(&dir.path().join("none"), 1, "x").unwrap().is_none());
+        assert!(read_optional(&dir.path().join("none"), 1, "x")
+            .unwrap()
+            .is_none());
     }
 }

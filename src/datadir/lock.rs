@@ -82,7 +82,9 @@ impl DirLock {
             .create(true)
             .truncate(false)
             .mode(0o644)
-            .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+            .custom_flags(
+                (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+            )
             .open(&path)
             .map_err(io)?;
         if !file.metadata().map_err(io)?.is_file() {

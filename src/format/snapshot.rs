@@ -414,6 +414,79 @@ mod tests {
         assert_eq!(goraft_choice(["10_500.ss", "9_100.ss"]), Some("9_100.ss"));
     }
 
+    /// A reader that hands out at most `step` bytes per call, as a file or pipe may.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(out.len()).min(self.bytes.len());
+            out[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn json_errors_point_at_their_byte_across_lines() {
+        let file = b"00000000\n{\n  \"lastIndex\": 1,\n  \"lastTerm\": x}";
+        let e = parse(file).unwrap().snapshot.unwrap_err();
+        let x = file.iter().position(|&b| b == b'x').unwrap();
+        assert_eq!(e.offset, Some(x), "{e}");
+        let e = parse(b"00000000\n{\"state\":\"***\"}")
+            .unwrap()
+            .snapshot
+            .unwrap_err();
+        assert!(e.message.contains("state is not standard base64"), "{e}");
+        let e = parse(b"00000000\n[1]").unwrap().snapshot.unwrap_err();
+        assert!(e.message.contains("expected a JSON object"), "{e}");
+    }
+
+    #[test]
+    fn unknown_fields_nulls_and_duplicates_read_as_goraft_does() {
+        let json = br#"{"x":[1,{"y":"z"}],"lastIndex":null,"lastIndex":7,"peers":null,"state":null,"path":null}"#;
+        let mut file = format!("{:08x}\n", crc32fast::hash(json)).into_bytes();
+        file.extend_from_slice(json);
+        let p = parse(&file).unwrap();
+        assert!(p.crc_ok());
+        let s = p.snapshot.unwrap();
+        assert_eq!(
+            (s.last_index, s.last_term, s.peers, s.state, s.path),
+            (7, 0, None, None, String::new())
+        );
+    }
+
+    proptest::proptest! {
+        /// However the bytes arrive, the stream parses as the whole slice does: the buffer, the
+        /// CRC and the line tracking do not depend on read sizes.
+        #[test]
+        fn a_trickled_stream_parses_as_the_slice(
+            state in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            cut in 0usize..200,
+            flip in proptest::option::of((0usize..200, 1u8..=255)),
+            step in 1usize..16,
+        ) {
+            let snap = Snapshot {
+                last_index: 9,
+                last_term: 2,
+                peers: Some(vec![]),
+                state: Some(state),
+                path: "/p\n".into(),
+            };
+            let mut file = encode(&snap);
+            if let Some((at, x)) = flip {
+                let at = at % file.len();
+                file[at] ^= x;
+            }
+            file.truncate(file.len().saturating_sub(cut % 8));
+            let whole = parse(&file);
+            let trickled = parse_from(Trickle { bytes: &file, step }).unwrap();
+            proptest::prop_assert_eq!(whole, trickled);
+        }
+    }
+
     #[test]
     fn bad_crc_is_reported_not_fatal() {
         let p = parse(b"00000000\n{}").unwrap();

@@ -461,7 +461,8 @@ impl FileStore {
             Err(e) => return Err(io_at(&state_path, "read")(e)),
         };
         let conf_path = dir.join("conf");
-        report.conf_commit = match files::read_capped(&conf_path, files::CONF_CAP, "a `conf` file") {
+        report.conf_commit = match files::read_capped(&conf_path, files::CONF_CAP, "a `conf` file")
+        {
             Ok(b) => {
                 conf_format::parse(&b)
                     .map_err(|e| StoreError::Invalid {
@@ -492,9 +493,13 @@ impl FileStore {
         let mut end = 0u64;
         let mut damage: Option<crate::format::log::LogError> = None;
         {
-            let bytes = LogBytes::open(&log_path).map_err(|e| StoreError::Invalid {
-                path: log_path.clone(),
-                detail: e.to_string(),
+            let bytes = LogBytes::open(&log_path).map_err(|e| match e {
+                // The message names the file once.
+                crate::datadir::LoadError::Io { error, .. } => io_at(&log_path, "map")(error),
+                other => StoreError::Invalid {
+                    path: log_path.clone(),
+                    detail: other.to_string(),
+                },
             })?;
             for r in LogReader::new(bytes.bytes()) {
                 match r {

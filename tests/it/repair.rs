@@ -301,16 +301,22 @@ fn committed_entries_are_never_cut_away() {
 #[test]
 fn an_existing_backup_is_never_overwritten() {
     let (_t, d) = copy_of("verify/log-torn-tail");
-    fs::write(
+    let taken = [
         d.join(format!("log.raftdump-backup-{NOW}")),
-        b"older backup",
-    )
-    .unwrap();
-    let before = tree(&d);
+        d.join(format!("log.raftdump-backup-{NOW}-1")),
+    ];
+    for p in &taken {
+        fs::write(p, b"older backup").unwrap();
+    }
+    let original = fs::read(d.join("log")).unwrap();
     let plan = repair::plan(&d, opts(false)).unwrap();
-    let err = repair::apply(&plan, NOW).unwrap_err();
-    assert!(matches!(err, RepairError::Backup { .. }), "{err}");
-    assert_eq!(tree(&d), before);
+    let applied = repair::apply(&plan, NOW).unwrap();
+    let made = d.join(format!("log.raftdump-backup-{NOW}-2"));
+    assert_eq!(applied.backups, vec![(d.join("log"), made.clone())]);
+    assert_eq!(fs::read(&made).unwrap(), original);
+    for p in &taken {
+        assert_eq!(fs::read(p).unwrap(), b"older backup");
+    }
 }
 
 #[test]
@@ -325,7 +331,10 @@ fn a_log_changed_after_planning_is_left_alone() {
         repair::apply(&plan, NOW),
         Err(RepairError::Changed(_))
     ));
-    assert_eq!(tree(&d), before);
+    // Only the lock file (taken before the log is read again) is new.
+    let mut after = tree(&d);
+    assert!(after.remove(Path::new("raftdump.lock")).is_some());
+    assert_eq!(after, before);
 }
 
 #[test]
@@ -404,7 +413,9 @@ fn the_cli_dry_run_changes_nothing_and_apply_twice_repairs_once() {
     );
     assert_eq!(fs::read(d.join("log")).unwrap(), real_log());
     let repaired = tree(&d);
-    assert_eq!(repaired.len(), before.len() + 1);
+    // The backup and the lock file (left in place: see datadir::lock).
+    assert_eq!(repaired.len(), before.len() + 2);
+    assert!(repaired.contains_key(Path::new("raftdump.lock")));
 
     let (code, out, _) = raftdump(&["repair", "--salvage", "--apply", path]);
     assert_eq!(code, 0);
