@@ -2,7 +2,9 @@
 //! follows, then `{"lastIndex","lastTerm","peers","state","path"}`.
 //!
 //! It owns the CRC check over exactly the JSON bytes, the JSON fields, the file-name grammar and
-//! goraft's (lexicographic) choice of which snapshot to load. Pure functions.
+//! goraft's (lexicographic) choice of which snapshot to load. Pure functions; the parser takes any
+//! `io::Read` (a byte slice is one) rather than `&[u8]` alone, because a snapshot file may be far
+//! larger than what it decodes to and is read as a stream: it opens nothing itself.
 
 use std::fmt;
 use std::io::{self, Read};
@@ -10,6 +12,7 @@ use std::io::{self, Read};
 use base64::Engine as _;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
+use super::conf::Uint;
 use super::gojson::write_string;
 use crate::model::{Index, Snapshot, Term};
 
@@ -291,8 +294,8 @@ impl<'de> Visitor<'de> for SnapshotVisitor {
         };
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match &*key {
-                "lastIndex" => s.last_index = map.next_value::<Option<u64>>()?.unwrap_or(0),
-                "lastTerm" => s.last_term = map.next_value::<Option<u64>>()?.unwrap_or(0),
+                "lastIndex" => s.last_index = map.next_value::<Option<Uint>>()?.map_or(0, |u| u.0),
+                "lastTerm" => s.last_term = map.next_value::<Option<Uint>>()?.map_or(0, |u| u.0),
                 "peers" => s.peers = map.next_value()?,
                 "state" => s.state = map.next_value::<Option<Base64>>()?.map(|b| b.0),
                 "path" => s.path = map.next_value::<Option<String>>()?.unwrap_or_default(),
@@ -433,7 +436,7 @@ mod tests {
     fn json_errors_point_at_their_byte_across_lines() {
         let file = b"00000000\n{\n  \"lastIndex\": 1,\n  \"lastTerm\": x}";
         let e = parse(file).unwrap().snapshot.unwrap_err();
-        let x = file.iter().position(|&b| b == b'x').unwrap();
+        let x = file.iter().rposition(|&b| b == b'x').unwrap();
         assert_eq!(e.offset, Some(x), "{e}");
         let e = parse(b"00000000\n{\"state\":\"***\"}")
             .unwrap()

@@ -3,11 +3,12 @@
 //! and changes nothing; a node killed with SIGKILL leaves no lock behind; `serve --read-only`
 //! runs beside a node. Every wait has a deadline; only processes started here are killed, by pid.
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::synthetic_verify::tree;
 
 const BIN: &str = env!("CARGO_BIN_EXE_raftdump");
 
@@ -42,9 +43,9 @@ fn serve(dir: &Path, extra: &[&str], stderr: &Path) -> Served {
     Served { child, url }
 }
 
-/// Runs `cmd` to its end, 20 s at most (a process still running then is killed and the test
-/// fails): `(exit code, stdout, stderr)`.
-pub(crate) fn run_bounded(cmd: &mut Command) -> (Option<i32>, String, String) {
+/// Runs `cmd` to its end, `secs` seconds at most (a process still running then is killed and
+/// the test fails): `(exit code, stdout, stderr)`.
+pub(crate) fn run_bounded(cmd: &mut Command, secs: u64) -> (Option<i32>, String, String) {
     let tmp = tempfile::tempdir().unwrap();
     let (out, err) = (tmp.path().join("out"), tmp.path().join("err"));
     let mut child = cmd
@@ -53,7 +54,7 @@ pub(crate) fn run_bounded(cmd: &mut Command) -> (Option<i32>, String, String) {
         .stderr(fs::File::create(&err).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(secs);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
@@ -62,7 +63,7 @@ pub(crate) fn run_bounded(cmd: &mut Command) -> (Option<i32>, String, String) {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "{cmd:?} still runs after 20 s; stderr: {}",
+                "{cmd:?} still runs after {secs} s; stderr: {}",
                 fs::read_to_string(&err).unwrap_or_default()
             );
         }
@@ -95,26 +96,6 @@ fn post(url: &str, body: &str) -> u16 {
     }
 }
 
-/// Every file under `dir` with its bytes.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(
-                    p.strip_prefix(dir).unwrap().to_path_buf(),
-                    fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn a_second_serve_on_a_served_dir_exits_2_naming_the_pid() {
     let tmp = tempfile::tempdir().unwrap();
@@ -124,7 +105,7 @@ fn a_second_serve_on_a_served_dir_exits_2_naming_the_pid() {
     let lock = fs::read_to_string(dir.join("raftdump.lock")).unwrap();
     assert_eq!(lock, format!("{}\n", first.child.id()));
 
-    let (code, _, err) = run_bounded(&mut serve_cmd(&dir, &[], &tmp.path().join("unused")));
+    let (code, _, err) = run_bounded(&mut serve_cmd(&dir, &[], &tmp.path().join("unused")), 60);
     assert_eq!(code, Some(2), "{err}");
     let want = format!(
         "raftdump: error: {} is in use: raftdump process {} holds the lock {} (one process per \
@@ -153,7 +134,7 @@ fn repair_apply_on_a_served_dir_is_refused_and_changes_nothing() {
     fs::write(dir.join("log.new"), b"half-written compaction").unwrap();
     let before = tree(&dir);
 
-    let (code, out, err) = run_bounded(Command::new(BIN).args(["repair", "--apply"]).arg(&dir));
+    let (code, out, err) = run_bounded(Command::new(BIN).args(["repair", "--apply"]).arg(&dir), 60);
     assert_eq!((code, out.as_str()), (Some(2), ""), "{err}");
     let want = format!(
         "raftdump: error: {} is in use: raftdump process {} holds the lock {} (one process per \
@@ -167,7 +148,7 @@ fn repair_apply_on_a_served_dir_is_refused_and_changes_nothing() {
 
     // Once the node is gone the same repair goes through.
     drop(node);
-    let (code, _, err) = run_bounded(Command::new(BIN).args(["repair", "--apply"]).arg(&dir));
+    let (code, _, err) = run_bounded(Command::new(BIN).args(["repair", "--apply"]).arg(&dir), 60);
     assert_eq!(code, Some(0), "{err}");
     assert!(!dir.join("log.new").exists());
 }

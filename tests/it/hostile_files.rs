@@ -10,20 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::dir_lock::run_bounded;
+use crate::repair::copy_dir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_raftdump");
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            copy_dir(&p, &to.join(e.file_name()));
-        } else {
-            fs::copy(&p, to.join(e.file_name())).unwrap();
-        }
-    }
-}
 
 /// A copy of a real node (log, conf, name, a snapshot dir) at `root/name`.
 fn node(root: &Path, name: &str) -> PathBuf {
@@ -79,7 +68,7 @@ fn a_fifo_in_a_data_dir_is_an_error_naming_it_for_every_command() {
         diff.arg(&clean);
         runs.push(diff);
         for mut cmd in runs {
-            let (code, out, err) = run_bounded(&mut cmd);
+            let (code, out, err) = run_bounded(&mut cmd, 60);
             let said = format!("{out}{err}");
             // inspect shows the file among the dir's unreadable ones and goes on; every other
             // command fails (verify with a finding, the rest with exit 2).
@@ -99,7 +88,7 @@ fn a_fifo_in_a_data_dir_is_an_error_naming_it_for_every_command() {
     }
 }
 
-/// Runs `cmd` to its end (60 s at most) under GNU time and returns its exit code and peak
+/// Runs `cmd` to its end (300 s at most: it may read gigabytes on a busy machine) under GNU time and returns its exit code and peak
 /// resident set in bytes. Measured by a small parent: a child's `ru_maxrss` starts from what its
 /// parent held when it forked, and this test process holds far more than the bound.
 fn peak_rss(cmd: &Command) -> (Option<i32>, u64) {
@@ -120,7 +109,7 @@ fn peak_rss(cmd: &Command) -> (Option<i32>, u64) {
         Path::new("/usr/bin/time").exists(),
         "GNU time is needed to measure peak memory (apt-get install time)"
     );
-    let (code, _, _) = run_bounded(&mut timed);
+    let (code, _, _) = run_bounded(&mut timed, 300);
     let text = fs::read_to_string(&report).unwrap();
     // GNU time adds "Command exited with non-zero status N" before the figure.
     let kb: u64 = text.lines().last().unwrap().trim().parse().unwrap();
@@ -171,7 +160,7 @@ fn a_huge_sparse_snapshot_or_name_file_costs_no_memory() {
         rss < RSS_BOUND,
         "diff with a 100 MB name file: peak RSS {rss} bytes"
     );
-    let (code, out, _) = run_bounded(&mut raftdump(&["verify"], &dir));
+    let (code, out, _) = run_bounded(&mut raftdump(&["verify"], &dir), 60);
     assert_eq!(code, Some(1));
     assert!(
         out.contains(&format!(
@@ -206,7 +195,7 @@ fn an_unreadable_log_is_reported_once_naming_it() {
     let d = dir.display();
     let mut verify = raftdump(&["verify"], &dir);
     as_other(&mut verify);
-    let (code, out, err) = run_bounded(&mut verify);
+    let (code, out, err) = run_bounded(&mut verify, 60);
     assert_eq!((code, out.as_str()), (Some(2), ""));
     assert_eq!(
         err,
@@ -214,7 +203,7 @@ fn an_unreadable_log_is_reported_once_naming_it() {
     );
     let mut inspect = raftdump(&["inspect"], &dir);
     as_other(&mut inspect);
-    let (code, _, err) = run_bounded(&mut inspect);
+    let (code, _, err) = run_bounded(&mut inspect, 60);
     assert_eq!(code, Some(2));
     assert_eq!(
         err,
@@ -229,7 +218,7 @@ fn a_log_symlink_loop_is_named_as_one() {
     fs::remove_file(dir.join("log")).unwrap();
     std::os::unix::fs::symlink("log", dir.join("log")).unwrap();
     let d = dir.display();
-    let (code, _, err) = run_bounded(&mut raftdump(&["verify"], &dir));
+    let (code, _, err) = run_bounded(&mut raftdump(&["verify"], &dir), 60);
     assert_eq!(code, Some(2));
     assert_eq!(
         err,
@@ -246,11 +235,11 @@ fn two_repairs_in_a_row_both_back_up() {
     let dir = tmp.path().join("n");
     copy_dir(&crate::fixtures().join("verify/log-torn-tail"), &dir);
     let torn = fs::read(dir.join("log")).unwrap();
-    let (code, _, err) = run_bounded(&mut raftdump(&["repair", "--apply"], &dir));
+    let (code, _, err) = run_bounded(&mut raftdump(&["repair", "--apply"], &dir), 60);
     assert_eq!(code, Some(0), "{err}");
     // The same damage again at once: the second backup must not take the first one's name.
     fs::write(dir.join("log"), &torn).unwrap();
-    let (code, _, err) = run_bounded(&mut raftdump(&["repair", "--apply"], &dir));
+    let (code, _, err) = run_bounded(&mut raftdump(&["repair", "--apply"], &dir), 60);
     assert_eq!(code, Some(0), "{err}");
     let backups: Vec<_> = fs::read_dir(&dir)
         .unwrap()

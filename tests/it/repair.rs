@@ -1,7 +1,6 @@
 //! `repair` on tempdir copies: what it cuts and salvages, its backups, its refusals (which change
 //! nothing), the dry run (which changes nothing), and that a second `--apply` does nothing.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
@@ -11,9 +10,12 @@ use raftdump::format::log::LogWriter;
 use raftdump::model::Command;
 use raftdump::repair::{self, RepairError, RepairOptions};
 
+use crate::synthetic_verify::tree;
+
 const NOW: u64 = 1_700_000_000;
 
-fn copy_dir(src: &Path, dst: &Path) {
+/// Copies the tree `src` to `dst`.
+pub(crate) fn copy_dir(src: &Path, dst: &Path) {
     fs::create_dir_all(dst).unwrap();
     for e in fs::read_dir(src).unwrap().flatten() {
         let to = dst.join(e.file_name());
@@ -23,26 +25,6 @@ fn copy_dir(src: &Path, dst: &Path) {
             fs::copy(e.path(), to).unwrap();
         }
     }
-}
-
-/// Every file under `dir` with its bytes.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(
-                    p.strip_prefix(dir).unwrap().to_path_buf(),
-                    fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    out
 }
 
 /// A tempdir holding a copy of `fixtures/<rel>` as `node`.
