@@ -78,7 +78,9 @@ impl<'de> Deserialize<'de> for ConfJson {
                         "commitIndex" => {
                             conf.commit_index = map.next_value::<Option<Uint>>()?.map_or(0, |u| u.0)
                         }
-                        "peers" => conf.peers = map.next_value::<Option<_>>()?.unwrap_or_default(),
+                        "peers" => {
+                            conf.peers = map.next_value::<Option<Vec<Peer>>>()?.unwrap_or_default()
+                        }
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
