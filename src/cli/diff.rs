@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use super::{Format, FormatArgs, Outcome, Ui};
 use crate::check::{cluster, Severity};
-use crate::datadir;
 use crate::diff::{self, DiffOptions, Target};
 use crate::render::diff as render;
 
@@ -57,8 +56,8 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let dirs = parsed
         .iter()
-        .map(|(p, _)| datadir::open(p))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|(p, _)| super::open_whole(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let targets: Vec<Target<'_>> = dirs
         .iter()
         .zip(&parsed)

@@ -176,6 +176,18 @@ impl Ui {
     }
 }
 
+/// Opens a data dir for a command that computes from all of its files (`diff`, `replay`): a file
+/// that exists but cannot be read (a FIFO, one over its size cap, no permission) is an error
+/// here, where `verify` lists it and `inspect` shows it, because leaving it out would change the
+/// answer silently.
+fn open_whole(path: &std::path::Path) -> anyhow::Result<crate::datadir::DataDir> {
+    let dir = crate::datadir::open(path)?;
+    if let Some((file, e)) = dir.first_unreadable() {
+        anyhow::bail!("{}: {e}", file.display());
+    }
+    Ok(dir)
+}
+
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
         e.downcast_ref::<io::Error>()
