@@ -47,6 +47,9 @@ pub struct Args {
     /// Output format.
     #[command(flatten)]
     pub format: FormatArgs,
+    /// Dialect of the logs.
+    #[command(flatten)]
+    pub dialect: super::DialectArgs,
 }
 
 /// Runs `replay`.
@@ -71,7 +74,7 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
     let dirs = args
         .paths
         .iter()
-        .map(|p| datadir::open(p))
+        .map(|p| datadir::open_as(p, args.dialect.choice()))
         .collect::<Result<Vec<_>, _>>()?;
     let format = args.format.get();
     let mut emit =

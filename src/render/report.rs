@@ -1,15 +1,18 @@
 //! The `verify` report: findings as aligned text for people, or JSON Lines.
 //!
 //! Human form: one line per node with what its log holds, then per finding a line
-//! `severity[code]: file:offset (index N)`, the message and what goraft does, indented below it,
+//! `severity[code]: file:offset (index N)`, the message and what goraft (or the seaweedfs/raft
+//! fork) does, indented below it,
 //! then a summary line with the counts. Untrusted text (messages quote names and payloads, paths
 //! come from the user) is escaped for the terminal.
 //!
 //! JSON Lines schema (fields are only ever added):
 //! - `{"type":"node","node","path","log_bytes","entries","first_index","last_index","last_term",
 //!   "kept_entries","first_damage","goraft_truncate_at"}` once per node (absent values are `null`);
-//! - `{"type":"finding","severity","code","node","file","offset","index","message","goraft"}` per
-//!   finding (`node`, `file`, `offset`, `index`, `goraft` only when they apply);
+//! - `{"type":"finding","severity","code","node","file","offset","index","message","goraft",
+//!   "implementation"}` per finding (`node`, `file`, `offset`, `index`, `goraft` only when they
+//!   apply; `implementation`, whose behaviour `goraft` describes, only when it is not goraft
+//!   alone: `seaweedfs/raft` or `goraft and seaweedfs/raft`);
 //! - `{"type":"summary","nodes","errors","warnings","infos","findings","strict","failed"}` last.
 
 use std::io::{self, Write};
@@ -112,7 +115,7 @@ pub fn human(
         writeln!(out, "{head}: {}", escape_terminal(&location(f)))?;
         writeln!(out, "  {}", escape_terminal(&f.message))?;
         if let Some(g) = &f.goraft {
-            writeln!(out, "  goraft: {}", escape_terminal(g))?;
+            writeln!(out, "  {}: {}", f.implementation_name(), escape_terminal(g))?;
         }
     }
     let (e, w, i) = report.counts();
@@ -169,6 +172,8 @@ struct FindingLine<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     goraft: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    implementation: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -203,6 +208,7 @@ pub fn finding_json(out: &mut dyn Write, f: &Finding) -> io::Result<()> {
             index: f.index,
             message: &f.message,
             goraft: f.goraft.as_deref(),
+            implementation: f.implementation,
         },
     )
 }
