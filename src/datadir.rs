@@ -208,6 +208,10 @@ pub struct DataDir {
     pub unreadable: Vec<(PathBuf, io::Error)>,
     /// The log's dialect and the evidence for it (see `format::dialect::detect`).
     pub dialect: Detection,
+    /// A SeaweedFS master's `host:port` server name, found from its `m<port>` dir and the
+    /// names its log and snapshots hold (it has no `name` file; see
+    /// `format::dialect::master_name`).
+    pub server_name: Option<String>,
 }
 
 fn read_optional(path: &Path, unreadable: &mut Vec<(PathBuf, io::Error)>) -> Option<Vec<u8>> {
@@ -247,6 +251,16 @@ pub fn open_as(path: &Path, choice: Choice) -> Result<DataDir, LoadError> {
         snapshot_states: states,
     };
     let detection = dialect::detect(dir.log.bytes(), &clues, choice);
+    if detection.dialect == Dialect::Seaweedfs && dir.name.is_none() {
+        let peers = dir
+            .snapshots
+            .iter()
+            .filter_map(|s| s.parsed.as_ref().ok()?.snapshot.as_ref().ok())
+            .flat_map(|s| s.peers.iter().flatten())
+            .map(|p| p.name.as_str());
+        let names = detection.joined.iter().map(String::as_str).chain(peers);
+        dir.server_name = dir_name.and_then(|n| dialect::master_name(n, names));
+    }
     dir.dialect = detection;
     Ok(dir)
 }
@@ -272,6 +286,7 @@ fn open_files(path: &Path) -> Result<DataDir, LoadError> {
             leftovers: Vec::new(),
             unreadable: Vec::new(),
             dialect: Detection::default(),
+            server_name: None,
         });
     }
     let log_path = path.join("log");
@@ -338,6 +353,7 @@ fn open_files(path: &Path) -> Result<DataDir, LoadError> {
         leftovers,
         unreadable,
         dialect: Detection::default(),
+        server_name: None,
     })
 }
 
@@ -362,12 +378,13 @@ impl DataDir {
         crate::scan::Frames::releasing(&self.log).dialect(self.dialect())
     }
 
-    /// The node name, when the `name` file is there and is UTF-8.
+    /// The node name, when the `name` file is there and is UTF-8; for a SeaweedFS master,
+    /// which has none, its `host:port` server name when it is known.
     pub fn node_name(&self) -> Option<&str> {
-        self.name
-            .as_ref()
-            .and_then(|n| n.parsed.as_ref().ok())
-            .map(String::as_str)
+        match &self.name {
+            Some(n) => n.parsed.as_ref().ok().map(String::as_str),
+            None => self.server_name.as_deref(),
+        }
     }
 
     /// The conf, when present and valid.

@@ -407,7 +407,8 @@ mod tests {
         w.append_raw(3, 0, "MaxVolumeId", Some(b"{\"maxVolumeId\":1}\n"))
             .unwrap();
         w.append(4, 2, &Command::Nop).unwrap();
-        w.append_raw(300, 1 << 40, "MaxVolumeId", Some(b"{}")).unwrap();
+        w.append_raw(300, 1 << 40, "MaxVolumeId", Some(b"{}"))
+            .unwrap();
         w.append_raw(301, 1 << 62, "", None).unwrap();
         w.into_inner()
     }
@@ -489,7 +490,9 @@ mod tests {
         let base = proto3_sample();
         let all: Vec<_> = LogReader::with_dialect(&base, Dialect::Seaweedfs).collect();
         assert_eq!(all.len(), 6);
-        assert!(all.iter().all(|e| e.as_ref().is_ok_and(RawEntry::is_canonical)));
+        assert!(all
+            .iter()
+            .all(|e| e.as_ref().is_ok_and(RawEntry::is_canonical)));
         // The fast path reads the fork's frames itself, not through the reader.
         let mut fast = Frames::new(&base).dialect(Dialect::Seaweedfs);
         assert!(fast.fast().is_some());

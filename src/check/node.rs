@@ -105,6 +105,8 @@ pub struct NodeReport {
     pub log: LogOutcome,
     /// The findings, log first (in file order), then snapshots, conf, name and leftovers.
     pub findings: Vec<Finding>,
+    /// The dialect the log was read under.
+    pub dialect: Dialect,
 }
 
 /// Counts findings per code and says whether one more may be listed.
@@ -1499,6 +1501,7 @@ impl<'d> NodeCheck<'d> {
             path: dir.path.clone(),
             log,
             findings,
+            dialect: dir.dialect(),
         }
     }
 }
@@ -1647,7 +1650,11 @@ fn snapshot_rules(dir: &DataDir, log: &LogOutcome, sink: &mut Sink, out: &mut Ve
                 );
             }
         }
-        if best.is_some_and(|b| b.file_name != s.file_name) && sink.want("snapshot-orphan") {
+        // The fork snapshots by itself and leaves the older files: its normal state.
+        if best.is_some_and(|b| b.file_name != s.file_name)
+            && !dir.dialect().snapshots_by_itself()
+            && sink.want("snapshot-orphan")
+        {
             out.push(
                 at(finding(
                     "snapshot-orphan",

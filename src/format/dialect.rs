@@ -16,7 +16,8 @@ use super::frame;
 use super::wire::{self, Syntax, WireEntry, WireError};
 
 /// How a log's entries are encoded, and whose code reads them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Dialect {
     /// goraft/raft: gogo proto2, every required field written (raftd, etcd 0.2-0.4).
     #[default]
@@ -179,6 +180,9 @@ pub struct Detection {
     pub forced: bool,
     /// Everything that points to one dialect or the other.
     pub evidence: Vec<Evidence>,
+    /// The `host:port` server names of the joins among the first frames (a SeaweedFS master
+    /// names its raft server so; see [`master_name`]).
+    pub joined: Vec<String>,
 }
 
 impl Detection {
@@ -263,6 +267,8 @@ struct LogClues {
     raftd_or_etcd: u64,
     /// A join whose name is `host:port`.
     host_port_join: Option<String>,
+    /// Every such name, in order, without repeats.
+    joined: Vec<String>,
     /// Whether the log has more frames than were read.
     capped: bool,
 }
@@ -299,12 +305,13 @@ fn sample(log: &[u8]) -> LogClues {
             b"MaxVolumeId" => c.max_volume_id += 1,
             b"write" => c.raftd_or_etcd += 1,
             n if n.starts_with(b"etcd:") => c.raftd_or_etcd += 1,
-            b"raft:join" if c.host_port_join.is_none() => {
+            b"raft:join" => {
                 if let crate::model::Command::Join { name, .. } =
                     super::command::decode(e.name, e.command)
                 {
-                    if is_host_port(&name) {
-                        c.host_port_join = Some(name);
+                    if is_host_port(&name) && !c.joined.contains(&name) {
+                        c.host_port_join.get_or_insert_with(|| name.clone());
+                        c.joined.push(name);
                     }
                 }
             }
@@ -346,9 +353,27 @@ fn plural(n: u64, one: &str) -> String {
     }
 }
 
+/// The name a SeaweedFS master gives its raft server, `host:port`, found from its data dir
+/// `m<port>`: the one name among `names` (the joins of its log, the peers of its snapshots)
+/// with that port. `None` when the dir is not so named, or no name or several fit.
+pub fn master_name<'a>(dir_name: &str, names: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    if !is_master_dir(dir_name) {
+        return None;
+    }
+    let port = &dir_name[1..];
+    let mut fits = names
+        .into_iter()
+        .filter(|n| is_host_port(n) && n.rsplit_once(':').is_some_and(|(_, p)| p == port));
+    let first = fits.next()?;
+    fits.all(|n| n == first).then(|| first.to_string())
+}
+
 /// The evidence in a log's first frames and its data dir, in a fixed order.
 pub fn evidence(log: &[u8], dir: &DirClues<'_>) -> Vec<Evidence> {
-    let c = sample(log);
+    evidence_of(&sample(log), dir)
+}
+
+fn evidence_of(c: &LogClues, dir: &DirClues<'_>) -> Vec<Evidence> {
     let mut out = Vec::new();
     let mut push = |clue, points_to, what: String| {
         let frames = match clue {
@@ -387,17 +412,23 @@ pub fn evidence(log: &[u8], dir: &DirClues<'_>) -> Vec<Evidence> {
         push(
             Clue::MaxVolumeId,
             Dialect::Seaweedfs,
-            format!("{} MaxVolumeId", plural(c.max_volume_id, "command")),
+            format!(
+                "MaxVolumeId commands in {}",
+                frames(c.max_volume_id, c.capped)
+            ),
         );
     }
     if c.raftd_or_etcd > 0 {
         push(
             Clue::RaftdOrEtcdCommands,
             Dialect::Goraft,
-            format!("{} write or etcd:*", plural(c.raftd_or_etcd, "command")),
+            format!(
+                "write or etcd:* commands in {}",
+                frames(c.raftd_or_etcd, c.capped)
+            ),
         );
     }
-    if let Some(name) = c.host_port_join {
+    if let Some(name) = &c.host_port_join {
         push(
             Clue::HostPortJoin,
             Dialect::Seaweedfs,
@@ -438,7 +469,8 @@ pub fn evidence(log: &[u8], dir: &DirClues<'_>) -> Vec<Evidence> {
 /// goraft on a tie, since damage drops fields more often than it adds a zero one); then the
 /// majority of the other evidence; goraft when nothing points either way or the count is even.
 pub fn detect(log: &[u8], dir: &DirClues<'_>, choice: Choice) -> Detection {
-    let evidence = evidence(log, dir);
+    let clues = sample(log);
+    let evidence = evidence_of(&clues, dir);
     let dialect = match choice {
         Choice::Force(d) => d,
         Choice::Auto => decide(&evidence),
@@ -447,6 +479,7 @@ pub fn detect(log: &[u8], dir: &DirClues<'_>, choice: Choice) -> Detection {
         dialect,
         forced: matches!(choice, Choice::Force(_)),
         evidence,
+        joined: clues.joined,
     }
 }
 
@@ -569,5 +602,11 @@ mod tests {
         assert!(is_master_dir("m9333"));
         assert!(!is_master_dir("m"));
         assert!(!is_master_dir("master"));
+        let names = ["127.0.0.1:9333", "127.0.0.1:9334", "127.0.0.1:9333"];
+        assert_eq!(master_name("m9334", names), Some("127.0.0.1:9334".into()));
+        assert_eq!(master_name("m9333", names), Some("127.0.0.1:9333".into()));
+        assert_eq!(master_name("m9335", names), None);
+        assert_eq!(master_name("m9333", ["a:9333", "b:9333"]), None);
+        assert_eq!(master_name("node1", names), None);
     }
 }

@@ -8,7 +8,9 @@
 //!
 //! JSON Lines schema (fields are only ever added):
 //! - `{"type":"node","node","path","log_bytes","entries","first_index","last_index","last_term",
-//!   "kept_entries","first_damage","goraft_truncate_at"}` once per node (absent values are `null`);
+//!   "kept_entries","first_damage","goraft_truncate_at","dialect"}` once per node (absent values
+//!   are `null`; `dialect`, `seaweedfs`, only for a log not read as goraft's: the truncation
+//!   point is then the fork's, which loads the log with goraft's code);
 //! - `{"type":"finding","severity","code","node","file","offset","index","message","goraft",
 //!   "implementation"}` per finding (`node`, `file`, `offset`, `index`, `goraft` only when they
 //!   apply; `implementation`, whose behaviour `goraft` describes, only when it is not goraft
@@ -22,6 +24,7 @@ use serde::Serialize;
 use super::escape_terminal;
 use crate::check::node::NodeReport;
 use crate::check::{Finding, Report, Severity};
+use crate::format::dialect::Dialect;
 
 /// How the run is judged, for the summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +83,8 @@ fn node_line(n: &NodeReport) -> String {
     }
     if let Some(d) = l.first_damage {
         s.push_str(&format!(
-            "; damage from byte {d}: goraft keeps {}",
+            "; damage from byte {d}: {} keeps {}",
+            n.dialect.implementation(),
             plural(l.kept_entries, "entry", "entries")
         ));
         if let Some(i) = l.kept_last_index {
@@ -153,6 +157,12 @@ struct NodeLine<'a> {
     kept_entries: u64,
     first_damage: Option<u64>,
     goraft_truncate_at: Option<u64>,
+    #[serde(skip_serializing_if = "is_goraft")]
+    dialect: Dialect,
+}
+
+fn is_goraft(d: &Dialect) -> bool {
+    *d == Dialect::Goraft
 }
 
 #[derive(Serialize)]
@@ -236,6 +246,7 @@ pub fn json(
                 kept_entries: l.kept_entries,
                 first_damage: l.first_damage,
                 goraft_truncate_at: l.goraft_truncate_at,
+                dialect: n.dialect,
             },
         )?;
     }

@@ -249,7 +249,10 @@ fn snapshot_line(dd: &DataDir, s: &crate::datadir::SnapshotFile) -> String {
         .goraft_snapshot()
         .is_some_and(|b| b.file_name == s.file_name)
     {
-        parts.push("goraft loads this one (last name)".into());
+        parts.push(format!(
+            "{} loads this one (last name)",
+            dd.dialect().implementation()
+        ));
     }
     format!("{}: {}", escape_terminal(&s.file_name), parts.join(", "))
 }
@@ -281,9 +284,13 @@ fn write_header(
     )?;
     key(out, style, "dialect", &dialect_line(&dd.dialect))?;
     if dd.kind == InputKind::Dir {
-        let name = match &dd.name {
-            None => "none (no name file)".to_string(),
-            Some(l) => match &l.parsed {
+        let name = match (&dd.name, &dd.server_name) {
+            (None, Some(server)) => format!(
+                "{} (no name file: a SeaweedFS master's host:port, from its dir and log)",
+                escape_terminal(server)
+            ),
+            (None, None) => "none (no name file)".to_string(),
+            (Some(l), _) => match &l.parsed {
                 Ok(n) => escape_terminal(n).into_owned(),
                 Err(_) => format!("{} (not UTF-8)", escape_bytes(&l.raw)),
             },

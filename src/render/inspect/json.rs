@@ -196,6 +196,7 @@ fn json_node(buf: &mut Vec<u8>, dd: &DataDir) {
         .collect();
     o.value("dialect_evidence", &evidence);
     o.bool("dialect_conflict", d.conflicts());
+    o.value("server_name", &dd.server_name);
     let left: Vec<String> = dd
         .leftovers
         .iter()
