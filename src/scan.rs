@@ -94,7 +94,11 @@ impl<'a> Frames<'a> {
     /// (or damage) that starts at or after `end`, leaving the reader there. A frame that starts
     /// before `end` is read whole, wherever it ends.
     #[inline]
-    pub fn each_before(&mut self, end: usize, f: impl FnMut(Result<&RawEntry<'a>, LogError>, usize)) {
+    pub fn each_before(
+        &mut self,
+        end: usize,
+        f: impl FnMut(Result<&RawEntry<'a>, LogError>, usize),
+    ) {
         // The dialect is decided once per pass, not once per frame.
         match self.dialect {
             Dialect::Goraft => self.each_before_as::<false>(end, f),
@@ -187,7 +191,11 @@ impl<'a> Frames<'a> {
     /// bytes only, so every frame passed is the one [`Iterator::next`] would yield, whatever
     /// follows `end`.
     #[inline]
-    pub fn each_canonical_before(&mut self, end: usize, f: impl FnMut(&RawEntry<'a>) -> bool) -> u64 {
+    pub fn each_canonical_before(
+        &mut self,
+        end: usize,
+        f: impl FnMut(&RawEntry<'a>) -> bool,
+    ) -> u64 {
         match self.dialect {
             Dialect::Goraft => self.each_canonical_before_as::<false>(end, f),
             Dialect::Seaweedfs => self.each_canonical_before_as::<true>(end, f),

@@ -122,18 +122,10 @@ pub fn check_all(nodes: &[DataDir]) -> (Vec<NodeReport>, Vec<Finding>) {
         // Nothing to compare: the node's own check (in parts on a large log).
         return (nodes.iter().map(node::check).collect(), Vec::new());
     }
-    let (reports, mut across) = if cores < 2 {
-        check_all_in_one_pass(nodes)
-    } else {
-        check_all_on(nodes, cores)
-    };
-    // The cluster's consequences are the shared code's when every node is a fork's.
-    if let Some(first) = nodes.first() {
-        if nodes.iter().all(|n| n.dialect() == first.dialect()) {
-            super::name_implementation(&mut across, first.dialect());
-        }
+    if cores < 2 {
+        return check_all_in_one_pass(nodes);
     }
-    (reports, across)
+    check_all_on(nodes, cores)
 }
 
 /// [`check_all`] with its tasks on `threads` threads (the caller's and `threads - 1` more).
@@ -339,7 +331,19 @@ pub fn check_all_in_one_pass(nodes: &[DataDir]) -> (Vec<NodeReport>, Vec<Finding
 }
 
 /// The findings a comparison gives; `nodes` are the data dirs it compared, in the same order.
+/// Their consequences are the shared code's (`goraft and seaweedfs/raft`) when every node is a
+/// SeaweedFS master.
 pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
+    let mut out = compared(nodes, d);
+    if let Some(first) = nodes.first() {
+        if nodes.iter().all(|n| n.dialect() == first.dialect()) {
+            super::name_implementation(&mut out, first.dialect());
+        }
+    }
+    out
+}
+
+fn compared(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
     let mut out = Vec::new();
     let label = |k: usize| {
         nodes
