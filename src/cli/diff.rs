@@ -27,6 +27,9 @@ pub struct Args {
     /// Output format.
     #[command(flatten)]
     pub format: FormatArgs,
+    /// Dialect of the logs.
+    #[command(flatten)]
+    pub dialect: super::DialectArgs,
 }
 
 /// Splits `DIR@INDEX`; a path that exists as given is taken whole, even with an `@` in it.
@@ -56,7 +59,7 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let dirs = parsed
         .iter()
-        .map(|(p, _)| super::open_whole(p))
+        .map(|(p, _)| super::open_whole(p, args.dialect.choice()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let targets: Vec<Target<'_>> = dirs
         .iter()

@@ -46,6 +46,9 @@ pub struct Args {
     /// Output format.
     #[command(flatten)]
     pub format: FormatArgs,
+    /// Dialect of the logs.
+    #[command(flatten)]
+    pub dialect: super::DialectArgs,
 }
 
 /// Runs `replay`.
@@ -70,7 +73,7 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
     let dirs = args
         .paths
         .iter()
-        .map(|p| super::open_whole(p))
+        .map(|p| super::open_whole(p, args.dialect.choice()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let format = args.format.get();
     let mut emit =

@@ -1,4 +1,4 @@
-//! The one integration test crate (see house-style.md rule 14).
+//! The one integration test crate.
 
 mod chaos;
 mod cli;
@@ -22,6 +22,7 @@ mod store_crash;
 mod sweeps;
 mod synthetic;
 mod synthetic_cluster;
+mod synthetic_seaweedfs;
 mod synthetic_verify;
 mod verify;
 mod vote_rule;
