@@ -1,13 +1,19 @@
 //! The filesystem edge: finds a node's files (a data dir, or a bare log file), memory-maps the
 //! log and reads conf, name and snapshots into the model, collecting load problems.
 //!
-//! It never writes, creates, renames or locks anything. It does not interpret what it reads beyond
-//! calling `format` (no Raft rules here: that is `check`).
+//! Reading never writes, creates, renames or locks anything; [`files`] opens every file (regular
+//! files only, small ones with a size cap, snapshots as a stream). The one exception is [`lock`],
+//! the advisory lock that the writers (`serve`, `repair --apply`) take on a dir. It does not
+//! interpret what it reads beyond calling `format` (no Raft rules here: that is `check`).
+
+pub mod files;
+pub mod lock;
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::format::dialect::{self, Choice, Detection, Dialect};
 use crate::format::log::LogReader;
 use crate::format::{conf, snapshot};
 use crate::model::{Conf, Index, Term};
@@ -22,20 +28,21 @@ pub enum LoadError {
     /// A directory without a `log` file.
     #[error("{}: no `log` file in this directory (expected a goraft data dir or a log file)", .0.display())]
     NoLog(PathBuf),
-    /// Any other I/O failure (permission, a directory where a file was expected, ...).
-    #[error("{}: {source}", path.display())]
+    /// Any other I/O failure (permission, a symlink loop, a FIFO or a directory where a file was
+    /// expected, ...).
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file that failed.
         path: PathBuf,
-        /// The OS error.
-        source: io::Error,
+        /// The OS error (in the message, not a source: printed once).
+        error: io::Error,
     },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LoadError + '_ {
-    move |source| LoadError::Io {
+    move |error| LoadError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -47,14 +54,7 @@ pub struct LogBytes {
 impl LogBytes {
     /// Maps `path` read-only.
     pub fn open(path: &Path) -> Result<Self, LoadError> {
-        let file = fs::File::open(path).map_err(io_err(path))?;
-        let meta = file.metadata().map_err(io_err(path))?;
-        if meta.is_dir() {
-            return Err(LoadError::Io {
-                path: path.to_owned(),
-                source: io::Error::other("is a directory, expected a log file"),
-            });
-        }
+        let (file, meta) = files::open_regular(path).map_err(io_err(path))?;
         if meta.len() == 0 {
             return Ok(LogBytes { map: None });
         }
@@ -208,21 +208,67 @@ pub struct DataDir {
     /// `raftdump-state`'s path and `currentTerm`, when the file exists and has one (the term
     /// and vote a raftdump node keeps; goraft never reads the file).
     pub state_term: Option<(PathBuf, u64)>,
+    /// The log's dialect and the evidence for it (see `format::dialect::detect`).
+    pub dialect: Detection,
+    /// A SeaweedFS master's `host:port` server name, found from its `m<port>` dir and the
+    /// names its log and snapshots hold (it has no `name` file; see
+    /// `format::dialect::master_name`).
+    pub server_name: Option<String>,
 }
 
-fn read_optional(path: &Path, unreadable: &mut Vec<(PathBuf, io::Error)>) -> Option<Vec<u8>> {
-    match fs::read(path) {
-        Ok(b) => Some(b),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => {
-            unreadable.push((path.to_owned(), e));
-            None
-        }
-    }
+fn read_optional(
+    path: &Path,
+    cap: u64,
+    what: &str,
+    unreadable: &mut Vec<(PathBuf, io::Error)>,
+) -> Option<Vec<u8>> {
+    files::read_optional(path, cap, what).unwrap_or_else(|e| {
+        unreadable.push((path.to_owned(), e));
+        None
+    })
 }
 
-/// Opens a data dir or a log file. Reads only; see the module docs.
+/// Opens a data dir or a log file and detects its dialect. Reads only; see the module docs.
 pub fn open(path: &Path) -> Result<DataDir, LoadError> {
+    open_as(path, Choice::Auto)
+}
+
+/// [`open`], with the dialect detected (`Choice::Auto`) or forced.
+pub fn open_as(path: &Path, choice: Choice) -> Result<DataDir, LoadError> {
+    let mut dir = open_files(path)?;
+    let states: Vec<&[u8]> = dir
+        .snapshots
+        .iter()
+        .filter_map(|s| s.parsed.as_ref().ok())
+        .filter_map(|p| p.snapshot.as_ref().ok())
+        .filter_map(|s| s.state.as_deref())
+        .collect();
+    let file_name = dir.path.file_name().and_then(|n| n.to_str());
+    // `m9333/.` or a trailing slash: the name of the directory itself.
+    let canonical = fs::canonicalize(&dir.path).ok();
+    let dir_name = file_name.or_else(|| canonical.as_deref()?.file_name()?.to_str());
+    let clues = dialect::DirClues {
+        dir_name,
+        is_dir: dir.kind == InputKind::Dir,
+        has_name_file: dir.name.is_some(),
+        snapshot_states: states,
+    };
+    let detection = dialect::detect(dir.log.bytes(), &clues, choice);
+    if detection.dialect == Dialect::Seaweedfs && dir.name.is_none() {
+        let peers = dir
+            .snapshots
+            .iter()
+            .filter_map(|s| s.parsed.as_ref().ok()?.snapshot.as_ref().ok())
+            .flat_map(|s| s.peers.iter().flatten())
+            .map(|p| p.name.as_str());
+        let names = detection.joined.iter().map(String::as_str).chain(peers);
+        dir.server_name = dir_name.and_then(|n| dialect::master_name(n, names));
+    }
+    dir.dialect = detection;
+    Ok(dir)
+}
+
+fn open_files(path: &Path) -> Result<DataDir, LoadError> {
     let meta = match fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -243,33 +289,58 @@ pub fn open(path: &Path) -> Result<DataDir, LoadError> {
             leftovers: Vec::new(),
             unreadable: Vec::new(),
             state_term: None,
+            dialect: Detection::default(),
+            server_name: None,
         });
     }
     let log_path = path.join("log");
-    if !log_path.exists() {
+    // Only a `log` that is not there at all is "no log": a symlink loop, a dangling link or an
+    // unreadable file is reported as what it is.
+    if let Err(e) = fs::symlink_metadata(&log_path) {
         fs::read_dir(path).map_err(io_err(path))?;
-        return Err(LoadError::NoLog(path.to_owned()));
+        return Err(match e.kind() {
+            io::ErrorKind::NotFound => LoadError::NoLog(path.to_owned()),
+            _ => io_err(&log_path)(e),
+        });
     }
     let log = LogBytes::open(&log_path)?;
     let mut unreadable = Vec::new();
 
     let name_path = path.join("name");
-    let name = read_optional(&name_path, &mut unreadable).map(|raw| Loaded {
+    let name = read_optional(
+        &name_path,
+        files::NAME_CAP,
+        "a `name` file",
+        &mut unreadable,
+    )
+    .map(|raw| Loaded {
         path: name_path,
         parsed: String::from_utf8(raw.clone()),
         raw,
     });
     let conf_path = path.join("conf");
-    let conf = read_optional(&conf_path, &mut unreadable).map(|raw| Loaded {
+    let conf = read_optional(
+        &conf_path,
+        files::CONF_CAP,
+        "a `conf` file",
+        &mut unreadable,
+    )
+    .map(|raw| Loaded {
         path: conf_path,
         parsed: conf::parse(&raw),
         raw,
     });
     let state_path = path.join("raftdump-state");
-    let state_term = read_optional(&state_path, &mut unreadable)
-        .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok())
-        .and_then(|v| v.get("currentTerm")?.as_u64())
-        .map(|t| (state_path, t));
+    // A term and a member's name: the `name` file's cap fits it.
+    let state_term = read_optional(
+        &state_path,
+        files::NAME_CAP,
+        "a `raftdump-state` file",
+        &mut unreadable,
+    )
+    .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok())
+    .and_then(|v| v.get("currentTerm")?.as_u64())
+    .map(|t| (state_path, t));
     let leftovers = ["conf.tmp", "log.new"]
         .iter()
         .map(|n| path.join(n))
@@ -286,9 +357,10 @@ pub fn open(path: &Path) -> Result<DataDir, LoadError> {
                     let file_name = ent.file_name().to_string_lossy().into_owned();
                     let p = ent.path();
                     let size = ent.metadata().map(|m| m.len()).unwrap_or(0);
-                    let parsed = fs::read(&p)
-                        .map_err(SnapshotLoadError::Io)
-                        .and_then(|b| snapshot::parse(&b).map_err(SnapshotLoadError::Format));
+                    let parsed = match files::read_snapshot(&p) {
+                        Ok((_, parsed)) => parsed.map_err(SnapshotLoadError::Format),
+                        Err(e) => Err(SnapshotLoadError::Io(e)),
+                    };
                     snapshots.push(SnapshotFile {
                         name_key: snapshot::parse_file_name(&file_name),
                         file_name,
@@ -314,6 +386,8 @@ pub fn open(path: &Path) -> Result<DataDir, LoadError> {
         leftovers,
         unreadable,
         state_term,
+        dialect: Detection::default(),
+        server_name: None,
     })
 }
 
@@ -322,17 +396,43 @@ impl DataDir {
     pub fn stream(&self) -> LogStream<'_> {
         LogStream {
             log: &self.log,
-            reader: LogReader::new(self.log.bytes()),
+            reader: LogReader::with_dialect(self.log.bytes(), self.dialect()),
             released: 0,
         }
     }
 
-    /// The node name, when the `name` file is there and is UTF-8.
+    /// The dialect its log is read under.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect.dialect
+    }
+
+    /// A fast reader of its log under its dialect (see [`crate::scan::Frames`]), giving back the
+    /// pages it has read.
+    pub fn frames(&self) -> crate::scan::Frames<'_> {
+        crate::scan::Frames::releasing(&self.log).dialect(self.dialect())
+    }
+
+    /// The first file of the dir that exists but could not be read (not a regular file, over its
+    /// size cap, permission, ...), snapshots included, with why.
+    pub fn first_unreadable(&self) -> Option<(&Path, &io::Error)> {
+        let snapshots = self.snapshots.iter().filter_map(|s| match &s.parsed {
+            Err(SnapshotLoadError::Io(e)) => Some((s.path.as_path(), e)),
+            _ => None,
+        });
+        self.unreadable
+            .iter()
+            .map(|(p, e)| (p.as_path(), e))
+            .chain(snapshots)
+            .next()
+    }
+
+    /// The node name, when the `name` file is there and is UTF-8; for a SeaweedFS master,
+    /// which has none, its `host:port` server name when it is known.
     pub fn node_name(&self) -> Option<&str> {
-        self.name
-            .as_ref()
-            .and_then(|n| n.parsed.as_ref().ok())
-            .map(String::as_str)
+        match &self.name {
+            Some(n) => n.parsed.as_ref().ok().map(String::as_str),
+            None => self.server_name.as_deref(),
+        }
     }
 
     /// The conf, when present and valid.
@@ -375,7 +475,16 @@ pub(crate) mod testing {
 
     /// The byte range of the first good frame at `index` in `log`.
     pub(crate) fn frame_span(log: &[u8], index: u64) -> (usize, usize) {
-        crate::format::log::LogReader::new(log)
+        frame_span_as(log, index, crate::format::dialect::Dialect::Goraft)
+    }
+
+    /// [`frame_span`] in a log of `dialect`.
+    pub(crate) fn frame_span_as(
+        log: &[u8],
+        index: u64,
+        dialect: crate::format::dialect::Dialect,
+    ) -> (usize, usize) {
+        crate::format::log::LogReader::with_dialect(log, dialect)
             .flatten()
             .find(|e| e.index() == index)
             .map(|e| (e.offset as usize, e.end() as usize))

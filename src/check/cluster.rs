@@ -331,7 +331,19 @@ pub fn check_all_in_one_pass(nodes: &[DataDir]) -> (Vec<NodeReport>, Vec<Finding
 }
 
 /// The findings a comparison gives; `nodes` are the data dirs it compared, in the same order.
+/// Their consequences are the shared code's (`goraft and seaweedfs/raft`) when every node is a
+/// SeaweedFS master.
 pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
+    let mut out = compared(nodes, d);
+    if let Some(first) = nodes.first() {
+        if nodes.iter().all(|n| n.dialect() == first.dialect()) {
+            super::name_implementation(&mut out, first.dialect());
+        }
+    }
+    out
+}
+
+fn compared(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
     let mut out = Vec::new();
     let label = |k: usize| {
         nodes

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use super::{Format, FormatArgs, Outcome, Ui};
 use crate::check::{cluster, Severity};
-use crate::datadir;
 use crate::diff::{self, DiffOptions, Target};
 use crate::render::diff as render;
 
@@ -28,6 +27,9 @@ pub struct Args {
     /// Output format.
     #[command(flatten)]
     pub format: FormatArgs,
+    /// Dialect of the logs.
+    #[command(flatten)]
+    pub dialect: super::DialectArgs,
 }
 
 /// Splits `DIR@INDEX`; a path that exists as given is taken whole, even with an `@` in it.
@@ -57,8 +59,8 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let dirs = parsed
         .iter()
-        .map(|(p, _)| datadir::open(p))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|(p, _)| super::open_whole(p, args.dialect.choice()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let targets: Vec<Target<'_>> = dirs
         .iter()
         .zip(&parsed)

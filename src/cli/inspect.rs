@@ -67,6 +67,9 @@ pub struct Args {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub format: FormatArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub dialect: super::DialectArgs,
 }
 
 /// The width tables are fitted into: `COLUMNS`, else the terminal's width, else 120.
@@ -96,8 +99,12 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
             Some(dir) if !file.exists() => dir.join("snapshot").join(file),
             _ => file.clone(),
         };
-        let bytes = std::fs::read(&path).with_context(|| path.display().to_string())?;
-        let view = SnapshotView::new(&path, &bytes);
+        let (size, parsed) =
+            datadir::files::read_snapshot(&path).map_err(|error| datadir::LoadError::Io {
+                path: path.clone(),
+                error,
+            })?;
+        let view = SnapshotView::new(&path, size, parsed);
         match format {
             Format::Human => render::snapshot_human(&mut ui.out, &view, &style)?,
             Format::Json => render::snapshot_json(&mut ui.out, &view)?,
@@ -109,7 +116,7 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
         });
     }
     let path = args.path.context("a PATH is required")?;
-    let dd = datadir::open(&path)?;
+    let dd = datadir::open_as(&path, args.dialect.choice())?;
     let opts = InspectOptions {
         from: args.from,
         to: args.to,
@@ -148,7 +155,7 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
         dd.log.release(released..pos);
         released = pos;
     };
-    let summary = summarize(dd.log.bytes(), Progress::new(&mut progress));
+    let summary = summarize(dd.log.bytes(), dd.dialect(), Progress::new(&mut progress));
     let view = View {
         dd: &dd,
         summary: &summary,

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::{Format, FormatArgs, Outcome, Ui};
-use crate::datadir;
 use crate::diff::{self, DiffOptions, Target};
 use crate::render::replay::{self as render, Committed, Sections};
 use crate::replay::{self, ReplayOptions};
@@ -47,6 +46,9 @@ pub struct Args {
     /// Output format.
     #[command(flatten)]
     pub format: FormatArgs,
+    /// Dialect of the logs.
+    #[command(flatten)]
+    pub dialect: super::DialectArgs,
 }
 
 /// Runs `replay`.
@@ -71,8 +73,8 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
     let dirs = args
         .paths
         .iter()
-        .map(|p| datadir::open(p))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|p| super::open_whole(p, args.dialect.choice()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let format = args.format.get();
     let mut emit =
         |r: &replay::Replay, c: Option<&Committed<'_>>, first: bool| -> anyhow::Result<()> {

@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use super::{Outcome, Ui};
 use crate::check::{self, codes, Severity};
 use crate::datadir;
+use crate::datadir::lock::DirLock;
 use crate::node::http::{HttpOptions, ReadMode, Server, SpaceGuard};
 use crate::node::runtime::{Options, ReadOnlyNode, Runtime};
 use crate::node::security::{self, Policy};
@@ -25,8 +26,10 @@ existing log, and the HTTP API (GET/POST /db/KEY, POST /join, GET /peers, /membe
 
 Beyond raftd: reads are linearizable (the leader confirms its leadership first; a follower
 answers 400 naming the leader, or forwards with --forward; --read-mode=local restores raftd's
-local reads), the log is fsynced on a majority before a write is answered, and term and vote
-are kept in `raftdump-state`, a file goraft ignores.
+local reads), the log is fsynced on a majority before a write is answered, term and vote
+are kept in `raftdump-state`, a file goraft ignores, and votes follow the Raft paper's
+up-to-date rule, which cannot stall a healed cluster as goraft's can (--vote-rule=goraft
+restores goraft's).
 
 Security: the node listens on 127.0.0.1 unless -h or --listen says otherwise. On any other
 address /join and /raft/* require the cluster token of --token-file (sent by raftdump nodes
@@ -52,6 +55,12 @@ conf-commit-beyond-log, term-decrease, index-gap, log-garbage, snapshot-crc; `ra
 raftdump-state whose term is forged (state-term-beyond-log) starts the node, which cannot
 campaign, with the steps to recover.
 
+One process per data dir: a node holds an advisory lock on DIR/raftdump.lock (which holds
+its pid) from before it reads DIR until it exits; a second `serve` or a `repair --apply` on
+DIR exits 2 naming that pid. The kernel drops the lock when the process ends, even on
+kill -9. --read-only takes no lock (it never writes). An original raftd on the same dir
+neither takes nor sees the lock: never run both.
+
 Exit status: 0 after SIGTERM, 130 after SIGINT, 2 when the node cannot start (for example
 on a non-loopback address without --token-file or --insecure-no-token) or fails (an fsync
 or write error).";
@@ -68,9 +77,10 @@ pub enum ReadModeArg {
 /// The up-to-date check of vote requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum VoteRuleArg {
-    /// goraft's: deny if our last index or our last term is greater.
+    /// Reproduces goraft's behaviour, including its stall: deny if our last index or our last
+    /// term is greater.
     Goraft,
-    /// The Raft paper's: compare (last term, last index).
+    /// The Raft paper's: grant if the candidate's (last term, last index) is at least ours.
     Paper,
 }
 
@@ -124,10 +134,11 @@ pub struct Args {
     /// Election timeout T in milliseconds; each wait is random in [T, 2T) (raftd: 150).
     #[arg(long, value_name = "MS", default_value_t = 150)]
     election_timeout: u64,
-    /// How a vote request's log is judged up to date: goraft's rule (deny if our last index
-    /// or our last term is greater) or the Raft paper's (which cannot stall the way goraft's
-    /// can when the node with the longest log has an older last term).
-    #[arg(long, value_enum, default_value_t = VoteRuleArg::Goraft)]
+    /// How a vote request's log is judged up to date. The default differs from raftd's:
+    /// goraft's rule can leave a healed cluster where every candidate is refused by a
+    /// majority, forever (when the longest logs end in older terms); the paper's rule grants
+    /// every vote goraft's grants and always elects the most up-to-date log.
+    #[arg(long, value_enum, default_value_t = VoteRuleArg::Paper)]
     vote_rule: VoteRuleArg,
     /// Largest request body for /db and /join, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
@@ -156,8 +167,34 @@ pub struct Args {
     /// log contradicts itself (see Start-up checks below).
     #[arg(long, conflicts_with = "read_only")]
     force: bool,
+    /// Dialect of the data dir's log: serve runs only on goraft (raftd) logs.
+    #[command(flatten)]
+    dialect: super::DialectArgs,
     /// The data directory.
     dir: PathBuf,
+}
+
+/// Refuses a data dir that is not a raftd node's: a SeaweedFS master's raft dir (the
+/// seaweedfs/raft dialect, or its MaxVolumeId commands or snapshot state). Reads only.
+fn refuse_foreign(args: &Args) -> anyhow::Result<()> {
+    if !args.dir.join("log").is_file() {
+        return Ok(());
+    }
+    let dir = crate::datadir::open_as(&args.dir, args.dialect.choice())
+        .with_context(|| format!("cannot serve {}", args.dir.display()))?;
+    let d = &dir.dialect;
+    if d.is_seaweedfs_master() {
+        bail!(
+            "{} is a SeaweedFS master's raft dir (dialect {}, state machine seaweedfs: \
+             MaxVolumeId), not a raftd node: serve runs raftd's key-value machine and would \
+             write raftd entries into it; read it with inspect, verify or replay instead. \
+             Nothing was changed. Evidence: {}",
+            args.dir.display(),
+            d.dialect,
+            d.evidence_line()
+        );
+    }
+    Ok(())
 }
 
 fn seed() -> u64 {
@@ -169,6 +206,13 @@ fn seed() -> u64 {
 
 /// Runs the node until SIGINT or SIGTERM.
 pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
+    refuse_foreign(&args)?;
+    // Taken before the dir is read and held until `run` returns: one writer per data dir.
+    let _lock = if args.read_only {
+        None
+    } else {
+        Some(lock_dir(&args.dir)?)
+    };
     let sigint = Arc::new(AtomicBool::new(false));
     let sigterm = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, sigint.clone())?;
@@ -362,6 +406,12 @@ fn poisoned_term_steps(dir: &Path) -> String {
   3. start the nodes again: the first election runs in term H + 1, above every term used.",
         dir.display()
     )
+}
+
+/// Creates `dir` if it is missing (as raftd does) and takes its lock.
+fn lock_dir(dir: &Path) -> anyhow::Result<DirLock> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(DirLock::acquire(dir)?)
 }
 
 /// POSTs this node's join to the leader, as raftd does (but a refusal is an error here).

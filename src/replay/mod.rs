@@ -1084,7 +1084,7 @@ pub fn choose_start(dir: &DataDir, at: Option<Index>) -> Result<StartChoice<'_>,
 
 /// The index of the log's first good entry.
 fn first_index(dir: &DataDir) -> Option<Index> {
-    LogReader::new(dir.log.bytes())
+    LogReader::with_dialect(dir.log.bytes(), dir.dialect())
         .find_map(Result::ok)
         .map(|e| e.index())
 }
@@ -1129,7 +1129,7 @@ pub fn replay(dir: &DataDir, opts: &ReplayOptions) -> Result<Replay, ReplayError
     let len = dir.log.bytes().len() as u64;
     // The fast reader of canonical frames (it yields exactly what `LogReader` yields), releasing
     // the pages behind it. Why: the general reader's frame decoding was a sixth of a replay.
-    crate::scan::Frames::releasing(&dir.log).each_until(|item| {
+    dir.frames().each_until(|item| {
         match item {
             Ok(e) => {
                 if r.feed(e) == Fed::Done && r.r.damage().is_none() {

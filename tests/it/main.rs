@@ -1,11 +1,13 @@
-//! The one integration test crate (see house-style.md rule 14).
+//! The one integration test crate.
 
 mod chaos;
 mod cli;
 mod diff;
+mod dir_lock;
 mod durability;
 mod format;
 mod hostile;
+mod hostile_files;
 mod inspect;
 mod man;
 mod node;
@@ -21,8 +23,10 @@ mod store_crash;
 mod sweeps;
 mod synthetic;
 mod synthetic_cluster;
+mod synthetic_seaweedfs;
 mod synthetic_verify;
 mod verify;
+mod vote_rule;
 
 use std::path::{Path, PathBuf};
 
@@ -52,6 +56,16 @@ pub fn real_logs() -> Vec<PathBuf> {
         out.len()
     );
     out
+}
+
+/// A port that was free a moment ago: bind port 0 on 127.0.0.1, note it, let it go (for
+/// clusters whose nodes must know each other's ports before they start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Starts `cmd` (a `raftdump serve` command whose stderr goes to the file `stderr`) and waits, 20 s
