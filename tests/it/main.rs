@@ -14,6 +14,7 @@ mod readonly;
 mod regressions;
 mod repair;
 mod replay;
+mod replay_seaweedfs;
 mod secure;
 mod sim_chaos;
 mod store_crash;
