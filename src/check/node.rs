@@ -857,7 +857,7 @@ impl<'c> Pass<'c> {
                 finding("index-duplicate", what)
                     .offset(off)
                     .index(index)
-                    .goraft("loads both copies without checking; stale entries can be resurrected this way (compaction position bug, spec section 2.8) and replace what the leader wrote"),
+                    .goraft("loads both copies without checking; stale entries can be resurrected this way (compaction position bug, docs/format.md 'Load-time behaviour') and replace what the leader wrote"),
             );
         }
     }
@@ -2300,7 +2300,7 @@ mod tests {
             at in 0usize..161,
             splice in proptest::bool::ANY,
         ) {
-            // Arbitrary bytes on their own, and spliced into the spec's sample.
+            // Arbitrary bytes on their own, and spliced into goraft's 161-byte sample log.
             let mut spliced = sample();
             if splice {
                 spliced.splice(at..at, noise.iter().copied());

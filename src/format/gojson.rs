@@ -591,7 +591,7 @@ mod tests {
 
     #[test]
     fn escaping_matches_go_1_19() {
-        // §2.3.4: a < b > & c 0x01 0x08 0xff " \ TAB U+2028 LF
+        // Go 1.19's escaping (docs/format.md, 'Command payloads'): a < b > & c 0x01 0x08 0xff " \ TAB U+2028 LF
         let input = b"a<b>&c\x01\x08\xff\"\\\t\xe2\x80\xa8\n";
         assert_eq!(
             enc(input),

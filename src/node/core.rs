@@ -60,7 +60,7 @@ pub struct Config {
 /// The up-to-date check of a vote request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum VoteRule {
-    /// goraft's (§7.7 step 3): deny if our last index OR our last term is greater. Safe (it
+    /// goraft's (docs/format.md, 'RPCs'): deny if our last index OR our last term is greater. Safe (it
     /// grants a subset of the paper's votes) but it can stall: with (index 10, term 1) and
     /// (index 8, term 2) alive and the third node down, neither can win.
     #[default]
@@ -120,7 +120,7 @@ impl XorShift {
     }
 }
 
-/// What must survive a restart: goraft keeps neither (§7.3); raftdump persists both.
+/// What must survive a restart: goraft keeps neither (docs/format.md, 'Terms and bootstrap'); raftdump persists both.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HardState {
     /// The current term.
@@ -974,7 +974,7 @@ impl Core {
         if !self.log.is_empty() || self.log.start_index != 0 {
             return;
         }
-        // goraft §7.4: the first node joins itself and leads in term 0 without an election.
+        // goraft (docs/format.md, 'Terms and bootstrap'): the first node joins itself and leads in term 0 without an election.
         let join = command::encode_join(&self.cfg.name, &self.cfg.connection_string);
         let term = self.hs.term;
         self.append_local(names::JOIN.to_string(), Some(join));
@@ -1220,7 +1220,7 @@ impl Core {
                 });
                 return;
             }
-            // Never send snapshot RPCs to a goraft node (§6.4): probe from the snapshot point;
+            // Never send snapshot RPCs to a goraft node (docs/format.md, 'RPCs'): probe from the snapshot point;
             // a raftdump peer reveals itself in its answer.
             p.next = start + 1;
         }
@@ -1577,7 +1577,7 @@ impl Core {
             (req.last_term, req.last_index),
         );
         let behind = match self.cfg.vote_rule {
-            // goraft's §7.7 step 3: deny when our last index OR our last term is greater.
+            // goraft's rule (docs/format.md, 'RPCs'): deny when our last index OR our last term is greater.
             // Every vote it grants the paper's rule would grant too, so it is safe.
             VoteRule::Goraft => mine.1 > theirs.1 || mine.0 > theirs.0,
             VoteRule::Paper => mine > theirs,

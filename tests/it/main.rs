@@ -1,4 +1,5 @@
-//! The one integration test crate (see house-style.md rule 14).
+//! The one integration test crate: every integration test is a module here, so the tests build
+//! as one binary (unit tests stay at the bottom of each source file).
 
 mod chaos;
 mod cli;

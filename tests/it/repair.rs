@@ -216,7 +216,7 @@ fn kv(i: u64, v: &str) -> Command {
 
 #[test]
 fn a_conflicting_middle_section_is_refused() {
-    // The compaction position bug (spec section 2.8): the stale entries stay before the zeros,
+    // The compaction position bug (docs/format.md, 'Load-time behaviour'): the stale entries stay before the zeros,
     // the leader's new entry 3 (term 2) lands after them. Which one was committed is unknown.
     let (_t, d) = copy_of("verify/log-torn-tail");
     let join = Command::Join {
