@@ -8,6 +8,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::format::dialect::{self, Choice, Detection, Dialect};
 use crate::format::log::LogReader;
 use crate::format::{conf, snapshot};
 use crate::model::{Conf, Index, Term};
@@ -205,6 +206,12 @@ pub struct DataDir {
     pub leftovers: Vec<PathBuf>,
     /// Files that exist but could not be read (reported, not fatal).
     pub unreadable: Vec<(PathBuf, io::Error)>,
+    /// The log's dialect and the evidence for it (see `format::dialect::detect`).
+    pub dialect: Detection,
+    /// A SeaweedFS master's `host:port` server name, found from its `m<port>` dir and the
+    /// names its log and snapshots hold (it has no `name` file; see
+    /// `format::dialect::master_name`).
+    pub server_name: Option<String>,
 }
 
 fn read_optional(path: &Path, unreadable: &mut Vec<(PathBuf, io::Error)>) -> Option<Vec<u8>> {
@@ -218,8 +225,47 @@ fn read_optional(path: &Path, unreadable: &mut Vec<(PathBuf, io::Error)>) -> Opt
     }
 }
 
-/// Opens a data dir or a log file. Reads only; see the module docs.
+/// Opens a data dir or a log file and detects its dialect. Reads only; see the module docs.
 pub fn open(path: &Path) -> Result<DataDir, LoadError> {
+    open_as(path, Choice::Auto)
+}
+
+/// [`open`], with the dialect detected (`Choice::Auto`) or forced.
+pub fn open_as(path: &Path, choice: Choice) -> Result<DataDir, LoadError> {
+    let mut dir = open_files(path)?;
+    let states: Vec<&[u8]> = dir
+        .snapshots
+        .iter()
+        .filter_map(|s| s.parsed.as_ref().ok())
+        .filter_map(|p| p.snapshot.as_ref().ok())
+        .filter_map(|s| s.state.as_deref())
+        .collect();
+    let file_name = dir.path.file_name().and_then(|n| n.to_str());
+    // `m9333/.` or a trailing slash: the name of the directory itself.
+    let canonical = fs::canonicalize(&dir.path).ok();
+    let dir_name = file_name.or_else(|| canonical.as_deref()?.file_name()?.to_str());
+    let clues = dialect::DirClues {
+        dir_name,
+        is_dir: dir.kind == InputKind::Dir,
+        has_name_file: dir.name.is_some(),
+        snapshot_states: states,
+    };
+    let detection = dialect::detect(dir.log.bytes(), &clues, choice);
+    if detection.dialect == Dialect::Seaweedfs && dir.name.is_none() {
+        let peers = dir
+            .snapshots
+            .iter()
+            .filter_map(|s| s.parsed.as_ref().ok()?.snapshot.as_ref().ok())
+            .flat_map(|s| s.peers.iter().flatten())
+            .map(|p| p.name.as_str());
+        let names = detection.joined.iter().map(String::as_str).chain(peers);
+        dir.server_name = dir_name.and_then(|n| dialect::master_name(n, names));
+    }
+    dir.dialect = detection;
+    Ok(dir)
+}
+
+fn open_files(path: &Path) -> Result<DataDir, LoadError> {
     let meta = match fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -239,6 +285,8 @@ pub fn open(path: &Path) -> Result<DataDir, LoadError> {
             has_snapshot_dir: false,
             leftovers: Vec::new(),
             unreadable: Vec::new(),
+            dialect: Detection::default(),
+            server_name: None,
         });
     }
     let log_path = path.join("log");
@@ -304,6 +352,8 @@ pub fn open(path: &Path) -> Result<DataDir, LoadError> {
         has_snapshot_dir,
         leftovers,
         unreadable,
+        dialect: Detection::default(),
+        server_name: None,
     })
 }
 
@@ -312,17 +362,29 @@ impl DataDir {
     pub fn stream(&self) -> LogStream<'_> {
         LogStream {
             log: &self.log,
-            reader: LogReader::new(self.log.bytes()),
+            reader: LogReader::with_dialect(self.log.bytes(), self.dialect()),
             released: 0,
         }
     }
 
-    /// The node name, when the `name` file is there and is UTF-8.
+    /// The dialect its log is read under.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect.dialect
+    }
+
+    /// A fast reader of its log under its dialect (see [`crate::scan::Frames`]), giving back the
+    /// pages it has read.
+    pub fn frames(&self) -> crate::scan::Frames<'_> {
+        crate::scan::Frames::releasing(&self.log).dialect(self.dialect())
+    }
+
+    /// The node name, when the `name` file is there and is UTF-8; for a SeaweedFS master,
+    /// which has none, its `host:port` server name when it is known.
     pub fn node_name(&self) -> Option<&str> {
-        self.name
-            .as_ref()
-            .and_then(|n| n.parsed.as_ref().ok())
-            .map(String::as_str)
+        match &self.name {
+            Some(n) => n.parsed.as_ref().ok().map(String::as_str),
+            None => self.server_name.as_deref(),
+        }
     }
 
     /// The conf, when present and valid.

@@ -854,7 +854,7 @@ fn compare_impl(
             .map_or((0, 0), |s| (s.last_index, s.last_term));
         let conf_commit = t.dir.conf().map_or(0, |c| c.commit_index);
         cursors.push(Cursor {
-            reader: crate::scan::Frames::releasing(&t.dir.log),
+            reader: t.dir.frames(),
             bytes: t.dir.log.bytes(),
             obs: observers.next().and_then(Option::take),
             len: t.dir.log.bytes().len() as u64,
@@ -1602,12 +1602,14 @@ mod tests {
         assert_eq!(observed, general);
         for (s, dir) in seen.iter().zip(set) {
             let want: Vec<_> = match &observed {
-                Ok(_) => crate::format::log::LogReader::new(dir.log.bytes())
-                    .map(|i| match i {
-                        Ok(e) => Ok((e.offset, e.index())),
-                        Err(e) => Err((e.offset, e.len)),
-                    })
-                    .collect(),
+                Ok(_) => {
+                    crate::format::log::LogReader::with_dialect(dir.log.bytes(), dir.dialect())
+                        .map(|i| match i {
+                            Ok(e) => Ok((e.offset, e.index())),
+                            Err(e) => Err((e.offset, e.len)),
+                        })
+                        .collect()
+                }
                 Err(_) => Vec::new(),
             };
             assert_eq!(s.0, want, "{}", dir.path.display());

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::format::dialect::Dialect;
 use crate::format::log::{LogError, LogReader, RawEntry};
 use crate::format::wire::{self, WireQuirk};
 use crate::model::{names, Command, Index, Term};
@@ -217,6 +218,12 @@ impl<'a> Entries<'a, '_> {
     pub fn position(&self) -> u64 {
         self.reader.position()
     }
+
+    /// Reads the entries under `dialect` (goraft's unless told).
+    pub fn dialect(mut self, dialect: Dialect) -> Self {
+        self.reader = self.reader.dialect(dialect);
+        self
+    }
 }
 
 impl<'a> Iterator for Entries<'a, '_> {
@@ -249,11 +256,12 @@ impl<'a> Iterator for Entries<'a, '_> {
 /// last good entry before it; stops at the first error `f` returns.
 pub fn for_each_problem<E>(
     log: &[u8],
+    dialect: Dialect,
     mut progress: Progress<'_>,
     mut f: impl FnMut(LogError, Option<Index>) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut last = None;
-    let mut reader = LogReader::new(log);
+    let mut reader = LogReader::with_dialect(log, dialect);
     while let Some(r) = reader.next() {
         progress.at(reader.position());
         match r {
@@ -282,11 +290,13 @@ fn wire_quirk_kind(q: &WireQuirk) -> &'static str {
         WireQuirk::DuplicateField { .. } => "duplicate-field",
         WireQuirk::OutOfOrder { .. } => "out-of-order",
         WireQuirk::InvalidUtf8 { .. } => "invalid-utf8",
+        WireQuirk::ZeroWritten { .. } => "zero-written",
     }
 }
 
-/// How `e`'s frame differs from goraft's canonical bytes (empty when canonical).
-pub fn entry_quirks(e: &RawEntry<'_>) -> Vec<Quirk> {
+/// How `e`'s frame differs from the canonical bytes of `dialect`'s writer (empty when
+/// canonical).
+pub fn entry_quirks(e: &RawEntry<'_>, dialect: Dialect) -> Vec<Quirk> {
     let mut out: Vec<Quirk> = e
         .header
         .quirks
@@ -299,7 +309,7 @@ pub fn entry_quirks(e: &RawEntry<'_>) -> Vec<Quirk> {
         .collect();
     if !e.wire.canonical {
         let before = out.len();
-        if let Ok(quirks) = wire::check(e.body, &wire::LOG_ENTRY) {
+        if let Ok(quirks) = wire::check_as(e.body, &wire::LOG_ENTRY, dialect.syntax()) {
             out.extend(quirks.iter().map(|q| Quirk {
                 kind: wire_quirk_kind(q),
                 message: format!("body: {q}"),
@@ -308,7 +318,10 @@ pub fn entry_quirks(e: &RawEntry<'_>) -> Vec<Quirk> {
         if out.len() == before {
             out.push(Quirk {
                 kind: "non-canonical-body",
-                message: "body: fields are not laid out as goraft writes them".into(),
+                message: format!(
+                    "body: fields are not laid out as {} writes them",
+                    dialect.implementation()
+                ),
             });
         }
     }
@@ -405,7 +418,7 @@ fn bump(counts: &mut Vec<(&'static str, u64)>, kind: &'static str) {
 }
 
 /// Reads the whole log once and counts what is in it, keeping only bounded lists.
-pub fn summarize(log: &[u8], mut progress: Progress<'_>) -> Summary {
+pub fn summarize(log: &[u8], dialect: Dialect, mut progress: Progress<'_>) -> Summary {
     let mut s = Summary {
         file_size: log.len() as u64,
         ..Summary::default()
@@ -416,7 +429,7 @@ pub fn summarize(log: &[u8], mut progress: Progress<'_>) -> Summary {
     let mut by_name: HashMap<&[u8], usize> = HashMap::new();
     let mut last_name = usize::MAX;
     let mut next_resume = 0;
-    let mut reader = LogReader::new(log);
+    let mut reader = LogReader::with_dialect(log, dialect);
     while let Some(r) = reader.next() {
         progress.at(reader.position());
         let e = match r {
@@ -470,7 +483,7 @@ pub fn summarize(log: &[u8], mut progress: Progress<'_>) -> Summary {
         }
         if !e.is_canonical() {
             s.non_canonical += 1;
-            let quirks = entry_quirks(&e);
+            let quirks = entry_quirks(&e, dialect);
             for q in &quirks {
                 bump(&mut s.quirk_counts, q.kind);
             }
@@ -532,7 +545,7 @@ mod tests {
     #[test]
     fn summary_counts_terms_and_commands() {
         let log = log();
-        let s = summarize(&log, Progress::none());
+        let s = summarize(&log, Dialect::Goraft, Progress::none());
         assert_eq!(
             (s.entries, s.first_index, s.last_index),
             (6, Some(1), Some(6))
@@ -612,17 +625,22 @@ mod tests {
             .unwrap()
             .offset as usize;
         log.splice(second..second, [0u8; 7]);
-        let s = summarize(&log, Progress::none());
+        let s = summarize(&log, Dialect::Goraft, Progress::none());
         assert_eq!(s.entries, 5);
         assert_eq!(s.problem_count, 2);
         assert_eq!(s.problem_kinds, [("nul-run", 1), ("torn-body", 1)]);
         let mut got = Vec::new();
         let mut seen = Vec::new();
         let mut note = |pos| seen.push(pos);
-        for_each_problem(&log, Progress::new(&mut note), |e, last| {
-            got.push((e.offset, e.kind.code(), last));
-            Ok::<_, ()>(())
-        })
+        for_each_problem(
+            &log,
+            Dialect::Goraft,
+            Progress::new(&mut note),
+            |e, last| {
+                got.push((e.offset, e.kind.code(), last));
+                Ok::<_, ()>(())
+            },
+        )
         .unwrap();
         assert_eq!((seen.len(), seen.last()), (2, Some(&(log.len() as u64))));
         assert_eq!(got.len(), 2);
@@ -649,7 +667,7 @@ mod tests {
         body.extend_from_slice(&[0x28, 0x01]);
         log.extend_from_slice(b"      10\n");
         log.extend_from_slice(&body);
-        let s = summarize(&log, Progress::none());
+        let s = summarize(&log, Dialect::Goraft, Progress::none());
         assert_eq!((s.entries, s.non_canonical, s.problem_count), (3, 2, 0));
         assert_eq!(s.quirk_counts, [("unknown-field", 1), ("unpadded", 1)]);
         let listed: Vec<_> = s

@@ -17,6 +17,7 @@ use crate::check::codes::finding;
 use crate::check::node::{self, NodeReport};
 use crate::check::{Finding, Severity};
 use crate::datadir::{self, DataDir, LoadError};
+use crate::format::dialect::{Choice, Dialect};
 use crate::format::frame;
 use crate::format::log::LogReader;
 
@@ -25,6 +26,8 @@ use crate::format::log::LogReader;
 pub struct RepairOptions {
     /// Re-append the good frames found after the cut when they continue the index sequence.
     pub salvage: bool,
+    /// The dialect to read the log under, or detection.
+    pub dialect: Choice,
 }
 
 /// A stretch of good frames.
@@ -106,6 +109,8 @@ pub struct Plan {
     pub blockers: Vec<Finding>,
     /// Errors and warnings repair leaves as they are (they are not about the cut).
     pub untouched: Vec<Finding>,
+    /// The dialect the log was read under (apply checks the result under it too).
+    pub dialect: Dialect,
 }
 
 impl Plan {
@@ -143,7 +148,6 @@ const BLOCK_ALWAYS: &[&str] = &[
 /// Codes the plan fixes.
 const FIXED: &[&str] = &[
     "log-torn-tail",
-    "log-trailing-padding",
     "log-nul-hole",
     "log-garbage",
     "log-bad-entry",
@@ -153,7 +157,7 @@ const FIXED: &[&str] = &[
 
 /// Opens `path`, checks it and plans its repair. Reads only.
 pub fn plan(path: &Path, opts: RepairOptions) -> Result<Plan, LoadError> {
-    let dir = datadir::open(path)?;
+    let dir = datadir::open_as(path, opts.dialect)?;
     let report = node::check(&dir);
     Ok(plan_for(&dir, &report, opts))
 }
@@ -182,7 +186,7 @@ pub fn plan_for(dir: &DataDir, report: &NodeReport, opts: RepairOptions) -> Plan
     let mut keep = Span::default();
     let mut kept_last: Option<(u64, u64)> = None;
     let mut after = Vec::new();
-    for e in LogReader::new(bytes).flatten() {
+    for e in LogReader::with_dialect(bytes, dir.dialect()).flatten() {
         if cut_at.is_none_or(|c| e.offset < c) {
             keep.add(e.index(), e.frame_len());
             kept_last = Some((e.index(), e.term()));
@@ -200,7 +204,7 @@ pub fn plan_for(dir: &DataDir, report: &NodeReport, opts: RepairOptions) -> Plan
     // conflicts, and the rest.
     let mut bodies: HashMap<u64, &[u8]> = HashMap::new();
     if !after.is_empty() {
-        for e in LogReader::new(bytes).flatten() {
+        for e in LogReader::with_dialect(bytes, dir.dialect()).flatten() {
             if cut_at.is_none_or(|c| e.offset < c) {
                 bodies.entry(e.index()).or_insert(e.body);
             }
@@ -330,6 +334,7 @@ pub fn plan_for(dir: &DataDir, report: &NodeReport, opts: RepairOptions) -> Plan
         remove: dir.leftovers.clone(),
         blockers,
         untouched,
+        dialect: dir.dialect(),
     }
 }
 
@@ -520,7 +525,7 @@ pub fn apply(plan: &Plan, now: u64) -> Result<Applied, RepairError> {
     for d in &dirs {
         sync_dir(d).map_err(io_err(d))?;
     }
-    let dir = datadir::open(&plan.dir)?;
+    let dir = datadir::open_as(&plan.dir, Choice::Force(plan.dialect))?;
     let after = node::check(&dir);
     Ok(Applied {
         backups,

@@ -13,9 +13,10 @@
 //! the optional page release.
 
 use crate::datadir::LogBytes;
+use crate::format::dialect::Dialect;
 use crate::format::frame::{self, Header, HeaderQuirks, CANONICAL_HEADER_LEN};
 use crate::format::log::{DamageKind, LogError, LogReader, RawEntry};
-use crate::format::wire::{self, WireEntry};
+use crate::format::wire::WireEntry;
 
 /// How far the reader moves between two releases, and how much it keeps behind it: at most
 /// twice this is resident per log (`verify` of several nodes reads them all at once).
@@ -29,6 +30,7 @@ pub struct Frames<'a> {
     ordinal: u64,
     log: Option<&'a LogBytes>,
     released: usize,
+    dialect: Dialect,
 }
 
 impl std::fmt::Debug for Frames<'_> {
@@ -46,7 +48,16 @@ impl<'a> Frames<'a> {
             ordinal: 0,
             log: None,
             released: 0,
+            dialect: Dialect::Goraft,
         }
+    }
+
+    /// This reader under `dialect` (goraft's unless told): its fast path is that dialect's
+    /// canonical layout, and what it does not recognise goes to a [`LogReader`] of the same
+    /// dialect.
+    pub fn dialect(mut self, dialect: Dialect) -> Self {
+        self.dialect = dialect;
+        self
     }
 
     /// Reads `buf` from byte `pos`, where a reader started at 0 finds its frame number
@@ -242,7 +253,7 @@ impl<'a> Frames<'a> {
         let body_len = frame::canonical_body_len(h)?;
         let start = pos + CANONICAL_HEADER_LEN;
         let body = buf.get(start..start.checked_add(body_len as usize)?)?;
-        let wire = wire::decode_canonical(body)?;
+        let wire = self.dialect.decode_canonical(body)?;
         Some(RawEntry {
             offset: pos as u64,
             ordinal: self.ordinal,
@@ -261,7 +272,7 @@ impl<'a> Frames<'a> {
     #[inline(never)]
     fn slow(&mut self) -> Option<Result<RawEntry<'a>, LogError>> {
         let base = self.pos;
-        let mut reader = LogReader::new(self.buf.get(base..)?);
+        let mut reader = LogReader::with_dialect(self.buf.get(base..)?, self.dialect);
         let item = match reader.next()? {
             Ok(mut e) => {
                 e.offset += base as u64;
@@ -306,13 +317,13 @@ const BOUNDARY_REACH: usize = 1 << 20;
 /// term of the first. Only likely: a payload can hold bytes that look like frames. A reader that
 /// read the log from its start and stops exactly there proves it (it never lands inside a
 /// frame), and a frame read from a true boundary is the frame any reader finds there.
-pub fn boundary_after(buf: &[u8], from: usize) -> Option<(usize, u64, u64)> {
+pub fn boundary_after(buf: &[u8], from: usize, dialect: Dialect) -> Option<(usize, u64, u64)> {
     let limit = from.saturating_add(BOUNDARY_REACH).min(buf.len());
     let mut nl = from.checked_add(CANONICAL_HEADER_LEN - 1)?;
     while nl < limit {
         let at = nl + 1 - CANONICAL_HEADER_LEN;
         if buf[nl] == b'\n' {
-            let mut reader = Frames::resume(buf, at, 0);
+            let mut reader = Frames::resume(buf, at, 0).dialect(dialect);
             let mut first = None;
             let mut run = 0;
             reader.each_canonical_before(buf.len(), |e| {
@@ -379,10 +390,38 @@ mod tests {
         w.into_inner()
     }
 
+    /// A SeaweedFS master's log as the seaweedfs/raft fork writes it (proto3): term 0 without
+    /// a Term field, a nop without a Command, then later terms and long varints.
+    fn proto3_sample() -> Vec<u8> {
+        let mut w = LogWriter::with_dialect(Vec::new(), Dialect::Seaweedfs);
+        w.append(
+            1,
+            0,
+            &Command::Join {
+                name: "127.0.0.1:9333".into(),
+                connection_string: "http://127.0.0.1:9333".into(),
+            },
+        )
+        .unwrap();
+        w.append(2, 0, &Command::Nop).unwrap();
+        w.append_raw(3, 0, "MaxVolumeId", Some(b"{\"maxVolumeId\":1}\n"))
+            .unwrap();
+        w.append(4, 2, &Command::Nop).unwrap();
+        w.append_raw(300, 1 << 40, "MaxVolumeId", Some(b"{}"))
+            .unwrap();
+        w.append_raw(301, 1 << 62, "", None).unwrap();
+        w.into_inner()
+    }
+
     /// Every item and position of `Frames` and `LogReader` over `bytes`, side by side.
     fn same_as_reader(bytes: &[u8]) {
-        let mut fast = Frames::new(bytes);
-        let mut slow = LogReader::new(bytes);
+        same_as_reader_in(bytes, Dialect::Goraft);
+    }
+
+    /// [`same_as_reader`] under `dialect`.
+    fn same_as_reader_in(bytes: &[u8], dialect: Dialect) {
+        let mut fast = Frames::new(bytes).dialect(dialect);
+        let mut slow = LogReader::with_dialect(bytes, dialect);
         loop {
             let (a, b) = (fast.next(), slow.next());
             assert_eq!(a, b, "{bytes:?}");
@@ -392,19 +431,19 @@ mod tests {
             }
         }
         // `each` gives the same items with the same positions after them.
-        let mut slow = LogReader::new(bytes);
+        let mut slow = LogReader::with_dialect(bytes, dialect);
         let mut seen = 0;
-        Frames::new(bytes).each(|item, pos| {
+        Frames::new(bytes).dialect(dialect).each(|item, pos| {
             seen += 1;
             assert_eq!(Some(item.cloned()), slow.next(), "{bytes:?}");
             assert_eq!(pos as u64, slow.position(), "{bytes:?}");
         });
         assert_eq!(slow.next(), None, "{bytes:?} after {seen} items");
         // `each_until` gives the same items, and stops where it is told to.
-        let all: Vec<_> = LogReader::new(bytes).collect();
+        let all: Vec<_> = LogReader::with_dialect(bytes, dialect).collect();
         for stop in [0, 1, 3, usize::MAX] {
             let mut got = Vec::new();
-            let mut frames = Frames::new(bytes);
+            let mut frames = Frames::new(bytes).dialect(dialect);
             frames.each_until(|item| {
                 got.push(item.cloned());
                 if got.len() > stop {
@@ -415,7 +454,7 @@ mod tests {
             });
             let n = all.len().min(stop.saturating_add(1));
             assert_eq!(got, all[..n], "{bytes:?} stop {stop}");
-            let mut reader = LogReader::new(bytes);
+            let mut reader = LogReader::with_dialect(bytes, dialect);
             reader.by_ref().take(n).for_each(drop);
             assert_eq!(
                 frames.position(),
@@ -442,6 +481,33 @@ mod tests {
                 let mut b = base.clone();
                 b[at] = byte;
                 same_as_reader(&b);
+            }
+        }
+    }
+
+    #[test]
+    fn agrees_with_the_reader_on_a_proto3_log_and_its_every_cut_and_flip() {
+        let base = proto3_sample();
+        let all: Vec<_> = LogReader::with_dialect(&base, Dialect::Seaweedfs).collect();
+        assert_eq!(all.len(), 6);
+        assert!(all
+            .iter()
+            .all(|e| e.as_ref().is_ok_and(RawEntry::is_canonical)));
+        // The fast path reads the fork's frames itself, not through the reader.
+        let mut fast = Frames::new(&base).dialect(Dialect::Seaweedfs);
+        assert!(fast.fast().is_some());
+        assert_eq!(fast.by_ref().count(), 6);
+        for dialect in [Dialect::Seaweedfs, Dialect::Goraft] {
+            same_as_reader_in(&base, dialect);
+            for cut in 0..base.len() {
+                same_as_reader_in(&base[..cut], dialect);
+            }
+            for at in 0..base.len() {
+                for byte in [0u8, b' ', b'0', b'\n', 0x10, 0x22, 0x80, 0xff] {
+                    let mut b = base.clone();
+                    b[at] = byte;
+                    same_as_reader_in(&b, dialect);
+                }
             }
         }
     }
@@ -542,6 +608,11 @@ mod tests {
             same_as_reader(&b);
             same_as_next(&sample(), &b);
             same_as_next(&b, &sample());
+            let mut b = proto3_sample();
+            let at = at.min(b.len());
+            b.splice(at..at, noise.iter().copied());
+            same_as_reader_in(&noise, Dialect::Seaweedfs);
+            same_as_reader_in(&b, Dialect::Seaweedfs);
         }
     }
 }

@@ -122,10 +122,18 @@ pub fn check_all(nodes: &[DataDir]) -> (Vec<NodeReport>, Vec<Finding>) {
         // Nothing to compare: the node's own check (in parts on a large log).
         return (nodes.iter().map(node::check).collect(), Vec::new());
     }
-    if cores < 2 {
-        return check_all_in_one_pass(nodes);
+    let (reports, mut across) = if cores < 2 {
+        check_all_in_one_pass(nodes)
+    } else {
+        check_all_on(nodes, cores)
+    };
+    // The cluster's consequences are the shared code's when every node is a fork's.
+    if let Some(first) = nodes.first() {
+        if nodes.iter().all(|n| n.dialect() == first.dialect()) {
+            super::name_implementation(&mut across, first.dialect());
+        }
     }
-    check_all_on(nodes, cores)
+    (reports, across)
 }
 
 /// [`check_all`] with its tasks on `threads` threads (the caller's and `threads - 1` more).

@@ -13,8 +13,7 @@ use Severity::{Error as E, Info as I, Warning as W};
 /// Every code one node's rules produce: `(code, severity, description)`.
 pub const CODES: &[(&str, Severity, &str)] = &[
     // The log's framing.
-    ("log-torn-tail", E, "the log ends inside a frame (a write cut short); goraft keeps or truncates it and loses the next append"),
-    ("log-trailing-padding", W, "only spaces follow the last frame; goraft keeps them and its byte count goes wrong"),
+    ("log-torn-tail", E, "the log ends inside a frame or its length header, even one of spaces only (a write cut short); goraft keeps or truncates it and loses the next append or miscounts its bytes"),
     ("log-nul-hole", E, "a run of zero bytes at a frame boundary (goraft's hole bug); goraft discards every frame after it"),
     ("log-garbage", E, "bytes that are not a frame header; goraft truncates there and discards every frame after it"),
     ("log-bad-entry", E, "an intact header whose protobuf body Go cannot decode; goraft truncates there"),
@@ -27,6 +26,8 @@ pub const CODES: &[(&str, Severity, &str)] = &[
     ("wire-duplicate-field", W, "a LogEntry field that appears twice (Go keeps the last)"),
     ("wire-out-of-order", W, "LogEntry fields not in ascending order (goraft always writes 1, 2, 3, 4)"),
     ("wire-invalid-utf8", W, "a CommandName that is not valid UTF-8"),
+    ("wire-zero-written", W, "under proto3 (seaweedfs), a LogEntry field written although it holds zero or empty (the fork leaves it out)"),
+    ("dialect-conflict", W, "evidence for both dialects (goraft's proto2 and seaweedfs/raft's proto3): check it was read as the right one (--dialect)"),
     // Index and term order.
     ("index-gap", E, "an index that skips ahead of previous index + 1"),
     ("index-duplicate", E, "an index not above the previous one (a duplicate, or stale entries resurrected)"),

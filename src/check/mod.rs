@@ -50,6 +50,11 @@ pub struct Finding {
     /// What goraft will do about it (truncate, panic, ignore ...), when that matters.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub goraft: Option<String>,
+    /// Whose behaviour `goraft` describes, when it is not goraft alone: `seaweedfs/raft`, or
+    /// `goraft and seaweedfs/raft` where the fork does the same (see
+    /// [`Finding::implementation`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub implementation: Option<&'static str>,
 }
 
 impl Finding {
@@ -64,6 +69,7 @@ impl Finding {
             index: None,
             message: message.into(),
             goraft: None,
+            implementation: None,
         }
     }
 
@@ -95,6 +101,30 @@ impl Finding {
     pub fn goraft(mut self, what: impl Into<String>) -> Self {
         self.goraft = Some(what.into());
         self
+    }
+
+    /// Says whose behaviour the consequence describes (goraft's when never set).
+    pub fn implementation(mut self, who: &'static str) -> Self {
+        self.implementation = Some(who);
+        self
+    }
+
+    /// Who the consequence line names: `goraft` unless set.
+    pub fn implementation_name(&self) -> &'static str {
+        self.implementation.unwrap_or("goraft")
+    }
+}
+
+/// Names `dialect`'s implementation on every finding of a log read under it whose consequence
+/// does not name one yet: under the seaweedfs dialect the shared code of goraft and the fork
+/// (`goraft and seaweedfs/raft`); goraft's findings stay as they are.
+pub fn name_implementation(findings: &mut [Finding], dialect: crate::format::dialect::Dialect) {
+    if dialect == crate::format::dialect::Dialect::Goraft {
+        return;
+    }
+    for f in findings.iter_mut().filter(|f| f.goraft.is_some()) {
+        f.implementation
+            .get_or_insert(dialect.shared_implementation());
     }
 }
 

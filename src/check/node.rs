@@ -17,6 +17,7 @@ use super::payload;
 use super::Finding;
 use crate::datadir::{DataDir, InputKind, SnapshotFile, SnapshotLoadError};
 use crate::format::command;
+use crate::format::dialect::Dialect;
 use crate::format::frame::{self, HeaderQuirks};
 use crate::format::log::{DamageKind, LogError, RawEntry};
 use crate::format::wire::{self, WireQuirk};
@@ -45,6 +46,8 @@ pub struct LogContext {
     pub conf_commit: u64,
     /// Indexes whose term the pass records (the snapshots' lastIndex values).
     pub watch: Vec<u64>,
+    /// The dialect the log is read under.
+    pub dialect: Dialect,
 }
 
 /// The membership replayed from the part of the log goraft keeps.
@@ -102,6 +105,8 @@ pub struct NodeReport {
     pub log: LogOutcome,
     /// The findings, log first (in file order), then snapshots, conf, name and leftovers.
     pub findings: Vec<Finding>,
+    /// The dialect the log was read under.
+    pub dialect: Dialect,
 }
 
 /// Counts findings per code and says whether one more may be listed.
@@ -234,6 +239,7 @@ pub fn same_rules(a: &LogContext, b: &LogContext) -> bool {
         && a.base_members == b.base_members
         && a.conf_commit == b.conf_commit
         && a.watch == b.watch
+        && a.dialect == b.dialect
 }
 
 impl<'c> LogPass<'c> {
@@ -271,7 +277,7 @@ impl<'c> LogPass<'c> {
                     .insert(p.name.clone(), p.connection_string.clone());
             }
         }
-        let base = match commit_index_prefix(bytes) {
+        let base = match commit_index_prefix(bytes, ctx.dialect) {
             Some(commit) => {
                 pass.out.commit_index_prefix = true;
                 pass.out.first_damage = Some(0);
@@ -379,7 +385,8 @@ impl<'c> LogPass<'c> {
             Some(b) if from == 0 => crate::scan::Frames::new(b),
             Some(b) => crate::scan::Frames::resume(b, from, from_ordinal),
             None => crate::scan::Frames::new(&[]),
-        };
+        }
+        .dialect(self.pass.ctx.dialect);
         let mut sides: Vec<Side> = others
             .iter()
             .map(|_| Side {
@@ -474,11 +481,12 @@ impl<'c> LogPass<'c> {
     ) -> usize {
         const STEP: usize = 4 << 20;
         let bytes = self.pass.buf;
+        let dialect = self.pass.ctx.dialect;
         let mut starts: Vec<(usize, u64, u64)> = Vec::new();
         if parts >= 2 && self.base == 0 && self.from == (0, 0) {
             for k in 1..parts {
                 let from = (bytes.len() / parts * k).max(starts.last().map_or(0, |s| s.0 + 1));
-                if let Some(b) = crate::scan::boundary_after(bytes, from) {
+                if let Some(b) = crate::scan::boundary_after(bytes, from, dialect) {
                     if b.1 >= 1 {
                         starts.push(b);
                     }
@@ -519,14 +527,15 @@ impl<'c> LogPass<'c> {
                     let mut pass = initial.clone();
                     pass.prev = Some((index - 1, term));
                     s.spawn(move || {
-                        let mut reader = crate::scan::Frames::resume(bytes, start, 0);
+                        let mut reader =
+                            crate::scan::Frames::resume(bytes, start, 0).dialect(dialect);
                         read(&mut reader, end, &mut pass);
                         (pass, reader.position() as usize)
                     })
                 })
                 .collect();
             let pass = &mut self.pass;
-            let mut reader = crate::scan::Frames::new(bytes);
+            let mut reader = crate::scan::Frames::new(bytes).dialect(dialect);
             read(&mut reader, starts[0].0, pass);
             for ((handle, &(start, index, term)), &end) in
                 handles.into_iter().zip(&starts).zip(&ends)
@@ -537,7 +546,8 @@ impl<'c> LogPass<'c> {
                             && pass.absorb(&part, (index, term))
                             && {
                                 let ordinal = reader.ordinal() + part.out.entries;
-                                reader = crate::scan::Frames::resume(bytes, part_end, ordinal);
+                                reader = crate::scan::Frames::resume(bytes, part_end, ordinal)
+                                    .dialect(dialect);
                                 true
                             }
                     }
@@ -651,16 +661,16 @@ fn rebase(mut e: LogError, base: u64) -> LogError {
 
 /// Whether the file starts with the July-2013 `"%8x\n"` commit index before its first frame:
 /// a 9-byte header whose "frame" does not decode, followed by a frame that does.
-fn commit_index_prefix(bytes: &[u8]) -> Option<u32> {
+fn commit_index_prefix(bytes: &[u8], dialect: Dialect) -> Option<u32> {
     let h = frame::parse_header(bytes).ok()?;
-    if h.len != 9 || frame_decodes_at(bytes, 0) || !frame_decodes_at(bytes, 9) {
+    if h.len != 9 || frame_decodes_at(bytes, 0, dialect) || !frame_decodes_at(bytes, 9, dialect) {
         return None;
     }
     Some(h.body_len)
 }
 
 /// Whether a frame with any header Go accepts starts at `p` and its body decodes.
-fn frame_decodes_at(bytes: &[u8], p: usize) -> bool {
+fn frame_decodes_at(bytes: &[u8], p: usize, dialect: Dialect) -> bool {
     let Some(rest) = bytes.get(p..) else {
         return false;
     };
@@ -668,7 +678,7 @@ fn frame_decodes_at(bytes: &[u8], p: usize) -> bool {
         return false;
     };
     rest.get(h.len..h.len + h.body_len as usize)
-        .is_some_and(|body| wire::decode_entry(body).is_ok())
+        .is_some_and(|body| dialect.decode_entry(body).is_ok())
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {
@@ -857,7 +867,7 @@ impl<'c> Pass<'c> {
                 finding("index-duplicate", what)
                     .offset(off)
                     .index(index)
-                    .goraft("loads both copies without checking; stale entries can be resurrected this way (compaction position bug, docs/format.md 'Load-time behaviour') and replace what the leader wrote"),
+                    .goraft("loads both copies without checking; stale entries can be resurrected this way (the compaction position bug; docs/format.md, 'Compaction') and replace what the leader wrote"),
             );
         }
     }
@@ -915,7 +925,8 @@ impl<'c> Pass<'c> {
     }
 
     fn wire_quirks(&mut self, e: &RawEntry<'_>, off: u64) {
-        let Ok(quirks) = wire::check(e.body, &wire::LOG_ENTRY) else {
+        let syntax = self.ctx.dialect.syntax();
+        let Ok(quirks) = wire::check_as(e.body, &wire::LOG_ENTRY, syntax) else {
             return;
         };
         let body_at = off + e.header.len as u64;
@@ -937,18 +948,24 @@ impl<'c> Pass<'c> {
                     "wire-invalid-utf8",
                     "Go's proto2 decoder accepts it; the name matches no registered command",
                 ),
+                WireQuirk::ZeroWritten { .. } => (
+                    "wire-zero-written",
+                    "proto3 reads it as the zero it holds; the fork's own writer leaves such a field out",
+                ),
             };
             if self.sink.want(code) {
                 let msg = format!(
                     "entry body: {q} (file byte {})",
                     body_at + q.offset() as u64
                 );
-                self.emit(
-                    finding(code, msg)
-                        .offset(off)
-                        .index(e.wire.index)
-                        .goraft(goraft),
-                );
+                let f = finding(code, msg)
+                    .offset(off)
+                    .index(e.wire.index)
+                    .goraft(goraft);
+                self.emit(match q {
+                    WireQuirk::ZeroWritten { .. } => f.implementation("seaweedfs/raft"),
+                    _ => f,
+                });
             }
         }
     }
@@ -988,6 +1005,8 @@ impl<'c> Pass<'c> {
                 self.membership_cmds += 1;
                 self.membership(e, off, in_prefix)
             }
+            // SeaweedFS registers it with the fork (its master's one command).
+            b"MaxVolumeId" if self.ctx.dialect == Dialect::Seaweedfs => false,
             name => {
                 // A canonical body skips `wire::check`, which is where invalid UTF-8 is found.
                 if e.wire.canonical
@@ -1224,14 +1243,18 @@ impl<'c> Pass<'c> {
             } else {
                 format!(" ({} entries, the first at index {})", u.count, u.index)
             };
+            let (app, never) = match self.ctx.dialect {
+                Dialect::Goraft => ("raftd", "raftd never applies it"),
+                Dialect::Seaweedfs => ("SeaweedFS", "the master never applies it"),
+            };
             self.emit(
                 finding(
                     "unknown-command",
-                    format!("command name \"{name}\" is registered by neither goraft nor raftd{count}"),
+                    format!("command name \"{name}\" is registered by neither goraft nor {app}{count}"),
                 )
                 .offset(u.offset)
                 .index(u.index)
-                .goraft("skips it while loading (and does not count its bytes when it is at or below conf commitIndex, so a later truncation would cut too early); raftd never applies it"),
+                .goraft(format!("skips it while loading (and does not count its bytes when it is at or below conf commitIndex, so a later truncation would cut too early); {never}")),
             );
         }
         if self.unknown_more > 0 && self.sink.want("unknown-command") {
@@ -1294,7 +1317,7 @@ impl<'c> Pass<'c> {
                 match kind {
                     DamageKind::TornHeader { has_digits: false } => (
                         code,
-                        format!("{} after the last frame", plural(d.len, "space byte", "space bytes")),
+                        format!("the log ends with {} after the last frame: a length header cut short in its padding (a write cut short)", plural(d.len, "space byte", "space bytes")),
                         if first {
                             format!("takes them as a clean end of file and keeps them; the next frame is appended after them and still parses, but goraft's byte count is off by {} from then on (a later truncation would cut in the wrong place)", d.len)
                         } else {
@@ -1348,7 +1371,6 @@ impl<'c> Pass<'c> {
 fn damage_code(kind: &Damage) -> &'static str {
     match kind {
         Damage::Prefix { .. } => "log-commit-index-prefix",
-        Damage::Reader(DamageKind::TornHeader { has_digits: false }) => "log-trailing-padding",
         Damage::Reader(DamageKind::TornHeader { .. } | DamageKind::TornBody { .. }) => {
             "log-torn-tail"
         }
@@ -1396,6 +1418,7 @@ impl<'d> NodeCheck<'d> {
             base_members: best.map(|s| s.peers.clone().unwrap_or_default()),
             conf_commit: dir.conf().map_or(0, |c| c.commit_index),
             watch: snaps.iter().map(|s| s.last_index).collect(),
+            dialect: dir.dialect(),
         };
         NodeCheck { dir, label, ctx }
     }
@@ -1428,6 +1451,20 @@ impl<'d> NodeCheck<'d> {
         snapshot_rules(dir, &log, &mut sink, &mut rest);
         conf_rules(dir, &log, best, &mut sink, &mut rest);
         name_rules(dir, &log, &mut sink, &mut rest);
+        let d = &dir.dialect;
+        if d.conflicts() && !d.forced && sink.want("dialect-conflict") {
+            rest.push(
+                finding(
+                    "dialect-conflict",
+                    format!(
+                        "the evidence for the log's dialect conflicts; read as {}: {}",
+                        d.dialect,
+                        d.evidence_line()
+                    ),
+                )
+                .file(dir.log_path.clone()),
+            );
+        }
         for p in &dir.leftovers {
             let is_conf = p.file_name().is_some_and(|n| n == "conf.tmp");
             let (code, msg, goraft) = if is_conf {
@@ -1458,11 +1495,13 @@ impl<'d> NodeCheck<'d> {
             findings.push(f.node(label.clone()));
         }
         findings.extend(sink.suppressed(Some(&label)));
+        super::name_implementation(&mut findings, dir.dialect());
         NodeReport {
             node: label,
             path: dir.path.clone(),
             log,
             findings,
+            dialect: dir.dialect(),
         }
     }
 }
@@ -1611,7 +1650,11 @@ fn snapshot_rules(dir: &DataDir, log: &LogOutcome, sink: &mut Sink, out: &mut Ve
                 );
             }
         }
-        if best.is_some_and(|b| b.file_name != s.file_name) && sink.want("snapshot-orphan") {
+        // The fork snapshots by itself and leaves the older files: its normal state.
+        if best.is_some_and(|b| b.file_name != s.file_name)
+            && !dir.dialect().snapshots_by_itself()
+            && sink.want("snapshot-orphan")
+        {
             out.push(
                 at(finding(
                     "snapshot-orphan",
@@ -2005,7 +2048,8 @@ mod tests {
         let n = 10_000u64;
         let base = writes(n, |_, _| false);
         // The entry at the middle of the log is where a part of two starts.
-        let (at, mid, _) = crate::scan::boundary_after(&base, base.len() / 2).unwrap();
+        let (at, mid, _) =
+            crate::scan::boundary_after(&base, base.len() / 2, Dialect::Goraft).unwrap();
         assert!(at > 0 && mid > 1);
         for j in [mid - 1, mid, mid + 1, mid + 2] {
             let cases: [Plant; 5] = [
@@ -2047,7 +2091,8 @@ mod tests {
                 assert_eq!(got, want, "case {c} at index {j}");
                 // Where this log's second part starts (the entries before it changed size), as
                 // the number of frames before it; the changed entry is frame `j - 1`.
-                let (at, _, _) = crate::scan::boundary_after(&bytes, bytes.len() / 2).unwrap();
+                let (at, _, _) =
+                    crate::scan::boundary_after(&bytes, bytes.len() / 2, Dialect::Goraft).unwrap();
                 let mut cut = 0;
                 crate::scan::Frames::new(&bytes).each_before(at, |_, _| cut += 1);
                 // An entry before the cut leaves the part after it plain, unless it is an index
@@ -2098,7 +2143,10 @@ mod tests {
         };
         let bytes = (1_700..2 * half)
             .map(log)
-            .find(|b| crate::scan::boundary_after(b, b.len() / 2).is_some_and(|c| c.1 == half + 1))
+            .find(|b| {
+                crate::scan::boundary_after(b, b.len() / 2, Dialect::Goraft)
+                    .is_some_and(|c| c.1 == half + 1)
+            })
             .unwrap();
         let want = check_log(&bytes, &LogContext::default());
         assert!(want.1.iter().any(|f| f.code == "index-gap"), "{:?}", want.1);
@@ -2170,7 +2218,7 @@ mod tests {
         );
         let mut spaces = base;
         spaces.extend_from_slice(b"   ");
-        assert_eq!(codes(&spaces), [("log-trailing-padding", Some(161), None)]);
+        assert_eq!(codes(&spaces), [("log-torn-tail", Some(161), None)]);
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub struct Args {
     /// Output format.
     #[command(flatten)]
     pub format: FormatArgs,
+    /// Dialect of the logs.
+    #[command(flatten)]
+    pub dialect: super::DialectArgs,
 }
 
 /// Splits `DIR@INDEX`; a path that exists as given is taken whole, even with an `@` in it.
@@ -57,7 +60,7 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let dirs = parsed
         .iter()
-        .map(|(p, _)| datadir::open(p))
+        .map(|(p, _)| datadir::open_as(p, args.dialect.choice()))
         .collect::<Result<Vec<_>, _>>()?;
     let targets: Vec<Target<'_>> = dirs
         .iter()

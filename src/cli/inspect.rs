@@ -67,6 +67,9 @@ pub struct Args {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub format: FormatArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub dialect: super::DialectArgs,
 }
 
 /// The width tables are fitted into: `COLUMNS`, else the terminal's width, else 120.
@@ -109,7 +112,7 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
         });
     }
     let path = args.path.context("a PATH is required")?;
-    let dd = datadir::open(&path)?;
+    let dd = datadir::open_as(&path, args.dialect.choice())?;
     let opts = InspectOptions {
         from: args.from,
         to: args.to,
@@ -148,7 +151,7 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
         dd.log.release(released..pos);
         released = pos;
     };
-    let summary = summarize(dd.log.bytes(), Progress::new(&mut progress));
+    let summary = summarize(dd.log.bytes(), dd.dialect(), Progress::new(&mut progress));
     let view = View {
         dd: &dd,
         summary: &summary,

@@ -60,6 +60,39 @@ impl FormatArgs {
     }
 }
 
+/// `--dialect` on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum DialectArg {
+    /// Detect each log's dialect from its frames, command names, snapshot and data dir.
+    #[default]
+    Auto,
+    /// goraft: gogo proto2, every required field written (raftd, etcd 0.2-0.4).
+    Goraft,
+    /// seaweedfs/raft (SeaweedFS masters): proto3, zero and empty fields left out.
+    Seaweedfs,
+}
+
+/// `--dialect auto|goraft|seaweedfs`, shared by every data command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DialectArgs {
+    /// How the log's entries are encoded: detected per log (auto), goraft's proto2, or the
+    /// seaweedfs/raft fork's proto3.
+    #[arg(long, value_enum, default_value_t = DialectArg::Auto)]
+    pub dialect: DialectArg,
+}
+
+impl DialectArgs {
+    /// The library's form of the choice.
+    pub fn choice(&self) -> crate::format::dialect::Choice {
+        use crate::format::dialect::{Choice, Dialect};
+        match self.dialect {
+            DialectArg::Auto => Choice::Auto,
+            DialectArg::Goraft => Choice::Force(Dialect::Goraft),
+            DialectArg::Seaweedfs => Choice::Force(Dialect::Seaweedfs),
+        }
+    }
+}
+
 /// When to color output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {

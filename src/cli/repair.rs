@@ -46,12 +46,16 @@ pub struct Args {
     /// Output format.
     #[command(flatten)]
     pub format: FormatArgs,
+    /// Dialect of the logs.
+    #[command(flatten)]
+    pub dialect: super::DialectArgs,
 }
 
 /// Runs `repair`.
 pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
     let opts = RepairOptions {
         salvage: args.salvage,
+        dialect: args.dialect.choice(),
     };
     let plan = repair::plan(&args.dir, opts)
         .with_context(|| format!("cannot repair {}", args.dir.display()))?;

@@ -56,6 +56,9 @@ pub struct Args {
     /// Output format.
     #[command(flatten)]
     pub format: FormatArgs,
+    /// Dialect of the logs.
+    #[command(flatten)]
+    pub dialect: super::DialectArgs,
 }
 
 /// `--machine`.
@@ -102,7 +105,7 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
     let dirs = args
         .paths
         .iter()
-        .map(|p| datadir::open(p))
+        .map(|p| datadir::open_as(p, args.dialect.choice()))
         .collect::<Result<Vec<_>, _>>()?;
     let format = args.format.get();
     let mut emit =

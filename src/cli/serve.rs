@@ -133,8 +133,34 @@ pub struct Args {
     /// hand-off between threads: the fastest).
     #[arg(long, value_name = "N", default_value_t = 0)]
     http_threads: usize,
+    /// Dialect of the data dir's log: serve runs only on goraft (raftd) logs.
+    #[command(flatten)]
+    dialect: super::DialectArgs,
     /// The data directory.
     dir: PathBuf,
+}
+
+/// Refuses a data dir that is not a raftd node's: a SeaweedFS master's raft dir (the
+/// seaweedfs/raft dialect, or its MaxVolumeId commands or snapshot state). Reads only.
+fn refuse_foreign(args: &Args) -> anyhow::Result<()> {
+    if !args.dir.join("log").is_file() {
+        return Ok(());
+    }
+    let dir = crate::datadir::open_as(&args.dir, args.dialect.choice())
+        .with_context(|| format!("cannot serve {}", args.dir.display()))?;
+    let d = &dir.dialect;
+    if d.is_seaweedfs_master() {
+        bail!(
+            "{} is a SeaweedFS master's raft dir (dialect {}, state machine seaweedfs: \
+             MaxVolumeId), not a raftd node: serve runs raftd's key-value machine and would \
+             write raftd entries into it; read it with inspect, verify or replay instead. \
+             Nothing was changed. Evidence: {}",
+            args.dir.display(),
+            d.dialect,
+            d.evidence_line()
+        );
+    }
+    Ok(())
 }
 
 fn seed() -> u64 {
@@ -146,6 +172,7 @@ fn seed() -> u64 {
 
 /// Runs the node until SIGINT or SIGTERM.
 pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
+    refuse_foreign(&args)?;
     let sigint = Arc::new(AtomicBool::new(false));
     let sigterm = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, sigint.clone())?;

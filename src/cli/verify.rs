@@ -30,6 +30,9 @@ pub struct Args {
     /// Output format.
     #[command(flatten)]
     pub format: FormatArgs,
+    /// Dialect of the logs.
+    #[command(flatten)]
+    pub dialect: super::DialectArgs,
     /// Fail (exit 1) on warnings too.
     #[arg(long)]
     pub strict: bool,
@@ -40,7 +43,10 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
     let nodes = args
         .dirs
         .iter()
-        .map(|p| datadir::open(p).with_context(|| format!("cannot verify {}", p.display())))
+        .map(|p| {
+            datadir::open_as(p, args.dialect.choice())
+                .with_context(|| format!("cannot verify {}", p.display()))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (reports, across) = cluster::check_all(&nodes);
     let mut all = Report::default();

@@ -5,6 +5,7 @@
 
 pub mod command;
 pub mod conf;
+pub mod dialect;
 pub mod frame;
 pub mod gojson;
 pub mod log;

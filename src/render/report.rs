@@ -1,15 +1,20 @@
 //! The `verify` report: findings as aligned text for people, or JSON Lines.
 //!
 //! Human form: one line per node with what its log holds, then per finding a line
-//! `severity[code]: file:offset (index N)`, the message and what goraft does, indented below it,
+//! `severity[code]: file:offset (index N)`, the message and what goraft (or the seaweedfs/raft
+//! fork) does, indented below it,
 //! then a summary line with the counts. Untrusted text (messages quote names and payloads, paths
 //! come from the user) is escaped for the terminal.
 //!
 //! JSON Lines schema (fields are only ever added):
 //! - `{"type":"node","node","path","log_bytes","entries","first_index","last_index","last_term",
-//!   "kept_entries","first_damage","goraft_truncate_at"}` once per node (absent values are `null`);
-//! - `{"type":"finding","severity","code","node","file","offset","index","message","goraft"}` per
-//!   finding (`node`, `file`, `offset`, `index`, `goraft` only when they apply);
+//!   "kept_entries","first_damage","goraft_truncate_at","dialect"}` once per node (absent values
+//!   are `null`; `dialect`, `seaweedfs`, only for a log not read as goraft's: the truncation
+//!   point is then the fork's, which loads the log with goraft's code);
+//! - `{"type":"finding","severity","code","node","file","offset","index","message","goraft",
+//!   "implementation"}` per finding (`node`, `file`, `offset`, `index`, `goraft` only when they
+//!   apply; `implementation`, whose behaviour `goraft` describes, only when it is not goraft
+//!   alone: `seaweedfs/raft` or `goraft and seaweedfs/raft`);
 //! - `{"type":"summary","nodes","errors","warnings","infos","findings","strict","failed"}` last.
 
 use std::io::{self, Write};
@@ -19,6 +24,7 @@ use serde::Serialize;
 use super::escape_terminal;
 use crate::check::node::NodeReport;
 use crate::check::{Finding, Report, Severity};
+use crate::format::dialect::Dialect;
 
 /// How the run is judged, for the summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +83,8 @@ fn node_line(n: &NodeReport) -> String {
     }
     if let Some(d) = l.first_damage {
         s.push_str(&format!(
-            "; damage from byte {d}: goraft keeps {}",
+            "; damage from byte {d}: {} keeps {}",
+            n.dialect.implementation(),
             plural(l.kept_entries, "entry", "entries")
         ));
         if let Some(i) = l.kept_last_index {
@@ -112,7 +119,7 @@ pub fn human(
         writeln!(out, "{head}: {}", escape_terminal(&location(f)))?;
         writeln!(out, "  {}", escape_terminal(&f.message))?;
         if let Some(g) = &f.goraft {
-            writeln!(out, "  goraft: {}", escape_terminal(g))?;
+            writeln!(out, "  {}: {}", f.implementation_name(), escape_terminal(g))?;
         }
     }
     let (e, w, i) = report.counts();
@@ -150,6 +157,12 @@ struct NodeLine<'a> {
     kept_entries: u64,
     first_damage: Option<u64>,
     goraft_truncate_at: Option<u64>,
+    #[serde(skip_serializing_if = "is_goraft")]
+    dialect: Dialect,
+}
+
+fn is_goraft(d: &Dialect) -> bool {
+    *d == Dialect::Goraft
 }
 
 #[derive(Serialize)]
@@ -169,6 +182,8 @@ struct FindingLine<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     goraft: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    implementation: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -203,6 +218,7 @@ pub fn finding_json(out: &mut dyn Write, f: &Finding) -> io::Result<()> {
             index: f.index,
             message: &f.message,
             goraft: f.goraft.as_deref(),
+            implementation: f.implementation,
         },
     )
 }
@@ -230,6 +246,7 @@ pub fn json(
                 kept_entries: l.kept_entries,
                 first_damage: l.first_damage,
                 goraft_truncate_at: l.goraft_truncate_at,
+                dialect: n.dialect,
             },
         )?;
     }

@@ -5,8 +5,8 @@
 //! master's state in the same pass, so one pass serves either machine; what the state is, is
 //! decided at the end ([`Replayer::machine`]) from `--machine` and the evidence: `MaxVolumeId`
 //! commands or a master snapshot state mean a SeaweedFS master, `write` commands or a raftd
-//! snapshot state mean raftd; a log with only `raft:*` entries has the empty state, shown as
-//! raftd's. With `--machine` forced, the other
+//! snapshot state mean raftd; a log with neither is a master's when it is in seaweedfs/raft's
+//! dialect, else it has raftd's empty state (or an unknown one, when it holds other commands). With `--machine` forced, the other
 //! machine's commands are unknown commands (as that application would find them unregistered).
 
 use super::seaweedfs::{self, Master};
@@ -121,6 +121,7 @@ impl Replayer {
                 stats: &self.r.stats,
                 invalid_writes: self.invalid_writes,
                 snapshot,
+                seaweedfs_dialect: self.seaweedfs_dialect,
             },
         )
     }
@@ -134,6 +135,8 @@ pub(super) struct Evidence<'a> {
     pub invalid_writes: u64,
     /// The state of the snapshot the replay started from.
     pub snapshot: Option<&'a SnapshotState>,
+    /// Whether the log is in seaweedfs/raft's dialect.
+    pub seaweedfs_dialect: bool,
 }
 
 /// Chooses the machine: see the module docs.
@@ -158,6 +161,8 @@ pub(super) fn choose(choice: MachineChoice, e: &Evidence<'_>) -> Machine {
         },
         (true, false) => Machine::Raftd,
         (false, true) => Machine::Seaweedfs,
+        // Only SeaweedFS masters write seaweedfs/raft's dialect: a master with no volume yet.
+        (false, false) if e.seaweedfs_dialect => Machine::Seaweedfs,
         (false, false) if e.stats.unknown > 0 => Machine::Unknown {
             reason: format!(
                 "its {} application commands are neither raftd's write nor SeaweedFS's MaxVolumeId",
@@ -393,6 +398,16 @@ mod tests {
             (1, 0, 4)
         );
         assert_eq!(r.kv.get("k"), None);
+        // A master with no volume yet: only the dialect tells.
+        let none = Stats::default();
+        let e = |seaweedfs_dialect| Evidence {
+            stats: &none,
+            invalid_writes: 0,
+            snapshot: None,
+            seaweedfs_dialect,
+        };
+        assert_eq!(choose(MachineChoice::Auto, &e(true)), Machine::Seaweedfs);
+        assert_eq!(choose(MachineChoice::Auto, &e(false)), Machine::Raftd);
         // Membership only: counted, not decoded.
         let o = ReplayOptions {
             membership_only: true,

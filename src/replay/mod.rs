@@ -419,6 +419,9 @@ pub struct Replayer {
     volume_ids: bool,
     /// `write` entries seen whose payload did not decode (the valid ones are `stats.writes`).
     invalid_writes: u64,
+    /// Whether the log is in seaweedfs/raft's dialect (then a log with only `raft:*` entries is
+    /// a master's, not raftd's).
+    seaweedfs_dialect: bool,
     start_index: Index,
     expected: Option<Index>,
     term: Option<TermStats>,
@@ -737,6 +740,7 @@ impl Replayer {
             kv_writes: !opts.membership_only && opts.machine != MachineChoice::Seaweedfs,
             volume_ids: opts.machine != MachineChoice::Raftd,
             invalid_writes: 0,
+            seaweedfs_dialect: false,
             start_index: 0,
             expected: None,
             term: None,
@@ -1153,7 +1157,7 @@ pub fn choose_start(dir: &DataDir, at: Option<Index>) -> Result<StartChoice<'_>,
 
 /// The index of the log's first good entry.
 fn first_index(dir: &DataDir) -> Option<Index> {
-    LogReader::new(dir.log.bytes())
+    LogReader::with_dialect(dir.log.bytes(), dir.dialect())
         .find_map(Result::ok)
         .map(|e| e.index())
 }
@@ -1166,7 +1170,11 @@ fn first_index(dir: &DataDir) -> Option<Index> {
 /// As [`choose_start`].
 pub fn replayer_for(dir: &DataDir, opts: &ReplayOptions) -> Result<Replayer, ReplayError> {
     let (snap, unused) = choose_start(dir, opts.at)?;
-    let fresh = || Replayer::new(dir.path.clone(), dir.node_name().map(str::to_string), opts);
+    let fresh = || {
+        let mut r = Replayer::new(dir.path.clone(), dir.node_name().map(str::to_string), opts);
+        r.seaweedfs_dialect = dir.dialect() == crate::format::dialect::Dialect::Seaweedfs;
+        r
+    };
     let mut r = fresh();
     r.r.unused_snapshot = unused;
     if let Some((file, s)) = snap {
@@ -1198,7 +1206,7 @@ pub fn replay(dir: &DataDir, opts: &ReplayOptions) -> Result<Replay, ReplayError
     let len = dir.log.bytes().len() as u64;
     // The fast reader of canonical frames (it yields exactly what `LogReader` yields), releasing
     // the pages behind it. Why: the general reader's frame decoding was a sixth of a replay.
-    crate::scan::Frames::releasing(&dir.log).each_until(|item| {
+    dir.frames().each_until(|item| {
         match item {
             Ok(e) => {
                 if r.feed(e) == Fed::Done && r.r.damage().is_none() {

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use base64::Engine as _;
 use raftdump::datadir;
 use raftdump::format::command;
+use raftdump::format::dialect::Dialect;
 use raftdump::format::log::LogWriter;
 use raftdump::inspect::{summarize, InspectOptions, Progress, Summary};
 use raftdump::model::Command;
@@ -16,7 +17,7 @@ use raftdump::render::inspect::{self as render, HumanStyle, View};
 
 fn summary_of(dir: &str) -> Summary {
     let dd = datadir::open(&crate::fixtures().join("goraft").join(dir)).unwrap();
-    summarize(dd.log.bytes(), Progress::none())
+    summarize(dd.log.bytes(), dd.dialect(), Progress::none())
 }
 
 /// `(term, start index, count)` of each run, and `(name, count)` of each command.
@@ -119,7 +120,7 @@ fn summary_of_other_real_logs() {
 fn every_real_log_is_clean_and_canonical() {
     for log in crate::real_logs() {
         let bytes = std::fs::read(&log).unwrap();
-        let s = summarize(&bytes, Progress::none());
+        let s = summarize(&bytes, Dialect::Goraft, Progress::none());
         assert!(s.entries > 0, "{}", log.display());
         assert_eq!(
             (s.non_canonical, s.problem_count),
@@ -134,7 +135,7 @@ fn every_real_log_is_clean_and_canonical() {
 
 fn render_json(dir: &Path, opts: &InspectOptions, raw: bool) -> Vec<serde_json::Value> {
     let dd = datadir::open(dir).unwrap();
-    let summary = summarize(dd.log.bytes(), Progress::none());
+    let summary = summarize(dd.log.bytes(), dd.dialect(), Progress::none());
     let view = View {
         dd: &dd,
         summary: &summary,
@@ -177,7 +178,7 @@ fn json_entries_agree_with_the_decoder_on_every_real_log() {
         assert_eq!(types[0], "node");
         let entries: Vec<_> = lines.iter().filter(|v| v["type"] == "entry").collect();
         let bytes = std::fs::read(&log).unwrap();
-        let summary = summarize(&bytes, Progress::none());
+        let summary = summarize(&bytes, Dialect::Goraft, Progress::none());
         assert_eq!(entries.len() as u64, summary.entries, "{}", log.display());
         let mut offset = 0;
         for e in entries {
@@ -269,7 +270,11 @@ fn long_logs_render_as_one_table_in_chunks() {
     std::fs::write(tmp.path().join("log"), w.into_inner()).unwrap();
     let dd = datadir::open(&tmp.path().join("log")).unwrap();
     let mut seen = Vec::new();
-    let summary = summarize(dd.log.bytes(), Progress::new(&mut |p| seen.push(p)));
+    let summary = summarize(
+        dd.log.bytes(),
+        dd.dialect(),
+        Progress::new(&mut |p| seen.push(p)),
+    );
     assert_eq!(seen.last(), Some(&(dd.log.bytes().len() as u64)));
     let opts = InspectOptions::default();
     let view = View {
@@ -413,7 +418,7 @@ fn run_inspect(args: &[&str], env: &[(&str, &str)]) -> String {
 fn color_only_in_header_keys_and_never_with_no_color() {
     let forced = run_inspect(&["--color", "always"], &[("NO_COLOR", "1")]);
     let colored: Vec<&str> = forced.lines().filter(|l| l.contains('\x1b')).collect();
-    assert_eq!(colored.len(), 10, "one per header key:\n{forced}");
+    assert_eq!(colored.len(), 11, "one per header key:\n{forced}");
     assert!(colored.iter().all(|l| l.starts_with("\x1b[1m")));
     assert!(forced
         .lines()

@@ -16,12 +16,14 @@ mod regressions;
 mod repair;
 mod replay;
 mod replay_seaweedfs;
+mod replay_seaweedfs_fixture;
 mod secure;
 mod sim_chaos;
 mod store_crash;
 mod sweeps;
 mod synthetic;
 mod synthetic_cluster;
+mod synthetic_seaweedfs;
 mod synthetic_verify;
 mod verify;
 

@@ -1,9 +1,5 @@
 //! Replay of the real SeaweedFS master dir in `fixtures/seaweedfs/single-12/m9333` (written by the
 //! seaweedfs/raft fork's own code: proto3 entries, all in term 0, so no frame has a Term field).
-//!
-//! Needs the log reader to read proto3 entries: until then it is not a module of the test crate
-//! (add `mod replay_seaweedfs_fixture;` to `tests/it/main.rs`, and drop `,ignore` from README's
-//! SeaweedFS example).
 
 use std::process::Command;
 
@@ -20,7 +16,10 @@ fn dir() -> std::path::PathBuf {
 fn the_real_master_dir_replays_to_max_volume_id_12() {
     let d = datadir::open(&dir()).unwrap();
     let r = replay::replay(&d, &ReplayOptions::default()).unwrap();
-    assert_eq!((r.stop.clone(), r.start.clone()), (Stop::EndOfLog, Start::Empty));
+    assert_eq!(
+        (r.stop.clone(), r.start.clone()),
+        (Stop::EndOfLog, Start::Empty)
+    );
     assert_eq!(r.machine, Machine::Seaweedfs);
     assert_eq!(
         (r.master.max_volume_id, r.master.topology_id.as_str()),
@@ -31,7 +30,13 @@ fn the_real_master_dir_replays_to_max_volume_id_12() {
         (14, Some(0), 14)
     );
     assert_eq!(
-        (r.stats.joins, r.stats.nops, r.stats.volume_ids, r.stats.invalid, r.stats.unknown),
+        (
+            r.stats.joins,
+            r.stats.nops,
+            r.stats.volume_ids,
+            r.stats.invalid,
+            r.stats.unknown
+        ),
         (1, 1, 12, 0, 0)
     );
     assert_eq!(r.kv.members.keys().collect::<Vec<_>>(), ["127.0.0.1:9333"]);
@@ -41,7 +46,11 @@ fn the_real_master_dir_replays_to_max_volume_id_12() {
             ..Default::default()
         };
         let r = replay::replay(&d, &o).unwrap();
-        assert_eq!(u64::from(r.master.max_volume_id), at.saturating_sub(2), "--at {at}");
+        assert_eq!(
+            u64::from(r.master.max_volume_id),
+            at.saturating_sub(2),
+            "--at {at}"
+        );
     }
 }
 

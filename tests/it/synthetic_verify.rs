@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use raftdump::check::codes::CODES;
 use raftdump::check::Severity;
-use raftdump::format::log::LogWriter;
+use raftdump::format::dialect::Dialect;
+use raftdump::format::log::{LogReader, LogWriter};
 use raftdump::format::{command, conf, frame, snapshot, wire};
 use raftdump::model::{Command, Conf, Peer, Snapshot};
 
@@ -25,7 +26,6 @@ type Builder = fn(&Path) -> io::Result<()>;
 /// Every fixture: `(dir name = finding code, how it was made, builder)`.
 pub const FIXTURES: &[(&str, &str, Builder)] = &[
     ("log-torn-tail", "a copy of goraft/single-node/node1 with its log cut at byte 850, inside the last frame (index 15, at byte 820)", torn_tail),
-    ("log-trailing-padding", "the base log followed by 4 spaces", trailing_padding),
     ("log-nul-hole", "a copy of goraft/single-node/node1 with 40 zero bytes inserted at byte 568, before the frame of index 11; `repair --salvage` restores the original log byte for byte", nul_hole),
     ("log-garbage", "`CORRUPT!` inserted between the frames of index 4 and 5", garbage),
     ("log-bad-entry", "a frame with an empty body (`       0\\n`) inserted between the frames of index 4 and 5", bad_entry),
@@ -38,6 +38,8 @@ pub const FIXTURES: &[(&str, &str, Builder)] = &[
     ("wire-duplicate-field", "the write at index 3 with its Command field written twice", wire_duplicate),
     ("wire-out-of-order", "the write at index 3 with Term written before Index", wire_out_of_order),
     ("wire-invalid-utf8", "an entry at index 7 whose CommandName is `wr\\xffte` (also an unknown command)", wire_invalid_utf8),
+    ("wire-zero-written", "a SeaweedFS master's log (proto3, by `LogWriter::with_dialect(Seaweedfs)`: join of 127.0.0.1:9333 at 1, nop at 2, MaxVolumeId 1..4 at 3..6, term 0) with conf and no name file, whose nop at index 2 has its zero Term written (`10 00`), as only a proto2 writer does", wire_zero_written),
+    ("dialect-conflict", "the SeaweedFS master's log of `wire-zero-written` as the fork writes it, in a dir with a name file (raftd writes one; a master does not), holding the master's name", dialect_conflict),
     ("index-gap", "the base log without index 5", index_gap),
     ("index-duplicate", "the base log with the entry at index 6 written twice", index_duplicate),
     ("term-decrease", "a nop at index 5 in term 1, then a write at index 6 in term 0", term_decrease),
@@ -164,12 +166,6 @@ fn torn_tail(d: &Path) -> io::Result<()> {
     real_node(d, &real("log")?[..850])
 }
 
-fn trailing_padding(d: &Path) -> io::Result<()> {
-    let mut log = base_log();
-    log.extend_from_slice(b"    ");
-    node(d, &log)
-}
-
 fn nul_hole(d: &Path) -> io::Result<()> {
     let log = real("log")?;
     let mut holed = log[..568].to_vec();
@@ -237,6 +233,49 @@ fn append_raw(d: &Path, index: u64, name: &str, payload: Option<&[u8]>) -> io::R
     let mut w = LogWriter::new(base_log());
     w.append_raw(index, 0, name, payload)?;
     node(d, &w.into_inner())
+}
+
+/// A SeaweedFS master's log, as the seaweedfs/raft fork writes it (proto3, term 0).
+fn master_log() -> Vec<u8> {
+    let mut w = LogWriter::with_dialect(Vec::new(), Dialect::Seaweedfs);
+    let join = Command::Join {
+        name: "127.0.0.1:9333".into(),
+        connection_string: "http://127.0.0.1:9333".into(),
+    };
+    w.append(1, 0, &join).unwrap();
+    w.append(2, 0, &Command::Nop).unwrap();
+    for i in 1..=4u64 {
+        let p = format!("{{\"maxVolumeId\":{i},\"topologyId\":\"t1\"}}\n");
+        w.append_raw(2 + i, 0, "MaxVolumeId", Some(p.as_bytes()))
+            .unwrap();
+    }
+    w.into_inner()
+}
+
+fn wire_zero_written(d: &Path) -> io::Result<()> {
+    let log = master_log();
+    let (start, end) = frame_span(&log, 2, Dialect::Seaweedfs);
+    let mut out = log[..start].to_vec();
+    let body = b"\x08\x02\x10\x00\x1a\x08raft:nop";
+    out.extend_from_slice(&raw_frame(format!("{:>8x}\n", body.len()), body));
+    out.extend_from_slice(&log[end..]);
+    fs::write(d.join("conf"), conf_bytes(1, Vec::new()))?;
+    fs::write(d.join("log"), out)
+}
+
+fn dialect_conflict(d: &Path) -> io::Result<()> {
+    fs::write(d.join("name"), "127.0.0.1:9333")?;
+    fs::write(d.join("conf"), conf_bytes(1, Vec::new()))?;
+    fs::write(d.join("log"), master_log())
+}
+
+/// The byte range of the frame of `index` in `log`.
+fn frame_span(log: &[u8], index: u64, dialect: Dialect) -> (usize, usize) {
+    LogReader::with_dialect(log, dialect)
+        .flatten()
+        .find(|e| e.index() == index)
+        .map(|e| (e.offset as usize, e.end() as usize))
+        .unwrap()
 }
 
 fn wire_invalid_utf8(d: &Path) -> io::Result<()> {

@@ -98,7 +98,10 @@ fn measure(
     let mut w = heads.map(str::len);
     let mut shown = 0;
     let mut cell = String::new();
-    for e in inspect::entries(log, view.opts).with_progress(Progress::new(progress)) {
+    for e in inspect::entries(log, view.opts)
+        .dialect(view.dd.dialect())
+        .with_progress(Progress::new(progress))
+    {
         shown += 1;
         w[0] = w[0].max(digits(e.index()));
         w[1] = w[1].max(digits(e.term()));
@@ -246,9 +249,23 @@ fn snapshot_line(dd: &DataDir, s: &crate::datadir::SnapshotFile) -> String {
         .goraft_snapshot()
         .is_some_and(|b| b.file_name == s.file_name)
     {
-        parts.push("goraft loads this one (last name)".into());
+        parts.push(format!(
+            "{} loads this one (last name)",
+            dd.dialect().implementation()
+        ));
     }
     format!("{}: {}", escape_terminal(&s.file_name), parts.join(", "))
+}
+
+/// `seaweedfs (detected: ...)`: the dialect, how it was decided and the evidence.
+fn dialect_line(d: &crate::format::dialect::Detection) -> String {
+    let conflict = if d.conflicts() && !d.forced {
+        "; the evidence conflicts"
+    } else {
+        ""
+    };
+    let evidence = escape_terminal(&d.evidence_line()).into_owned();
+    format!("{} ({}: {evidence}{conflict})", d.dialect, d.how())
 }
 
 fn write_header(
@@ -265,10 +282,15 @@ fn write_header(
         "log",
         &format!("{}, {} bytes", esc_path(&dd.log_path), s.file_size),
     )?;
+    key(out, style, "dialect", &dialect_line(&dd.dialect))?;
     if dd.kind == InputKind::Dir {
-        let name = match &dd.name {
-            None => "none (no name file)".to_string(),
-            Some(l) => match &l.parsed {
+        let name = match (&dd.name, &dd.server_name) {
+            (None, Some(server)) => format!(
+                "{} (no name file: a SeaweedFS master's host:port, from its dir and log)",
+                escape_terminal(server)
+            ),
+            (None, None) => "none (no name file)".to_string(),
+            (Some(l), _) => match &l.parsed {
                 Ok(n) => escape_terminal(n).into_owned(),
                 Err(_) => format!("{} (not UTF-8)", escape_bytes(&l.raw)),
             },
@@ -422,6 +444,7 @@ fn write_header(
 fn write_problems(
     out: &mut dyn Write,
     log: &[u8],
+    dialect: crate::format::dialect::Dialect,
     style: &HumanStyle,
     progress: &mut dyn FnMut(u64),
 ) -> io::Result<()> {
@@ -432,7 +455,7 @@ fn write_problems(
     } else {
         writeln!(out, "problems:")?;
     }
-    inspect::for_each_problem(log, Progress::new(progress), |err, last| {
+    inspect::for_each_problem(log, dialect, Progress::new(progress), |err, last| {
         let after = match last {
             Some(i) => format!("after index {i}"),
             None => "before any good entry".to_string(),
@@ -469,7 +492,7 @@ pub fn human(
         }
     }
     if view.summary.is_damaged() {
-        write_problems(out, log, style, progress)?;
+        write_problems(out, log, view.dd.dialect(), style, progress)?;
     }
     Ok(())
 }
@@ -492,7 +515,10 @@ fn write_table(
         itoa::Buffer::new(),
         itoa::Buffer::new(),
     ];
-    for e in inspect::entries(log, view.opts).with_progress(Progress::new(progress)) {
+    for e in inspect::entries(log, view.opts)
+        .dialect(view.dd.dialect())
+        .with_progress(Progress::new(progress))
+    {
         if view.raw {
             raw_text(log, &e, &mut cell);
         } else {

@@ -186,6 +186,17 @@ fn json_node(buf: &mut Vec<u8>, dd: &DataDir) {
         None => o.key("name").extend_from_slice(b"null"),
     }
     o.bool("has_snapshot_dir", dd.has_snapshot_dir);
+    let d = &dd.dialect;
+    o.str("dialect", d.dialect.name());
+    o.str("dialect_how", d.how());
+    let evidence: Vec<_> = d
+        .evidence
+        .iter()
+        .map(|e| serde_json::json!({"dialect": e.points_to.name(), "what": e.what}))
+        .collect();
+    o.value("dialect_evidence", &evidence);
+    o.bool("dialect_conflict", d.conflicts());
+    o.value("server_name", &dd.server_name);
     let left: Vec<String> = dd
         .leftovers
         .iter()
@@ -511,6 +522,7 @@ const JOIN_KEYS: [&str; 2] = ["name", "connectionString"];
 struct EntryLines<'l> {
     log: &'l [u8],
     raw: bool,
+    dialect: crate::format::dialect::Dialect,
     last_name: &'l [u8],
     name_json: Vec<u8>,
     /// The fast-path field names for `last_name` (write, join), if any.
@@ -519,10 +531,11 @@ struct EntryLines<'l> {
 }
 
 impl<'l> EntryLines<'l> {
-    fn new(log: &'l [u8], raw: bool) -> Self {
+    fn new(log: &'l [u8], raw: bool, dialect: crate::format::dialect::Dialect) -> Self {
         EntryLines {
             log,
             raw,
+            dialect,
             last_name: b"",
             name_json: b"\"\"".to_vec(),
             fast_keys: None,
@@ -589,7 +602,7 @@ impl<'l> EntryLines<'l> {
             o.str("command_error", &reason);
         }
         if !canonical {
-            o.value("quirks", &entry_quirks(e));
+            o.value("quirks", &entry_quirks(e, self.dialect));
         }
         if self.raw {
             let start = e.offset as usize;
@@ -632,8 +645,10 @@ fn entries_side_by_side(
                 for i in (w..points.len()).step_by(workers) {
                     let (from, end) = stretch(i);
                     let mut buf = back_rx.try_recv().unwrap_or_default();
-                    let mut lines = EntryLines::new(log, view.raw);
-                    for e in inspect::entries_between(log, view.opts, from, end) {
+                    let mut lines = EntryLines::new(log, view.raw, view.dd.dialect());
+                    for e in inspect::entries_between(log, view.opts, from, end)
+                        .dialect(view.dd.dialect())
+                    {
                         lines.push(&mut buf, &e);
                     }
                     if done_tx.send(buf).is_err() {
@@ -687,8 +702,8 @@ fn json_with_workers(
             buf.clear();
             entries_side_by_side(out, view, workers, progress)?;
         } else {
-            let mut lines = EntryLines::new(log, view.raw);
-            let entries = inspect::entries(log, view.opts);
+            let mut lines = EntryLines::new(log, view.raw, view.dd.dialect());
+            let entries = inspect::entries(log, view.opts).dialect(view.dd.dialect());
             for e in entries.with_progress(Progress::new(&mut *progress)) {
                 lines.push(&mut buf, &e);
                 if buf.len() >= FLUSH_AT {
@@ -699,14 +714,19 @@ fn json_with_workers(
         }
     }
     if view.summary.is_damaged() {
-        inspect::for_each_problem(log, Progress::new(progress), |err, last| {
-            json_problem(&mut buf, &err, last);
-            if buf.len() >= FLUSH_AT {
-                out.write_all(&buf)?;
-                buf.clear();
-            }
-            Ok::<_, io::Error>(())
-        })?;
+        inspect::for_each_problem(
+            log,
+            view.dd.dialect(),
+            Progress::new(progress),
+            |err, last| {
+                json_problem(&mut buf, &err, last);
+                if buf.len() >= FLUSH_AT {
+                    out.write_all(&buf)?;
+                    buf.clear();
+                }
+                Ok::<_, io::Error>(())
+            },
+        )?;
     }
     out.write_all(&buf)
 }
@@ -759,7 +779,7 @@ mod tests {
         let path = dir.path().join("log");
         std::fs::write(&path, big_log()).unwrap();
         let dd = crate::datadir::open(&path).unwrap();
-        let summary = summarize(dd.log.bytes(), Progress::none());
+        let summary = summarize(dd.log.bytes(), dd.dialect(), Progress::none());
         assert!(
             summary.resume_points.len() > 8,
             "{}",
