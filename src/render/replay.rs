@@ -226,8 +226,9 @@ pub fn human(
             .map_or(String::new(), |i| format!(", up to index {i}"));
         writeln!(
             out,
-            "  damage   {}; goraft truncates the log there on start-up: {} bytes and {} entries after it are discarded{last}{}",
+            "  damage   {}; {} truncates the log there on start-up: {} bytes and {} entries after it are discarded{last}{}",
             d.error,
+            r.dialect.implementation(),
             d.bytes_after,
             d.entries_after,
             if d.more_damage > 0 { format!(" ({} more damaged stretches)", d.more_damage) } else { String::new() }

@@ -121,7 +121,7 @@ impl Replayer {
                 stats: &self.r.stats,
                 invalid_writes: self.invalid_writes,
                 snapshot,
-                seaweedfs_dialect: self.seaweedfs_dialect,
+                seaweedfs_dialect: self.r.dialect == crate::format::dialect::Dialect::Seaweedfs,
             },
         )
     }

@@ -347,6 +347,8 @@ pub struct Replay {
     pub machine: Machine,
     /// The SeaweedFS master's state (meaningful when `machine` is [`Machine::Seaweedfs`]).
     pub master: Master,
+    /// The dialect the log was read in (its implementation is the one that truncates at damage).
+    pub dialect: crate::format::dialect::Dialect,
 }
 
 /// What the replayed state says about one key.
@@ -419,9 +421,6 @@ pub struct Replayer {
     volume_ids: bool,
     /// `write` entries seen whose payload did not decode (the valid ones are `stats.writes`).
     invalid_writes: u64,
-    /// Whether the log is in seaweedfs/raft's dialect (then a log with only `raft:*` entries is
-    /// a master's, not raftd's).
-    seaweedfs_dialect: bool,
     start_index: Index,
     expected: Option<Index>,
     term: Option<TermStats>,
@@ -735,12 +734,12 @@ impl Replayer {
                 writes_applied: !opts.membership_only,
                 machine: Machine::Raftd,
                 master: Master::default(),
+                dialect: crate::format::dialect::Dialect::Goraft,
             },
             choice: opts.machine,
             kv_writes: !opts.membership_only && opts.machine != MachineChoice::Seaweedfs,
             volume_ids: opts.machine != MachineChoice::Raftd,
             invalid_writes: 0,
-            seaweedfs_dialect: false,
             start_index: 0,
             expected: None,
             term: None,
@@ -1172,7 +1171,7 @@ pub fn replayer_for(dir: &DataDir, opts: &ReplayOptions) -> Result<Replayer, Rep
     let (snap, unused) = choose_start(dir, opts.at)?;
     let fresh = || {
         let mut r = Replayer::new(dir.path.clone(), dir.node_name().map(str::to_string), opts);
-        r.seaweedfs_dialect = dir.dialect() == crate::format::dialect::Dialect::Seaweedfs;
+        r.r.dialect = dir.dialect();
         r
     };
     let mut r = fresh();
