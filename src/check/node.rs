@@ -1364,7 +1364,15 @@ impl<'c> Pass<'c> {
                 }
             }
         };
-        finding(code, msg).offset(d.offset).goraft(goraft)
+        let f = finding(code, msg).offset(d.offset).goraft(goraft);
+        // Only proto3 rejects a CommandName that is not UTF-8: goraft would load the entry.
+        match &d.kind {
+            Damage::Reader(DamageKind::BadEntry {
+                error: wire::WireError::InvalidUtf8 { .. },
+                ..
+            }) => f.implementation("seaweedfs/raft"),
+            _ => f,
+        }
     }
 }
 
@@ -1727,16 +1735,22 @@ fn conf_rules(
         } else {
             ""
         };
-        out.push(
-            at(finding(
-                "conf-commit-beyond-log",
-                format!("conf commitIndex {} is above {last}, the last index goraft keeps{kept}", conf.commit_index),
-            ))
-            .goraft(format!(
+        let f = at(finding(
+            "conf-commit-beyond-log",
+            format!("conf commitIndex {} is above {last}, the last index goraft keeps{kept}", conf.commit_index),
+        ));
+        // The fork reaches TakeSnapshot by itself, once more than 400 entries are in memory.
+        out.push(match dir.dialect() {
+            Dialect::Goraft => f.goraft(format!(
                 "commitInfo() panics with index out of range (reached through TakeSnapshot), and setCommitIndex ignores every commit below {}, so later entries are not applied until then",
                 conf.commit_index
             )),
-        );
+            Dialect::Seaweedfs => f.goraft(format!(
+                "commitInfo() panics with index out of range when its automatic snapshot runs (more than 400 entries in memory), and setCommitIndex ignores every commit below {}, so later entries are not applied until then",
+                conf.commit_index
+            ))
+            .implementation("seaweedfs/raft"),
+        });
     }
     let m = &log.membership;
     // The trimmed name: a newline added to the name file is reported on its own.

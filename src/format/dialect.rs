@@ -8,6 +8,23 @@
 //! command names, the snapshot's state and the data dir's shape, and [`Detection`] keeps the
 //! evidence so that `inspect` can show it and `verify` can report evidence that conflicts.
 //!
+//! What the fork does differently, read in its `log.go`, `server.go` and `snapshot.go` (and what
+//! raftdump therefore says in its consequences, naming `seaweedfs/raft`, or `goraft and
+//! seaweedfs/raft` where the code is still goraft's):
+//!
+//! - Loading is goraft's: frames are read until the first one that does not decode, and the file
+//!   is truncated there (the hole bug included). What does not decode differs: an absent field
+//!   is fine under proto3, but a CommandName that is not UTF-8 is an error there (gogo proto2
+//!   accepts it).
+//! - It snapshots by itself: once more than 400 entries are in memory it saves a snapshot at
+//!   the commit index and compacts the log to keep the 200 entries before it. Older `.ss` files
+//!   stay in `snapshot/` across restarts; `LoadSnapshot` still picks the last name in string
+//!   order, as goraft does.
+//! - `compact` below the current start index is a no-op (it sliced out of range before), and a
+//!   `prevLogIndex` beyond the end of a compacted log makes the leader send its snapshot
+//!   instead of panicking ("Index is beyond end of log" in goraft).
+//! - RPCs travel over gRPC (the same proto3 messages) or HTTP.
+//!
 //! Pure: it sees bytes and names handed to it, never a path.
 
 use std::fmt;
