@@ -122,18 +122,11 @@ pub fn check_all(nodes: &[DataDir]) -> (Vec<NodeReport>, Vec<Finding>) {
         // Nothing to compare: the node's own check (in parts on a large log).
         return (nodes.iter().map(node::check).collect(), Vec::new());
     }
-    let (reports, mut across) = if cores < 2 {
+    if cores < 2 {
         check_all_in_one_pass(nodes)
     } else {
         check_all_on(nodes, cores)
-    };
-    // The cluster's consequences are the shared code's when every node is a fork's.
-    if let Some(first) = nodes.first() {
-        if nodes.iter().all(|n| n.dialect() == first.dialect()) {
-            super::name_implementation(&mut across, first.dialect());
-        }
     }
-    (reports, across)
 }
 
 /// [`check_all`] with its tasks on `threads` threads (the caller's and `threads - 1` more).
@@ -581,6 +574,13 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
     }
 
     membership(nodes, d, &label, &mut out);
+    // The cluster's consequences are the shared code's when every node is a fork's (here, so
+    // that every path to the cluster's findings names it).
+    if let Some(first) = nodes.first() {
+        if nodes.iter().all(|n| n.dialect() == first.dialect()) {
+            super::name_implementation(&mut out, first.dialect());
+        }
+    }
     out
 }
 
