@@ -1737,7 +1737,10 @@ fn conf_rules(
         };
         let f = at(finding(
             "conf-commit-beyond-log",
-            format!("conf commitIndex {} is above {last}, the last index goraft keeps{kept}", conf.commit_index),
+            format!(
+                "conf commitIndex {} is above {last}, the last index goraft keeps{kept}",
+                conf.commit_index
+            ),
         ));
         // The fork reaches TakeSnapshot by itself, once more than 400 entries are in memory.
         out.push(match dir.dialect() {

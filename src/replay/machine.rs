@@ -9,7 +9,7 @@
 //! dialect, else it has raftd's empty state (or an unknown one, when it holds other commands). With `--machine` forced, the other
 //! machine's commands are unknown commands (as that application would find them unregistered).
 
-use super::seaweedfs::{self, Master};
+use super::seaweedfs;
 use super::{Change, Machine, MachineChoice, Replayer, SnapshotState, Stats};
 use crate::model::{Command, Index, Snapshot, Term};
 
@@ -44,15 +44,13 @@ impl Replayer {
         };
         self.r.stats.volume_ids += 1;
         self.r.kv.apply(index, Command::Other { json: None });
-        let before = self.r.master.clone();
-        let changed = self.r.master.apply(&c);
-        self.record(&before, changed, index, term, false);
+        let changed = self.r.master.apply(c);
+        self.record(changed, index, term, false);
     }
 
     /// Records a change of the tracked master field (`maxVolumeId` or `topologyId`).
     fn record(
         &mut self,
-        before: &Master,
         changed: seaweedfs::Changed,
         index: Index,
         term: Term,
@@ -62,15 +60,21 @@ impl Replayer {
             return;
         };
         let m = &self.r.master;
-        let (old, new) = match h.key.as_str() {
-            MAX_VOLUME_ID if changed.max_volume_id => (
-                Some(before.max_volume_id.to_string()),
-                m.max_volume_id.to_string(),
-            ),
-            TOPOLOGY_ID if changed.topology_id => (
-                Some(before.topology_id.clone()).filter(|t| !t.is_empty()),
-                m.topology_id.clone(),
-            ),
+        let (old, new) = match (h.key.as_str(), changed) {
+            (
+                MAX_VOLUME_ID,
+                seaweedfs::Changed {
+                    max_volume_id: Some(old),
+                    ..
+                },
+            ) => (Some(old.to_string()), m.max_volume_id.to_string()),
+            (
+                TOPOLOGY_ID,
+                seaweedfs::Changed {
+                    topology_id: Some(old),
+                    ..
+                },
+            ) => (Some(old).filter(|t| !t.is_empty()), m.topology_id.clone()),
             _ => return,
         };
         h.changes.push(Change {
@@ -100,9 +104,8 @@ impl Replayer {
     /// Loads a master snapshot's state (applied as the master's `Recovery` does).
     pub(super) fn master_snapshot(&mut self, snap: &Snapshot, state: &[u8]) -> SnapshotState {
         let c = seaweedfs::decode(state).unwrap_or_default();
-        let before = self.r.master.clone();
-        let changed = self.r.master.apply(&c);
-        self.record(&before, changed, snap.last_index, snap.last_term, true);
+        let changed = self.r.master.apply(c);
+        self.record(changed, snap.last_index, snap.last_term, true);
         SnapshotState::Master {
             max_volume_id: self.r.master.max_volume_id,
             topology_id: self.r.master.topology_id.clone(),

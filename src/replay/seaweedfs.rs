@@ -10,18 +10,21 @@
 //! Pure: bytes in, state out. Decoding follows Go's `encoding/json` ([`gojson::decode_fields`]):
 //! a payload Go would refuse is an error here, counted by the replay as an invalid command.
 
+use std::borrow::Cow;
+
 use crate::format::gojson::{self, GoValue, JsonError, Kind};
 
 /// The command name SeaweedFS registers with goraft.
 pub const COMMAND: &[u8] = b"MaxVolumeId";
 
-/// What a `MaxVolumeId` command or a snapshot state carries.
+/// What a `MaxVolumeId` command or a snapshot state carries (the topology id borrowed from the
+/// payload when it has no escape).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VolumeIdCommand {
+pub struct VolumeIdCommand<'a> {
     /// `maxVolumeId` (0 when absent or null, as Go leaves it).
     pub max_volume_id: u32,
     /// `topologyId` (empty when absent or null).
-    pub topology_id: String,
+    pub topology_id: Cow<'a, str>,
 }
 
 /// Decodes a `MaxVolumeId` payload (or a snapshot state) as the master's Go code does.
@@ -29,7 +32,7 @@ pub struct VolumeIdCommand {
 /// # Errors
 /// The payload is not JSON Go decodes into the command: a syntax error, or a field of the wrong
 /// type (a `maxVolumeId` that is negative, fractional or beyond 32 bits, or not a number).
-pub fn decode(payload: &[u8]) -> Result<VolumeIdCommand, JsonError> {
+pub fn decode(payload: &[u8]) -> Result<VolumeIdCommand<'_>, JsonError> {
     let [id, topology] = gojson::decode_fields(
         payload,
         [("maxVolumeId", Kind::Uint32), ("topologyId", Kind::String)],
@@ -40,8 +43,8 @@ pub fn decode(payload: &[u8]) -> Result<VolumeIdCommand, JsonError> {
             _ => 0,
         },
         topology_id: match topology {
-            Some(GoValue::String(s)) => s.into_owned(),
-            _ => String::new(),
+            Some(GoValue::String(s)) => s,
+            _ => Cow::Borrowed(""),
         },
     })
 }
@@ -72,27 +75,30 @@ pub struct Master {
     pub topology_id: String,
 }
 
-/// What applying a command changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What applying a command changed: the previous value of each field that changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changed {
-    /// The max volume id went up.
-    pub max_volume_id: bool,
-    /// The topology id changed.
-    pub topology_id: bool,
+    /// The max volume id before it went up.
+    pub max_volume_id: Option<u32>,
+    /// The topology id before it changed (empty when none was set).
+    pub topology_id: Option<String>,
 }
 
 impl Master {
     /// Applies a decoded command: the max volume id only goes up; a non-empty topology id
     /// replaces the current one.
-    pub fn apply(&mut self, c: &VolumeIdCommand) -> Changed {
+    /// Allocates only when the topology id changes (rarely: once per cluster in practice).
+    pub fn apply(&mut self, c: VolumeIdCommand<'_>) -> Changed {
         let mut changed = Changed::default();
         if c.max_volume_id > self.max_volume_id {
+            changed.max_volume_id = Some(self.max_volume_id);
             self.max_volume_id = c.max_volume_id;
-            changed.max_volume_id = true;
         }
-        if !c.topology_id.is_empty() && c.topology_id != self.topology_id {
-            self.topology_id.clone_from(&c.topology_id);
-            changed.topology_id = true;
+        if !c.topology_id.is_empty() && *c.topology_id != *self.topology_id {
+            changed.topology_id = Some(std::mem::replace(
+                &mut self.topology_id,
+                c.topology_id.into_owned(),
+            ));
         }
         changed
     }
@@ -114,7 +120,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn cmd(n: u32, t: &str) -> VolumeIdCommand {
+    fn cmd(n: u32, t: &str) -> VolumeIdCommand<'_> {
         VolumeIdCommand {
             max_volume_id: n,
             topology_id: t.into(),
@@ -163,19 +169,20 @@ mod tests {
     fn the_max_volume_id_only_goes_up_and_an_empty_topology_id_keeps_the_old_one() {
         let mut m = Master::default();
         assert_eq!(
-            m.apply(&cmd(5, "t1")),
+            m.apply(cmd(5, "t1")),
             Changed {
-                max_volume_id: true,
-                topology_id: true
+                max_volume_id: Some(0),
+                topology_id: Some(String::new())
             }
         );
-        assert_eq!(m.apply(&cmd(3, "")), Changed::default());
+        assert_eq!(m.apply(cmd(3, "")), Changed::default());
+        assert_eq!(m.apply(cmd(5, "t1")), Changed::default());
         assert_eq!((m.max_volume_id, m.topology_id.as_str()), (5, "t1"));
         assert_eq!(
-            m.apply(&cmd(6, "t2")),
+            m.apply(cmd(6, "t2")),
             Changed {
-                max_volume_id: true,
-                topology_id: true
+                max_volume_id: Some(5),
+                topology_id: Some("t1".into())
             }
         );
         assert_eq!(m.to_json(), "{\"maxVolumeId\":6,\"topologyId\":\"t2\"}");
@@ -197,8 +204,9 @@ mod tests {
         #[test]
         fn the_saved_state_decodes_back(n in any::<u32>(), t in "\\PC{0,20}") {
             let m = Master { max_volume_id: n, topology_id: t };
-            let back = decode(m.to_json().as_bytes()).unwrap();
-            prop_assert_eq!((back.max_volume_id, back.topology_id), (m.max_volume_id, m.topology_id));
+            let json = m.to_json();
+            let back = decode(json.as_bytes()).unwrap();
+            prop_assert_eq!((back.max_volume_id, back.topology_id.as_ref()), (m.max_volume_id, m.topology_id.as_str()));
         }
 
         #[test]
