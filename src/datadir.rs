@@ -1,8 +1,13 @@
 //! The filesystem edge: finds a node's files (a data dir, or a bare log file), memory-maps the
 //! log and reads conf, name and snapshots into the model, collecting load problems.
 //!
-//! It never writes, creates, renames or locks anything. It does not interpret what it reads beyond
-//! calling `format` (no Raft rules here: that is `check`).
+//! Reading never writes, creates, renames or locks anything; [`files`] opens every file (regular
+//! files only, small ones with a size cap, snapshots as a stream). The one exception is [`lock`],
+//! the advisory lock that the writers (`serve`, `repair --apply`) take on a dir. It does not
+//! interpret what it reads beyond calling `format` (no Raft rules here: that is `check`).
+
+pub mod files;
+pub mod lock;
 
 use std::fs;
 use std::io;
@@ -23,20 +28,21 @@ pub enum LoadError {
     /// A directory without a `log` file.
     #[error("{}: no `log` file in this directory (expected a goraft data dir or a log file)", .0.display())]
     NoLog(PathBuf),
-    /// Any other I/O failure (permission, a directory where a file was expected, ...).
-    #[error("{}: {source}", path.display())]
+    /// Any other I/O failure (permission, a symlink loop, a FIFO or a directory where a file was
+    /// expected, ...).
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file that failed.
         path: PathBuf,
-        /// The OS error.
-        source: io::Error,
+        /// The OS error (in the message, not a source: printed once).
+        error: io::Error,
     },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LoadError + '_ {
-    move |source| LoadError::Io {
+    move |error| LoadError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -48,14 +54,7 @@ pub struct LogBytes {
 impl LogBytes {
     /// Maps `path` read-only.
     pub fn open(path: &Path) -> Result<Self, LoadError> {
-        let file = fs::File::open(path).map_err(io_err(path))?;
-        let meta = file.metadata().map_err(io_err(path))?;
-        if meta.is_dir() {
-            return Err(LoadError::Io {
-                path: path.to_owned(),
-                source: io::Error::other("is a directory, expected a log file"),
-            });
-        }
+        let (file, meta) = files::open_regular(path).map_err(io_err(path))?;
         if meta.len() == 0 {
             return Ok(LogBytes { map: None });
         }
@@ -214,15 +213,16 @@ pub struct DataDir {
     pub server_name: Option<String>,
 }
 
-fn read_optional(path: &Path, unreadable: &mut Vec<(PathBuf, io::Error)>) -> Option<Vec<u8>> {
-    match fs::read(path) {
-        Ok(b) => Some(b),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => {
-            unreadable.push((path.to_owned(), e));
-            None
-        }
-    }
+fn read_optional(
+    path: &Path,
+    cap: u64,
+    what: &str,
+    unreadable: &mut Vec<(PathBuf, io::Error)>,
+) -> Option<Vec<u8>> {
+    files::read_optional(path, cap, what).unwrap_or_else(|e| {
+        unreadable.push((path.to_owned(), e));
+        None
+    })
 }
 
 /// Opens a data dir or a log file and detects its dialect. Reads only; see the module docs.
@@ -290,21 +290,38 @@ fn open_files(path: &Path) -> Result<DataDir, LoadError> {
         });
     }
     let log_path = path.join("log");
-    if !log_path.exists() {
+    // Only a `log` that is not there at all is "no log": a symlink loop, a dangling link or an
+    // unreadable file is reported as what it is.
+    if let Err(e) = fs::symlink_metadata(&log_path) {
         fs::read_dir(path).map_err(io_err(path))?;
-        return Err(LoadError::NoLog(path.to_owned()));
+        return Err(match e.kind() {
+            io::ErrorKind::NotFound => LoadError::NoLog(path.to_owned()),
+            _ => io_err(&log_path)(e),
+        });
     }
     let log = LogBytes::open(&log_path)?;
     let mut unreadable = Vec::new();
 
     let name_path = path.join("name");
-    let name = read_optional(&name_path, &mut unreadable).map(|raw| Loaded {
+    let name = read_optional(
+        &name_path,
+        files::NAME_CAP,
+        "a `name` file",
+        &mut unreadable,
+    )
+    .map(|raw| Loaded {
         path: name_path,
         parsed: String::from_utf8(raw.clone()),
         raw,
     });
     let conf_path = path.join("conf");
-    let conf = read_optional(&conf_path, &mut unreadable).map(|raw| Loaded {
+    let conf = read_optional(
+        &conf_path,
+        files::CONF_CAP,
+        "a `conf` file",
+        &mut unreadable,
+    )
+    .map(|raw| Loaded {
         path: conf_path,
         parsed: conf::parse(&raw),
         raw,
@@ -325,9 +342,10 @@ fn open_files(path: &Path) -> Result<DataDir, LoadError> {
                     let file_name = ent.file_name().to_string_lossy().into_owned();
                     let p = ent.path();
                     let size = ent.metadata().map(|m| m.len()).unwrap_or(0);
-                    let parsed = fs::read(&p)
-                        .map_err(SnapshotLoadError::Io)
-                        .and_then(|b| snapshot::parse(&b).map_err(SnapshotLoadError::Format));
+                    let parsed = match files::read_snapshot(&p) {
+                        Ok((_, parsed)) => parsed.map_err(SnapshotLoadError::Format),
+                        Err(e) => Err(SnapshotLoadError::Io(e)),
+                    };
                     snapshots.push(SnapshotFile {
                         name_key: snapshot::parse_file_name(&file_name),
                         file_name,
@@ -365,6 +383,20 @@ impl DataDir {
             reader: LogReader::with_dialect(self.log.bytes(), self.dialect()),
             released: 0,
         }
+    }
+
+    /// The first file of the dir that exists but could not be read (not a regular file, over its
+    /// size cap, permission, ...), snapshots included, with why.
+    pub fn first_unreadable(&self) -> Option<(&Path, &io::Error)> {
+        let snapshots = self.snapshots.iter().filter_map(|s| match &s.parsed {
+            Err(SnapshotLoadError::Io(e)) => Some((s.path.as_path(), e)),
+            _ => None,
+        });
+        self.unreadable
+            .iter()
+            .map(|(p, e)| (p.as_path(), e))
+            .chain(snapshots)
+            .next()
     }
 
     /// The dialect its log is read under.

@@ -3,7 +3,8 @@
 //!
 //! This is, with a future node's storage, the only code that writes data files. It never changes
 //! a file the plan does not name, never without a byte-identical backup written and synced first
-//! (`<file>.raftdump-backup-<unix-seconds>`, never overwriting anything), and never when the plan
+//! (`<file>.raftdump-backup-<unix-seconds>[-<n>]`, never overwriting anything), never while
+//! another process holds the dir's lock (a node serving it), and never when the plan
 //! has blockers: problems a cut cannot fix safely (conflicting entries after a hole, index or term
 //! disorder in the part that stays, a bad snapshot or conf, committed entries the cut would drop).
 //! Planning reads only.
@@ -16,7 +17,8 @@ use std::path::{Path, PathBuf};
 use crate::check::codes::finding;
 use crate::check::node::{self, NodeReport};
 use crate::check::{Finding, Severity};
-use crate::datadir::{self, DataDir, LoadError};
+use crate::datadir::lock::{DirLock, LockError};
+use crate::datadir::{self, files, DataDir, LoadError};
 use crate::format::dialect::{Choice, Dialect};
 use crate::format::frame;
 use crate::format::log::LogReader;
@@ -396,13 +398,34 @@ pub enum RepairError {
     /// The data dir could not be reopened for the final verify.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// Another process (a node serving the dir) holds its lock; nothing was changed.
+    /// (In the message, not a source: printed once.)
+    #[error("{0} (nothing was changed)")]
+    Locked(LockError),
 }
 
-/// The backup name for `path` at `now` (unix seconds): `<name>.raftdump-backup-<now>` next to it.
-pub fn backup_path(path: &Path, now: u64) -> PathBuf {
+/// The backup name for `path` at `now` (unix seconds), next to it: `<name>.raftdump-backup-<now>`
+/// for the first try, then `<name>.raftdump-backup-<now>-<try>`.
+pub fn backup_path(path: &Path, now: u64, attempt: u32) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".raftdump-backup-{now}"));
+    if attempt > 0 {
+        name.push(format!("-{attempt}"));
+    }
     path.with_file_name(name)
+}
+
+/// How many names [`write_backup`] tries before it gives up.
+const BACKUP_ATTEMPTS: u32 = 1000;
+
+/// The directory whose lock guards the repair of `plan`: the data dir, or the one holding a
+/// bare log file.
+fn lock_dir(plan: &Plan) -> &Path {
+    if plan.dir.is_dir() {
+        &plan.dir
+    } else {
+        parent(&plan.log_path)
+    }
 }
 
 fn parent(path: &Path) -> &Path {
@@ -415,14 +438,33 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
-fn write_backup(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Writes a backup of `path` holding `bytes` under the first free name of [`backup_path`]
+/// (created with O_EXCL, so an existing file is never overwritten and two runs in the same second
+/// do not collide). On failure, returns the name tried and the error, having removed what it
+/// wrote.
+fn write_backup(path: &Path, now: u64, bytes: &[u8]) -> Result<PathBuf, (PathBuf, io::Error)> {
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
+    let mut attempt = 0;
+    let (b, mut f) = loop {
+        let b = backup_path(path, now, attempt);
+        match opts.open(&b) {
+            Ok(f) => break (b, f),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt + 1 < BACKUP_ATTEMPTS => {
+                attempt += 1
+            }
+            Err(e) => return Err((b, e)),
+        }
+    };
+    match f.write_all(bytes).and_then(|()| f.sync_all()) {
+        Ok(()) => Ok(b),
+        Err(e) => {
+            let _ = fs::remove_file(&b);
+            Err((b, e))
+        }
+    }
 }
 
 /// Applies a plan made by [`plan`] (after the `DataDir` it was made from is dropped: the log is
@@ -434,28 +476,10 @@ pub fn apply(plan: &Plan, now: u64) -> Result<Applied, RepairError> {
             reasons: plan.blockers.iter().map(blocker_line).collect(),
         });
     }
-    // Read everything first and check it is what was planned.
-    let mut originals: Vec<(PathBuf, Vec<u8>)> = Vec::new();
-    if plan.cut.is_some() {
-        let bytes = fs::read(&plan.log_path).map_err(|error| RepairError::Io {
-            path: plan.log_path.clone(),
-            error,
-        })?;
-        if bytes.len() as u64 != plan.log_len || crc32fast::hash(&bytes) != plan.log_crc {
-            return Err(RepairError::Changed(plan.log_path.clone()));
-        }
-        originals.push((plan.log_path.clone(), bytes));
-    }
-    for p in &plan.remove {
-        let bytes = fs::read(p).map_err(|error| RepairError::Io {
-            path: p.clone(),
-            error,
-        })?;
-        originals.push((p.clone(), bytes));
-    }
     // Refuse before anything is written when a file or the directory its backup goes to may
-    // not be written: otherwise read-only data fails at the first backup.
-    for (path, _) in &originals {
+    // not be written: otherwise read-only data fails at the first backup (or at the lock).
+    let targets = plan.cut.iter().map(|_| &plan.log_path).chain(&plan.remove);
+    for path in targets {
         for p in [path.as_path(), parent(path)] {
             if let Err(e) = rustix::fs::access(p, rustix::fs::Access::WRITE_OK) {
                 return Err(RepairError::NotWritable {
@@ -465,20 +489,40 @@ pub fn apply(plan: &Plan, now: u64) -> Result<Applied, RepairError> {
             }
         }
     }
+    // One writer per dir: refused while a node serves it. Taken before the files are read, and
+    // held until the result is verified.
+    let _lock = DirLock::acquire(lock_dir(plan)).map_err(RepairError::Locked)?;
+    // Read everything first and check it is what was planned.
+    let mut originals: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    if plan.cut.is_some() {
+        let bytes = files::read_regular(&plan.log_path).map_err(|error| RepairError::Io {
+            path: plan.log_path.clone(),
+            error,
+        })?;
+        if bytes.len() as u64 != plan.log_len || crc32fast::hash(&bytes) != plan.log_crc {
+            return Err(RepairError::Changed(plan.log_path.clone()));
+        }
+        originals.push((plan.log_path.clone(), bytes));
+    }
+    for p in &plan.remove {
+        let bytes = files::read_regular(p).map_err(|error| RepairError::Io {
+            path: p.clone(),
+            error,
+        })?;
+        originals.push((p.clone(), bytes));
+    }
     // Backups, all before any change; undone if one fails.
     let mut backups: Vec<(PathBuf, PathBuf)> = Vec::new();
     for (path, bytes) in &originals {
-        let b = backup_path(path, now);
-        if let Err(error) = write_backup(&b, bytes) {
-            if error.kind() != io::ErrorKind::AlreadyExists {
-                let _ = fs::remove_file(&b);
+        match write_backup(path, now, bytes) {
+            Ok(b) => backups.push((path.clone(), b)),
+            Err((path, error)) => {
+                for (_, made) in &backups {
+                    let _ = fs::remove_file(made);
+                }
+                return Err(RepairError::Backup { path, error });
             }
-            for (_, made) in &backups {
-                let _ = fs::remove_file(made);
-            }
-            return Err(RepairError::Backup { path: b, error });
         }
-        backups.push((path.clone(), b));
     }
     let dirs: Vec<&Path> = {
         let mut d: Vec<&Path> = originals.iter().map(|(p, _)| parent(p)).collect();

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use super::{Format, FormatArgs, Outcome, Ui};
 use crate::check::{cluster, Severity};
-use crate::datadir;
 use crate::diff::{self, DiffOptions, Target};
 use crate::render::diff as render;
 
@@ -60,8 +59,8 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let dirs = parsed
         .iter()
-        .map(|(p, _)| datadir::open_as(p, args.dialect.choice()))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|(p, _)| super::open_whole(p, args.dialect.choice()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let targets: Vec<Target<'_>> = dirs
         .iter()
         .zip(&parsed)

@@ -99,8 +99,12 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
             Some(dir) if !file.exists() => dir.join("snapshot").join(file),
             _ => file.clone(),
         };
-        let bytes = std::fs::read(&path).with_context(|| path.display().to_string())?;
-        let view = SnapshotView::new(&path, &bytes);
+        let (size, parsed) =
+            datadir::files::read_snapshot(&path).map_err(|error| datadir::LoadError::Io {
+                path: path.clone(),
+                error,
+            })?;
+        let view = SnapshotView::new(&path, size, parsed);
         match format {
             Format::Human => render::snapshot_human(&mut ui.out, &view, &style)?,
             Format::Json => render::snapshot_json(&mut ui.out, &view)?,

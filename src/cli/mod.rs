@@ -209,6 +209,21 @@ impl Ui {
     }
 }
 
+/// Opens a data dir for a command that computes from all of its files (`diff`, `replay`): a file
+/// that exists but cannot be read (a FIFO, one over its size cap, no permission) is an error
+/// here, where `verify` lists it and `inspect` shows it, because leaving it out would change the
+/// answer silently.
+fn open_whole(
+    path: &std::path::Path,
+    dialect: crate::format::dialect::Choice,
+) -> anyhow::Result<crate::datadir::DataDir> {
+    let dir = crate::datadir::open_as(path, dialect)?;
+    if let Some((file, e)) = dir.first_unreadable() {
+        anyhow::bail!("{}: {e}", file.display());
+    }
+    Ok(dir)
+}
+
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
         e.downcast_ref::<io::Error>()

@@ -12,7 +12,8 @@ use crate::repair::{self, RepairError, RepairOptions};
 const LONG_HELP: &str = "\
 What repair does, with --apply (without it, it only prints the plan):
   1. writes a byte-identical backup of every file it changes or removes, next to it, as
-     <file>.raftdump-backup-<unix-seconds> (never overwriting a file; it stops if it cannot);
+     <file>.raftdump-backup-<unix-seconds>, or <file>.raftdump-backup-<unix-seconds>-<n> when
+     that name is taken (never overwriting a file; it stops if it cannot);
   2. cuts the log at its first damaged byte (a torn tail, trailing padding, a NUL hole, garbage or
      an undecodable entry): exactly where goraft would lose everything after it anyway;
   3. with --salvage, re-appends the good frames found after the damage when they continue the
@@ -23,6 +24,8 @@ What repair does, with --apply (without it, it only prints the plan):
 It refuses, and changes nothing, when a cut is not safe: frames after the damage that conflict
 with entries that stay, index gaps, duplicates or decreasing terms in the part that stays, a
 snapshot or conf it cannot trust, or conf commitIndex above what the repaired log would hold.
+With --apply it also refuses while another raftdump process (a node serving the dir) holds
+DIR/raftdump.lock, naming its pid; it holds that lock itself until it is done.
 
 Exit status:
   0  nothing to repair, or the repair was applied and the result has no errors

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::{Format, FormatArgs, Outcome, Ui};
-use crate::datadir;
 use crate::diff::{self, DiffOptions, Target};
 use crate::render::replay::{self as render, Committed, Sections};
 use crate::replay::{self, MachineChoice, ReplayOptions};
@@ -105,8 +104,8 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
     let dirs = args
         .paths
         .iter()
-        .map(|p| datadir::open_as(p, args.dialect.choice()))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|p| super::open_whole(p, args.dialect.choice()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let format = args.format.get();
     let mut emit =
         |r: &replay::Replay, c: Option<&Committed<'_>>, first: bool| -> anyhow::Result<()> {

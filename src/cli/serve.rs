@@ -1,7 +1,7 @@
 //! `raftdump serve`: run a raftd-compatible node on a data dir (see `node`).
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::{Outcome, Ui};
+use crate::datadir::lock::DirLock;
 use crate::node::http::{HttpOptions, ReadMode, Server, SpaceGuard};
 use crate::node::runtime::{Options, ReadOnlyNode, Runtime};
 use crate::node::security::{self, Policy};
@@ -34,6 +35,12 @@ within --header-timeout, an idle connection is closed after --idle-timeout, and 
 --max-connections are open. Keys are opaque bytes (never file names); error answers name
 no file and carry no trace. While the disk has less than --min-free, writes get 507 and
 reads are still served; a failed fsync or append stops the node, never answering 200.
+
+One process per data dir: a node holds an advisory lock on DIR/raftdump.lock (which holds
+its pid) from before it reads DIR until it exits; a second `serve` or a `repair --apply` on
+DIR exits 2 naming that pid. The kernel drops the lock when the process ends, even on
+kill -9. --read-only takes no lock (it never writes). An original raftd on the same dir
+neither takes nor sees the lock: never run both.
 
 Exit status: 0 after SIGTERM, 130 after SIGINT, 2 when the node cannot start (for example
 on a non-loopback address without --token-file or --insecure-no-token) or fails (an fsync
@@ -173,6 +180,12 @@ fn seed() -> u64 {
 /// Runs the node until SIGINT or SIGTERM.
 pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
     refuse_foreign(&args)?;
+    // Taken before the dir is read and held until `run` returns: one writer per data dir.
+    let _lock = if args.read_only {
+        None
+    } else {
+        Some(lock_dir(&args.dir)?)
+    };
     let sigint = Arc::new(AtomicBool::new(false));
     let sigterm = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, sigint.clone())?;
@@ -306,6 +319,12 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
     server.stop();
     stopped.transpose()?;
     outcome
+}
+
+/// Creates `dir` if it is missing (as raftd does) and takes its lock.
+fn lock_dir(dir: &Path) -> anyhow::Result<DirLock> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(DirLock::acquire(dir)?)
 }
 
 /// POSTs this node's join to the leader, as raftd does (but a refusal is an error here).

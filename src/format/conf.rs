@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+
 use super::gojson::write_string;
 use crate::model::{Conf, Peer};
 
@@ -38,37 +40,76 @@ pub(crate) fn json_error_offset(bytes: &[u8], e: &serde_json::Error) -> usize {
     (line_start + e.column().saturating_sub(1)).min(bytes.len())
 }
 
-/// Parses a conf file.
+/// Parses a conf file. The JSON is decoded straight into the model (unknown fields skipped, never
+/// held), so memory follows the peers it lists, not the shape of whatever the file holds.
 pub fn parse(bytes: &[u8]) -> Result<Conf, ConfError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| ConfError {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let conf = ConfJson::deserialize(&mut de).and_then(|c| de.end().map(|()| c));
+    conf.map(|c| c.0).map_err(|e| ConfError {
         offset: Some(json_error_offset(bytes, &e)),
-        message: format!("invalid JSON ({e}), expected {{\"commitIndex\":N,\"peers\":[...]}}"),
-    })?;
-    let shape = |message: String| ConfError {
-        offset: None,
-        message,
-    };
-    let obj = value
-        .as_object()
-        .ok_or_else(|| shape("expected a JSON object with commitIndex and peers".into()))?;
-    let commit_index = match obj.get("commitIndex") {
-        None | Some(serde_json::Value::Null) => 0,
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| shape(format!("commitIndex is {v}, expected an unsigned integer")))?,
-    };
-    let peers = match obj.get("peers") {
-        None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(v) => serde_json::from_value::<Vec<Peer>>(v.clone()).map_err(|e| {
-            shape(format!(
-                "peers is not a list of {{\"name\",\"connectionString\"}} objects: {e}"
-            ))
-        })?,
-    };
-    Ok(Conf {
-        commit_index,
-        peers,
+        message: match e.classify() {
+            serde_json::error::Category::Data => {
+                format!("{e}, expected {{\"commitIndex\":N,\"peers\":[...]}}")
+            }
+            _ => format!("invalid JSON ({e}), expected {{\"commitIndex\":N,\"peers\":[...]}}"),
+        },
     })
+}
+
+/// `conf` as goraft's `encoding/json` reads it: fields in any order, `null` as the zero value,
+/// the last of duplicate keys winning.
+struct ConfJson(Conf);
+
+impl<'de> Deserialize<'de> for ConfJson {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ConfJson;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object with commitIndex and peers")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ConfJson, A::Error> {
+                let mut conf = Conf {
+                    commit_index: 0,
+                    peers: Vec::new(),
+                };
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "commitIndex" => {
+                            conf.commit_index = map.next_value::<Option<Uint>>()?.map_or(0, |u| u.0)
+                        }
+                        "peers" => {
+                            conf.peers = map.next_value::<Option<Vec<Peer>>>()?.unwrap_or_default()
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(ConfJson(conf))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A JSON number that is an unsigned 64-bit integer (Go's `uint64`), with an error that says so.
+pub(crate) struct Uint(pub(crate) u64);
+
+impl<'de> Deserialize<'de> for Uint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Uint;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an unsigned integer")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Uint, E> {
+                Ok(Uint(v))
+            }
+        }
+        d.deserialize_u64(V)
+    }
 }
 
 /// The bytes goraft writes for `conf` (compact JSON, no trailing newline).
@@ -112,5 +153,19 @@ mod tests {
         assert_eq!(e.offset, Some(26));
         let e = parse(b"{\"commitIndex\":-1}").unwrap_err();
         assert!(e.message.contains("unsigned"), "{e}");
+        assert_eq!(e.offset, Some(16), "just after the number");
+    }
+
+    #[test]
+    fn unknown_fields_and_nulls_read_as_goraft_does() {
+        let conf =
+            parse(br#"{"x":[1,[2,{"y":3}]],"commitIndex":null,"peers":null,"commitIndex":4}"#);
+        assert_eq!(
+            conf,
+            Ok(Conf {
+                commit_index: 4,
+                peers: Vec::new()
+            })
+        );
     }
 }

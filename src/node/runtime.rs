@@ -320,7 +320,7 @@ impl Runtime {
             .map_err(|source| StoreError::Io {
                 path: opts.dir.clone(),
                 op: "start the fsync thread",
-                source,
+                error: source,
             })?;
         let persisted = store.terms().last_index();
         let mut worker = Worker {
@@ -358,7 +358,7 @@ impl Runtime {
             .map_err(|source| StoreError::Io {
                 path: opts.dir.clone(),
                 op: "start the runtime thread",
-                source,
+                error: source,
             })?;
         let handle = Handle {
             tx,
@@ -933,6 +933,10 @@ impl ReadOnlyNode {
     /// Replays `dir` up to `at` (default: the last entry of the log).
     pub fn open(dir: &Path, at: Option<Index>) -> Result<ReadOnlyNode, ReadOnlyError> {
         let d = crate::datadir::open(dir)?;
+        // A file that cannot be read (a FIFO, one over its cap) would be served as if absent.
+        if let Some((path, e)) = d.first_unreadable() {
+            return Err(ReadOnlyError::Invalid(format!("{}: {e}", path.display())));
+        }
         let name = d.node_name().unwrap_or_default().to_string();
         let snap = d
             .best_snapshot()

@@ -16,12 +16,12 @@ pub const TOKEN_HEADER: &str = "X-Raftdump-Token";
 #[non_exhaustive]
 pub enum TokenError {
     /// The file cannot be read.
-    #[error("cannot read the token file {path}: {source}")]
+    #[error("cannot read the token file {path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Group or others may read or write it.
     #[error(
@@ -52,9 +52,9 @@ pub enum TokenError {
 /// Reads the token from `path`: the file must not be accessible to group or others, and hold
 /// one line of 16 to 4096 visible ASCII characters (surrounding whitespace is trimmed).
 pub fn load_token(path: &Path) -> Result<String, TokenError> {
-    let io = |source| TokenError::Io {
+    let io = |error| TokenError::Io {
         path: path.to_owned(),
-        source,
+        error,
     };
     let meta = std::fs::metadata(path).map_err(io)?;
     #[cfg(unix)]
@@ -70,7 +70,8 @@ pub fn load_token(path: &Path) -> Result<String, TokenError> {
     }
     #[cfg(not(unix))]
     let _ = meta;
-    let raw = std::fs::read(path).map_err(io)?;
+    // A FIFO here must not hang the start, nor a huge file fill memory.
+    let raw = crate::datadir::files::read_capped(path, 64 << 10, "a token file").map_err(io)?;
     let token = raw.trim_ascii();
     let visible = token.iter().all(|b| b.is_ascii_graphic());
     if !(16..=4096).contains(&token.len()) || !visible {

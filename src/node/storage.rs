@@ -16,7 +16,7 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::core::{ConfigChange, HardState, LogTerms};
-use crate::datadir::LogBytes;
+use crate::datadir::{files, LogBytes};
 use crate::format::log::{encode_frame, LogReader};
 use crate::format::{conf as conf_format, snapshot as snapshot_format};
 use crate::model::{Conf, Entry, Index, Snapshot};
@@ -24,19 +24,22 @@ use crate::model::{Conf, Entry, Index, Snapshot};
 /// The file goraft ignores where raftdump keeps currentTerm and votedFor.
 pub const STATE_FILE: &str = "raftdump-state";
 
+/// The most `raftdump-state` may hold: it is one small JSON object (a term and a name).
+const STATE_CAP: u64 = 64 << 10;
+
 /// Why a data dir cannot be served, or a write failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// An I/O error on a file.
-    #[error("{}: {op}: {source}", path.display())]
+    #[error("{}: {op}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// What was being done.
         op: &'static str,
-        /// The OS error.
-        source: io::Error,
+        /// The OS error (in the message, not a source: printed once).
+        error: io::Error,
     },
     /// The log has damage with good entries after it: serving would drop committed entries.
     #[error("{}: damage at byte {offset} before entry #{entry} ({detail}) with good entries after it; run `raftdump verify` and repair the log first", path.display())]
@@ -73,10 +76,10 @@ pub enum StoreError {
 }
 
 fn io_at<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io {
+    move |error| StoreError::Io {
         path: path.to_owned(),
         op,
-        source,
+        error,
     }
 }
 
@@ -347,7 +350,7 @@ fn plain_write(p: &[u8]) -> Option<crate::model::Command> {
 /// Reads the `name` file, or creates the dir and a name of 7 random lowercase hex digits.
 pub fn ensure_name(dir: &Path, seed: u64) -> Result<String, StoreError> {
     let path = dir.join("name");
-    match fs::read(&path) {
+    match files::read_capped(&path, files::NAME_CAP, "a `name` file") {
         Ok(b) => String::from_utf8(b).map_err(|_| StoreError::Invalid {
             path: path.clone(),
             detail: "the node name is not UTF-8".into(),
@@ -422,12 +425,14 @@ fn load_snapshot(
     let Some((_, path)) = best else {
         return Ok(None);
     };
-    let bytes = fs::read(&path).map_err(io_at(&path, "read"))?;
     let invalid = |detail: String| StoreError::Invalid {
         path: path.clone(),
         detail,
     };
-    let parsed = snapshot_format::parse(&bytes).map_err(|e| invalid(e.to_string()))?;
+    let parsed = files::read_snapshot(&path)
+        .map_err(io_at(&path, "read"))?
+        .1
+        .map_err(|e| invalid(e.to_string()))?;
     if !parsed.crc_ok() {
         return Err(invalid(format!(
             "CRC mismatch: header says {:08x}, content is {:08x}",
@@ -450,13 +455,14 @@ impl FileStore {
                 .map_err(io_at(&sdir, "create directory"))?;
         }
         let state_path = dir.join(STATE_FILE);
-        let hs = match fs::read(&state_path) {
+        let hs = match files::read_capped(&state_path, STATE_CAP, "raftdump-state") {
             Ok(b) => parse_state(&state_path, &b)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => HardState::default(),
             Err(e) => return Err(io_at(&state_path, "read")(e)),
         };
         let conf_path = dir.join("conf");
-        report.conf_commit = match fs::read(&conf_path) {
+        report.conf_commit = match files::read_capped(&conf_path, files::CONF_CAP, "a `conf` file")
+        {
             Ok(b) => {
                 conf_format::parse(&b)
                     .map_err(|e| StoreError::Invalid {
@@ -487,9 +493,13 @@ impl FileStore {
         let mut end = 0u64;
         let mut damage: Option<crate::format::log::LogError> = None;
         {
-            let bytes = LogBytes::open(&log_path).map_err(|e| StoreError::Invalid {
-                path: log_path.clone(),
-                detail: e.to_string(),
+            let bytes = LogBytes::open(&log_path).map_err(|e| match e {
+                // The message names the file once.
+                crate::datadir::LoadError::Io { error, .. } => io_at(&log_path, "map")(error),
+                other => StoreError::Invalid {
+                    path: log_path.clone(),
+                    detail: other.to_string(),
+                },
             })?;
             for r in LogReader::new(bytes.bytes()) {
                 match r {

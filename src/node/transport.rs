@@ -34,7 +34,7 @@ const MAX_ANSWER: u64 = 1 << 20;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// Go's decoder would refuse it too.
-    #[error("{0}")]
+    #[error(transparent)]
     Wire(#[from] WireError),
     /// prost refused it (e.g. a string that is not UTF-8).
     #[error("{0}")]

@@ -105,7 +105,7 @@ pub fn plan_human(out: &mut dyn Write, plan: &Plan) -> io::Result<()> {
             codes.join(", ")
         )?;
     }
-    writeln!(out, "  backup   every changed or removed file is first copied to <file>.raftdump-backup-<unix-seconds>")
+    writeln!(out, "  backup   every changed or removed file is first copied to <file>.raftdump-backup-<unix-seconds>[-<n>]")
 }
 
 /// Writes what an applied repair did, for people.

@@ -4,8 +4,10 @@
 mod chaos;
 mod cli;
 mod diff;
+mod dir_lock;
 mod durability;
 mod format;
+mod hostile_files;
 mod inspect;
 mod man;
 mod node;

@@ -1,7 +1,6 @@
 //! `repair` on tempdir copies: what it cuts and salvages, its backups, its refusals (which change
 //! nothing), the dry run (which changes nothing), and that a second `--apply` does nothing.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
@@ -11,9 +10,12 @@ use raftdump::format::log::LogWriter;
 use raftdump::model::Command;
 use raftdump::repair::{self, RepairError, RepairOptions};
 
+use crate::synthetic_verify::tree;
+
 const NOW: u64 = 1_700_000_000;
 
-fn copy_dir(src: &Path, dst: &Path) {
+/// Copies the tree `src` to `dst`.
+pub(crate) fn copy_dir(src: &Path, dst: &Path) {
     fs::create_dir_all(dst).unwrap();
     for e in fs::read_dir(src).unwrap().flatten() {
         let to = dst.join(e.file_name());
@@ -23,26 +25,6 @@ fn copy_dir(src: &Path, dst: &Path) {
             fs::copy(e.path(), to).unwrap();
         }
     }
-}
-
-/// Every file under `dir` with its bytes.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(
-                    p.strip_prefix(dir).unwrap().to_path_buf(),
-                    fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    out
 }
 
 /// A tempdir holding a copy of `fixtures/<rel>` as `node`.
@@ -306,16 +288,22 @@ fn committed_entries_are_never_cut_away() {
 #[test]
 fn an_existing_backup_is_never_overwritten() {
     let (_t, d) = copy_of("verify/log-torn-tail");
-    fs::write(
+    let taken = [
         d.join(format!("log.raftdump-backup-{NOW}")),
-        b"older backup",
-    )
-    .unwrap();
-    let before = tree(&d);
+        d.join(format!("log.raftdump-backup-{NOW}-1")),
+    ];
+    for p in &taken {
+        fs::write(p, b"older backup").unwrap();
+    }
+    let original = fs::read(d.join("log")).unwrap();
     let plan = repair::plan(&d, opts(false)).unwrap();
-    let err = repair::apply(&plan, NOW).unwrap_err();
-    assert!(matches!(err, RepairError::Backup { .. }), "{err}");
-    assert_eq!(tree(&d), before);
+    let applied = repair::apply(&plan, NOW).unwrap();
+    let made = d.join(format!("log.raftdump-backup-{NOW}-2"));
+    assert_eq!(applied.backups, vec![(d.join("log"), made.clone())]);
+    assert_eq!(fs::read(&made).unwrap(), original);
+    for p in &taken {
+        assert_eq!(fs::read(p).unwrap(), b"older backup");
+    }
 }
 
 #[test]
@@ -330,7 +318,10 @@ fn a_log_changed_after_planning_is_left_alone() {
         repair::apply(&plan, NOW),
         Err(RepairError::Changed(_))
     ));
-    assert_eq!(tree(&d), before);
+    // Only the lock file (taken before the log is read again) is new.
+    let mut after = tree(&d);
+    assert!(after.remove(Path::new("raftdump.lock")).is_some());
+    assert_eq!(after, before);
 }
 
 #[test]
@@ -409,7 +400,9 @@ fn the_cli_dry_run_changes_nothing_and_apply_twice_repairs_once() {
     );
     assert_eq!(fs::read(d.join("log")).unwrap(), real_log());
     let repaired = tree(&d);
-    assert_eq!(repaired.len(), before.len() + 1);
+    // The backup and the lock file (left in place: see datadir::lock).
+    assert_eq!(repaired.len(), before.len() + 2);
+    assert!(repaired.contains_key(Path::new("raftdump.lock")));
 
     let (code, out, _) = raftdump(&["repair", "--salvage", "--apply", path]);
     assert_eq!(code, 0);

@@ -16,20 +16,21 @@ use crate::format::snapshot::{self, ParsedSnapshot};
 pub struct SnapshotView<'a> {
     /// Its path as given.
     pub path: &'a Path,
-    /// Its bytes.
-    pub bytes: &'a [u8],
+    /// Its size in bytes.
+    pub size: u64,
     /// The parse (CRC and JSON), or why the header is unreadable.
     pub parsed: Result<ParsedSnapshot, snapshot::SnapshotError>,
 }
 
 impl<'a> SnapshotView<'a> {
-    /// Parses `bytes`, the content of the file at `path`.
-    pub fn new(path: &'a Path, bytes: &'a [u8]) -> Self {
-        SnapshotView {
-            path,
-            bytes,
-            parsed: snapshot::parse(bytes),
-        }
+    /// The file at `path`, `size` bytes, parsed as `parsed` (the file is read as a stream, never
+    /// held: see `datadir::files::read_snapshot`).
+    pub fn new(
+        path: &'a Path,
+        size: u64,
+        parsed: Result<ParsedSnapshot, snapshot::SnapshotError>,
+    ) -> Self {
+        SnapshotView { path, size, parsed }
     }
 
     /// Whether goraft would refuse it (bad header, CRC mismatch or JSON that does not decode).
@@ -63,7 +64,7 @@ pub fn snapshot_human(
     style: &HumanStyle,
 ) -> io::Result<()> {
     key(out, style, "snapshot", &esc_path(v.path))?;
-    key(out, style, "size", &format!("{} bytes", v.bytes.len()))?;
+    key(out, style, "size", &format!("{} bytes", v.size))?;
     let name = match snapshot::parse_file_name(&v.file_name()) {
         Some((t, i)) => format!("term {t}, index {i}"),
         None => "not <term>_<index>.ss".into(),
@@ -153,7 +154,7 @@ pub fn snapshot_json(out: &mut dyn Write, v: &SnapshotView<'_>) -> io::Result<()
     let mut o = Obj::new(&mut buf, "snapshot");
     o.str("file", &v.file_name());
     o.path("path", v.path);
-    o.u64("size", v.bytes.len() as u64);
+    o.u64("size", v.size);
     let name_key = snapshot::parse_file_name(&v.file_name());
     snapshot_fields(
         &mut o,
