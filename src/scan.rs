@@ -16,7 +16,7 @@ use crate::datadir::LogBytes;
 use crate::format::dialect::Dialect;
 use crate::format::frame::{self, Header, HeaderQuirks, CANONICAL_HEADER_LEN};
 use crate::format::log::{DamageKind, LogError, LogReader, RawEntry};
-use crate::format::wire::WireEntry;
+use crate::format::wire::{self, WireEntry};
 
 /// How far the reader moves between two releases, and how much it keeps behind it: at most
 /// twice this is resident per log (`verify` of several nodes reads them all at once).
@@ -97,10 +97,23 @@ impl<'a> Frames<'a> {
     pub fn each_before(
         &mut self,
         end: usize,
+        f: impl FnMut(Result<&RawEntry<'a>, LogError>, usize),
+    ) {
+        // The dialect is decided once per pass, not once per frame.
+        match self.dialect {
+            Dialect::Goraft => self.each_before_as::<false>(end, f),
+            Dialect::Seaweedfs => self.each_before_as::<true>(end, f),
+        }
+    }
+
+    #[inline(always)]
+    fn each_before_as<const PROTO3: bool>(
+        &mut self,
+        end: usize,
         mut f: impl FnMut(Result<&RawEntry<'a>, LogError>, usize),
     ) {
         while self.pos < end {
-            if let Some(e) = self.fast() {
+            if let Some(e) = self.fast_as::<PROTO3>(self.buf) {
                 self.pos += CANONICAL_HEADER_LEN + e.body.len();
                 self.ordinal += 1;
                 self.release();
@@ -181,13 +194,25 @@ impl<'a> Frames<'a> {
     pub fn each_canonical_before(
         &mut self,
         end: usize,
+        f: impl FnMut(&RawEntry<'a>) -> bool,
+    ) -> u64 {
+        match self.dialect {
+            Dialect::Goraft => self.each_canonical_before_as::<false>(end, f),
+            Dialect::Seaweedfs => self.each_canonical_before_as::<true>(end, f),
+        }
+    }
+
+    #[inline(always)]
+    fn each_canonical_before_as<const PROTO3: bool>(
+        &mut self,
+        end: usize,
         mut f: impl FnMut(&RawEntry<'a>) -> bool,
     ) -> u64 {
         let Some(buf) = self.buf.get(..end) else {
             return 0;
         };
         let mut read = 0;
-        while let Some(e) = self.fast_in(buf) {
+        while let Some(e) = self.fast_as::<PROTO3>(buf) {
             if !f(&e) {
                 break;
             }
@@ -215,10 +240,21 @@ impl<'a> Frames<'a> {
     #[inline]
     pub fn each_until(
         &mut self,
+        f: impl FnMut(Result<&RawEntry<'a>, LogError>) -> std::ops::ControlFlow<()>,
+    ) {
+        match self.dialect {
+            Dialect::Goraft => self.each_until_as::<false>(f),
+            Dialect::Seaweedfs => self.each_until_as::<true>(f),
+        }
+    }
+
+    #[inline(always)]
+    fn each_until_as<const PROTO3: bool>(
+        &mut self,
         mut f: impl FnMut(Result<&RawEntry<'a>, LogError>) -> std::ops::ControlFlow<()>,
     ) {
         loop {
-            let flow = if let Some(e) = self.fast() {
+            let flow = if let Some(e) = self.fast_as::<PROTO3>(self.buf) {
                 self.pos += CANONICAL_HEADER_LEN + e.body.len();
                 self.ordinal += 1;
                 self.release();
@@ -242,18 +278,26 @@ impl<'a> Frames<'a> {
     /// The next frame, when it is canonical.
     #[inline(always)]
     fn fast(&self) -> Option<RawEntry<'a>> {
-        self.fast_in(self.buf)
+        match self.dialect {
+            Dialect::Goraft => self.fast_as::<false>(self.buf),
+            Dialect::Seaweedfs => self.fast_as::<true>(self.buf),
+        }
     }
 
-    /// The next frame of `buf` (this reader's bytes, or their start), when it is canonical.
+    /// The next frame of `buf` (this reader's bytes, or their start), when it is in the
+    /// canonical layout of goraft's proto2 or, with `PROTO3`, of the seaweedfs/raft fork.
     #[inline(always)]
-    fn fast_in(&self, buf: &'a [u8]) -> Option<RawEntry<'a>> {
+    fn fast_as<const PROTO3: bool>(&self, buf: &'a [u8]) -> Option<RawEntry<'a>> {
         let pos = self.pos;
         let h = buf.get(pos..)?.first_chunk::<CANONICAL_HEADER_LEN>()?;
         let body_len = frame::canonical_body_len(h)?;
         let start = pos + CANONICAL_HEADER_LEN;
         let body = buf.get(start..start.checked_add(body_len as usize)?)?;
-        let wire = self.dialect.decode_canonical(body)?;
+        let wire = if PROTO3 {
+            wire::decode_proto3_canonical(body)?
+        } else {
+            wire::decode_canonical(body)?
+        };
         Some(RawEntry {
             offset: pos as u64,
             ordinal: self.ordinal,

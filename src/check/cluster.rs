@@ -123,10 +123,9 @@ pub fn check_all(nodes: &[DataDir]) -> (Vec<NodeReport>, Vec<Finding>) {
         return (nodes.iter().map(node::check).collect(), Vec::new());
     }
     if cores < 2 {
-        check_all_in_one_pass(nodes)
-    } else {
-        check_all_on(nodes, cores)
+        return check_all_in_one_pass(nodes);
     }
+    check_all_on(nodes, cores)
 }
 
 /// [`check_all`] with its tasks on `threads` threads (the caller's and `threads - 1` more).
@@ -332,7 +331,19 @@ pub fn check_all_in_one_pass(nodes: &[DataDir]) -> (Vec<NodeReport>, Vec<Finding
 }
 
 /// The findings a comparison gives; `nodes` are the data dirs it compared, in the same order.
+/// Their consequences are the shared code's (`goraft and seaweedfs/raft`) when every node is a
+/// SeaweedFS master.
 pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
+    let mut out = compared(nodes, d);
+    if let Some(first) = nodes.first() {
+        if nodes.iter().all(|n| n.dialect() == first.dialect()) {
+            super::name_implementation(&mut out, first.dialect());
+        }
+    }
+    out
+}
+
+fn compared(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
     let mut out = Vec::new();
     let label = |k: usize| {
         nodes
@@ -574,13 +585,6 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
     }
 
     membership(nodes, d, &label, &mut out);
-    // The cluster's consequences are the shared code's when every node is a fork's (here, so
-    // that every path to the cluster's findings names it).
-    if let Some(first) = nodes.first() {
-        if nodes.iter().all(|n| n.dialect() == first.dialect()) {
-            super::name_implementation(&mut out, first.dialect());
-        }
-    }
     out
 }
 

@@ -1005,9 +1005,11 @@ impl<'c> Pass<'c> {
                 self.membership_cmds += 1;
                 self.membership(e, off, in_prefix)
             }
-            // SeaweedFS registers it with the fork (its master's one command).
-            b"MaxVolumeId" if self.ctx.dialect == Dialect::Seaweedfs => false,
             name => {
+                // SeaweedFS registers it with the fork (its master's one command).
+                if name == b"MaxVolumeId" && self.ctx.dialect == Dialect::Seaweedfs {
+                    return false;
+                }
                 // A canonical body skips `wire::check`, which is where invalid UTF-8 is found.
                 if e.wire.canonical
                     && std::str::from_utf8(name).is_err()

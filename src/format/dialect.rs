@@ -87,36 +87,6 @@ impl Dialect {
         }
     }
 
-    /// The layout this dialect's writer produces, decoded on the fast path, or `None`.
-    #[inline(always)]
-    pub fn decode_canonical(self, body: &[u8]) -> Option<WireEntry<'_>> {
-        match self {
-            Dialect::Goraft => wire::decode_canonical(body),
-            Dialect::Seaweedfs => wire::decode_proto3_canonical(body),
-        }
-    }
-
-    /// Appends a `LogEntry` body exactly as this dialect's writer encodes it.
-    pub fn encode_entry(
-        self,
-        index: u64,
-        term: u64,
-        name: &[u8],
-        command: Option<&[u8]>,
-        out: &mut Vec<u8>,
-    ) {
-        match self {
-            Dialect::Goraft => wire::encode_entry(index, term, name, command, out),
-            Dialect::Seaweedfs => wire::encode_entry_proto3(index, term, name, command, out),
-        }
-    }
-
-    /// Whether a data dir of this dialect has a `name` file (raftd writes one; a SeaweedFS
-    /// master names its raft server by its `host:port` and writes none).
-    pub fn has_name_file(self) -> bool {
-        self == Dialect::Goraft
-    }
-
     /// Whether the implementation snapshots and compacts by itself (seaweedfs/raft does when
     /// more than 400 entries are in memory, and leaves older `.ss` files in `snapshot/`).
     pub fn snapshots_by_itself(self) -> bool {

@@ -354,3 +354,32 @@ fn serve_refuses_a_master_dir_and_changes_nothing() {
     );
     assert_eq!(tree(&d), before, "serve changed the dir");
 }
+
+#[test]
+fn a_cut_at_every_byte_of_a_master_log_is_a_torn_tail_at_its_frame() {
+    use raftdump::check::node::{check_log, LogContext};
+    let (log, _) = single_12().unwrap();
+    let starts: Vec<u64> = LogReader::with_dialect(&log, Dialect::Seaweedfs)
+        .map(|e| e.unwrap().offset)
+        .collect();
+    assert_eq!(starts.len(), 14);
+    let ctx = LogContext {
+        dialect: Dialect::Seaweedfs,
+        ..LogContext::default()
+    };
+    for n in 0..=log.len() {
+        let (out, findings) = check_log(&log[..n], &ctx);
+        let before = starts.iter().filter(|&&s| s < n as u64).count() as u64;
+        if n == log.len() || starts.contains(&(n as u64)) {
+            assert_eq!(findings, [], "cut at {n} is a frame boundary");
+            assert_eq!(out.entries, before, "cut at {n}");
+            continue;
+        }
+        // The frame the cut falls in: every frame before it is kept, whole.
+        let frame = *starts.iter().rfind(|&&s| s < n as u64).unwrap();
+        let codes: Vec<_> = findings.iter().map(|f| (f.code, f.offset)).collect();
+        assert_eq!(codes, [("log-torn-tail", Some(frame))], "cut at {n}");
+        assert_eq!(out.goraft_truncate_at, Some(frame), "cut at {n}");
+        assert_eq!(out.kept_entries, before - 1, "cut at {n}");
+    }
+}
