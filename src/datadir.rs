@@ -385,6 +385,17 @@ impl DataDir {
         }
     }
 
+    /// The dialect its log is read under.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect.dialect
+    }
+
+    /// A fast reader of its log under its dialect (see [`crate::scan::Frames`]), giving back the
+    /// pages it has read.
+    pub fn frames(&self) -> crate::scan::Frames<'_> {
+        crate::scan::Frames::releasing(&self.log).dialect(self.dialect())
+    }
+
     /// The first file of the dir that exists but could not be read (not a regular file, over its
     /// size cap, permission, ...), snapshots included, with why.
     pub fn first_unreadable(&self) -> Option<(&Path, &io::Error)> {
@@ -397,17 +408,6 @@ impl DataDir {
             .map(|(p, e)| (p.as_path(), e))
             .chain(snapshots)
             .next()
-    }
-
-    /// The dialect its log is read under.
-    pub fn dialect(&self) -> Dialect {
-        self.dialect.dialect
-    }
-
-    /// A fast reader of its log under its dialect (see [`crate::scan::Frames`]), giving back the
-    /// pages it has read.
-    pub fn frames(&self) -> crate::scan::Frames<'_> {
-        crate::scan::Frames::releasing(&self.log).dialect(self.dialect())
     }
 
     /// The node name, when the `name` file is there and is UTF-8; for a SeaweedFS master,
