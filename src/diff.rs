@@ -176,6 +176,8 @@ pub struct NodeSummary {
     pub conf_error: Option<String>,
     /// The replay of the node (membership and counts; the key-value state too with `state`).
     pub replay: Replay,
+    /// The dialect its log was read under.
+    pub dialect: crate::format::dialect::Dialect,
 }
 
 impl NodeSummary {
@@ -1388,6 +1390,7 @@ fn compare_impl(
             conf,
             conf_error,
             replay: c.replayer.finish(),
+            dialect: t.dir.dialect(),
         });
     }
 

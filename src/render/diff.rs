@@ -184,8 +184,13 @@ pub fn human(
         if let Some(e) = &n.damage {
             writeln!(
                 out,
-                "     {}: {e}; goraft truncates the log there on start-up, so nothing after it is compared",
-                p.bad("damaged")
+                "     {}: {e}; {} the log there on start-up, so nothing after it is compared",
+                p.bad("damaged"),
+                match n.dialect {
+                    crate::format::dialect::Dialect::Goraft => "goraft truncates",
+                    crate::format::dialect::Dialect::Seaweedfs =>
+                        "goraft and seaweedfs/raft truncate",
+                }
             )?;
         }
         if n.out_of_order > 0 {
