@@ -226,9 +226,12 @@ pub fn human(
             .map_or(String::new(), |i| format!(", up to index {i}"));
         writeln!(
             out,
-            "  damage   {}; {} truncates the log there on start-up: {} bytes and {} entries after it are discarded{last}{}",
+            "  damage   {}; {} the log there on start-up: {} bytes and {} entries after it are discarded{last}{}",
             d.error,
-            r.dialect.implementation(),
+            match r.dialect {
+                crate::format::dialect::Dialect::Goraft => "goraft truncates",
+                crate::format::dialect::Dialect::Seaweedfs => "goraft and seaweedfs/raft truncate",
+            },
             d.bytes_after,
             d.entries_after,
             if d.more_damage > 0 { format!(" ({} more damaged stretches)", d.more_damage) } else { String::new() }

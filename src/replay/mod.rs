@@ -347,7 +347,7 @@ pub struct Replay {
     pub machine: Machine,
     /// The SeaweedFS master's state (meaningful when `machine` is [`Machine::Seaweedfs`]).
     pub master: Master,
-    /// The dialect the log was read in (its implementation is the one that truncates at damage).
+    /// The dialect the log was read in (which implementations truncate at damage).
     pub dialect: crate::format::dialect::Dialect,
 }
 
