@@ -23,8 +23,10 @@ existing log, and the HTTP API (GET/POST /db/KEY, POST /join, GET /peers, /membe
 
 Beyond raftd: reads are linearizable (the leader confirms its leadership first; a follower
 answers 400 naming the leader, or forwards with --forward; --read-mode=local restores raftd's
-local reads), the log is fsynced on a majority before a write is answered, and term and vote
-are kept in `raftdump-state`, a file goraft ignores.
+local reads), the log is fsynced on a majority before a write is answered, term and vote
+are kept in `raftdump-state`, a file goraft ignores, and votes follow the Raft paper's
+up-to-date rule, which cannot stall a healed cluster as goraft's can (--vote-rule=goraft
+restores goraft's).
 
 Security: the node listens on 127.0.0.1 unless -h or --listen says otherwise. On any other
 address /join and /raft/* require the cluster token of --token-file (sent by raftdump nodes
@@ -58,9 +60,10 @@ pub enum ReadModeArg {
 /// The up-to-date check of vote requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum VoteRuleArg {
-    /// goraft's: deny if our last index or our last term is greater.
+    /// Reproduces goraft's behaviour, including its stall: deny if our last index or our last
+    /// term is greater.
     Goraft,
-    /// The Raft paper's: compare (last term, last index).
+    /// The Raft paper's: grant if the candidate's (last term, last index) is at least ours.
     Paper,
 }
 
@@ -114,10 +117,11 @@ pub struct Args {
     /// Election timeout T in milliseconds; each wait is random in [T, 2T) (raftd: 150).
     #[arg(long, value_name = "MS", default_value_t = 150)]
     election_timeout: u64,
-    /// How a vote request's log is judged up to date: goraft's rule (deny if our last index
-    /// or our last term is greater) or the Raft paper's (which cannot stall the way goraft's
-    /// can when the node with the longest log has an older last term).
-    #[arg(long, value_enum, default_value_t = VoteRuleArg::Goraft)]
+    /// How a vote request's log is judged up to date. The default differs from raftd's:
+    /// goraft's rule can leave a healed cluster where every candidate is refused by a
+    /// majority, forever (when the longest logs end in older terms); the paper's rule grants
+    /// every vote goraft's grants and always elects the most up-to-date log.
+    #[arg(long, value_enum, default_value_t = VoteRuleArg::Paper)]
     vote_rule: VoteRuleArg,
     /// Largest request body for /db and /join, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]

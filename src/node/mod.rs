@@ -30,11 +30,13 @@
 //!   transport.rs Transport trait; HTTP client (proto2 bodies), MemTransport, the wire codec
 //!   exec.rs      what every executor shares: start-up state, AppendEntries ranges, apply
 //!   sim.rs       deterministic multi-node simulator: MemStore, MemTransport, seeded network
+//!   chaos.rs     seeded chaos runs over sim.rs, and their verdict on liveness (goraft's stall)
 //!   http.rs      raftd's routes byte for byte, linearizable reads, --forward
 //! ```
 //!
 //! The state machine is [`crate::replay::kv::Kv`], the same code `replay` uses.
 
+pub mod chaos;
 pub mod core;
 pub mod exec;
 pub mod http;

@@ -17,8 +17,8 @@
 //!   what it applied; a new leader holds every recorded entry; after a crash a majority still
 //!   holds every recorded entry durably.
 //!
-//! [`chaos`] drives a cluster with random writes, reads, crashes, restarts, partitions and
-//! network changes for one seed.
+//! [`super::chaos`] drives it with random writes, reads, crashes, restarts, partitions and
+//! network changes for one seed, and judges whether the cluster recovers.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -66,7 +66,7 @@ impl SimConfig {
             drop_per_mille: 0,
             max_batch_entries: 1000,
             max_inflight: 1,
-            vote_rule: super::core::VoteRule::Goraft,
+            vote_rule: super::core::VoteRule::default(),
             dup_per_mille: 0,
             fsync_delay: (0, 0),
         }
@@ -290,14 +290,20 @@ impl Sim {
 
     fn lose(&mut self, p: &Packet) {
         if let Some((waiter, peer, sent)) = p.waiter() {
-            self.seq += 1;
-            let lost = Packet::Lost {
-                peer,
-                to: waiter,
-                sent,
-            };
-            self.queue.insert((self.now + RPC_TIMEOUT, self.seq), lost);
+            self.report_lost(waiter, peer, sent);
         }
+    }
+
+    /// `waiter` hears, after the transport's timeout, that its AppendEntries `sent` to `peer`
+    /// got no answer (as the runtime's transport reports every request it cannot complete).
+    fn report_lost(&mut self, waiter: usize, peer: usize, sent: SentAppend) {
+        self.seq += 1;
+        let lost = Packet::Lost {
+            peer,
+            to: waiter,
+            sent,
+        };
+        self.queue.insert((self.now + RPC_TIMEOUT, self.seq), lost);
     }
 
     fn send(&mut self, p: Packet) {
@@ -904,6 +910,26 @@ impl Sim {
         self.cfg.max_delay = max_delay;
     }
 
+    /// Changes how many messages are delivered twice, per thousand.
+    pub fn set_duplicates(&mut self, per_mille: u64) {
+        self.cfg.dup_per_mille = per_mille;
+    }
+
+    /// Changes how long an fsync takes (ms, a range); `(0, 0)` syncs at once after every event.
+    pub fn set_fsync_delay(&mut self, range: (Millis, Millis)) {
+        self.cfg.fsync_delay = range;
+    }
+
+    /// The vote rule every node of this simulation runs.
+    pub fn vote_rule(&self) -> super::core::VoteRule {
+        self.cfg.vote_rule
+    }
+
+    /// How many distinct terms had a leader so far.
+    pub fn leader_terms(&self) -> u64 {
+        self.leaders.len() as u64
+    }
+
     /// Cuts node `i` off from every other node, both ways.
     pub fn isolate(&mut self, i: usize) {
         for j in 0..self.nodes.len() {
@@ -935,8 +961,8 @@ impl Sim {
     pub fn crash(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         node.up = false;
-        node.pending.clear();
-        node.awaiting.clear();
+        let pending = std::mem::take(&mut node.pending);
+        let awaiting = std::mem::take(&mut node.awaiting);
         node.unsynced = false;
         node.incarnation += 1;
         let (_, extra) = node.store.unsynced();
@@ -947,6 +973,15 @@ impl Sim {
         };
         let lost = self.nodes[i].store.crash(keep);
         self.checked.lost_unsynced += lost as u64;
+        // The requests it was answering die with it: their senders' transports time out.
+        for p in pending.into_values() {
+            if let Pending::Append { from, sent } = p {
+                self.report_lost(from, i, sent);
+            }
+        }
+        for p in &awaiting {
+            self.lose(p);
+        }
         self.check_durable_majority();
     }
 
@@ -1026,206 +1061,4 @@ impl Sim {
     pub fn members(&self, i: usize) -> Vec<Peer> {
         self.nodes[i].kv.peers()
     }
-}
-
-/// What one [`chaos`] run did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ChaosReport {
-    /// Nodes in the cluster.
-    pub nodes: usize,
-    /// Driver steps taken.
-    pub steps: u32,
-    /// Events carried out by cores (each followed by the safety checks).
-    pub events: u64,
-    /// Entries appended on any node (each checked against Log Matching).
-    pub appends: u64,
-    /// Entries recorded as committed.
-    pub committed: u64,
-    /// Writes proposed, and acknowledged (each checked to be committed as written).
-    pub writes: (u64, u64),
-    /// Crashes, and unsynced entries they dropped.
-    pub crashes: (u64, u64),
-    /// Partitions made.
-    pub partitions: u64,
-    /// Distinct leader terms.
-    pub terms: u64,
-}
-
-/// One seeded chaos run: a cluster of 3-5 nodes (the seed picks the size, vote rule, batching,
-/// pipelining and fsync latency), then `steps` random steps (writes and reads on any node,
-/// crashes that drop unsynced writes, restarts, isolations, partitions, heals, changes of loss,
-/// delay and duplication), each followed by 1-60 ms of simulated time; then every node is
-/// restarted and the network healed, and the cluster must elect a leader, commit a write and
-/// converge. Panics naming the seed when a safety check fails (see the module docs).
-pub fn chaos(seed: u64, steps: u32) -> ChaosReport {
-    let mut rng = XorShift::new(seed ^ 0x5EED_CA05);
-    let n = rng.range(3, 6) as usize;
-    let mut cfg = SimConfig::new(seed);
-    cfg.vote_rule = if rng.range(0, 2) == 0 {
-        super::core::VoteRule::Goraft
-    } else {
-        super::core::VoteRule::Paper
-    };
-    cfg.max_inflight = [1, 1, 4][rng.range(0, 3) as usize];
-    cfg.max_batch_entries = [1, 3, 64, 1000][rng.range(0, 4) as usize];
-    let deferred = rng.range(0, 4) != 0;
-    let mut sim = Sim::cluster(cfg, n);
-    if deferred {
-        sim.cfg.fsync_delay = (1, 12);
-    }
-    let mut report = ChaosReport {
-        nodes: n,
-        steps,
-        ..ChaosReport::default()
-    };
-    // (node, proposal id, key, value) of writes not yet answered.
-    let mut inflight: Vec<(usize, u64, RequestId, String, String)> = Vec::new();
-    let mut acked: Vec<(Index, String, String)> = Vec::new();
-    let collect = |sim: &mut Sim,
-                   inflight: &mut Vec<(usize, u64, RequestId, String, String)>,
-                   acked: &mut Vec<(Index, String, String)>| {
-        inflight.retain(|(i, inc, id, k, v)| match sim.nodes[*i].proposals.get(id) {
-            Some(Ok(index)) => {
-                let e = sim.checked.committed.get(index).unwrap_or_else(|| {
-                    panic!("seed {seed}: write {k}={v} acknowledged at {index}, not committed")
-                });
-                let want = command::encode_write(k.as_bytes(), v.as_bytes());
-                assert!(
-                    e.name == names::WRITE && e.payload.as_deref() == Some(&want[..]),
-                    "seed {seed}: write {k}={v} acknowledged at {index} but {e:?} committed there"
-                );
-                acked.push((*index, k.clone(), v.clone()));
-                false
-            }
-            Some(Err(_)) => false,
-            // A crash forgets the proposal: its client sees the connection drop.
-            None => sim.nodes[*i].incarnation == *inc,
-        });
-    };
-    for step in 0..steps {
-        let up: Vec<usize> = (0..n).filter(|&i| sim.nodes[i].up).collect();
-        let down: Vec<usize> = (0..n).filter(|&i| !sim.nodes[i].up).collect();
-        let pick = |rng: &mut XorShift, v: &[usize]| v[rng.range(0, v.len() as u64) as usize];
-        match rng.range(0, 100) {
-            0..=44 if !up.is_empty() => {
-                let i = pick(&mut rng, &up);
-                let key = format!("k{}", rng.range(0, 8));
-                let value = format!("s{seed}-{step}");
-                let id = sim.write(i, &key, &value);
-                inflight.push((i, sim.nodes[i].incarnation, id, key, value));
-                report.writes.0 += 1;
-            }
-            45..=49 if !up.is_empty() => {
-                let i = pick(&mut rng, &up);
-                sim.read(i);
-            }
-            50..=57 if !up.is_empty() => {
-                let i = pick(&mut rng, &up);
-                sim.crash(i);
-                report.crashes.0 += 1;
-            }
-            58..=69 if !down.is_empty() => {
-                let i = pick(&mut rng, &down);
-                sim.restart(i);
-            }
-            70..=74 => {
-                let i = rng.range(0, n as u64) as usize;
-                sim.isolate(i);
-                report.partitions += 1;
-            }
-            75..=79 => {
-                let group: Vec<usize> = (0..n).filter(|_| rng.range(0, 2) == 0).collect();
-                sim.partition(&group);
-                report.partitions += 1;
-            }
-            80..=89 => sim.heal(),
-            90..=94 => {
-                let drop = [0, 0, 50, 200, 500][rng.range(0, 5) as usize];
-                let lo = rng.range(1, 10);
-                let hi = lo + rng.range(0, 80);
-                sim.set_network(drop, lo, hi);
-                sim.cfg.dup_per_mille = [0, 20, 200][rng.range(0, 3) as usize];
-            }
-            _ => {}
-        }
-        let ms = rng.range(1, 61);
-        sim.run_for(ms);
-        collect(&mut sim, &mut inflight, &mut acked);
-    }
-    // The end: everything up, a quiet network; the cluster must recover and converge.
-    sim.heal();
-    sim.set_network(0, 1, 5);
-    sim.cfg.dup_per_mille = 0;
-    for i in 0..n {
-        if !sim.nodes[i].up {
-            sim.restart(i);
-        }
-    }
-    let mut done = false;
-    for attempt in 0..20 {
-        let Some(l) = sim.await_leader(3_000) else {
-            continue;
-        };
-        let id = sim.write(l, "final", &format!("{attempt}"));
-        if let Some(Ok(_)) = sim.run_until_done(l, id, 3_000) {
-            done = true;
-            break;
-        }
-    }
-    assert!(
-        done,
-        "seed {seed}: no write committed within 120 s of healing"
-    );
-    collect(&mut sim, &mut inflight, &mut acked);
-    let mut converged = false;
-    for _ in 0..100 {
-        sim.run_for(50);
-        let c = sim.nodes[0].core.commit_index();
-        if sim.nodes.iter().all(|x| {
-            x.kv.applied == c
-                && x.store.terms() == sim.nodes[0].store.terms()
-                && x.kv.data == sim.nodes[0].kv.data
-        }) {
-            converged = true;
-            break;
-        }
-    }
-    assert!(
-        converged,
-        "seed {seed}: the nodes did not converge within 5 s"
-    );
-    // Every acknowledged write is in every log, as written.
-    for (index, k, v) in &acked {
-        let want = command::encode_write(k.as_bytes(), v.as_bytes());
-        for node in &mut sim.nodes {
-            let e = node.store.entries(*index, *index).expect("converged log");
-            assert!(
-                e[0].payload.as_deref() == Some(&want[..]),
-                "seed {seed}: acknowledged {k}={v} at {index} lost on {}",
-                node.name
-            );
-        }
-    }
-    // Log Matching and committed entries, over every whole log at the end.
-    for node in &mut sim.nodes {
-        let last = node.store.terms().last_index();
-        let start = node.store.terms().start_index;
-        if last > start {
-            for e in node.store.entries(start + 1, last).expect("log") {
-                let rec = sim.checked.committed.get(&e.index);
-                assert!(
-                    rec.is_none_or(|r| *r == e),
-                    "seed {seed}: {} holds {e:?} where {rec:?} was committed",
-                    node.name
-                );
-            }
-        }
-    }
-    report.events = sim.checked.events;
-    report.appends = sim.checked.appends;
-    report.committed = sim.checked.committed.len() as u64;
-    report.writes.1 = acked.len() as u64;
-    report.crashes.1 = sim.checked.lost_unsynced;
-    report.terms = sim.leaders.len() as u64;
-    report
 }

@@ -194,7 +194,7 @@ impl Cluster {
             .map(|i| Proc {
                 child: None,
                 dir: tmp.path().join(format!("n{}", i + 1)),
-                port: if proxied { free_port() } else { 0 },
+                port: if proxied { crate::free_port() } else { 0 },
                 advertise: None,
                 extra: extra.clone(),
                 stderr: PathBuf::new(),
@@ -315,14 +315,6 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Polls `f` every 20 ms until it returns `Some`, at most `secs` seconds.

@@ -28,6 +28,7 @@ mod synthetic_cluster;
 mod synthetic_seaweedfs;
 mod synthetic_verify;
 mod verify;
+mod vote_rule;
 
 use std::path::{Path, PathBuf};
 
@@ -57,6 +58,16 @@ pub fn real_logs() -> Vec<PathBuf> {
         out.len()
     );
     out
+}
+
+/// A port that was free a moment ago: bind port 0 on 127.0.0.1, note it, let it go (for
+/// clusters whose nodes must know each other's ports before they start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Starts `cmd` (a `raftdump serve` command whose stderr goes to the file `stderr`) and waits, 20 s

@@ -192,9 +192,9 @@ fn lossy_network_keeps_safety_and_progress() {
     for seed in seeds() {
         let mut cfg = SimConfig::new(seed);
         cfg.max_inflight = 4;
-        // Odd seeds use the paper's vote rule, even ones goraft's.
-        if seed % 2 == 1 {
-            cfg.vote_rule = raftdump::node::core::VoteRule::Paper;
+        // Odd seeds use the paper's vote rule (the default), even ones goraft's.
+        if seed % 2 == 0 {
+            cfg.vote_rule = raftdump::node::core::VoteRule::Goraft;
         }
         let mut sim = Sim::cluster(cfg, 5);
         // The network turns lossy and slow after the joins (and reorders pipelined requests).

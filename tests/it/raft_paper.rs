@@ -1,8 +1,8 @@
 //! The Raft paper's cases (as the well-known Rust and Go Raft libraries port them) against
 //! `node::core`, each naming the section it covers. Adapted to goraft where it differs: a
 //! cluster starts in term 0 with a bootstrap leader (no election), every new leader appends a
-//! nop, a leader counts itself only up to what it persisted, and the up-to-date check is
-//! goraft's by default (`--vote-rule goraft`) or the paper's (`--vote-rule paper`): both tested.
+//! nop, a leader counts itself only up to what it persisted, and the up-to-date check is the
+//! paper's by default (`--vote-rule paper`) or goraft's (`--vote-rule goraft`): both tested.
 
 use std::collections::BTreeMap;
 
