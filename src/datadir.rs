@@ -459,7 +459,16 @@ pub(crate) mod testing {
 
     /// The byte range of the first good frame at `index` in `log`.
     pub(crate) fn frame_span(log: &[u8], index: u64) -> (usize, usize) {
-        crate::format::log::LogReader::new(log)
+        frame_span_as(log, index, crate::format::dialect::Dialect::Goraft)
+    }
+
+    /// [`frame_span`] in a log of `dialect`.
+    pub(crate) fn frame_span_as(
+        log: &[u8],
+        index: u64,
+        dialect: crate::format::dialect::Dialect,
+    ) -> (usize, usize) {
+        crate::format::log::LogReader::with_dialect(log, dialect)
             .flatten()
             .find(|e| e.index() == index)
             .map(|e| (e.offset as usize, e.end() as usize))

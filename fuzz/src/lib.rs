@@ -6,19 +6,27 @@
 //! fuzzer in CI's test step.
 
 use prost::Message as _;
+use raftdump::format::dialect::Dialect;
 use raftdump::format::{conf, frame, log, proto, snapshot, wire};
 
 /// Inputs larger than this are ignored (the format layer is linear; big inputs only slow fuzzing).
 pub const MAX_INPUT: usize = 1 << 16;
 
-/// A whole log file: framing, entries, commands; every byte accounted for exactly once.
+/// A whole log file: framing, entries, commands; every byte accounted for exactly once, under
+/// both dialects (goraft's proto2 and the seaweedfs/raft fork's proto3).
 pub fn log_stream(data: &[u8]) {
     if data.len() > MAX_INPUT {
         return;
     }
+    for dialect in [Dialect::Goraft, Dialect::Seaweedfs] {
+        log_stream_as(data, dialect);
+    }
+}
+
+fn log_stream_as(data: &[u8], dialect: Dialect) {
     let mut pos = 0u64;
     let mut good = 0u64;
-    for r in log::LogReader::new(data) {
+    for r in log::LogReader::with_dialect(data, dialect) {
         match r {
             Ok(e) => {
                 assert_eq!(e.offset, pos);
@@ -27,7 +35,7 @@ pub fn log_stream(data: &[u8]) {
                 good += 1;
                 let _ = e.command();
                 // The strict checker agrees with the fast decoder on every good body.
-                assert!(wire::check(e.body, &wire::LOG_ENTRY).is_ok());
+                assert!(wire::check_as(e.body, &wire::LOG_ENTRY, dialect.syntax()).is_ok());
             }
             Err(err) => {
                 assert_eq!(err.offset, pos);
@@ -64,6 +72,23 @@ pub fn log_entry_pb(data: &[u8]) {
             );
             assert_eq!(p.command.as_deref(), e.command);
         }
+    }
+    // proto3 (the seaweedfs/raft fork): the decoder and the strict checker agree, and what
+    // they accept prost reads the same (absent fields as zero or empty).
+    let fast = wire::decode_entry_proto3(data);
+    let strict = wire::check_as(data, &wire::LOG_ENTRY, wire::Syntax::Proto3);
+    assert_eq!(
+        fast.is_ok(),
+        strict.is_ok(),
+        "proto3: {fast:?} vs {strict:?}"
+    );
+    if let Ok(e) = fast {
+        let p = proto::LogEntry::decode(data).expect("prost accepts what proto3 Go accepts");
+        assert_eq!(
+            (p.index, p.term, p.command_name.as_bytes()),
+            (e.index, e.term, e.name)
+        );
+        assert_eq!(p.command.as_deref(), e.command);
     }
     let _ = frame::parse_header(data);
 }

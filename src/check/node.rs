@@ -2360,6 +2360,48 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_proto3_log_checked_in_parts_gives_what_one_pass_gives() {
+        // A master's log: term 0 (no Term field) then term 2; then with an unknown command and
+        // a zero byte in the middle.
+        let master = |other: Option<u64>| {
+            let mut w = LogWriter::with_dialect(Vec::new(), Dialect::Seaweedfs);
+            for i in 1..=400u64 {
+                let term = if i < 200 { 0 } else { 2 };
+                let payload = format!("{{\"maxVolumeId\":{i}}}\n");
+                let name = if Some(i) == other {
+                    "Other"
+                } else {
+                    "MaxVolumeId"
+                };
+                w.append_raw(i, term, name, Some(payload.as_bytes()))
+                    .unwrap();
+            }
+            w.into_inner()
+        };
+        let ctx = LogContext {
+            dialect: Dialect::Seaweedfs,
+            ..LogContext::default()
+        };
+        // Clean, its parts are read on their own threads and taken over.
+        let log = master(None);
+        let whole = check_log(&log, &ctx);
+        assert_eq!((whole.0.entries, whole.1.len()), (400, 0));
+        for parts in 2..=4 {
+            assert_eq!(split_check(&log, &ctx, parts), (whole.clone(), parts - 1));
+        }
+        let mut log = master(Some(300));
+        let (at, _) = crate::datadir::testing::frame_span_as(&log, 250, Dialect::Seaweedfs);
+        log.insert(at, 0);
+        let whole = check_log(&log, &ctx);
+        assert_eq!(whole.0.entries, 400);
+        let codes: Vec<_> = whole.1.iter().map(|f| f.code).collect();
+        assert_eq!(codes, ["log-nul-hole", "unknown-command"]);
+        for parts in 2..=4 {
+            assert_eq!(split_check(&log, &ctx, parts).0, whole, "{parts} parts");
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn never_panics_and_reports_in_file_order(
@@ -2375,10 +2417,18 @@ mod tests {
                 let n = noise.len().min(161 - at);
                 spliced[at..at + n].copy_from_slice(&noise[..n]);
             }
-            for bytes in [&noise[..], &spliced[..]] {
-                let (out, f) = check_log(bytes, &LogContext::default());
+            // The same under the seaweedfs dialect (proto3 reads more bodies as entries).
+            let proto3 = LogContext {
+                dialect: Dialect::Seaweedfs,
+                ..LogContext::default()
+            };
+            for (bytes, ctx) in [&noise[..], &spliced[..]]
+                .into_iter()
+                .flat_map(|b| [(b, LogContext::default()), (b, proto3.clone())])
+            {
+                let (out, f) = check_log(bytes, &ctx);
                 for parts in 2..=3 {
-                    proptest::prop_assert_eq!(split_check(bytes, &LogContext::default(), parts).0, (out.clone(), f.clone()));
+                    proptest::prop_assert_eq!(split_check(bytes, &ctx, parts).0, (out.clone(), f.clone()));
                 }
                 let offsets: Vec<u64> = f.iter().filter_map(|f| f.offset).collect();
                 proptest::prop_assert!(offsets.windows(2).all(|w| w[0] <= w[1]));
