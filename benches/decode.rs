@@ -2,7 +2,8 @@
 //! `wc -l` does) over the same bytes in the same run.
 //!
 //! Logs: a 1,000,002-entry log of the large-1m shape written by LogWriter in memory (73 MB), and
-//! the real large-200k log when `../shared/fixtures-goraft` is beside the checkout.
+//! the real large-200k log when `RAFTDUMP_LARGE_200K` names its dir (the one holding `node1/`; see
+//! fixtures/goraft/large-200k/README.txt).
 //! Run: `cargo bench --bench decode`. See benches/README.md for whole-process figures.
 
 use std::sync::LazyLock;
@@ -33,11 +34,10 @@ static LOG_1M: LazyLock<Vec<u8>> = LazyLock::new(|| {
 });
 
 static LOG_200K: LazyLock<Vec<u8>> = LazyLock::new(|| {
-    let p = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures-goraft/large-200k/node1/log"
-    );
-    std::fs::read(p).unwrap_or_default()
+    std::env::var_os("RAFTDUMP_LARGE_200K")
+        .map(|d| std::path::PathBuf::from(d).join("node1/log"))
+        .and_then(|p| std::fs::read(p).ok())
+        .unwrap_or_default()
 });
 
 fn logs() -> [(&'static str, &'static [u8]); 2] {

@@ -11,12 +11,12 @@
 //! cargo bench --bench load -- all
 //! ```
 //!
-//! Values are 16 bytes as in ../shared/perf-baseline.md. Every write is fsynced on a majority
+//! Values are 16 bytes, as in the original raftd's recorded figures (benches/README.md). Every write is fsynced on a majority
 //! before raftdump answers it. Each scenario stops after its request count or 60 s.
 //! `LOAD_SERVE_ARGS="--flag value"` adds flags to every node; `LOAD_BIN=path` runs that
 //! raftdump binary instead of this build's (A/B runs against a saved build).
 //!
-//! Figures, against the original raftd's in ../shared/perf-baseline.md: benches/README.md.
+//! Figures, against the original raftd's recorded ones: benches/README.md.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -296,7 +296,7 @@ fn run_scenario(
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
-/// The large-1m log, as ../shared/fixtures-goraft/large-1m/README.txt describes it.
+/// The large-1m log, as fixtures/goraft/large-1m/README.txt describes it.
 fn make_1m(dir: &Path) {
     std::fs::create_dir_all(dir.join("snapshot")).expect("dir");
     std::fs::write(dir.join("name"), "9a53ec2").expect("name");

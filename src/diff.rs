@@ -845,6 +845,7 @@ fn compare_impl(
             at: t.at,
             history: None,
             membership_only: !opts.state,
+            machine: replay::MachineChoice::Auto,
         };
         let replayer = replay::replayer_for(t.dir, &ropts)?;
         let (covered_to, covered_term) = t

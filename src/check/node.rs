@@ -2442,7 +2442,7 @@ mod tests {
             at in 0usize..161,
             splice in proptest::bool::ANY,
         ) {
-            // Arbitrary bytes on their own, and spliced into the spec's sample.
+            // Arbitrary bytes on their own, and spliced into goraft's 161-byte sample log.
             let mut spliced = sample();
             if splice {
                 spliced.splice(at..at, noise.iter().copied());

@@ -9,11 +9,13 @@ use anyhow::Context as _;
 use super::{Format, FormatArgs, Outcome, Ui};
 use crate::diff::{self, DiffOptions, Target};
 use crate::render::replay::{self as render, Committed, Sections};
-use crate::replay::{self, ReplayOptions};
+use crate::replay::{self, MachineChoice, ReplayOptions};
 
-/// Replay a node's log into raftd's key-value state machine and show the state.
+/// Replay a node's log into its state machine and show the state.
 ///
-/// goraft does not record the true commit index (conf commitIndex is only the last membership
+/// The machine is raftd's key-value map or a SeaweedFS master's max volume id and topology id,
+/// chosen from the log's commands (--machine forces one); a SeaweedFS replay ends with the line
+/// to keep before a migration deletes the master's files. goraft does not record the true commit index (conf commitIndex is only the last membership
 /// change), so by default every entry in the log is applied, and the output says so. --at INDEX
 /// chooses the point; with several nodes, --committed replays only the prefix the nodes prove
 /// committed. A compacted log starts from its snapshot. A damaged log is replayed up to the first
@@ -27,10 +29,17 @@ pub struct Args {
     /// Apply entries up to and including this index (default: every entry in the log).
     #[arg(long, value_name = "INDEX", conflicts_with = "committed")]
     pub at: Option<u64>,
-    /// Show one key's value and the index that set it.
+    /// The state machine: auto chooses from the commands and the snapshot's state (MaxVolumeId
+    /// means a SeaweedFS master, write means raftd); the other machine's commands then count as
+    /// unknown.
+    #[arg(long, value_enum, value_name = "MACHINE", default_value_t = MachineArg::Auto)]
+    pub machine: MachineArg,
+    /// Show one key's value and the index that set it (a SeaweedFS master's keys are
+    /// maxVolumeId and topologyId).
     #[arg(long, value_name = "K")]
     pub key: Option<String>,
-    /// Show every change of a key: index, term, old value -> new value.
+    /// Show every change of a key: index, term, old value -> new value (for a SeaweedFS master,
+    /// maxVolumeId or topologyId).
     #[arg(long, value_name = "K")]
     pub history: Option<String>,
     /// Show membership changes over time and the members at the end.
@@ -51,6 +60,27 @@ pub struct Args {
     pub dialect: super::DialectArgs,
 }
 
+/// `--machine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MachineArg {
+    /// From the log's commands and the snapshot's state.
+    Auto,
+    /// raftd's key-value map (write commands).
+    Raftd,
+    /// A SeaweedFS master (MaxVolumeId commands).
+    Seaweedfs,
+}
+
+impl From<MachineArg> for MachineChoice {
+    fn from(m: MachineArg) -> Self {
+        match m {
+            MachineArg::Auto => MachineChoice::Auto,
+            MachineArg::Raftd => MachineChoice::Raftd,
+            MachineArg::Seaweedfs => MachineChoice::Seaweedfs,
+        }
+    }
+}
+
 /// Runs `replay`.
 pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
     if let (Some(k), Some(h)) = (&args.key, &args.history) {
@@ -69,6 +99,7 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
         at: args.at,
         history: args.history.clone().or(args.key.clone()),
         membership_only: false,
+        machine: args.machine.into(),
     };
     let dirs = args
         .paths

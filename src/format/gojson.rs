@@ -462,7 +462,44 @@ fn decode_general<'a, const N: usize>(
     payload: &'a [u8],
     fields: [&str; N],
 ) -> Result<[Cow<'a, str>; N], JsonError> {
-    let mut out: [Cow<'a, str>; N] = std::array::from_fn(|_| Cow::Borrowed(""));
+    let typed = decode_fields(payload, fields.map(|f| (f, Kind::String)))?;
+    Ok(typed.map(|v| match v {
+        Some(GoValue::String(s)) => s,
+        _ => Cow::Borrowed(""),
+    }))
+}
+
+/// The Go type of a struct field that [`decode_fields`] decodes into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `string`.
+    String,
+    /// `uint32` (SeaweedFS's `needle.VolumeId`).
+    Uint32,
+}
+
+/// A field's decoded value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GoValue<'a> {
+    /// A `string` field.
+    String(Cow<'a, str>),
+    /// A `uint32` field.
+    Uint32(u32),
+}
+
+/// Decodes `payload` into a struct of the given fields, as Go's `json.NewDecoder(r).Decode(&v)`
+/// does (see [`decode_string_fields`]): a field is `None` when it is absent or `null` (Go leaves
+/// it at its zero value). A `uint32` field takes a JSON number that `strconv.ParseUint(s, 10,
+/// 32)` accepts; a negative, fractional, exponent or too large number, or a value of another
+/// type, is Go's type error, reported after the whole value was read (a syntax error wins).
+///
+/// # Errors
+/// A syntax error, or the first type error.
+pub fn decode_fields<'a, const N: usize>(
+    payload: &'a [u8],
+    fields: [(&str, Kind); N],
+) -> Result<[Option<GoValue<'a>>; N], JsonError> {
+    let mut out: [Option<GoValue<'a>>; N] = std::array::from_fn(|_| None);
     let mut p = Parser { s: payload, pos: 0 };
     p.ws();
     match p.peek() {
@@ -494,22 +531,37 @@ fn decode_general<'a, const N: usize>(
         p.ws();
         let slot = fields
             .iter()
-            .position(|f| f.as_bytes() == &*key)
+            .position(|(f, _)| f.as_bytes() == &*key)
             .or_else(|| {
                 fields
                     .iter()
-                    .position(|f| f.as_bytes().eq_ignore_ascii_case(&key))
+                    .position(|(f, _)| f.as_bytes().eq_ignore_ascii_case(&key))
             });
         let value_at = p.pos;
-        match (slot, p.peek()) {
-            (Some(i), Some(b'"')) => out[i] = p.string()?,
+        let wrong = |i: usize, what: &str| JsonError {
+            offset: value_at,
+            message: format!("field {:?} is not {what}", fields[i].0),
+        };
+        match (slot.map(|i| (i, fields[i].1)), p.peek()) {
+            (Some((i, Kind::String)), Some(b'"')) => out[i] = Some(GoValue::String(p.string()?)),
+            (Some((i, Kind::Uint32)), Some(b'-' | b'0'..=b'9')) => {
+                p.number()?;
+                let text = std::str::from_utf8(&payload[value_at..p.pos]).unwrap_or_default();
+                match text.parse::<u32>() {
+                    Ok(n) => out[i] = Some(GoValue::Uint32(n)),
+                    Err(_) => {
+                        type_error.get_or_insert(wrong(i, "a uint32"));
+                    }
+                }
+            }
             (Some(_), Some(b'n')) => p.literal(b"null")?,
-            (Some(i), _) => {
+            (Some((i, kind)), _) => {
                 p.skip_value()?;
-                type_error.get_or_insert(JsonError {
-                    offset: value_at,
-                    message: format!("field {:?} is not a string", fields[i]),
-                });
+                let what = match kind {
+                    Kind::String => "a string",
+                    Kind::Uint32 => "a uint32",
+                };
+                type_error.get_or_insert(wrong(i, what));
             }
             (None, _) => p.skip_value()?,
         }
@@ -539,7 +591,7 @@ mod tests {
 
     #[test]
     fn escaping_matches_go_1_19() {
-        // §2.3.4: a < b > & c 0x01 0x08 0xff " \ TAB U+2028 LF
+        // Go 1.19's escaping (docs/format.md, 'Command payloads'): a < b > & c 0x01 0x08 0xff " \ TAB U+2028 LF
         let input = b"a<b>&c\x01\x08\xff\"\\\t\xe2\x80\xa8\n";
         assert_eq!(
             enc(input),

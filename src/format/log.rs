@@ -519,8 +519,8 @@ mod tests {
             .collect()
     }
 
-    /// The real raftd order (join, nop, write in term 0), 161 bytes (docs/format.md, 'Log
-    /// entries').
+    /// What a fresh raftd writes: the real order (join, nop, write in term 0), 161 bytes
+    /// (docs/format.md, 'Log entries').
     pub(crate) fn sample() -> Vec<u8> {
         hex("20202020202034660a080110001a09726166743a6a6f696e223e7b226e616d65223a2232383332626661222c22636f6e6e656374696f6e537472696e67223a22687474703a2f2f6c6f63616c686f73743a34303031227d0a20202020202020650a080210001a08726166743a6e6f7020202020202032390a080310001a057772697465221c7b226b6579223a22666f6f222c2276616c7565223a22626172227d0a")
     }

@@ -292,7 +292,7 @@ mod tests {
     }
 
     #[test]
-    fn wire_examples_from_the_spec() {
+    fn wire_examples_as_raftd_sends_them() {
         let hb = AppendEntriesRequest {
             term: 0,
             prev_log_index: 3,

@@ -62,7 +62,7 @@ pub struct Config {
 /// The up-to-date check of a vote request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum VoteRule {
-    /// goraft's (§7.7 step 3): deny if our last index OR our last term is greater. Safe (it
+    /// goraft's (docs/format.md, 'RPCs'): deny if our last index OR our last term is greater. Safe (it
     /// grants a subset of the paper's votes) but it can stall for good, every fault healed:
     /// four nodes whose logs end at (index 100, term 1), (50, 2), (60, 1) and (55, 2) refuse
     /// every candidate a majority (see `chaos::goraft_stall`). Kept to reproduce goraft.
@@ -80,7 +80,7 @@ impl VoteRule {
     /// paper's accepts too, so a cluster mixing the two keeps the paper's safety argument.
     pub fn up_to_date(self, mine: (Term, Index), theirs: (Term, Index)) -> bool {
         match self {
-            // goraft's §7.7 step 3: deny when our last index OR our last term is greater.
+            // goraft's rule (docs/format.md, 'RPCs'): deny when our last index OR our last term is greater.
             VoteRule::Goraft => mine.1 <= theirs.1 && mine.0 <= theirs.0,
             VoteRule::Paper => mine <= theirs,
         }
@@ -137,7 +137,7 @@ impl XorShift {
     }
 }
 
-/// What must survive a restart: goraft keeps neither (§7.3); raftdump persists both.
+/// What must survive a restart: goraft keeps neither (docs/format.md, 'Terms and bootstrap'); raftdump persists both.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HardState {
     /// The current term.
@@ -1116,7 +1116,7 @@ impl Core {
         if !self.log.is_empty() || self.log.start_index != 0 {
             return;
         }
-        // goraft §7.4: the first node joins itself and leads in term 0 without an election.
+        // goraft (docs/format.md, 'Terms and bootstrap'): the first node joins itself and leads in term 0 without an election.
         let join = command::encode_join(&self.cfg.name, &self.cfg.connection_string);
         let term = self.hs.term;
         self.append_local(names::JOIN.to_string(), Some(join));
@@ -1376,7 +1376,7 @@ impl Core {
                 });
                 return;
             }
-            // Never send snapshot RPCs to a goraft node (§6.4): probe from the snapshot point;
+            // Never send snapshot RPCs to a goraft node (docs/format.md, 'RPCs'): probe from the snapshot point;
             // a raftdump peer reveals itself in its answer.
             p.next = start.saturating_add(1);
         }

@@ -1,5 +1,5 @@
-//! raftd's HTTP API and goraft's `/raft/*` routes on tiny_http, byte-exact to the spec
-//! (goraft-format.md §6.4, §8.2, §8.3), plus raftdump's documented extensions: linearizable
+//! raftd's HTTP API and goraft's `/raft/*` routes on tiny_http, byte-exact to raftd's
+//! (docs/format.md, 'RPCs' and 'raftd's HTTP API'), plus raftdump's documented extensions: linearizable
 //! reads by default, `--read-mode=local`, `--forward`, and clear 4xx answers to bad input.
 //!
 //! [`route`] is a plain function from (method, URL, headers, body) to an [`Answer`], so every

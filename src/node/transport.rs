@@ -1,7 +1,7 @@
 //! Talking to peers: goraft's RPC bodies (the wire codec) and the [`Transport`] that carries
 //! them, over HTTP with ureq (keep-alive, timeouts), one ordered stream per peer.
 //!
-//! The codec writes raw proto2 bodies with every required field, zeros included (§6.2), and
+//! The codec writes raw proto2 bodies with every required field, zeros included (docs/format.md, 'RPCs'), and
 //! decodes strictly: a body goes through `format::wire::check` (missing, mistyped or truncated
 //! fields are errors, as in Go) before prost reads it. The transport never sends snapshot RPCs
 //! on its own: only on the core's [`Action::SendSnapshot`](super::core::Action), which the core
@@ -1053,7 +1053,7 @@ mod tests {
 
     #[test]
     fn append_request_round_trips_and_matches_the_spec_bytes() {
-        // §6.3: the new leader's nop (33 bytes).
+        // The new leader's nop as raftd sends it (33 bytes).
         let req = AppendRequest {
             term: 1,
             prev_index: 4,

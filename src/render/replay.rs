@@ -6,6 +6,10 @@
 //! - `{"type":"replay", path, name, start, unused_snapshot?, goraft_snapshot?, first_applied,
 //!   last_applied, last_term, entries_applied, skipped, point, at, note, committed?, stop,
 //!   damage?, irregular, irregular_count}` first, once per replay;
+//!   plus `machine` (`seaweedfs` or `unknown`) and `machine_reason` when the state is not
+//!   raftd's key-value map;
+//! - for a SeaweedFS master, `{"type":"seaweedfs", max_volume_id, topology_id, index}` instead of
+//!   the `kv` lines (none for an unknown state);
 //! - `{"type":"kv", key, value}` per key, sorted, with `key_base64` / `value_base64` added where the
 //!   bytes are not valid UTF-8; with `--key` also `known`, `set_at_index`, `set_at_term`, `set_from_snapshot`, `changes`
 //!   (`value` is null when the key is not set or unknown);
@@ -14,7 +18,8 @@
 //!   membership event, then `{"type":"members", index, members:[{name, connection_string}]}`;
 //! - `{"type":"stats", keys, state_bytes, entries, writes, overwrites, joins, leaves, nops,
 //!   unknown, invalid, log_bytes, written_bytes, per_term:[{term, entries, writes, first_index,
-//!   last_index}]}`.
+//!   last_index}], volume_ids?}` (`volume_ids`: MaxVolumeId entries, when there are any or the
+//!   machine is not raftd's).
 
 use std::io::{self, Write};
 use std::sync::mpsc;
@@ -23,9 +28,12 @@ use comfy_table::{presets, Cell, CellAlignment, Table};
 use serde::Serialize;
 
 use super::escape_terminal;
+use super::machine;
 use crate::diff::{Commit, Evidence};
 use crate::model::Index;
-use crate::replay::{KeyState, MemberChangeKind, Replay, SnapshotState, Start, Stop, UnusedReason};
+use crate::replay::{
+    KeyState, Machine, MemberChangeKind, Replay, SnapshotState, Start, Stop, UnusedReason,
+};
 
 /// Which sections to print. With none of them the whole state is listed.
 #[derive(Debug, Clone, Default)]
@@ -154,6 +162,13 @@ pub fn human(
         Start::Snapshot(s) => {
             let state = match &s.state {
                 SnapshotState::Loaded { keys } => format!("{keys} keys loaded"),
+                SnapshotState::Master {
+                    max_volume_id,
+                    topology_id,
+                } => format!(
+                    "SeaweedFS master state loaded (maxVolumeId {max_volume_id}, topologyId {})",
+                    escape_terminal(topology_id)
+                ),
                 SnapshotState::Opaque { reason } => format!(
                     "state opaque ({}): only keys written after it are known; membership and counts are complete",
                     escape_terminal(reason)
@@ -211,8 +226,12 @@ pub fn human(
             .map_or(String::new(), |i| format!(", up to index {i}"));
         writeln!(
             out,
-            "  damage   {}; goraft truncates the log there on start-up: {} bytes and {} entries after it are discarded{last}{}",
+            "  damage   {}; {} the log there on start-up: {} bytes and {} entries after it are discarded{last}{}",
             d.error,
+            match r.dialect {
+                crate::format::dialect::Dialect::Goraft => "goraft truncates",
+                crate::format::dialect::Dialect::Seaweedfs => "goraft and seaweedfs/raft truncate",
+            },
             d.bytes_after,
             d.entries_after,
             if d.more_damage > 0 { format!(" ({} more damaged stretches)", d.more_damage) } else { String::new() }
@@ -226,7 +245,7 @@ pub fn human(
         )?;
     }
 
-    if sections.state() {
+    if sections.state() && !machine::human_state(out, r)? {
         writeln!(out)?;
         let mut t = table(&["Key", "Value"]);
         for (k, v) in r.kv.sorted() {
@@ -250,10 +269,12 @@ pub fn human(
         writeln!(out)?;
         let last = r.history.as_ref().and_then(|h| h.changes.last());
         let changes = r.history.as_ref().map_or(0, |h| h.changes.len());
-        let value = match r.get(key) {
-            KeyState::Value(v) => escape_terminal(v).into_owned(),
-            KeyState::Missing => "(not set)".to_string(),
-            KeyState::Unknown => "(unknown: the snapshot's state is opaque)".to_string(),
+        let value = match (machine::master_key(r, key), r.get(key)) {
+            (Some(Some(v)), _) => escape_terminal(&v).into_owned(),
+            (Some(None), _) => "(not set)".to_string(),
+            (None, KeyState::Value(v)) => escape_terminal(v).into_owned(),
+            (None, KeyState::Missing) => "(not set)".to_string(),
+            (None, KeyState::Unknown) => "(unknown: the snapshot's state is opaque)".to_string(),
         };
         let since = match last {
             Some(c) if c.from_snapshot => format!("snapshot (index {})", c.index),
@@ -344,7 +365,7 @@ pub fn human(
         writeln!(out)?;
         let s = &r.stats;
         let mut t = table(&["Stat", "Value"]);
-        let rows: [(&str, u64); 12] = [
+        let mut rows: Vec<(&str, u64)> = vec![
             ("keys", r.kv.data.len() as u64),
             ("state bytes (keys + values)", r.kv.state_bytes()),
             ("entries applied", s.entries),
@@ -358,6 +379,9 @@ pub fn human(
             ("log bytes applied", s.log_bytes),
             ("bytes written (keys + values)", s.written_bytes),
         ];
+        if r.machine != Machine::Raftd || s.volume_ids > 0 {
+            rows.push(("MaxVolumeId commands", s.volume_ids));
+        }
         for (k, v) in rows {
             t.add_row(vec![k.to_string(), v.to_string()]);
         }
@@ -378,7 +402,7 @@ pub fn human(
             writeln!(out, "{t}")?;
         }
     }
-    Ok(())
+    machine::keep_line(out, r)
 }
 
 /// Writes one JSON Lines object with `"type"` first, then the fields of `value` (an object; any
@@ -608,6 +632,10 @@ struct Header<'a> {
     damage: Option<DamageJson>,
     irregular: Vec<IrregularJson>,
     irregular_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    machine: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    machine_reason: Option<&'a str>,
 }
 
 /// Writes the JSON Lines form.
@@ -622,6 +650,7 @@ pub fn json(
         Start::Snapshot(s) => {
             let (state, keys, reason) = match &s.state {
                 SnapshotState::Loaded { keys } => ("loaded", Some(*keys), None),
+                SnapshotState::Master { .. } => ("seaweedfs", None, None),
                 SnapshotState::Opaque { reason } => ("opaque", None, Some(reason.as_str())),
             };
             StartJson::Snapshot {
@@ -689,10 +718,12 @@ pub fn json(
             })
             .collect(),
         irregular_count: r.irregular_count,
+        machine: machine::header_fields(r).0,
+        machine_reason: machine::header_fields(r).1,
     };
     line(out, "replay", &header)?;
 
-    if sections.state() {
+    if sections.state() && !machine::json_state(out, r)? {
         match r.kv.data.packed() {
             Some(packed) => kv_lines(out, packed.len(), &|i| packed.pair(i))?,
             None => {
@@ -705,10 +736,12 @@ pub fn json(
     }
     if let Some(key) = &sections.key {
         let last = r.history.as_ref().and_then(|h| h.changes.last());
-        let (value, known) = match r.get(key) {
-            KeyState::Value(v) => (Some(v), true),
-            KeyState::Missing => (None, true),
-            KeyState::Unknown => (None, false),
+        let master = machine::master_key(r, key);
+        let (value, known) = match (&master, r.get(key)) {
+            (Some(v), _) => (v.as_deref(), true),
+            (None, KeyState::Value(v)) => (Some(v), true),
+            (None, KeyState::Missing) => (None, true),
+            (None, KeyState::Unknown) => (None, false),
         };
         let mut l = KvLine::new(key, value);
         l.known = Some(known);
@@ -826,6 +859,8 @@ pub fn json(
             log_bytes: u64,
             written_bytes: u64,
             per_term: Vec<T>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            volume_ids: Option<u64>,
         }
         let s = &r.stats;
         line(
@@ -855,6 +890,8 @@ pub fn json(
                         last_index: p.last_index,
                     })
                     .collect(),
+                volume_ids: (r.machine != Machine::Raftd || s.volume_ids > 0)
+                    .then_some(s.volume_ids),
             },
         )?;
     }

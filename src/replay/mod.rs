@@ -16,8 +16,10 @@
 //! nothing.
 
 pub mod kv;
+mod machine;
 pub(crate) mod payload;
 mod runs;
+pub mod seaweedfs;
 
 use compact_str::CompactString;
 use std::collections::BTreeMap;
@@ -31,6 +33,7 @@ use crate::format::log::{LogError, LogReader, RawEntry};
 use crate::model::{Command, Index, Snapshot, Term};
 use kv::{Applied, Kv, KvMap};
 use runs::{RunBatch, Runs};
+use seaweedfs::Master;
 
 /// What to replay and what to record along the way.
 #[derive(Debug, Clone, Default)]
@@ -43,6 +46,34 @@ pub struct ReplayOptions {
     /// applied, so `written_bytes`, `overwrites` and `invalid` stay 0 for them (used by `diff`
     /// without `--state`, where the key-value map is not needed).
     pub membership_only: bool,
+    /// Which state machine the log's commands belong to.
+    pub machine: MachineChoice,
+}
+
+/// The state machine asked for (`--machine`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MachineChoice {
+    /// Chosen from the log's commands and the snapshot's state ([`Machine`]).
+    #[default]
+    Auto,
+    /// raftd's key-value map: `write` commands.
+    Raftd,
+    /// A SeaweedFS master: `MaxVolumeId` commands.
+    Seaweedfs,
+}
+
+/// The state machine a replay's state belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Machine {
+    /// raftd's key-value map (`kv`).
+    Raftd,
+    /// A SeaweedFS master (`master`).
+    Seaweedfs,
+    /// Neither: the state is unknown; membership and counts are still complete.
+    Unknown {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Why a replay cannot run.
@@ -98,6 +129,13 @@ pub enum SnapshotState {
     Loaded {
         /// Keys loaded.
         keys: usize,
+    },
+    /// A SeaweedFS master's state, loaded into `master`.
+    Master {
+        /// Its max volume id.
+        max_volume_id: u32,
+        /// Its topology id.
+        topology_id: String,
     },
     /// Not a JSON object of strings (another application's state machine, or `null`): the
     /// key-value map is unknown before the snapshot; membership and counts are still shown, and
@@ -260,6 +298,8 @@ pub struct Stats {
     pub log_bytes: u64,
     /// Bytes of keys and values written (after Go's decoding).
     pub written_bytes: u64,
+    /// SeaweedFS `MaxVolumeId` entries applied (counted as unknown when the machine is raftd).
+    pub volume_ids: u64,
     /// Per term, in order.
     pub per_term: Vec<TermStats>,
 }
@@ -303,6 +343,12 @@ pub struct Replay {
     pub stats: Stats,
     /// Whether `write` entries were applied (false with `membership_only`).
     pub writes_applied: bool,
+    /// The state machine of the log (decided when the replay ends).
+    pub machine: Machine,
+    /// The SeaweedFS master's state (meaningful when `machine` is [`Machine::Seaweedfs`]).
+    pub master: Master,
+    /// The dialect the log was read in (which implementations truncate at damage).
+    pub dialect: crate::format::dialect::Dialect,
 }
 
 /// What the replayed state says about one key.
@@ -366,6 +412,15 @@ pub enum Fed {
 #[derive(Debug)]
 pub struct Replayer {
     r: Replay,
+    /// `--machine`.
+    choice: MachineChoice,
+    /// Whether `write` entries go down the key-value path (writes applied, and the machine
+    /// is not forced to SeaweedFS's).
+    kv_writes: bool,
+    /// Whether `MaxVolumeId` entries are applied (the machine is not forced to raftd's).
+    volume_ids: bool,
+    /// `write` entries seen whose payload did not decode (the valid ones are `stats.writes`).
+    invalid_writes: u64,
     start_index: Index,
     expected: Option<Index>,
     term: Option<TermStats>,
@@ -677,7 +732,14 @@ impl Replayer {
                 membership: Vec::new(),
                 stats: Stats::default(),
                 writes_applied: !opts.membership_only,
+                machine: Machine::Raftd,
+                master: Master::default(),
+                dialect: crate::format::dialect::Dialect::Goraft,
             },
+            choice: opts.machine,
+            kv_writes: !opts.membership_only && opts.machine != MachineChoice::Seaweedfs,
+            volume_ids: opts.machine != MachineChoice::Raftd,
+            invalid_writes: 0,
             start_index: 0,
             expected: None,
             term: None,
@@ -694,6 +756,7 @@ impl Replayer {
             None => SnapshotState::Opaque {
                 reason: "the snapshot's state is null".into(),
             },
+            Some(bytes) if self.is_master_state(bytes) => self.master_snapshot(snap, bytes),
             Some(bytes) => match serde_json::from_slice::<BTreeMap<String, String>>(bytes) {
                 Ok(map) => {
                     let keys = map.len();
@@ -847,6 +910,9 @@ impl Replayer {
         self.r.last_term = Some(term);
         match e.wire.name {
             b"write" => self.write(index, term, e.payload().unwrap_or_default()),
+            b"MaxVolumeId" if self.volume_ids => {
+                self.volume_id(index, term, e.payload().unwrap_or_default());
+            }
             b"raft:nop" => {
                 st.nops += 1;
                 self.r.kv.apply(index, Command::Nop);
@@ -885,7 +951,11 @@ impl Replayer {
 
     #[inline]
     fn write(&mut self, index: Index, term: Term, payload: &[u8]) {
-        if !self.r.writes_applied {
+        if !self.kv_writes {
+            if self.choice == MachineChoice::Seaweedfs {
+                self.foreign_write(index);
+                return;
+            }
             // Membership only: the payload is not even decoded (diff's pass stays cheap).
             self.r.stats.writes += 1;
             if let Some(t) = &mut self.term {
@@ -941,6 +1011,7 @@ impl Replayer {
 
     /// Counts a write whose payload does not decode.
     fn invalid_write(&mut self, index: Index, e: &crate::format::gojson::JsonError) {
+        self.invalid_writes += 1;
         self.r.stats.invalid += 1;
         self.r.kv.apply(
             index,
@@ -1037,6 +1108,7 @@ impl Replayer {
         }
         // The state is handed over in key order, which is how it is written out.
         self.r.kv.data.sort();
+        self.r.machine = self.machine();
         self.r
     }
 }
@@ -1097,7 +1169,11 @@ fn first_index(dir: &DataDir) -> Option<Index> {
 /// As [`choose_start`].
 pub fn replayer_for(dir: &DataDir, opts: &ReplayOptions) -> Result<Replayer, ReplayError> {
     let (snap, unused) = choose_start(dir, opts.at)?;
-    let fresh = || Replayer::new(dir.path.clone(), dir.node_name().map(str::to_string), opts);
+    let fresh = || {
+        let mut r = Replayer::new(dir.path.clone(), dir.node_name().map(str::to_string), opts);
+        r.r.dialect = dir.dialect();
+        r
+    };
     let mut r = fresh();
     r.r.unused_snapshot = unused;
     if let Some((file, s)) = snap {

@@ -1,4 +1,5 @@
-//! The one integration test crate.
+//! The one integration test crate: every integration test is a module here, so the tests build
+//! as one binary (unit tests stay at the bottom of each source file).
 
 mod chaos;
 mod cli;
@@ -17,6 +18,8 @@ mod readonly;
 mod regressions;
 mod repair;
 mod replay;
+mod replay_seaweedfs;
+mod replay_seaweedfs_fixture;
 mod secure;
 mod sim_chaos;
 mod store_crash;

@@ -451,7 +451,7 @@ fn http_answers_are_byte_exact() {
     let n1 = spawn_node(&tmp.path().join("n1"), 0, &[]);
     let u = n1.url.clone();
     let name = name_of(&n1);
-    // raftd's routes (§8.2, §8.3).
+    // raftd's routes (docs/format.md, 'raftd's HTTP API').
     assert_eq!(
         text("POST", &format!("{u}/db/foo"), "bar"),
         (200, String::new())
@@ -597,7 +597,8 @@ fn http_answers_are_byte_exact() {
             )
         )
     );
-    // A term-0 vote request from a member to a term-0 leader: denied, `08 00 10 00` (§6.3).
+    // A term-0 vote request from a member to a term-0 leader: denied, `08 00 10 00`, as raftd
+    // answers.
     let mut rv = vec![0x08, 0x00, 0x10, 0x00, 0x18, 0x00, 0x22];
     let n2n = name_of(&n2);
     rv.push(n2n.len() as u8);

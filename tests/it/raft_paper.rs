@@ -523,7 +523,7 @@ fn s5_4_2_figure_8_no_commit_of_old_terms_by_counting() {
     assert!(acts.contains(&Action::Commit(3)), "{acts:?}");
 }
 
-/// goraft's bootstrap (§7.4 of the goraft notes, no election in the paper): the first node
+/// goraft's bootstrap (docs/format.md, 'Terms and bootstrap'; no election in the paper): the first node
 /// leads in term 0 at once and commits its self-join and nop once they are durable.
 #[test]
 fn goraft_bootstrap_leads_in_term_0() {
