@@ -10,5 +10,6 @@ pub mod frame;
 pub mod gojson;
 pub mod log;
 pub mod proto;
+pub mod rpc;
 pub mod snapshot;
 pub mod wire;

@@ -25,6 +25,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::format::command;
+pub use crate::format::rpc::{
+    AppendRequest, AppendResponse, SnapshotInstall, VoteRequest, VoteResponse,
+};
 use crate::model::{
     names, term_in_bounds, term_is_poisoned, Command, Entry, Index, Peer, Term, MAX_TERM_STEP,
 };
@@ -280,73 +283,6 @@ impl Role {
             Role::Leader => "leader",
         }
     }
-}
-
-/// goraft's AppendEntriesRequest, with owned entries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppendRequest {
-    /// Leader's term.
-    pub term: Term,
-    /// Index before the first entry.
-    pub prev_index: Index,
-    /// Its term.
-    pub prev_term: Term,
-    /// Leader's commit index.
-    pub commit: Index,
-    /// Leader's name.
-    pub leader: String,
-    /// The entries.
-    pub entries: Vec<Entry>,
-}
-
-/// goraft's AppendEntriesResponse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AppendResponse {
-    /// Responder's term.
-    pub term: Term,
-    /// On success the last index known to match the leader; on failure the last log index.
-    pub index: Index,
-    /// Responder's commit index.
-    pub commit: Index,
-    /// Whether the entries were accepted.
-    pub success: bool,
-}
-
-/// goraft's RequestVoteRequest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VoteRequest {
-    /// Candidate's term.
-    pub term: Term,
-    /// Candidate's last log index.
-    pub last_index: Index,
-    /// Candidate's last log term.
-    pub last_term: Term,
-    /// Candidate's name.
-    pub candidate: String,
-}
-
-/// goraft's RequestVoteResponse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VoteResponse {
-    /// Responder's term.
-    pub term: Term,
-    /// Whether the vote was granted.
-    pub granted: bool,
-}
-
-/// goraft's SnapshotRecoveryRequest, decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotInstall {
-    /// Sender.
-    pub leader: String,
-    /// Snapshot point.
-    pub last_index: Index,
-    /// Its term.
-    pub last_term: Term,
-    /// Every member, the leader included.
-    pub peers: Vec<Peer>,
-    /// State machine bytes.
-    pub state: Vec<u8>,
 }
 
 /// What the executor echoes back with the result of an AppendEntries it sent.
