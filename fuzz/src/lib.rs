@@ -715,3 +715,29 @@ mod http_node {
         }
     }
 }
+
+/// An HTTP answer as the leader's pipelined AppendEntries client reads it from a follower's
+/// connection: never a panic; an answer it takes is within the input and the size limits, reads
+/// the same from exactly its own bytes, and is still incomplete one byte short of them.
+pub fn pipelined_answer(data: &[u8]) {
+    use raftdump::node::transport::pipelined::parse_answer;
+    if data.len() > MAX_INPUT {
+        return;
+    }
+    let Ok(Some(a)) = parse_answer(data) else {
+        return;
+    };
+    assert!(
+        a.len > 0 && a.len <= data.len(),
+        "took {} of {} bytes",
+        a.len,
+        data.len()
+    );
+    assert!(a.body.len() <= 1 << 20, "a body of {} bytes", a.body.len());
+    assert_eq!(
+        parse_answer(&data[..a.len]),
+        Ok(Some(a.clone())),
+        "its own bytes"
+    );
+    assert_eq!(parse_answer(&data[..a.len - 1]), Ok(None), "one byte short");
+}

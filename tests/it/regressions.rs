@@ -18,6 +18,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("http_request", targets::http_request),
     ("http_head", targets::http_head),
     ("rpc_senders", targets::rpc_senders),
+    ("pipelined_answer", targets::pipelined_answer),
 ];
 
 #[test]

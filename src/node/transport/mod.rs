@@ -23,7 +23,9 @@ pub use crate::format::rpc::{
 };
 use crate::model::Peer;
 
-mod pipelined;
+/// Public only for its fuzz target (`parse_answer`).
+#[doc(hidden)]
+pub mod pipelined;
 
 use pipelined::{build_message, pipelined_worker, write_request, DirectState, Target};
 

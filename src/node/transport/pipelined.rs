@@ -258,15 +258,16 @@ fn read_answers(
 }
 
 /// One HTTP answer parsed from the front of a buffer.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) struct ParsedAnswer {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedAnswer {
     /// Bytes it took.
-    len: usize,
-    body: Vec<u8>,
+    pub len: usize,
+    /// Its body, de-chunked.
+    pub body: Vec<u8>,
     /// It carried [`RAFTDUMP_HEADER`].
-    raftdump: bool,
+    pub raftdump: bool,
     /// The server closes the connection after it.
-    close: bool,
+    pub close: bool,
 }
 
 /// Largest answer head accepted (bytes).
@@ -275,7 +276,7 @@ const MAX_HEAD: usize = 16 << 10;
 /// The answer at the front of `b`: `Ok(None)` while it is incomplete. 1xx answers are
 /// skipped. The body is delimited by Content-Length or chunked encoding (Go's server uses
 /// one of them on a keep-alive connection).
-pub(super) fn parse_answer(b: &[u8]) -> Result<Option<ParsedAnswer>, String> {
+pub fn parse_answer(b: &[u8]) -> Result<Option<ParsedAnswer>, String> {
     let mut at = 0;
     loop {
         let rest = &b[at..];

@@ -4,15 +4,20 @@ pub use self::fused_reader::FusedReader;
 pub use self::messages_queue::MessagesQueue;
 pub use self::refined_tcp_stream::RefinedTcpStream;
 pub use self::sequential::{SequentialReader, SequentialReaderBuilder};
-pub use self::sequential::{SequentialWriter, SequentialWriterBuilder, Turn};
+pub use self::sequential::{SequentialWriterBuilder, Turn};
 pub use self::task_pool::TaskPool;
 
 use std::str::FromStr;
 
+#[allow(warnings)] // upstream's, unchanged
 mod custom_stream;
+#[allow(warnings)] // upstream's, unchanged
 mod equal_reader;
+#[allow(warnings)] // upstream's, unchanged
 mod fused_reader;
+#[allow(warnings)] // upstream's, unchanged
 mod messages_queue;
+#[allow(warnings)] // upstream's, unchanged
 pub(crate) mod refined_tcp_stream;
 mod sequential;
 mod task_pool;
