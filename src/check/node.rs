@@ -1463,6 +1463,7 @@ impl<'d> NodeCheck<'d> {
         snapshot_rules(dir, &log, &mut sink, &mut rest);
         conf_rules(dir, &log, best, &mut sink, &mut rest);
         name_rules(dir, &log, &mut sink, &mut rest);
+        state_rules(dir, &log, best, &mut sink, &mut rest);
         let d = &dir.dialect;
         if d.conflicts() && !d.forced && sink.want("dialect-conflict") {
             rest.push(
@@ -1843,6 +1844,38 @@ fn names(list: &[&String]) -> String {
         .map(|n| format!("\"{n}\""))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `raftdump-state`'s term against the log's: a node's term rises one per election, so a term
+/// far beyond the log's last term (or near overflow) was forged or corrupted.
+fn state_rules(
+    dir: &DataDir,
+    log: &LogOutcome,
+    best: Option<&Snapshot>,
+    sink: &mut Sink,
+    out: &mut Vec<Finding>,
+) {
+    let Some((path, term)) = &dir.state_term else {
+        return;
+    };
+    let last = log
+        .last_term
+        .unwrap_or(0)
+        .max(best.map_or(0, |s| s.last_term));
+    let far = term.saturating_sub(last) > crate::model::MAX_TERM_STEP;
+    if (far || crate::model::term_is_poisoned(*term)) && sink.want("state-term-beyond-log") {
+        out.push(
+            finding(
+                "state-term-beyond-log",
+                format!(
+                    "currentTerm {term} is far beyond the log's last term {last}: a forged or \
+                     corrupt term that leaves no room for elections"
+                ),
+            )
+            .file(path.clone())
+            .offset(0),
+        );
+    }
 }
 
 fn name_rules(dir: &DataDir, log: &LogOutcome, sink: &mut Sink, out: &mut Vec<Finding>) {
