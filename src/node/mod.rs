@@ -1,9 +1,9 @@
 //! `raftdump serve`: a raftd node, compatible with goraft on disk and on the wire.
 //!
 //! ```text
-//!   clients ──> http.rs (tiny_http workers) ───────┐ Input channel        ┌──> transport.rs
+//!   clients ──> http/ (tiny_http workers) ─────────┐ Input channel        ┌──> transport/
 //!   peers   ──> /raft/* (same workers, same port) ─┤                      │    one ordered
-//!               POST /db/{key}: proposed without   │                      │    keep-alive ureq
+//!               POST /db/{key}: proposed without   │                      │    pipelined HTTP
 //!               waiting; responder threads answer  v                      │    stream per peer
 //!                                    runtime.rs: one thread               │    (queued requests
 //!                                     drain a batch of inputs             │     merged)
@@ -25,13 +25,16 @@
 //!   takes over when a write is queued behind it), and a follower's runtime writes its
 //!   AppendEntries answer itself when the answers before it on the connection are written.
 //!
-//!   core.rs      pure Raft: step(Event) -> Vec<Action>; clock and randomness injected
+//!   core/        pure Raft: step(Event) -> Vec<Action>; clock and randomness injected
+//!                (types.rs: events, actions, state; replication.rs: AppendEntries both ways)
 //!   storage.rs   Storage trait; FileStore (goraft's files exactly) and MemStore
-//!   transport.rs Transport trait; HTTP client (proto2 bodies), MemTransport, the wire codec
+//!   transport/   Transport trait; ureq for snapshots, MemTransport; pipelined.rs: the
+//!                pipelined HTTP/1.1 client for AppendEntries (the codec is format::rpc)
 //!   exec.rs      what every executor shares: start-up state, AppendEntries ranges, apply
 //!   sim.rs       deterministic multi-node simulator: MemStore, MemTransport, seeded network
 //!   chaos.rs     seeded chaos runs over sim.rs, and their verdict on liveness (goraft's stall)
-//!   http.rs      raftd's routes byte for byte, linearizable reads, --forward
+//!   http/        raftd's routes byte for byte, linearizable reads, --forward (routes.rs),
+//!                what a node offers them (api.rs), limits.rs, the server loop (server.rs)
 //! ```
 //!
 //! The state machine is [`crate::replay::kv::Kv`], the same code `replay` uses.
