@@ -280,12 +280,17 @@ pub fn parse_answer(b: &[u8]) -> Result<Option<ParsedAnswer>, String> {
     let mut at = 0;
     loop {
         let rest = &b[at..];
+        // A head is refused over MAX_HEAD bytes whether it arrives whole or in parts (up to
+        // MAX_HEAD + 3 bytes may still end in its terminator).
         let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") else {
-            if rest.len() > MAX_HEAD {
+            if rest.len() > MAX_HEAD + 3 {
                 return Err("answer head too long".into());
             }
             return Ok(None);
         };
+        if end > MAX_HEAD {
+            return Err("answer head too long".into());
+        }
         let head = std::str::from_utf8(&rest[..end]).map_err(|_| "answer head not text")?;
         let mut lines = head.split("\r\n");
         let status_line = lines.next().unwrap_or("");
@@ -487,6 +492,17 @@ mod tests {
         assert!(parse_answer(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
         assert!(parse_answer(b"SSH-2.0\r\n\r\n").is_err());
         assert!(parse_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n").is_err());
-        assert!(parse_answer(&[b'x'; MAX_HEAD + 1]).is_err());
+        assert!(parse_answer(&[b'x'; MAX_HEAD + 4]).is_err());
+        // The head limit is the same whether the head arrives whole or in parts.
+        let mut at_limit = b"HTTP/1.1 204 No Content\r\nX: ".to_vec();
+        at_limit.resize(MAX_HEAD, b'x');
+        at_limit.extend_from_slice(b"\r\n\r\n");
+        assert!(parse_answer(&at_limit).unwrap().is_some());
+        for cut in [MAX_HEAD, MAX_HEAD + 1, MAX_HEAD + 3] {
+            assert_eq!(parse_answer(&at_limit[..cut]), Ok(None), "cut at {cut}");
+        }
+        let mut over = at_limit[..MAX_HEAD].to_vec();
+        over.extend_from_slice(b"x\r\n\r\n");
+        assert!(parse_answer(&over).is_err());
     }
 }
