@@ -33,5 +33,27 @@ fn man_pages_are_up_to_date() {
         inspect.contains("{\"type\":\"entry\"}: index, term, offset"),
         "the JSON schema is in the page"
     );
-    assert!(inspect.contains("Exit status:"));
+    // Every page's EXIT STATUS comes from the one table, and is not repeated after it.
+    for (name, bytes) in &generated {
+        let page = String::from_utf8_lossy(bytes);
+        let key = name
+            .trim_end_matches(".1")
+            .strip_prefix("raftdump-")
+            .unwrap_or("raftdump");
+        assert!(page.contains(&raftdump::cli::exit::roff(key)), "{name}");
+        assert!(!page.contains("Exit status:"), "{name}: exit statuses twice");
+    }
+}
+
+/// README.md's exit status table is the one `--help` and the man pages show.
+#[test]
+fn readme_exit_table_is_the_exit_table() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let table = raftdump::cli::exit::markdown();
+    assert!(
+        readme.contains(&table),
+        "README.md's exit status table differs from cli::exit::TABLE; it should read:\n{table}"
+    );
 }
