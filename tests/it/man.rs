@@ -41,7 +41,10 @@ fn man_pages_are_up_to_date() {
             .strip_prefix("raftdump-")
             .unwrap_or("raftdump");
         assert!(page.contains(&raftdump::cli::exit::roff(key)), "{name}");
-        assert!(!page.contains("Exit status:"), "{name}: exit statuses twice");
+        assert!(
+            !page.contains("Exit status:"),
+            "{name}: exit statuses twice"
+        );
     }
 }
 
