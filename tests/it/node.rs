@@ -338,8 +338,14 @@ fn real_fixtures_answer_every_expected_key() {
         });
         if writable {
             // It elected itself (term 1+, a nop) and still takes writes.
-            let (s, _) = text("POST", &format!("{}/db/serve-test", n.url), "ok");
-            assert_eq!(s, 200, "{}", src.display());
+            let (s, b) = text("POST", &format!("{}/db/serve-test", n.url), "ok");
+            assert_eq!(
+                s,
+                200,
+                "{}: {b}\nnode's stderr:\n{}",
+                src.display(),
+                n.stderr_text()
+            );
         } else {
             let (s, b) = text("POST", &format!("{}/db/serve-test", n.url), "x");
             assert_eq!((s, b.as_str()), (403, "raftdump: this node is read-only\n"));
