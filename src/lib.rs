@@ -25,4 +25,3 @@ pub mod node;
 pub mod render;
 pub mod repair;
 pub mod replay;
-pub mod scan;
