@@ -27,7 +27,8 @@ use super::core::{
     SentAppend, SnapshotInstall, VoteRequest, VoteResponse, XorShift,
 };
 use super::exec;
-use super::storage::{MemStore, Storage};
+use super::runtime::Reply;
+use super::storage::{MemStore, Storage, StoreError};
 use super::transport::{MemTransport, Outbound, Transport};
 use crate::format::command;
 use crate::model::{names, Entry, Index, Peer, Snapshot, Term};
@@ -365,218 +366,17 @@ impl Sim {
         self.exec(i, actions);
     }
 
+    /// Carries out node `i`'s actions with the runtime's executor, then checks the cluster's
+    /// safety and either syncs at once or schedules the fsync.
     fn exec(&mut self, i: usize, actions: Vec<Action>) {
-        let mut held: Vec<Packet> = Vec::new();
-        let mut wrote = false;
-        for a in actions {
-            let node = &mut self.nodes[i];
-            match a {
-                Action::SaveHardState(h) => node.store.save_hard_state(&h).expect("memory"),
-                Action::Truncate(x) => {
-                    assert!(
-                        x >= node.kv.applied,
-                        "seed {}: {} truncates after {x} but applied {}",
-                        self.cfg.seed,
-                        node.name,
-                        node.kv.applied
-                    );
-                    node.store.truncate_after(x).expect("memory");
-                    wrote = true;
-                }
-                Action::Append(es) => {
-                    let seed = self.cfg.seed;
-                    if let Some(first) = es.first() {
-                        let terms = node.store.terms();
-                        let mut prev = terms.term_at(first.index - 1).unwrap_or_else(|| {
-                            panic!(
-                                "seed {seed}: {} appends {} after {}",
-                                node.name,
-                                first.index,
-                                terms.last_index()
-                            )
-                        });
-                        for e in &es {
-                            let rec = self
-                                .checked
-                                .seen
-                                .entry((e.index, e.term))
-                                .or_insert_with(|| (prev, e.clone()));
-                            assert!(
-                                rec.0 == prev && rec.1 == *e,
-                                "seed {seed}: Log Matching: {} appends {e:?} after term {prev}; \
-                                 elsewhere ({}, {}) is {:?} after term {}",
-                                node.name,
-                                e.index,
-                                e.term,
-                                rec.1,
-                                rec.0
-                            );
-                            prev = e.term;
-                        }
-                        self.checked.appends += es.len() as u64;
-                    }
-                    node.store.append(&es).expect("memory");
-                    wrote = true;
-                }
-                Action::SendAppend {
-                    to,
-                    term,
-                    prev_index,
-                    prev_term,
-                    last,
-                    commit,
-                    sent,
-                } => {
-                    let req = exec::append_request(
-                        &mut node.store,
-                        term,
-                        &node.name,
-                        prev_index,
-                        prev_term,
-                        last,
-                        commit,
-                    )
-                    .expect("entries in range");
-                    node.transport.send(Outbound::Append { to, req, sent });
-                    self.flush_outbox(i);
-                }
-                Action::SendVote { to, req } => {
-                    node.transport.send(Outbound::Vote { to, req });
-                    self.flush_outbox(i);
-                }
-                Action::SendSnapshot { to, .. } => {
-                    if let Some(s) = node.store.snapshot() {
-                        let install = SnapshotInstall {
-                            leader: node.name.clone(),
-                            last_index: s.last_index,
-                            last_term: s.last_term,
-                            peers: s.peers.clone().unwrap_or_default(),
-                            state: s.state.clone().unwrap_or_default(),
-                        };
-                        node.transport.send(Outbound::Snapshot { to, install });
-                        self.flush_outbox(i);
-                    }
-                }
-                Action::ReplyAppend { id, resp } => {
-                    if let Some(Pending::Append { from, sent }) = node.pending.remove(&id) {
-                        held.push(Packet::AppendResp {
-                            from: i,
-                            to: from,
-                            sent,
-                            resp,
-                        });
-                    }
-                }
-                Action::Refuse { id, .. } => {
-                    // A refused request gets no usable answer (over HTTP a 4xx): for its
-                    // sender, as if lost.
-                    if let Some(Pending::Append { from, sent }) = node.pending.remove(&id) {
-                        let peer = i;
-                        self.seq += 1;
-                        let lost = Packet::Lost {
-                            peer,
-                            to: from,
-                            sent,
-                        };
-                        self.queue.insert((self.now, self.seq), lost);
-                    }
-                }
-                Action::ReplyVote { id, resp } => {
-                    if let Some(Pending::Vote { from, term }) = node.pending.remove(&id) {
-                        held.push(Packet::VoteResp {
-                            from: i,
-                            to: from,
-                            term,
-                            resp,
-                        });
-                    }
-                }
-                Action::ReplySnapshotOffer { id, accept } => {
-                    if accept != Some(true) {
-                        if let Some(Pending::Snapshot { from, last_index }) =
-                            node.pending.remove(&id)
-                        {
-                            held.push(Packet::SnapshotResp {
-                                from: i,
-                                to: from,
-                                last_index,
-                                ok: accept == Some(false),
-                            });
-                        }
-                    }
-                }
-                Action::ReplySnapshotInstall { id, resp } => {
-                    if let Some(Pending::Snapshot { from, last_index }) = node.pending.remove(&id) {
-                        held.push(Packet::SnapshotResp {
-                            from: i,
-                            to: from,
-                            last_index,
-                            ok: resp.is_some_and(|r| r.1),
-                        });
-                    }
-                }
-                Action::InstallSnapshot { id, snapshot, .. } => {
-                    let snap = Snapshot {
-                        last_index: snapshot.last_index,
-                        last_term: snapshot.last_term,
-                        peers: Some(snapshot.peers.clone()),
-                        state: Some(snapshot.state.clone()),
-                        path: String::new(),
-                    };
-                    node.kv = exec::kv_from_snapshot(&snap).expect("raftdump state");
-                    let conf = exec::conf_of(&node.kv, &node.name, snap.last_index);
-                    node.store.install_snapshot(snap, &conf).expect("memory");
-                    if let Some(Pending::Snapshot { from, last_index }) = node.pending.remove(&id) {
-                        held.push(Packet::SnapshotResp {
-                            from: i,
-                            to: from,
-                            last_index,
-                            ok: true,
-                        });
-                    }
-                }
-                Action::Commit(n) => {
-                    let seed = self.cfg.seed;
-                    assert!(
-                        n <= node.store.terms().last_index(),
-                        "seed {seed}: {} commits {n} past its last entry {}",
-                        node.name,
-                        node.store.terms().last_index()
-                    );
-                    let before = node.kv.applied;
-                    let SimNode {
-                        store, kv, name, ..
-                    } = node;
-                    exec::apply_to(store, kv, n, name, true).expect("memory");
-                    if node.kv.applied > before {
-                        let applied = node.store.entries(before + 1, node.kv.applied);
-                        for e in applied.expect("applied entries in log") {
-                            let rec = self
-                                .checked
-                                .committed
-                                .entry(e.index)
-                                .or_insert_with(|| e.clone());
-                            assert!(
-                                *rec == e,
-                                "seed {seed}: committed entry {} changed: {} applied {e:?}, \
-                                 before {rec:?}",
-                                e.index,
-                                node.name
-                            );
-                        }
-                    }
-                }
-                Action::ProposalDone { id, result } => {
-                    node.proposals.insert(id, result);
-                }
-                Action::ReadDone { id, result } => {
-                    if let Ok(ix) = result {
-                        assert!(node.kv.applied >= ix, "read served before apply");
-                    }
-                    node.reads.insert(id, result);
-                }
-            }
-        }
+        let mut fx = NodeFx {
+            sim: self,
+            i,
+            held: Vec::new(),
+            wrote: false,
+        };
+        exec::execute(&mut fx, actions).expect("memory");
+        let NodeFx { held, wrote, .. } = fx;
         self.checked.events += 1;
         let node = &self.nodes[i];
         if node.core.role() == Role::Leader {
@@ -1074,5 +874,192 @@ impl Sim {
     /// The members node `i` knows, as peers.
     pub fn members(&self, i: usize) -> Vec<Peer> {
         self.nodes[i].kv.peers()
+    }
+}
+
+/// One node of the simulation as the executor sees it: its actions take effect on the
+/// simulated network and are checked against what every other node did.
+struct NodeFx<'a> {
+    sim: &'a mut Sim,
+    i: usize,
+    /// Answers to send once the writes before them are synced.
+    held: Vec<Packet>,
+    /// The log was written (an fsync is due).
+    wrote: bool,
+}
+
+impl NodeFx<'_> {
+    fn node(&mut self) -> &mut SimNode {
+        &mut self.sim.nodes[self.i]
+    }
+
+    /// Log Matching: every `(index, term)` appended anywhere names one entry after one term.
+    fn check_append(&mut self, es: &[Entry]) {
+        let Some(first) = es.first() else { return };
+        let seed = self.sim.cfg.seed;
+        let node = &self.sim.nodes[self.i];
+        let terms = node.store.terms();
+        let mut prev = terms.term_at(first.index - 1).unwrap_or_else(|| {
+            panic!(
+                "seed {seed}: {} appends {} after {}",
+                node.name,
+                first.index,
+                terms.last_index()
+            )
+        });
+        for e in es {
+            let rec = self
+                .sim
+                .checked
+                .seen
+                .entry((e.index, e.term))
+                .or_insert_with(|| (prev, e.clone()));
+            assert!(
+                rec.0 == prev && rec.1 == *e,
+                "seed {seed}: Log Matching: {} appends {e:?} after term {prev}; \
+                 elsewhere ({}, {}) is {:?} after term {}",
+                node.name,
+                e.index,
+                e.term,
+                rec.1,
+                rec.0
+            );
+            prev = e.term;
+        }
+        self.sim.checked.appends += es.len() as u64;
+    }
+}
+
+impl exec::Effects for NodeFx<'_> {
+    type Store = MemStore;
+
+    fn parts(&mut self) -> (&mut MemStore, &str) {
+        let node = &mut self.sim.nodes[self.i];
+        (&mut node.store, &node.name)
+    }
+
+    fn before(&mut self, action: &Action) {
+        let seed = self.sim.cfg.seed;
+        let node = &self.sim.nodes[self.i];
+        match action {
+            Action::Truncate(x) => {
+                assert!(
+                    *x >= node.kv.applied,
+                    "seed {seed}: {} truncates after {x} but applied {}",
+                    node.name,
+                    node.kv.applied
+                );
+                self.wrote = true;
+            }
+            Action::Append(es) => {
+                self.check_append(es);
+                self.wrote = true;
+            }
+            Action::Commit(n) => assert!(
+                *n <= node.store.terms().last_index(),
+                "seed {seed}: {} commits {n} past its last entry {}",
+                node.name,
+                node.store.terms().last_index()
+            ),
+            _ => {}
+        }
+    }
+
+    fn send(&mut self, msg: Outbound) {
+        self.node().transport.send(msg);
+        self.sim.flush_outbox(self.i);
+    }
+
+    fn reply(&mut self, id: RequestId, reply: Reply) {
+        let i = self.i;
+        let pending = match reply {
+            Reply::Proposal(result) => {
+                self.node().proposals.insert(id, result);
+                return;
+            }
+            Reply::Read(result) => {
+                if let Ok(ix) = result {
+                    assert!(self.node().kv.applied >= ix, "read served before apply");
+                }
+                self.node().reads.insert(id, result);
+                return;
+            }
+            // Accepted: the install follows and answers.
+            Reply::SnapshotOffer(Some(true)) => return,
+            _ => self.node().pending.remove(&id),
+        };
+        let packet = match (reply, pending) {
+            (Reply::Append(resp), Some(Pending::Append { from, sent })) => Packet::AppendResp {
+                from: i,
+                to: from,
+                sent,
+                resp,
+            },
+            // A refused request gets no usable answer (over HTTP a 4xx): for its sender, as
+            // if lost.
+            (Reply::Refused(_), Some(Pending::Append { from, sent })) => {
+                self.sim.seq += 1;
+                let lost = Packet::Lost {
+                    peer: i,
+                    to: from,
+                    sent,
+                };
+                self.sim.queue.insert((self.sim.now, self.sim.seq), lost);
+                return;
+            }
+            (Reply::Vote(resp), Some(Pending::Vote { from, term })) => Packet::VoteResp {
+                from: i,
+                to: from,
+                term,
+                resp,
+            },
+            (Reply::SnapshotOffer(accept), Some(Pending::Snapshot { from, last_index })) => {
+                Packet::SnapshotResp {
+                    from: i,
+                    to: from,
+                    last_index,
+                    ok: accept == Some(false),
+                }
+            }
+            (Reply::SnapshotInstall(resp), Some(Pending::Snapshot { from, last_index })) => {
+                Packet::SnapshotResp {
+                    from: i,
+                    to: from,
+                    last_index,
+                    ok: resp.is_some_and(|r| r.1),
+                }
+            }
+            _ => return,
+        };
+        self.held.push(packet);
+    }
+
+    fn installed(&mut self, kv: Kv, _last: Index) {
+        self.node().kv = kv;
+    }
+
+    /// Applies, and records every entry applied: a later application anywhere must equal it.
+    fn commit(&mut self, to: Index) -> Result<(), StoreError> {
+        let seed = self.sim.cfg.seed;
+        let node = &mut self.sim.nodes[self.i];
+        let before = node.kv.applied;
+        exec::apply_to(&mut node.store, &mut node.kv, to, &node.name, true)?;
+        if node.kv.applied > before {
+            for e in node.store.entries(before + 1, node.kv.applied)? {
+                let rec = self
+                    .sim
+                    .checked
+                    .committed
+                    .entry(e.index)
+                    .or_insert_with(|| e.clone());
+                assert!(
+                    *rec == e,
+                    "seed {seed}: committed entry {} changed: {} applied {e:?}, before {rec:?}",
+                    e.index,
+                    node.name
+                );
+            }
+        }
+        Ok(())
     }
 }
