@@ -726,9 +726,8 @@ impl exec::Effects for Worker {
     }
 
     fn send(&mut self, msg: Outbound) {
-        if let Outbound::Append { req, .. } = &msg {
-            let last = req.prev_index + req.entries.len() as Index;
-            self.shipped = self.shipped.max(last);
+        if let Outbound::Append { sent, .. } = &msg {
+            self.shipped = self.shipped.max(sent.last);
         }
         self.transport.send(msg);
     }
