@@ -4,7 +4,7 @@
 //!
 //! The log is checked in a single streaming pass ([`check_log`]) over the bytes: entries are
 //! never collected, per-entry work is a few comparisons (command JSON is only decoded for
-//! membership changes and for payloads the fast recogniser in `check::payload` does not accept),
+//! membership changes and for payloads the fast recogniser in `format::payload` does not accept),
 //! and memory stays flat because findings are capped per code ([`LIMIT`]) and damage is summarised.
 //! Pure: it takes an opened [`DataDir`] (or a byte slice) and returns findings; no I/O, no printing.
 
@@ -13,13 +13,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::codes::finding;
-use super::payload;
 use super::Finding;
 use crate::datadir::{DataDir, InputKind, SnapshotFile, SnapshotLoadError};
 use crate::format::command;
 use crate::format::dialect::Dialect;
 use crate::format::frame::{self, HeaderQuirks};
 use crate::format::log::{DamageKind, LogError, RawEntry};
+use crate::format::payload;
 use crate::format::wire::{self, WireQuirk};
 use crate::model::{Command, Peer, Snapshot};
 
@@ -382,9 +382,9 @@ impl<'c> LogPass<'c> {
         let mut released = 0usize;
         let (from, from_ordinal) = self.from;
         let mut reader = match bytes.get(base as usize..) {
-            Some(b) if from == 0 => crate::scan::Frames::new(b),
-            Some(b) => crate::scan::Frames::resume(b, from, from_ordinal),
-            None => crate::scan::Frames::new(&[]),
+            Some(b) if from == 0 => crate::format::log::Frames::new(b),
+            Some(b) => crate::format::log::Frames::resume(b, from, from_ordinal),
+            None => crate::format::log::Frames::new(&[]),
         }
         .dialect(self.pass.ctx.dialect);
         let mut sides: Vec<Side> = others
@@ -465,7 +465,7 @@ impl<'c> LogPass<'c> {
     }
 
     /// [`LogPass::run`] in `parts` parts checked at once, one per thread: the log is cut at
-    /// likely frame boundaries ([`crate::scan::boundary_after`]); each later part is checked
+    /// likely frame boundaries ([`crate::format::log::boundary_after`]); each later part is checked
     /// from a copy of the initial pass, as if its first frame followed an entry of the index
     /// before and the same term, and this thread checks the first part. Then, in order, each
     /// part is taken over (`Pass::absorb`) when this pass stopped exactly at its first frame
@@ -486,7 +486,7 @@ impl<'c> LogPass<'c> {
         if parts >= 2 && self.base == 0 && self.from == (0, 0) {
             for k in 1..parts {
                 let from = (bytes.len() / parts * k).max(starts.last().map_or(0, |s| s.0 + 1));
-                if let Some(b) = crate::scan::boundary_after(bytes, from, dialect) {
+                if let Some(b) = crate::format::log::boundary_after(bytes, from, dialect) {
                     if b.1 >= 1 {
                         starts.push(b);
                     }
@@ -505,19 +505,20 @@ impl<'c> LogPass<'c> {
             .collect();
         let initial = self.pass.clone();
         // Reads `reader` up to `end` into `pass`, giving back the pages left behind.
-        let read = |reader: &mut crate::scan::Frames<'c>, end: usize, pass: &mut Pass<'c>| {
-            let mut released = crate::scan::Frames::position(reader) as usize;
-            reader.each_before(end, |item, pos| {
-                match item {
-                    Ok(e) => pass.entry(e, 0),
-                    Err(e) => pass.damage(e),
-                }
-                if pos >= released + 2 * STEP {
-                    release(released..pos - STEP);
-                    released = pos - STEP;
-                }
-            });
-        };
+        let read =
+            |reader: &mut crate::format::log::Frames<'c>, end: usize, pass: &mut Pass<'c>| {
+                let mut released = crate::format::log::Frames::position(reader) as usize;
+                reader.each_before(end, |item, pos| {
+                    match item {
+                        Ok(e) => pass.entry(e, 0),
+                        Err(e) => pass.damage(e),
+                    }
+                    if pos >= released + 2 * STEP {
+                        release(released..pos - STEP);
+                        released = pos - STEP;
+                    }
+                });
+            };
         let mut taken_over = 0;
         std::thread::scope(|s| {
             let handles: Vec<_> = starts
@@ -528,14 +529,14 @@ impl<'c> LogPass<'c> {
                     pass.prev = Some((index - 1, term));
                     s.spawn(move || {
                         let mut reader =
-                            crate::scan::Frames::resume(bytes, start, 0).dialect(dialect);
+                            crate::format::log::Frames::resume(bytes, start, 0).dialect(dialect);
                         read(&mut reader, end, &mut pass);
                         (pass, reader.position() as usize)
                     })
                 })
                 .collect();
             let pass = &mut self.pass;
-            let mut reader = crate::scan::Frames::new(bytes).dialect(dialect);
+            let mut reader = crate::format::log::Frames::new(bytes).dialect(dialect);
             read(&mut reader, starts[0].0, pass);
             for ((handle, &(start, index, term)), &end) in
                 handles.into_iter().zip(&starts).zip(&ends)
@@ -546,8 +547,9 @@ impl<'c> LogPass<'c> {
                             && pass.absorb(&part, (index, term))
                             && {
                                 let ordinal = reader.ordinal() + part.out.entries;
-                                reader = crate::scan::Frames::resume(bytes, part_end, ordinal)
-                                    .dialect(dialect);
+                                reader =
+                                    crate::format::log::Frames::resume(bytes, part_end, ordinal)
+                                        .dialect(dialect);
                                 true
                             }
                     }
@@ -2101,7 +2103,7 @@ mod tests {
         let base = writes(n, |_, _| false);
         // The entry at the middle of the log is where a part of two starts.
         let (at, mid, _) =
-            crate::scan::boundary_after(&base, base.len() / 2, Dialect::Goraft).unwrap();
+            crate::format::log::boundary_after(&base, base.len() / 2, Dialect::Goraft).unwrap();
         assert!(at > 0 && mid > 1);
         for j in [mid - 1, mid, mid + 1, mid + 2] {
             let cases: [Plant; 5] = [
@@ -2144,9 +2146,10 @@ mod tests {
                 // Where this log's second part starts (the entries before it changed size), as
                 // the number of frames before it; the changed entry is frame `j - 1`.
                 let (at, _, _) =
-                    crate::scan::boundary_after(&bytes, bytes.len() / 2, Dialect::Goraft).unwrap();
+                    crate::format::log::boundary_after(&bytes, bytes.len() / 2, Dialect::Goraft)
+                        .unwrap();
                 let mut cut = 0;
-                crate::scan::Frames::new(&bytes).each_before(at, |_, _| cut += 1);
+                crate::format::log::Frames::new(&bytes).each_before(at, |_, _| cut += 1);
                 // An entry before the cut leaves the part after it plain, unless it is an index
                 // the part's first frame does not follow.
                 let plain = j - 1 < cut && !(c == 1 && j == cut);
@@ -2196,7 +2199,7 @@ mod tests {
         let bytes = (1_700..2 * half)
             .map(log)
             .find(|b| {
-                crate::scan::boundary_after(b, b.len() / 2, Dialect::Goraft)
+                crate::format::log::boundary_after(b, b.len() / 2, Dialect::Goraft)
                     .is_some_and(|c| c.1 == half + 1)
             })
             .unwrap();
