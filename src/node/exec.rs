@@ -1,13 +1,17 @@
-//! What every executor of the core's actions shares (the threaded runtime and the simulator):
-//! building the start state from storage, reading a range for an AppendEntries, and applying
-//! committed entries to [`Kv`] (writing `conf` when membership changes, as goraft does).
+//! The executor of the core's actions, one for the threaded runtime and the simulator:
+//! [`execute`] carries out a step's actions in order over an [`Effects`] (the node's storage,
+//! its outgoing messages, its answers, its state machine). Also what starting a node takes:
+//! building the start state from storage, and applying committed entries to [`Kv`] (writing
+//! `conf` when membership changes, as goraft does).
 //!
-//! No threads, no sockets: storage calls only.
+//! No threads, no sockets: storage calls and the [`Effects`] only.
 
 use std::collections::BTreeMap;
 
-use super::core::{AppendRequest, ConfigChange, InitialState};
+use super::core::{Action, AppendRequest, ConfigChange, InitialState, RequestId, SnapshotInstall};
+use super::runtime::Reply;
 use super::storage::{Storage, StoreError};
+use super::transport::Outbound;
 use crate::format::command;
 use crate::model::{Conf, Index, Peer, Snapshot, Term};
 use crate::replay::kv::{Applied, Kv};
@@ -71,6 +75,115 @@ pub fn startup<S: Storage + ?Sized>(
         pending_config: config.into_iter().filter(|(i, _)| *i > commit).collect(),
     };
     Ok((kv, init))
+}
+
+/// Where the actions of a node's core take effect: the threaded runtime (a [`FileStore`], HTTP
+/// peers, callers waiting on channels) and the simulator (a `MemStore`, a seeded network).
+///
+/// [`FileStore`]: super::storage::FileStore
+pub trait Effects {
+    /// The node's storage.
+    type Store: Storage;
+    /// The storage and the node's name.
+    fn parts(&mut self) -> (&mut Self::Store, &str);
+    /// Called before each action is carried out (the simulator checks safety here).
+    fn before(&mut self, _action: &Action) {}
+    /// Sends a message to a peer.
+    fn send(&mut self, msg: Outbound);
+    /// Answers request `id`. An answer may be held until the log is durable.
+    fn reply(&mut self, id: RequestId, reply: Reply);
+    /// The log was truncated after `to`.
+    fn truncated(&mut self, _to: Index) {}
+    /// A snapshot up to `last` replaced the log, and `kv` is its state machine.
+    fn installed(&mut self, kv: Kv, last: Index);
+    /// Applies the committed entries up to `to` to the state machine.
+    fn commit(&mut self, to: Index) -> Result<(), StoreError>;
+}
+
+/// Carries out the core's actions in order.
+pub fn execute<E: Effects + ?Sized>(fx: &mut E, actions: Vec<Action>) -> Result<(), StoreError> {
+    for a in actions {
+        fx.before(&a);
+        match a {
+            Action::SaveHardState(h) => fx.parts().0.save_hard_state(&h)?,
+            Action::Truncate(i) => {
+                fx.parts().0.truncate_after(i)?;
+                fx.truncated(i);
+            }
+            Action::Append(es) => fx.parts().0.append(&es)?,
+            Action::SendAppend {
+                to,
+                term,
+                prev_index,
+                prev_term,
+                last,
+                commit,
+                sent,
+            } => {
+                let (store, name) = fx.parts();
+                let req = append_request(store, term, name, prev_index, prev_term, last, commit)?;
+                fx.send(Outbound::Append { to, req, sent });
+            }
+            Action::SendVote { to, req } => fx.send(Outbound::Vote { to, req }),
+            Action::SendSnapshot { to, last_index } => {
+                let (store, name) = fx.parts();
+                match store.snapshot() {
+                    Some(s) if s.last_index == last_index => {
+                        let install = SnapshotInstall {
+                            leader: name.to_string(),
+                            last_index: s.last_index,
+                            last_term: s.last_term,
+                            peers: s.peers.clone().unwrap_or_default(),
+                            state: s.state.clone().unwrap_or_default(),
+                        };
+                        fx.send(Outbound::Snapshot { to, install });
+                    }
+                    _ => log::error!("no snapshot at {last_index} to send to {}", to.name),
+                }
+            }
+            Action::ReplyAppend { id, resp } => fx.reply(id, Reply::Append(resp)),
+            Action::ReplyVote { id, resp } => fx.reply(id, Reply::Vote(resp)),
+            Action::Refuse { id, reason } => fx.reply(id, Reply::Refused(reason)),
+            Action::ReplySnapshotOffer { id, accept } => fx.reply(id, Reply::SnapshotOffer(accept)),
+            Action::ReplySnapshotInstall { id, resp } => fx.reply(id, Reply::SnapshotInstall(resp)),
+            Action::InstallSnapshot { id, snapshot, term } => {
+                let result = install_snapshot(fx, snapshot)?.map(|last| (term, true, last));
+                fx.reply(id, Reply::SnapshotInstall(result));
+            }
+            Action::Commit(n) => fx.commit(n)?,
+            Action::ProposalDone { id, result } => fx.reply(id, Reply::Proposal(result)),
+            Action::ReadDone { id, result } => fx.reply(id, Reply::Read(result)),
+        }
+    }
+    Ok(())
+}
+
+/// Replaces the log and the state machine with a leader's snapshot; returns its last index,
+/// or `None` when its state does not decode (the node refuses it and keeps what it has).
+fn install_snapshot<E: Effects + ?Sized>(
+    fx: &mut E,
+    snapshot: SnapshotInstall,
+) -> Result<Option<Index>, StoreError> {
+    let snap = Snapshot {
+        last_index: snapshot.last_index,
+        last_term: snapshot.last_term,
+        peers: Some(snapshot.peers),
+        state: Some(snapshot.state),
+        path: String::new(),
+    };
+    let kv = match kv_from_snapshot(&snap) {
+        Ok(kv) => kv,
+        Err(e) => {
+            log::error!("refusing a snapshot from the leader: {e}");
+            return Ok(None);
+        }
+    };
+    let last = snap.last_index;
+    let (store, name) = fx.parts();
+    let conf = conf_of(&kv, name, last);
+    store.install_snapshot(snap, &conf)?;
+    fx.installed(kv, last);
+    Ok(Some(last))
 }
 
 /// Reads the entries `prev_index+1..=last` and builds the AppendEntries request.

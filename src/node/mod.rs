@@ -30,9 +30,13 @@
 //!   storage.rs   Storage trait; FileStore (goraft's files exactly) and MemStore
 //!   transport/   Transport trait; ureq for snapshots, MemTransport; pipelined.rs: the
 //!                pipelined HTTP/1.1 client for AppendEntries (the codec is format::rpc)
-//!   exec.rs      what every executor shares: start-up state, AppendEntries ranges, apply
-//!   sim.rs       deterministic multi-node simulator: MemStore, MemTransport, seeded network
-//!   chaos.rs     seeded chaos runs over sim.rs, and their verdict on liveness (goraft's stall)
+//!   exec.rs      the executor of the core's actions over an Effects (storage, peers,
+//!                answers, state machine): the runtime's and the simulator's one code path;
+//!                start-up state, AppendEntries ranges, apply
+//!   sim/         deterministic multi-node simulator: MemStore, seeded network, exec.rs
+//!                (feature `sim`: for the tests and the fuzz crate, not the library's API)
+//!   chaos.rs     seeded chaos runs over sim/, and their verdict on liveness (goraft's stall)
+//!                (feature `sim`)
 //!   http/        raftd's routes byte for byte, linearizable reads, --forward (routes.rs),
 //!                what a node offers them (api.rs), limits.rs, the server loop (server.rs)
 //! ```
@@ -40,12 +44,14 @@
 //! The state machine is [`crate::replay::kv::Kv`], the same code `replay` uses.
 
 pub mod budget;
+#[cfg(feature = "sim")]
 pub mod chaos;
 pub mod core;
 pub mod exec;
 pub mod http;
 pub mod runtime;
 pub mod security;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod storage;
 pub mod transport;

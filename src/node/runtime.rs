@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 
 use super::core::{
     Action, AppendResponse, Config, Core, Event, Millis, Refusal, Rejection, RequestId, Role,
-    SnapshotInstall, Status, VoteResponse,
+    Status, VoteResponse,
 };
 use super::exec;
 use super::storage::{FileStore, Storage, StoreError};
 use super::transport::{self, HttpTransport, Outbound, Timeouts, Transport};
 use crate::format::log::LogReader;
-use crate::model::{Index, Snapshot, Term};
+use crate::model::{Index, Term};
 use crate::replay::kv::Kv;
 
 /// How to run a node.
@@ -714,103 +714,53 @@ impl Worker {
 
     /// Carries out actions in order.
     fn exec(&mut self, actions: Vec<Action>) -> Result<(), StoreError> {
-        for a in actions {
-            match a {
-                Action::SaveHardState(h) => self.store.save_hard_state(&h)?,
-                Action::Truncate(i) => {
-                    self.store.truncate_after(i)?;
-                    // What an fsync in flight covers at or below `i` is still the same bytes.
-                    self.persisted = self.persisted.min(i);
-                    if let Some((_, upto)) = &mut self.sync {
-                        *upto = (*upto).min(i);
-                    }
-                    clamp_held(&mut self.held, i);
-                }
-                Action::Append(es) => self.store.append(&es)?,
-                Action::SendAppend {
-                    to,
-                    term,
-                    prev_index,
-                    prev_term,
-                    last,
-                    commit,
-                    sent,
-                } => {
-                    let req = exec::append_request(
-                        &mut self.store,
-                        term,
-                        &self.name,
-                        prev_index,
-                        prev_term,
-                        last,
-                        commit,
-                    )?;
-                    self.shipped = self.shipped.max(last);
-                    self.transport.send(Outbound::Append { to, req, sent });
-                }
-                Action::SendVote { to, req } => self.transport.send(Outbound::Vote { to, req }),
-                Action::SendSnapshot { to, last_index } => match self.store.snapshot() {
-                    Some(s) if s.last_index == last_index => {
-                        let install = SnapshotInstall {
-                            leader: self.name.clone(),
-                            last_index: s.last_index,
-                            last_term: s.last_term,
-                            peers: s.peers.clone().unwrap_or_default(),
-                            state: s.state.clone().unwrap_or_default(),
-                        };
-                        self.transport.send(Outbound::Snapshot { to, install });
-                    }
-                    _ => log::error!("no snapshot at {last_index} to send to {}", to.name),
-                },
-                Action::ReplyAppend { id, resp } => self.hold(id, Reply::Append(resp)),
-                Action::ReplyVote { id, resp } => self.hold(id, Reply::Vote(resp)),
-                Action::Refuse { id, reason } => self.hold(id, Reply::Refused(reason)),
-                Action::ReplySnapshotOffer { id, accept } => {
-                    self.hold(id, Reply::SnapshotOffer(accept))
-                }
-                Action::ReplySnapshotInstall { id, resp } => {
-                    self.hold(id, Reply::SnapshotInstall(resp))
-                }
-                Action::InstallSnapshot { id, snapshot, term } => {
-                    let snap = Snapshot {
-                        last_index: snapshot.last_index,
-                        last_term: snapshot.last_term,
-                        peers: Some(snapshot.peers),
-                        state: Some(snapshot.state),
-                        path: String::new(),
-                    };
-                    let result = match exec::kv_from_snapshot(&snap) {
-                        Ok(kv) => {
-                            let conf = exec::conf_of(&kv, &self.name, snap.last_index);
-                            let last = snap.last_index;
-                            self.store.install_snapshot(snap, &conf)?;
-                            clamp_held(&mut self.held, last);
-                            *self.shared.kv.write().unwrap_or_else(|e| e.into_inner()) = kv;
-                            Some((term, true, last))
-                        }
-                        Err(e) => {
-                            log::error!("refusing a snapshot from the leader: {e}");
-                            None
-                        }
-                    };
-                    self.hold(id, Reply::SnapshotInstall(result));
-                }
-                Action::Commit(n) => {
-                    let mut kv = self.shared.kv.write().unwrap_or_else(|e| e.into_inner());
-                    if n.saturating_sub(kv.applied) > PARALLEL_APPLY {
-                        let t = Instant::now();
-                        let from = kv.applied;
-                        apply_pipelined(&mut self.store, &mut kv, n, &self.name)?;
-                        log::info!("applied {} entries in {:?}", n - from, t.elapsed());
-                    } else {
-                        exec::apply_to(&mut self.store, &mut kv, n, &self.name, true)?;
-                    }
-                }
-                Action::ProposalDone { id, result } => self.hold(id, Reply::Proposal(result)),
-                Action::ReadDone { id, result } => self.hold(id, Reply::Read(result)),
-            }
+        exec::execute(self, actions)
+    }
+}
+
+impl exec::Effects for Worker {
+    type Store = FileStore;
+
+    fn parts(&mut self) -> (&mut FileStore, &str) {
+        (&mut self.store, &self.name)
+    }
+
+    fn send(&mut self, msg: Outbound) {
+        if let Outbound::Append { sent, .. } = &msg {
+            self.shipped = self.shipped.max(sent.last);
         }
-        Ok(())
+        self.transport.send(msg);
+    }
+
+    fn reply(&mut self, id: RequestId, reply: Reply) {
+        self.hold(id, reply);
+    }
+
+    fn truncated(&mut self, to: Index) {
+        // What an fsync in flight covers at or below `to` is still the same bytes.
+        self.persisted = self.persisted.min(to);
+        if let Some((_, upto)) = &mut self.sync {
+            *upto = (*upto).min(to);
+        }
+        clamp_held(&mut self.held, to);
+    }
+
+    fn installed(&mut self, kv: Kv, last: Index) {
+        clamp_held(&mut self.held, last);
+        *self.shared.kv.write().unwrap_or_else(|e| e.into_inner()) = kv;
+    }
+
+    fn commit(&mut self, to: Index) -> Result<(), StoreError> {
+        let mut kv = self.shared.kv.write().unwrap_or_else(|e| e.into_inner());
+        if to.saturating_sub(kv.applied) > PARALLEL_APPLY {
+            let t = Instant::now();
+            let from = kv.applied;
+            apply_pipelined(&mut self.store, &mut kv, to, &self.name)?;
+            log::info!("applied {} entries in {:?}", to - from, t.elapsed());
+            Ok(())
+        } else {
+            exec::apply_to(&mut self.store, &mut kv, to, &self.name, true)
+        }
     }
 }
 

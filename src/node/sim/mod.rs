@@ -26,12 +26,15 @@ use super::core::{
     Action, AppendRequest, AppendResponse, Config, Core, Event, Millis, Rejection, RequestId, Role,
     SentAppend, SnapshotInstall, VoteRequest, VoteResponse, XorShift,
 };
+mod effects;
+
 use super::exec;
 use super::storage::{MemStore, Storage};
-use super::transport::{MemTransport, Outbound, Transport};
+use super::transport::{MemTransport, Outbound};
 use crate::format::command;
 use crate::model::{names, Entry, Index, Peer, Snapshot, Term};
 use crate::replay::kv::Kv;
+use effects::NodeFx;
 
 /// Network and timing parameters of a simulation.
 #[derive(Debug, Clone)]
@@ -365,218 +368,17 @@ impl Sim {
         self.exec(i, actions);
     }
 
+    /// Carries out node `i`'s actions with the runtime's executor, then checks the cluster's
+    /// safety and either syncs at once or schedules the fsync.
     fn exec(&mut self, i: usize, actions: Vec<Action>) {
-        let mut held: Vec<Packet> = Vec::new();
-        let mut wrote = false;
-        for a in actions {
-            let node = &mut self.nodes[i];
-            match a {
-                Action::SaveHardState(h) => node.store.save_hard_state(&h).expect("memory"),
-                Action::Truncate(x) => {
-                    assert!(
-                        x >= node.kv.applied,
-                        "seed {}: {} truncates after {x} but applied {}",
-                        self.cfg.seed,
-                        node.name,
-                        node.kv.applied
-                    );
-                    node.store.truncate_after(x).expect("memory");
-                    wrote = true;
-                }
-                Action::Append(es) => {
-                    let seed = self.cfg.seed;
-                    if let Some(first) = es.first() {
-                        let terms = node.store.terms();
-                        let mut prev = terms.term_at(first.index - 1).unwrap_or_else(|| {
-                            panic!(
-                                "seed {seed}: {} appends {} after {}",
-                                node.name,
-                                first.index,
-                                terms.last_index()
-                            )
-                        });
-                        for e in &es {
-                            let rec = self
-                                .checked
-                                .seen
-                                .entry((e.index, e.term))
-                                .or_insert_with(|| (prev, e.clone()));
-                            assert!(
-                                rec.0 == prev && rec.1 == *e,
-                                "seed {seed}: Log Matching: {} appends {e:?} after term {prev}; \
-                                 elsewhere ({}, {}) is {:?} after term {}",
-                                node.name,
-                                e.index,
-                                e.term,
-                                rec.1,
-                                rec.0
-                            );
-                            prev = e.term;
-                        }
-                        self.checked.appends += es.len() as u64;
-                    }
-                    node.store.append(&es).expect("memory");
-                    wrote = true;
-                }
-                Action::SendAppend {
-                    to,
-                    term,
-                    prev_index,
-                    prev_term,
-                    last,
-                    commit,
-                    sent,
-                } => {
-                    let req = exec::append_request(
-                        &mut node.store,
-                        term,
-                        &node.name,
-                        prev_index,
-                        prev_term,
-                        last,
-                        commit,
-                    )
-                    .expect("entries in range");
-                    node.transport.send(Outbound::Append { to, req, sent });
-                    self.flush_outbox(i);
-                }
-                Action::SendVote { to, req } => {
-                    node.transport.send(Outbound::Vote { to, req });
-                    self.flush_outbox(i);
-                }
-                Action::SendSnapshot { to, .. } => {
-                    if let Some(s) = node.store.snapshot() {
-                        let install = SnapshotInstall {
-                            leader: node.name.clone(),
-                            last_index: s.last_index,
-                            last_term: s.last_term,
-                            peers: s.peers.clone().unwrap_or_default(),
-                            state: s.state.clone().unwrap_or_default(),
-                        };
-                        node.transport.send(Outbound::Snapshot { to, install });
-                        self.flush_outbox(i);
-                    }
-                }
-                Action::ReplyAppend { id, resp } => {
-                    if let Some(Pending::Append { from, sent }) = node.pending.remove(&id) {
-                        held.push(Packet::AppendResp {
-                            from: i,
-                            to: from,
-                            sent,
-                            resp,
-                        });
-                    }
-                }
-                Action::Refuse { id, .. } => {
-                    // A refused request gets no usable answer (over HTTP a 4xx): for its
-                    // sender, as if lost.
-                    if let Some(Pending::Append { from, sent }) = node.pending.remove(&id) {
-                        let peer = i;
-                        self.seq += 1;
-                        let lost = Packet::Lost {
-                            peer,
-                            to: from,
-                            sent,
-                        };
-                        self.queue.insert((self.now, self.seq), lost);
-                    }
-                }
-                Action::ReplyVote { id, resp } => {
-                    if let Some(Pending::Vote { from, term }) = node.pending.remove(&id) {
-                        held.push(Packet::VoteResp {
-                            from: i,
-                            to: from,
-                            term,
-                            resp,
-                        });
-                    }
-                }
-                Action::ReplySnapshotOffer { id, accept } => {
-                    if accept != Some(true) {
-                        if let Some(Pending::Snapshot { from, last_index }) =
-                            node.pending.remove(&id)
-                        {
-                            held.push(Packet::SnapshotResp {
-                                from: i,
-                                to: from,
-                                last_index,
-                                ok: accept == Some(false),
-                            });
-                        }
-                    }
-                }
-                Action::ReplySnapshotInstall { id, resp } => {
-                    if let Some(Pending::Snapshot { from, last_index }) = node.pending.remove(&id) {
-                        held.push(Packet::SnapshotResp {
-                            from: i,
-                            to: from,
-                            last_index,
-                            ok: resp.is_some_and(|r| r.1),
-                        });
-                    }
-                }
-                Action::InstallSnapshot { id, snapshot, .. } => {
-                    let snap = Snapshot {
-                        last_index: snapshot.last_index,
-                        last_term: snapshot.last_term,
-                        peers: Some(snapshot.peers.clone()),
-                        state: Some(snapshot.state.clone()),
-                        path: String::new(),
-                    };
-                    node.kv = exec::kv_from_snapshot(&snap).expect("raftdump state");
-                    let conf = exec::conf_of(&node.kv, &node.name, snap.last_index);
-                    node.store.install_snapshot(snap, &conf).expect("memory");
-                    if let Some(Pending::Snapshot { from, last_index }) = node.pending.remove(&id) {
-                        held.push(Packet::SnapshotResp {
-                            from: i,
-                            to: from,
-                            last_index,
-                            ok: true,
-                        });
-                    }
-                }
-                Action::Commit(n) => {
-                    let seed = self.cfg.seed;
-                    assert!(
-                        n <= node.store.terms().last_index(),
-                        "seed {seed}: {} commits {n} past its last entry {}",
-                        node.name,
-                        node.store.terms().last_index()
-                    );
-                    let before = node.kv.applied;
-                    let SimNode {
-                        store, kv, name, ..
-                    } = node;
-                    exec::apply_to(store, kv, n, name, true).expect("memory");
-                    if node.kv.applied > before {
-                        let applied = node.store.entries(before + 1, node.kv.applied);
-                        for e in applied.expect("applied entries in log") {
-                            let rec = self
-                                .checked
-                                .committed
-                                .entry(e.index)
-                                .or_insert_with(|| e.clone());
-                            assert!(
-                                *rec == e,
-                                "seed {seed}: committed entry {} changed: {} applied {e:?}, \
-                                 before {rec:?}",
-                                e.index,
-                                node.name
-                            );
-                        }
-                    }
-                }
-                Action::ProposalDone { id, result } => {
-                    node.proposals.insert(id, result);
-                }
-                Action::ReadDone { id, result } => {
-                    if let Ok(ix) = result {
-                        assert!(node.kv.applied >= ix, "read served before apply");
-                    }
-                    node.reads.insert(id, result);
-                }
-            }
-        }
+        let mut fx = NodeFx {
+            sim: self,
+            i,
+            held: Vec::new(),
+            wrote: false,
+        };
+        exec::execute(&mut fx, actions).expect("memory");
+        let NodeFx { held, wrote, .. } = fx;
         self.checked.events += 1;
         let node = &self.nodes[i];
         if node.core.role() == Role::Leader {
