@@ -1,0 +1,932 @@
+//! The comparison itself: a cursor per node reading its log in index order, the lockstep that
+//! steps them together (skipping stretches of identical bytes in bulk), and the divergence it finds.
+
+use super::*;
+
+/// Sees every frame and every stretch of damage of one node's log, in file order, as the
+/// comparison reads them: `verify` of several nodes runs each node's own rules
+/// (`check::node::LogPass`) this way, so each log is read and decoded once for both.
+pub trait Observer {
+    /// A good frame.
+    fn entry(&mut self, e: &RawEntry<'_>);
+    /// A stretch of damage.
+    fn damage(&mut self, e: &LogError);
+}
+
+/// One node's stream: the next entry in index order, its replayer, and what it has seen.
+struct Cursor<'a, 'o> {
+    reader: crate::scan::Frames<'a>,
+    bytes: &'a [u8],
+    obs: Option<&'o mut dyn Observer>,
+    len: u64,
+    at: Option<Index>,
+    next: Option<RawEntry<'a>>,
+    /// Whether `next` was taken over from the lead given to the latest `fill` (so it holds the
+    /// same bytes at the same index as the lead's `next`).
+    same_as_lead: bool,
+    ended: bool,
+    replayer: Replayer,
+    first: Option<Index>,
+    last: Option<Index>,
+    last_term: Option<Term>,
+    entries: u64,
+    out_of_order: u64,
+    damage: Option<LogError>,
+    covered_to: Index,
+    covered_term: Term,
+    claim_to: Index,
+}
+
+impl<'a> Cursor<'a, '_> {
+    /// Reads up to the next entry to compare. `lead` is another log's bytes and the entry it
+    /// has just read: when this log holds the same bytes at the same offset, that entry is taken
+    /// over without decoding it again (identical logs are the common case).
+    #[inline]
+    pub(super) fn fill(&mut self, mut lead: Option<(&[u8], &RawEntry<'_>)>) {
+        self.same_as_lead = false;
+        while self.next.is_none() && !self.ended {
+            let same = lead
+                .take()
+                .and_then(|(bytes, e)| self.reader.next_if_same(bytes, e));
+            self.same_as_lead = same.is_some();
+            let item = match same {
+                Some(e) => Some(Ok(e)),
+                None => self.reader.next(),
+            };
+            match item {
+                None => self.ended = true,
+                Some(Ok(e)) => {
+                    if let Some(o) = self.obs.as_deref_mut() {
+                        o.entry(&e);
+                    }
+                    self.replayer.feed(&e);
+                    if self.at.is_some_and(|at| e.index() > at) {
+                        self.ended = true;
+                    } else if self.last.is_some_and(|l| e.index() <= l) {
+                        self.out_of_order += 1;
+                        self.same_as_lead = false;
+                    } else {
+                        self.next = Some(e);
+                    }
+                }
+                Some(Err(err)) => {
+                    // goraft truncates here: nothing after it is compared, but the replayer
+                    // counts what it would discard.
+                    if let Some(o) = self.obs.as_deref_mut() {
+                        o.damage(&err);
+                    }
+                    self.replayer.feed_damage(&err, self.len);
+                    self.damage = Some(err);
+                    self.ended = true;
+                    for item in self.reader.by_ref() {
+                        match item {
+                            Ok(e) => {
+                                if let Some(o) = self.obs.as_deref_mut() {
+                                    o.entry(&e);
+                                }
+                                self.replayer.feed(&e);
+                            }
+                            Err(err) => {
+                                if let Some(o) = self.obs.as_deref_mut() {
+                                    o.damage(&err);
+                                }
+                                self.replayer.feed_damage(&err, self.len);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes `e` as the entry this node holds next: what [`Cursor::fill`] and [`Cursor::take`]
+    /// do with a good frame in order, inside the common prefix.
+    /// `replay`: whether to feed the replayer (not when it mirrors the first node's).
+    #[inline]
+    pub(super) fn took(&mut self, e: &RawEntry<'_>, replay: bool) {
+        if let Some(o) = self.obs.as_deref_mut() {
+            o.entry(e);
+        }
+        if replay {
+            self.replayer.feed(e);
+        }
+        self.first.get_or_insert(e.index());
+        self.last = Some(e.index());
+        self.last_term = Some(e.term());
+        self.entries += 1;
+    }
+
+    pub(super) fn peek_index(&self) -> Option<Index> {
+        self.next.as_ref().map(RawEntry::index)
+    }
+
+    pub(super) fn take(&mut self) -> Option<RawEntry<'a>> {
+        let e = self.next.take()?;
+        self.first.get_or_insert(e.index());
+        self.last = Some(e.index());
+        self.last_term = Some(e.term());
+        self.entries += 1;
+        Some(e)
+    }
+
+    pub(super) fn absent(&self, i: Index) -> Absent {
+        if i <= self.covered_to {
+            Absent::Covered
+        } else if self.next.is_none() {
+            Absent::Beyond
+        } else {
+            Absent::Missing
+        }
+    }
+
+    /// The last index this node vouches for: its last entry, or its snapshot's.
+    pub(super) fn end(&self) -> Option<Index> {
+        self.last
+            .max((self.covered_to > 0).then_some(self.covered_to))
+    }
+}
+
+/// A distinct entry at one index and who holds it.
+struct Version<'a> {
+    entry: RawEntry<'a>,
+    nodes: Nodes,
+    holders: usize,
+}
+
+pub(super) fn same_entry(a: &RawEntry<'_>, b: &RawEntry<'_>) -> bool {
+    a.body == b.body
+        || (a.wire.term == b.wire.term
+            && a.wire.name == b.wire.name
+            && a.wire.command == b.wire.command)
+}
+
+/// How many bytes from `pos` on every log holds the same as the first, looking at `window`
+/// bytes at most (fewer where a log ends).
+pub(super) fn same_bytes(logs: &[&[u8]], pos: usize, window: usize) -> usize {
+    let Some((lead, rest)) = logs.split_first() else {
+        return 0;
+    };
+    let end = logs
+        .iter()
+        .map(|l| l.len())
+        .min()
+        .unwrap_or(0)
+        .min(pos.saturating_add(window));
+    let Some(lead) = lead.get(pos..end) else {
+        return 0;
+    };
+    const BLOCK: usize = 4096;
+    let mut same = lead.len();
+    for other in rest {
+        let other = &other[pos..pos + same];
+        let mut at = 0;
+        while at < same {
+            let to = (at + BLOCK).min(same);
+            if lead[at..to] != other[at..to] {
+                at += lead[at..to]
+                    .iter()
+                    .zip(&other[at..to])
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
+                break;
+            }
+            at = to;
+        }
+        same = at;
+    }
+    same
+}
+
+/// The bulk path's first and largest comparison window, and its longest wait after a miss.
+pub(super) const BULK_WINDOW_MIN: usize = 64 << 10;
+pub(super) const BULK_WINDOW_MAX: usize = 2 << 20;
+pub(super) const BULK_BACKOFF_MAX: u32 = 1024;
+
+/// The next entry of every node, when all are at the same index with the same bytes.
+#[inline]
+fn unanimous<'a>(cursors: &[Cursor<'a, '_>]) -> Option<RawEntry<'a>> {
+    let (first, rest) = cursors.split_first()?;
+    let e = first.next?;
+    rest.iter()
+        .all(|c| {
+            c.next.is_some_and(|f| {
+                c.same_as_lead || (f.wire.index == e.wire.index && f.body == e.body)
+            })
+        })
+        .then_some(e)
+}
+
+pub(super) fn normalize(p: &Path) -> PathBuf {
+    p.components().collect()
+}
+
+/// Compares the targets' logs side by side; see the module docs.
+///
+/// # Errors
+/// [`DiffError`] when there is nothing to compare, too much, or a cut is before a snapshot of a
+/// compacted log.
+pub fn compare(targets: &[Target<'_>], opts: &DiffOptions) -> Result<Divergence, DiffError> {
+    compare_observed(targets, opts, &mut [])
+}
+
+/// [`compare`], also showing every frame and damage of node k's log, in file order, to
+/// `observers[k]` (an observer for each target, or none at all; `None` for a node nobody
+/// watches; the observers are taken out of the slice). Each log is read to its end, past a cut
+/// (`DIR@INDEX`) too, for its observer.
+///
+/// # Errors
+/// As [`compare`]; an error comes before any observer has seen anything.
+pub fn compare_observed(
+    targets: &[Target<'_>],
+    opts: &DiffOptions,
+    observers: &mut [Option<&mut dyn Observer>],
+) -> Result<Divergence, DiffError> {
+    compare_impl(targets, opts, observers, true)
+}
+
+/// `shortcut`: take the short path for unanimous entries (off only in tests, which check that
+/// both paths give the same comparison).
+pub(super) fn compare_impl(
+    targets: &[Target<'_>],
+    opts: &DiffOptions,
+    observers: &mut [Option<&mut dyn Observer>],
+    shortcut: bool,
+) -> Result<Divergence, DiffError> {
+    let n = targets.len();
+    if n == 0 {
+        return Err(DiffError::NoNodes);
+    }
+    if n > MAX_NODES {
+        return Err(DiffError::TooManyNodes(n));
+    }
+    let identity: Vec<usize> = targets
+        .iter()
+        .map(|t| {
+            let p = normalize(&t.dir.path);
+            targets
+                .iter()
+                .position(|u| normalize(&u.dir.path) == p)
+                .unwrap_or(0)
+        })
+        .collect();
+    let distinct = identity
+        .iter()
+        .enumerate()
+        .filter(|(k, id)| *k == **id)
+        .count();
+    let count = |nodes: Nodes| {
+        let mut ids: Nodes = 0;
+        for k in members_of(nodes) {
+            ids |= 1 << identity[k];
+        }
+        ids.count_ones() as usize
+    };
+
+    let mut cursors = Vec::with_capacity(n);
+    let mut observers = observers.iter_mut();
+    for t in targets {
+        let ropts = ReplayOptions {
+            at: t.at,
+            history: None,
+            membership_only: !opts.state,
+            machine: replay::MachineChoice::Auto,
+        };
+        let replayer = replay::replayer_for(t.dir, &ropts)?;
+        let (covered_to, covered_term) = t
+            .dir
+            .best_snapshot()
+            .and_then(|s| s.parsed.as_ref().ok())
+            .and_then(|p| p.snapshot.as_ref().ok())
+            .map_or((0, 0), |s| (s.last_index, s.last_term));
+        let conf_commit = t.dir.conf().map_or(0, |c| c.commit_index);
+        cursors.push(Cursor {
+            reader: t.dir.frames(),
+            bytes: t.dir.log.bytes(),
+            obs: observers.next().and_then(Option::take),
+            len: t.dir.log.bytes().len() as u64,
+            at: t.at,
+            next: None,
+            same_as_lead: false,
+            ended: false,
+            replayer,
+            first: None,
+            last: None,
+            last_term: None,
+            entries: 0,
+            out_of_order: 0,
+            damage: None,
+            covered_to,
+            covered_term,
+            claim_to: conf_commit.max(covered_to),
+        });
+    }
+
+    let mut common_from: Option<Index> = None;
+    let mut common_to: Option<Index> = None;
+    let mut in_common = true;
+    let mut pair_diff: Vec<Option<PairDiff>> = vec![None; n * n];
+    let mut pair_lm_reported = vec![false; n * n];
+    let mut rows = Vec::new();
+    let mut conflicting_indexes = 0u64;
+    let mut tails: Vec<Tail> = Vec::new();
+    let mut tails_dropped = 0u64;
+    let mut active: Vec<usize> = Vec::new();
+    let mut next_active: Vec<usize> = Vec::new();
+    let mut commit = Commit::default();
+    let mut election_safety = Capped::new(opts.max_events);
+    let mut log_matching = Capped::new(opts.max_events);
+    let mut encoding = Capped::new(opts.max_events);
+    let mut committed_conflicts = Capped::new(opts.max_events);
+    let mut slots: Vec<Option<RawEntry<'_>>> = Vec::with_capacity(n);
+    let mut versions: Vec<Version<'_>> = Vec::with_capacity(n);
+    let mut slot_version: Vec<usize> = vec![usize::MAX; n];
+    let mut cluster_size = distinct;
+    let everyone: Nodes = if n == MAX_NODES {
+        Nodes::MAX
+    } else {
+        (1 << n) - 1
+    };
+    let everyone_holders = count(everyone);
+
+    // The bulk path through the common prefix (see below): how many bytes it compares at once,
+    // and how many steps it waits after finding nothing to take.
+    let mut bulk_window = BULK_WINDOW_MIN;
+    let mut bulk_wait = 0u32;
+    let mut bulk_backoff = 1u32;
+    let logs: Vec<&[u8]> = cursors.iter().map(|c| c.bytes).collect();
+    // The nodes whose replayers stand where the first node's does and only replay membership:
+    // the bulk path feeds the first one alone and copies its state into them when it ends
+    // (`lagging`). Once the general path has run, each is fed on its own.
+    let mut mirrored: Vec<bool> = cursors
+        .iter()
+        .enumerate()
+        .map(|(k, c)| k > 0 && shortcut && cursors[0].replayer.mirrors(&c.replayer))
+        .collect();
+    let mut lagging = false;
+
+    loop {
+        // The common case, in bulk: inside the common prefix, every log holds the same bytes at
+        // the same offsets, one block after another. Then the first log's frames are decoded
+        // once and every node takes the same entries, as the unanimous step below would one by
+        // one, while the other logs are only compared byte for byte.
+        if in_common && shortcut && n > 1 && bulk_wait == 0 {
+            let pos = cursors[0].reader.position();
+            let ready = cursors.iter().all(|c| {
+                c.next.is_none() && !c.ended && c.at.is_none() && c.reader.position() == pos
+            });
+            let same = if ready {
+                let pos = pos as usize;
+                let known = opts.same_bytes.as_ref().map_or(0, |s| s.get());
+                let end = logs.iter().map(|l| l.len()).min().unwrap_or(0);
+                let window_end = end.min(pos.saturating_add(bulk_window));
+                if known >= window_end {
+                    window_end.saturating_sub(pos)
+                } else {
+                    let same = same_bytes(&logs, pos, bulk_window);
+                    if let Some(s) = &opts.same_bytes {
+                        s.raise(pos + same);
+                    }
+                    same
+                }
+            } else {
+                0
+            };
+            let mut read = 0;
+            if let (true, Some((first, rest))) = (same > 0, cursors.split_first_mut()) {
+                let mut reader = first.reader.clone();
+                read = reader.each_canonical_before(pos as usize + same, |e| {
+                    let i = e.index();
+                    if first.last.is_some_and(|l| i <= l) {
+                        // Out of order: the general path says what that means.
+                        return false;
+                    }
+                    first.took(e, true);
+                    let mut members = first.replayer.kv().members.len();
+                    for (c, &m) in rest.iter_mut().zip(&mirrored[1..]) {
+                        c.took(e, !m);
+                        if !m {
+                            members = members.max(c.replayer.kv().members.len());
+                        }
+                    }
+                    cluster_size = cluster_size.max(members);
+                    if everyone_holders > cluster_size / 2 {
+                        commit.majority = Some(MajorityBound {
+                            index: i,
+                            term: e.term(),
+                            nodes: everyone,
+                            holders: everyone_holders,
+                            cluster_size,
+                        });
+                    }
+                    common_from.get_or_insert(i);
+                    common_to = Some(i);
+                    true
+                });
+                let to = reader.position();
+                first.reader = reader;
+                for c in rest.iter_mut() {
+                    c.reader.skip_same(to, read);
+                }
+            }
+            if read > 0 {
+                lagging |= mirrored.iter().any(|&m| m);
+                bulk_window = (bulk_window * 2).min(BULK_WINDOW_MAX);
+                bulk_backoff = 1;
+                continue;
+            }
+            bulk_window = BULK_WINDOW_MIN;
+            bulk_wait = bulk_backoff;
+            bulk_backoff = (bulk_backoff * 2).min(BULK_BACKOFF_MAX);
+        }
+        bulk_wait = bulk_wait.saturating_sub(1);
+        if mirrored.iter().any(|&m| m) {
+            // The general path feeds every node's replayer: bring the mirrored ones up to date.
+            if lagging {
+                if let Some((first, rest)) = cursors.split_first_mut() {
+                    for (c, &m) in rest.iter_mut().zip(&mirrored[1..]) {
+                        if m {
+                            let copied = first.replayer.copy_to(&mut c.replayer);
+                            debug_assert!(copied, "mirrored replayers apply no writes");
+                        }
+                    }
+                }
+                lagging = false;
+            }
+            mirrored.fill(false);
+        }
+        if let Some((first, rest)) = cursors.split_first_mut() {
+            first.fill(None);
+            let lead = first.next.as_ref().map(|e| (first.bytes, e));
+            for c in rest {
+                c.fill(lead);
+            }
+        }
+        // The common case, in short: inside the common prefix every node holds the same bytes
+        // at the same index. The general path below would find one version held by everyone,
+        // leave every pair undecided and extend the common prefix: do just that.
+        if in_common && shortcut {
+            if let Some(e) = unanimous(&cursors) {
+                let (i, term) = (e.index(), e.term());
+                let mut members = 0;
+                for c in cursors.iter_mut() {
+                    c.take();
+                    members = members.max(c.replayer.kv().members.len());
+                }
+                cluster_size = cluster_size.max(members);
+                if everyone_holders > cluster_size / 2 {
+                    commit.majority = Some(MajorityBound {
+                        index: i,
+                        term,
+                        nodes: everyone,
+                        holders: everyone_holders,
+                        cluster_size,
+                    });
+                }
+                common_from.get_or_insert(i);
+                common_to = Some(i);
+                continue;
+            }
+        }
+        let Some(i) = cursors.iter().filter_map(Cursor::peek_index).min() else {
+            break;
+        };
+        slots.clear();
+        versions.clear();
+        for (k, c) in cursors.iter_mut().enumerate() {
+            let e = if c.peek_index() == Some(i) {
+                c.take()
+            } else {
+                None
+            };
+            slot_version[k] = usize::MAX;
+            if let Some(e) = &e {
+                match versions.iter_mut().position(|v| same_entry(&v.entry, e)) {
+                    Some(v) => {
+                        let first = members_of(versions[v].nodes).next().unwrap_or(k);
+                        if versions[v].entry.body != e.body {
+                            encoding.push(EntryPair {
+                                index: i,
+                                term: e.term(),
+                                a: first,
+                                a_offset: versions[v].entry.offset,
+                                b: k,
+                                b_offset: e.offset,
+                                prefix_differs_at: None,
+                            });
+                        }
+                        versions[v].nodes |= 1 << k;
+                        slot_version[k] = v;
+                    }
+                    None => {
+                        slot_version[k] = versions.len();
+                        versions.push(Version {
+                            entry: *e,
+                            nodes: 1 << k,
+                            holders: 0,
+                        });
+                    }
+                }
+            }
+            slots.push(e);
+        }
+        let members = cursors
+            .iter()
+            .map(|c| c.replayer.kv().members.len())
+            .max()
+            .unwrap_or(0);
+        cluster_size = cluster_size.max(members);
+        let majority = cluster_size / 2 + 1;
+        for v in versions.iter_mut() {
+            v.holders = count(v.nodes);
+        }
+        let on_majority = versions.iter().position(|v| v.holders >= majority);
+        if let Some(m) = on_majority {
+            let v = &versions[m];
+            commit.majority = Some(MajorityBound {
+                index: i,
+                term: v.entry.term(),
+                nodes: v.nodes,
+                holders: v.holders,
+                cluster_size,
+            });
+        }
+
+        // State Machine Safety: two different versions, each proven committed. A snapshot that
+        // ends here (its log no longer holds the entry) vouches for an entry of its lastTerm.
+        let snapshots_here = (0..n).any(|k| slots[k].is_none() && cursors[k].covered_to == i);
+        if versions.len() > 1 || (snapshots_here && !versions.is_empty()) {
+            let mut proven: Vec<ProvenVersion> = versions
+                .iter()
+                .map(|v| {
+                    let mut claims = Vec::new();
+                    if v.holders >= majority {
+                        claims.push(Claim::Majority {
+                            holders: v.holders,
+                            cluster_size,
+                        });
+                    }
+                    for k in members_of(v.nodes) {
+                        let c = &cursors[k];
+                        if c.covered_to >= i {
+                            claims.push(Claim::Snapshot {
+                                node: k,
+                                last_index: c.covered_to,
+                            });
+                        } else if c.claim_to >= i {
+                            claims.push(Claim::ConfCommitIndex {
+                                node: k,
+                                commit_index: c.claim_to,
+                            });
+                        }
+                    }
+                    ProvenVersion {
+                        term: v.entry.term(),
+                        nodes: v.nodes,
+                        offset: Some(v.entry.offset),
+                        claims,
+                    }
+                })
+                .collect();
+            for k in (0..n).filter(|&k| slots[k].is_none() && cursors[k].covered_to == i) {
+                let claim = Claim::Snapshot {
+                    node: k,
+                    last_index: i,
+                };
+                let term = cursors[k].covered_term;
+                match proven.iter_mut().find(|p| p.term == term) {
+                    Some(p) => p.claims.push(claim),
+                    None => proven.push(ProvenVersion {
+                        term,
+                        nodes: 1 << k,
+                        offset: None,
+                        claims: vec![claim],
+                    }),
+                }
+            }
+            proven.retain(|p| !p.claims.is_empty());
+            if proven.len() > 1 {
+                committed_conflicts.push(CommittedConflict {
+                    index: i,
+                    versions: proven,
+                });
+            }
+        }
+        if versions.len() > 1 {
+            // Election Safety: the same term, different entries.
+            for (x, vx) in versions.iter().enumerate() {
+                for vy in &versions[x + 1..] {
+                    if vx.entry.term() == vy.entry.term() {
+                        election_safety.push(EntryPair {
+                            index: i,
+                            term: vx.entry.term(),
+                            a: members_of(vx.nodes).next().unwrap_or(0),
+                            a_offset: vx.entry.offset,
+                            b: members_of(vy.nodes).next().unwrap_or(0),
+                            b_offset: vy.entry.offset,
+                            prefix_differs_at: None,
+                        });
+                    }
+                }
+            }
+        }
+
+        // Pairs: the first difference, and Log Matching after it.
+        for a in 0..n {
+            for b in a + 1..n {
+                let slot = a * n + b;
+                match pair_diff[slot] {
+                    None => {
+                        pair_diff[slot] = match (&slots[a], &slots[b]) {
+                            (Some(_), Some(_)) if slot_version[a] == slot_version[b] => None,
+                            (Some(_), Some(_)) => Some(PairDiff::Conflict(i)),
+                            (Some(_), None) => absent_diff(i, b, cursors[b].absent(i)),
+                            (None, Some(_)) => absent_diff(i, a, cursors[a].absent(i)),
+                            (None, None) => None,
+                        };
+                    }
+                    Some(PairDiff::Conflict(j)) | Some(PairDiff::Missing { index: j, .. })
+                        if !pair_lm_reported[slot]
+                            && slot_version[a] != usize::MAX
+                            && slot_version[a] == slot_version[b] =>
+                    {
+                        pair_lm_reported[slot] = true;
+                        if let (Some(ea), Some(eb)) = (&slots[a], &slots[b]) {
+                            log_matching.push(EntryPair {
+                                index: i,
+                                term: ea.term(),
+                                a,
+                                a_offset: ea.offset,
+                                b,
+                                b_offset: eb.offset,
+                                prefix_differs_at: Some(j),
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+
+        // The common prefix.
+        if in_common {
+            let unanimous = versions.len() == 1
+                && (0..n).all(|k| slots[k].is_some() || cursors[k].absent(i) == Absent::Covered);
+            if unanimous {
+                common_from.get_or_insert(i);
+                common_to = Some(i);
+            } else {
+                in_common = false;
+            }
+        }
+        if in_common {
+            continue;
+        }
+
+        // Beyond the common prefix: conflicting rows and tails.
+        if versions.len() > 1 {
+            conflicting_indexes += 1;
+            if rows.len() < opts.max_rows {
+                let cells = (0..n)
+                    .map(|k| match &slots[k] {
+                        Some(e) => Cell::Entry(e.to_entry(), e.offset),
+                        None => Cell::Absent(cursors[k].absent(i)),
+                    })
+                    .collect();
+                rows.push(Row { index: i, cells });
+            }
+        }
+        next_active.clear();
+        for (x, v) in versions.iter().enumerate() {
+            let claimed = members_of(v.nodes)
+                .map(|k| &cursors[k])
+                .fold(None, |acc, c| {
+                    if c.covered_to >= i {
+                        Some(Evidence::Snapshot)
+                    } else if c.claim_to >= i {
+                        acc.or(Some(Evidence::ConfCommitIndex))
+                    } else {
+                        acc
+                    }
+                });
+            let status = if v.holders >= majority {
+                TailStatus::OnMajority
+            } else if let Some(evidence) = claimed {
+                TailStatus::Claimed { evidence }
+            } else {
+                match versions
+                    .iter()
+                    .enumerate()
+                    .find(|(y, w)| *y != x && w.holders >= majority)
+                {
+                    Some((_, w)) => TailStatus::Overwritten {
+                        by_term: w.entry.term(),
+                    },
+                    None => TailStatus::NotOnMajority,
+                }
+            };
+            let term = v.entry.term();
+            let open = active.iter().copied().find(|&t| {
+                tails[t].nodes == v.nodes
+                    && tails[t].status == status
+                    && tails[t].to.checked_add(1) == Some(i)
+            });
+            match open {
+                Some(t) => {
+                    let tail = &mut tails[t];
+                    tail.to = i;
+                    tail.min_term = tail.min_term.min(term);
+                    tail.max_term = tail.max_term.max(term);
+                    next_active.push(t);
+                }
+                None if tails.len() < opts.max_tails => {
+                    next_active.push(tails.len());
+                    tails.push(Tail {
+                        nodes: v.nodes,
+                        offsets: members_of(v.nodes)
+                            .filter_map(|k| slots[k].as_ref().map(|e| e.offset))
+                            .collect(),
+                        holders: v.holders,
+                        from: i,
+                        to: i,
+                        min_term: term,
+                        max_term: term,
+                        status,
+                    });
+                }
+                None => tails_dropped += 1,
+            }
+        }
+        std::mem::swap(&mut active, &mut next_active);
+    }
+    commit.cluster_size = cluster_size;
+    // A cut (`DIR@INDEX`) stops the comparison early; observers see the whole log.
+    for c in cursors.iter_mut() {
+        if let Some(o) = c.obs.as_deref_mut() {
+            for item in c.reader.by_ref() {
+                match item {
+                    Ok(e) => o.entry(&e),
+                    Err(err) => o.damage(&err),
+                }
+            }
+        }
+    }
+
+    let mut pairs = Vec::new();
+    for a in 0..n {
+        for b in a + 1..n {
+            let diff = match pair_diff[a * n + b] {
+                Some(d) => d,
+                None if cursors[a].end() != cursors[b].end() => {
+                    // Nothing differs where both hold entries, yet they end differently: one
+                    // holds no entries at all, or a snapshot covers more than the other's log.
+                    let shorter = if cursors[a].end() < cursors[b].end() {
+                        a
+                    } else {
+                        b
+                    };
+                    let index = cursors[shorter].end().map_or(1, |l| l.saturating_add(1));
+                    PairDiff::Ends { index, shorter }
+                }
+                None => PairDiff::Identical,
+            };
+            pairs.push(Pair { a, b, diff });
+        }
+    }
+
+    let mut nodes = Vec::with_capacity(n);
+    for ((t, c), id) in targets.iter().zip(cursors).zip(identity) {
+        let snapshot = t.dir.best_snapshot().and_then(|s| {
+            let snap = s.parsed.as_ref().ok()?.snapshot.as_ref().ok()?;
+            Some(SnapshotInfo {
+                file: s.file_name.clone(),
+                last_index: snap.last_index,
+                last_term: snap.last_term,
+            })
+        });
+        let name = t.dir.node_name().map(str::to_string);
+        let conf = t.dir.conf().map(|c| ConfInfo {
+            commit_index: c.commit_index,
+            members: c
+                .peers
+                .iter()
+                .map(|p| p.name.clone())
+                .chain(name.clone())
+                .collect(),
+        });
+        let conf_error = t
+            .dir
+            .conf
+            .as_ref()
+            .and_then(|c| c.parsed.as_ref().err())
+            .map(|e| e.to_string());
+        nodes.push(NodeSummary {
+            path: t.dir.path.clone(),
+            at: t.at,
+            name,
+            identity: id,
+            first_index: c.first,
+            last_index: c.last,
+            last_term: c.last_term,
+            entries: c.entries,
+            out_of_order: c.out_of_order,
+            damage: c.damage,
+            snapshot,
+            conf,
+            conf_error,
+            replay: c.replayer.finish(),
+            dialect: t.dir.dialect(),
+        });
+    }
+
+    // Node-local bounds: conf commitIndex (capped at what the node holds) and snapshots.
+    for (k, node) in nodes.iter().enumerate() {
+        let held = node
+            .last_index
+            .max(node.snapshot.as_ref().map(|s| s.last_index));
+        if let (Some(conf), Some(held)) = (&node.conf, held) {
+            let index = conf.commit_index.min(held);
+            if index > 0 && commit.conf.is_none_or(|c| index > c.index) {
+                commit.conf = Some(NodeBound { index, node: k });
+            }
+        }
+        if let Some(s) = &node.snapshot {
+            if commit.snapshot.is_none_or(|c| s.last_index > c.index) {
+                commit.snapshot = Some(NodeBound {
+                    index: s.last_index,
+                    node: k,
+                });
+            }
+        }
+    }
+
+    let differ =
+        |f: &dyn Fn(&NodeSummary) -> String| nodes.windows(2).any(|w| f(&w[0]) != f(&w[1]));
+    let conf_differs = nodes
+        .windows(2)
+        .any(|w| w[0].conf != w[1].conf || w[0].conf_error.is_some() != w[1].conf_error.is_some());
+    let snapshots_differ = nodes.windows(2).any(|w| w[0].snapshot != w[1].snapshot);
+    let membership_differs = differ(&|s| format!("{:?}", s.replay.kv.members));
+    let state = opts.state.then(|| state_diff(&nodes));
+
+    Ok(Divergence {
+        common: common_from.zip(common_to),
+        pairs,
+        rows,
+        conflicting_indexes,
+        tails,
+        tails_dropped,
+        commit,
+        election_safety,
+        log_matching,
+        encoding,
+        committed_conflicts,
+        conf_differs,
+        snapshots_differ,
+        membership_differs,
+        state,
+        nodes,
+    })
+}
+
+pub(super) fn absent_diff(index: Index, node: usize, why: Absent) -> Option<PairDiff> {
+    match why {
+        Absent::Covered => None,
+        Absent::Beyond => Some(PairDiff::Ends {
+            index,
+            shorter: node,
+        }),
+        Absent::Missing => Some(PairDiff::Missing {
+            index,
+            missing: node,
+        }),
+    }
+}
+
+/// Merges the nodes' sorted maps key by key.
+pub(super) fn state_diff(nodes: &[NodeSummary]) -> StateDiff {
+    let sorted: Vec<_> = nodes.iter().map(|s| s.replay.kv.sorted()).collect();
+    let mut iters: Vec<_> = sorted
+        .iter()
+        .map(|v| v.iter().copied().peekable())
+        .collect();
+    let mut out = StateDiff::default();
+    while let Some(key) = iters
+        .iter_mut()
+        .filter_map(|it| it.peek().map(|(k, _)| *k))
+        .min()
+    {
+        let values: Vec<Option<&str>> = iters
+            .iter_mut()
+            .map(|it| it.next_if(|(k, _)| *k == key).map(|(_, v)| v))
+            .collect();
+        if values.iter().all(|v| *v == values[0]) {
+            out.same += 1;
+        } else {
+            out.rows.push(StateRow {
+                key: key.to_owned(),
+                values: values.into_iter().map(|v| v.map(str::to_owned)).collect(),
+            });
+        }
+    }
+    out
+}
