@@ -268,12 +268,6 @@ impl<'c> LogPass<'c> {
             self.run(release);
             return 0;
         }
-        let ends: Vec<usize> = starts
-            .iter()
-            .skip(1)
-            .map(|s| s.0)
-            .chain([usize::MAX])
-            .collect();
         let initial = self.pass.clone();
         // Reads `reader` up to `end` into `pass`, giving back the pages left behind.
         let read = |reader: &mut crate::scan::Frames<'c>, end: usize, pass: &mut Pass<'c>| {
@@ -289,49 +283,55 @@ impl<'c> LogPass<'c> {
                 }
             });
         };
+        // Part 0 goes on from this pass; each later part starts from a copy of it.
+        let bounds: Vec<(usize, usize)> = std::iter::once(0)
+            .chain(starts.iter().map(|s| s.0))
+            .zip(starts.iter().map(|s| s.0).chain([usize::MAX]))
+            .collect();
+        let initial = &initial;
+        let work = |i: usize| {
+            let (start, end) = bounds[i];
+            let mut pass = initial.clone();
+            let mut reader = if i == 0 {
+                crate::scan::Frames::new(bytes).dialect(dialect)
+            } else {
+                let (_, index, term) = starts[i - 1];
+                pass.prev = Some((index - 1, term));
+                crate::scan::Frames::resume(bytes, start, 0).dialect(dialect)
+            };
+            read(&mut reader, end, &mut pass);
+            (pass, reader)
+        };
         let mut taken_over = 0;
-        std::thread::scope(|s| {
-            let handles: Vec<_> = starts
-                .iter()
-                .zip(&ends)
-                .map(|(&(start, index, term), &end)| {
-                    let mut pass = initial.clone();
-                    pass.prev = Some((index - 1, term));
-                    s.spawn(move || {
-                        let mut reader =
-                            crate::scan::Frames::resume(bytes, start, 0).dialect(dialect);
-                        read(&mut reader, end, &mut pass);
-                        (pass, reader.position() as usize)
-                    })
-                })
-                .collect();
-            let pass = &mut self.pass;
-            let mut reader = crate::scan::Frames::new(bytes).dialect(dialect);
-            read(&mut reader, starts[0].0, pass);
-            for ((handle, &(start, index, term)), &end) in
-                handles.into_iter().zip(&starts).zip(&ends)
-            {
-                let taken = match handle.join() {
-                    Ok((part, part_end)) => {
-                        reader.position() as usize == start
-                            && pass.absorb(&part, (index, term))
-                            && {
-                                let ordinal = reader.ordinal() + part.out.entries;
-                                reader = crate::scan::Frames::resume(bytes, part_end, ordinal)
-                                    .dialect(dialect);
-                                true
-                            }
-                    }
-                    // A part that panicked is read here (and panics here too).
-                    Err(_) => false,
-                };
-                if taken {
+        let mut reader = crate::scan::Frames::new(bytes).dialect(dialect);
+        let pass = &mut self.pass;
+        let merged: Result<(), std::convert::Infallible> = crate::par::in_order(
+            bounds.len(),
+            bounds.len(),
+            work,
+            |i, (part, part_reader)| {
+                if i == 0 {
+                    *pass = part;
+                    reader = part_reader;
+                    return Ok(());
+                }
+                let (start, index, term) = starts[i - 1];
+                if reader.position() as usize == start && pass.absorb(&part, (index, term)) {
+                    let ordinal = reader.ordinal() + part.out.entries;
+                    reader = crate::scan::Frames::resume(
+                        bytes,
+                        part_reader.position() as usize,
+                        ordinal,
+                    )
+                    .dialect(dialect);
                     taken_over += 1;
                 } else {
-                    read(&mut reader, end, pass);
+                    read(&mut reader, bounds[i].1, pass);
                 }
-            }
-        });
+                Ok(())
+            },
+        );
+        let Ok(()) = merged;
         taken_over
     }
 
@@ -366,7 +366,7 @@ impl crate::diff::Observer for LogPass<'_> {
 /// In how many parts [`LogPass::run_split`] checks a log of `len` bytes: one per core, up to
 /// four, each of at least 8 MiB (below, starting a thread costs more than it saves).
 pub fn split_parts(len: usize) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let cores = crate::par::cores();
     cores.min(4).min(len / (8 << 20)).max(1)
 }
 
