@@ -117,7 +117,7 @@ fn check_sharing(nodes: &[DataDir], same: Option<Arc<diff::SameBytes>>) -> Vec<F
 /// once. With one core, each log is read once: the comparison's lockstep feeds each node's log
 /// pass ([`check_all_in_one_pass`]).
 pub fn check_all(nodes: &[DataDir]) -> (Vec<NodeReport>, Vec<Finding>) {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let cores = crate::par::cores();
     if nodes.len() < 2 {
         // Nothing to compare: the node's own check (in parts on a large log).
         return (nodes.iter().map(node::check).collect(), Vec::new());
@@ -345,11 +345,17 @@ pub fn findings(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
 
 fn compared(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
     let mut out = Vec::new();
-    let label = |k: usize| {
-        nodes
-            .get(k)
-            .map_or_else(|| format!("node {k}"), DataDir::label)
-    };
+    let label = |k: usize| node_label(nodes, k);
+    safety_findings(nodes, d, &mut out);
+    committed_prefix(nodes, d, &mut out);
+    tail_findings(nodes, d, &mut out);
+    membership(nodes, d, &label, &mut out);
+    out
+}
+
+/// Election Safety, Log Matching, encoding differences and committed conflicts, each capped.
+fn safety_findings(nodes: &[DataDir], d: &Divergence, out: &mut Vec<Finding>) {
+    let label = |k: usize| node_label(nodes, k);
     let on = |k: usize, f: Finding| match nodes.get(k) {
         Some(dir) => f.node(dir.label()).file(dir.log_path.clone()),
         None => f,
@@ -378,7 +384,7 @@ fn compared(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
         ));
     }
     more(
-        &mut out,
+        out,
         "cluster-election-safety",
         d.election_safety.total,
         d.election_safety.items.len(),
@@ -400,7 +406,7 @@ fn compared(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
         ));
     }
     more(
-        &mut out,
+        out,
         "cluster-log-matching",
         d.log_matching.total,
         d.log_matching.items.len(),
@@ -421,7 +427,7 @@ fn compared(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
         ));
     }
     more(
-        &mut out,
+        out,
         "cluster-entry-bytes",
         d.encoding.total,
         d.encoding.items.len(),
@@ -463,12 +469,16 @@ fn compared(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
         out.push(f);
     }
     more(
-        &mut out,
+        out,
         "cluster-committed-conflict",
         d.committed_conflicts.total,
         d.committed_conflicts.items.len(),
     );
+}
 
+/// How far the entries are proven committed, and by what.
+fn committed_prefix(nodes: &[DataDir], d: &Divergence, out: &mut Vec<Finding>) {
+    let label = |k: usize| node_label(nodes, k);
     if let Some((index, evidence, node)) = d.committed() {
         let how = match (evidence, d.commit.majority) {
             (Evidence::Majority, Some(m)) => {
@@ -504,7 +514,15 @@ fn compared(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
             .index(index),
         );
     }
+}
 
+/// The tails that are not committed: overwritten, or not on a majority.
+fn tail_findings(nodes: &[DataDir], d: &Divergence, out: &mut Vec<Finding>) {
+    let label = |k: usize| node_label(nodes, k);
+    let on = |k: usize, f: Finding| match nodes.get(k) {
+        Some(dir) => f.node(dir.label()).file(dir.log_path.clone()),
+        None => f,
+    };
     let terms = |t: &diff::Tail| {
         if t.min_term == t.max_term {
             format!("term {}", t.min_term)
@@ -583,9 +601,13 @@ fn compared(nodes: &[DataDir], d: &Divergence) -> Vec<Finding> {
             );
         }
     }
+}
 
-    membership(nodes, d, &label, &mut out);
-    out
+/// Node `k`'s label (its position when there is no such node).
+fn node_label(nodes: &[DataDir], k: usize) -> String {
+    nodes
+        .get(k)
+        .map_or_else(|| format!("node {k}"), DataDir::label)
 }
 
 fn more(out: &mut Vec<Finding>, code: &'static str, total: u64, listed: usize) {

@@ -3,6 +3,9 @@
 
 use super::*;
 
+mod outcome;
+use outcome::*;
+
 /// Sees every frame and every stretch of damage of one node's log, in file order, as the
 /// comparison reads them: `verify` of several nodes runs each node's own rules
 /// (`check::node::LogPass`) this way, so each log is read and decoded once for both.
@@ -259,7 +262,100 @@ pub(super) fn compare_impl(
     if n > MAX_NODES {
         return Err(DiffError::TooManyNodes(n));
     }
-    let identity: Vec<usize> = targets
+    let identity = identities(targets);
+    let mut cursors = open_cursors(targets, opts, observers)?;
+    let mut walk = Walk::new(n, opts, &identity);
+    let mut slots: Vec<Option<RawEntry<'_>>> = Vec::with_capacity(n);
+    let mut versions: Vec<Version<'_>> = Vec::with_capacity(n);
+    let mut slot_version: Vec<usize> = vec![usize::MAX; n];
+    let mut bulk = Bulk::default();
+    let logs: Vec<&[u8]> = cursors.iter().map(|c| c.bytes).collect();
+    // The nodes whose replayers stand where the first node's does and only replay membership:
+    // the bulk path feeds the first one alone and copies its state into them when it ends
+    // (`lagging`). Once the general path has run, each is fed on its own.
+    let mut mirrored: Vec<bool> = cursors
+        .iter()
+        .enumerate()
+        .map(|(k, c)| k > 0 && shortcut && cursors[0].replayer.mirrors(&c.replayer))
+        .collect();
+    let mut lagging = false;
+
+    loop {
+        // The common case, in bulk: inside the common prefix, every log holds the same bytes at
+        // the same offsets, one block after another. Then the first log's frames are decoded
+        // once and every node takes the same entries, as the unanimous step below would one by
+        // one, while the other logs are only compared byte for byte.
+        if walk.in_common
+            && shortcut
+            && n > 1
+            && bulk.wait == 0
+            && bulk_step(&mut cursors, &mirrored, &logs, opts, &mut bulk, &mut walk)
+        {
+            lagging |= mirrored.iter().any(|&m| m);
+            continue;
+        }
+        bulk.wait = bulk.wait.saturating_sub(1);
+        if mirrored.iter().any(|&m| m) {
+            // The general path feeds every node's replayer: bring the mirrored ones up to date.
+            if lagging {
+                catch_up_mirrored(&mut cursors, &mirrored);
+                lagging = false;
+            }
+            mirrored.fill(false);
+        }
+        if let Some((first, rest)) = cursors.split_first_mut() {
+            first.fill(None);
+            let lead = first.next.as_ref().map(|e| (first.bytes, e));
+            for c in rest {
+                c.fill(lead);
+            }
+        }
+        // The common case, in short: inside the common prefix every node holds the same bytes
+        // at the same index. The general path below would find one version held by everyone,
+        // leave every pair undecided and extend the common prefix: do just that.
+        if walk.in_common && shortcut {
+            if let Some(e) = unanimous(&cursors) {
+                let mut members = 0;
+                for c in cursors.iter_mut() {
+                    c.take();
+                    members = members.max(c.replayer.kv().members.len());
+                }
+                walk.held_by_everyone(e.index(), e.term(), members);
+                continue;
+            }
+        }
+        let Some(i) = cursors.iter().filter_map(Cursor::peek_index).min() else {
+            break;
+        };
+        walk.general_step(
+            &mut cursors,
+            i,
+            &mut slots,
+            &mut versions,
+            &mut slot_version,
+        );
+    }
+    walk.commit.cluster_size = walk.cluster_size;
+    // A cut (`DIR@INDEX`) stops the comparison early; observers see the whole log.
+    for c in cursors.iter_mut() {
+        if let Some(o) = c.obs.as_deref_mut() {
+            for item in c.reader.by_ref() {
+                match item {
+                    Ok(e) => o.entry(&e),
+                    Err(err) => o.damage(&err),
+                }
+            }
+        }
+    }
+    let pairs = pairs_of(&walk.pair_diff, &cursors);
+    let nodes = summaries(targets, cursors, &identity);
+    local_bounds(&nodes, &mut walk.commit);
+    Ok(divergence(walk, pairs, nodes, opts))
+}
+
+/// For each target, the first target with the same (normalised) path: the same node named twice.
+fn identities(targets: &[Target<'_>]) -> Vec<usize> {
+    targets
         .iter()
         .map(|t| {
             let p = normalize(&t.dir.path);
@@ -268,21 +364,17 @@ pub(super) fn compare_impl(
                 .position(|u| normalize(&u.dir.path) == p)
                 .unwrap_or(0)
         })
-        .collect();
-    let distinct = identity
-        .iter()
-        .enumerate()
-        .filter(|(k, id)| *k == **id)
-        .count();
-    let count = |nodes: Nodes| {
-        let mut ids: Nodes = 0;
-        for k in members_of(nodes) {
-            ids |= 1 << identity[k];
-        }
-        ids.count_ones() as usize
-    };
+        .collect()
+}
 
-    let mut cursors = Vec::with_capacity(n);
+/// A cursor at the start of each target's log, with its replayer and what its snapshot and conf
+/// vouch for.
+fn open_cursors<'a, 'o>(
+    targets: &[Target<'a>],
+    opts: &DiffOptions,
+    observers: &mut [Option<&'o mut (dyn Observer + 'o)>],
+) -> Result<Vec<Cursor<'a, 'o>>, DiffError> {
+    let mut cursors = Vec::with_capacity(targets.len());
     let mut observers = observers.iter_mut();
     for t in targets {
         let ropts = ReplayOptions {
@@ -320,176 +412,284 @@ pub(super) fn compare_impl(
             claim_to: conf_commit.max(covered_to),
         });
     }
+    Ok(cursors)
+}
 
-    let mut common_from: Option<Index> = None;
-    let mut common_to: Option<Index> = None;
-    let mut in_common = true;
-    let mut pair_diff: Vec<Option<PairDiff>> = vec![None; n * n];
-    let mut pair_lm_reported = vec![false; n * n];
-    let mut rows = Vec::new();
-    let mut conflicting_indexes = 0u64;
-    let mut tails: Vec<Tail> = Vec::new();
-    let mut tails_dropped = 0u64;
-    let mut active: Vec<usize> = Vec::new();
-    let mut next_active: Vec<usize> = Vec::new();
-    let mut commit = Commit::default();
-    let mut election_safety = Capped::new(opts.max_events);
-    let mut log_matching = Capped::new(opts.max_events);
-    let mut encoding = Capped::new(opts.max_events);
-    let mut committed_conflicts = Capped::new(opts.max_events);
-    let mut slots: Vec<Option<RawEntry<'_>>> = Vec::with_capacity(n);
-    let mut versions: Vec<Version<'_>> = Vec::with_capacity(n);
-    let mut slot_version: Vec<usize> = vec![usize::MAX; n];
-    let mut cluster_size = distinct;
-    let everyone: Nodes = if n == MAX_NODES {
-        Nodes::MAX
-    } else {
-        (1 << n) - 1
-    };
-    let everyone_holders = count(everyone);
+/// The bulk path through the common prefix: how many bytes it compares at once, and how many
+/// steps it waits after finding nothing to take.
+struct Bulk {
+    window: usize,
+    wait: u32,
+    backoff: u32,
+}
 
-    // The bulk path through the common prefix (see below): how many bytes it compares at once,
-    // and how many steps it waits after finding nothing to take.
-    let mut bulk_window = BULK_WINDOW_MIN;
-    let mut bulk_wait = 0u32;
-    let mut bulk_backoff = 1u32;
-    let logs: Vec<&[u8]> = cursors.iter().map(|c| c.bytes).collect();
-    // The nodes whose replayers stand where the first node's does and only replay membership:
-    // the bulk path feeds the first one alone and copies its state into them when it ends
-    // (`lagging`). Once the general path has run, each is fed on its own.
-    let mut mirrored: Vec<bool> = cursors
+impl Default for Bulk {
+    fn default() -> Self {
+        Bulk {
+            window: BULK_WINDOW_MIN,
+            wait: 0,
+            backoff: 1,
+        }
+    }
+}
+
+/// One step of the bulk path: when every log stands at the same offset and holds the same bytes
+/// from there, the first log's canonical frames in those bytes are taken by every node. Whether
+/// any entry was taken (else the path backs off).
+fn bulk_step(
+    cursors: &mut [Cursor<'_, '_>],
+    mirrored: &[bool],
+    logs: &[&[u8]],
+    opts: &DiffOptions,
+    bulk: &mut Bulk,
+    walk: &mut Walk<'_>,
+) -> bool {
+    let pos = cursors[0].reader.position();
+    let ready = cursors
         .iter()
-        .enumerate()
-        .map(|(k, c)| k > 0 && shortcut && cursors[0].replayer.mirrors(&c.replayer))
-        .collect();
-    let mut lagging = false;
-
-    loop {
-        // The common case, in bulk: inside the common prefix, every log holds the same bytes at
-        // the same offsets, one block after another. Then the first log's frames are decoded
-        // once and every node takes the same entries, as the unanimous step below would one by
-        // one, while the other logs are only compared byte for byte.
-        if in_common && shortcut && n > 1 && bulk_wait == 0 {
-            let pos = cursors[0].reader.position();
-            let ready = cursors.iter().all(|c| {
-                c.next.is_none() && !c.ended && c.at.is_none() && c.reader.position() == pos
-            });
-            let same = if ready {
-                let pos = pos as usize;
-                let known = opts.same_bytes.as_ref().map_or(0, |s| s.get());
-                let end = logs.iter().map(|l| l.len()).min().unwrap_or(0);
-                let window_end = end.min(pos.saturating_add(bulk_window));
-                if known >= window_end {
-                    window_end.saturating_sub(pos)
-                } else {
-                    let same = same_bytes(&logs, pos, bulk_window);
-                    if let Some(s) = &opts.same_bytes {
-                        s.raise(pos + same);
-                    }
-                    same
-                }
-            } else {
-                0
-            };
-            let mut read = 0;
-            if let (true, Some((first, rest))) = (same > 0, cursors.split_first_mut()) {
-                let mut reader = first.reader.clone();
-                read = reader.each_canonical_before(pos as usize + same, |e| {
-                    let i = e.index();
-                    if first.last.is_some_and(|l| i <= l) {
-                        // Out of order: the general path says what that means.
-                        return false;
-                    }
-                    first.took(e, true);
-                    let mut members = first.replayer.kv().members.len();
-                    for (c, &m) in rest.iter_mut().zip(&mirrored[1..]) {
-                        c.took(e, !m);
-                        if !m {
-                            members = members.max(c.replayer.kv().members.len());
-                        }
-                    }
-                    cluster_size = cluster_size.max(members);
-                    if everyone_holders > cluster_size / 2 {
-                        commit.majority = Some(MajorityBound {
-                            index: i,
-                            term: e.term(),
-                            nodes: everyone,
-                            holders: everyone_holders,
-                            cluster_size,
-                        });
-                    }
-                    common_from.get_or_insert(i);
-                    common_to = Some(i);
-                    true
-                });
-                let to = reader.position();
-                first.reader = reader;
-                for c in rest.iter_mut() {
-                    c.reader.skip_same(to, read);
-                }
+        .all(|c| c.next.is_none() && !c.ended && c.at.is_none() && c.reader.position() == pos);
+    let same = if ready {
+        let pos = pos as usize;
+        let known = opts.same_bytes.as_ref().map_or(0, |s| s.get());
+        let end = logs.iter().map(|l| l.len()).min().unwrap_or(0);
+        let window_end = end.min(pos.saturating_add(bulk.window));
+        if known >= window_end {
+            window_end.saturating_sub(pos)
+        } else {
+            let same = same_bytes(logs, pos, bulk.window);
+            if let Some(s) = &opts.same_bytes {
+                s.raise(pos + same);
             }
-            if read > 0 {
-                lagging |= mirrored.iter().any(|&m| m);
-                bulk_window = (bulk_window * 2).min(BULK_WINDOW_MAX);
-                bulk_backoff = 1;
-                continue;
-            }
-            bulk_window = BULK_WINDOW_MIN;
-            bulk_wait = bulk_backoff;
-            bulk_backoff = (bulk_backoff * 2).min(BULK_BACKOFF_MAX);
+            same
         }
-        bulk_wait = bulk_wait.saturating_sub(1);
-        if mirrored.iter().any(|&m| m) {
-            // The general path feeds every node's replayer: bring the mirrored ones up to date.
-            if lagging {
-                if let Some((first, rest)) = cursors.split_first_mut() {
-                    for (c, &m) in rest.iter_mut().zip(&mirrored[1..]) {
-                        if m {
-                            let copied = first.replayer.copy_to(&mut c.replayer);
-                            debug_assert!(copied, "mirrored replayers apply no writes");
-                        }
-                    }
-                }
-                lagging = false;
+    } else {
+        0
+    };
+    let mut read = 0;
+    if let (true, Some((first, rest))) = (same > 0, cursors.split_first_mut()) {
+        let mut reader = first.reader.clone();
+        read = reader.each_canonical_before(pos as usize + same, |e| {
+            let i = e.index();
+            if first.last.is_some_and(|l| i <= l) {
+                // Out of order: the general path says what that means.
+                return false;
             }
-            mirrored.fill(false);
-        }
-        if let Some((first, rest)) = cursors.split_first_mut() {
-            first.fill(None);
-            let lead = first.next.as_ref().map(|e| (first.bytes, e));
-            for c in rest {
-                c.fill(lead);
-            }
-        }
-        // The common case, in short: inside the common prefix every node holds the same bytes
-        // at the same index. The general path below would find one version held by everyone,
-        // leave every pair undecided and extend the common prefix: do just that.
-        if in_common && shortcut {
-            if let Some(e) = unanimous(&cursors) {
-                let (i, term) = (e.index(), e.term());
-                let mut members = 0;
-                for c in cursors.iter_mut() {
-                    c.take();
+            first.took(e, true);
+            let mut members = first.replayer.kv().members.len();
+            for (c, &m) in rest.iter_mut().zip(&mirrored[1..]) {
+                c.took(e, !m);
+                if !m {
                     members = members.max(c.replayer.kv().members.len());
                 }
-                cluster_size = cluster_size.max(members);
-                if everyone_holders > cluster_size / 2 {
-                    commit.majority = Some(MajorityBound {
-                        index: i,
-                        term,
-                        nodes: everyone,
-                        holders: everyone_holders,
-                        cluster_size,
-                    });
-                }
-                common_from.get_or_insert(i);
-                common_to = Some(i);
-                continue;
+            }
+            walk.held_by_everyone(i, e.term(), members);
+            true
+        });
+        let to = reader.position();
+        first.reader = reader;
+        for c in rest.iter_mut() {
+            c.reader.skip_same(to, read);
+        }
+    }
+    if read > 0 {
+        bulk.window = (bulk.window * 2).min(BULK_WINDOW_MAX);
+        bulk.backoff = 1;
+        return true;
+    }
+    bulk.window = BULK_WINDOW_MIN;
+    bulk.wait = bulk.backoff;
+    bulk.backoff = (bulk.backoff * 2).min(BULK_BACKOFF_MAX);
+    false
+}
+
+/// Copies the first node's replayer into the mirrored ones the bulk path left behind.
+fn catch_up_mirrored(cursors: &mut [Cursor<'_, '_>], mirrored: &[bool]) {
+    if let Some((first, rest)) = cursors.split_first_mut() {
+        for (c, &m) in rest.iter_mut().zip(&mirrored[1..]) {
+            if m {
+                let copied = first.replayer.copy_to(&mut c.replayer);
+                debug_assert!(copied, "mirrored replayers apply no writes");
             }
         }
-        let Some(i) = cursors.iter().filter_map(Cursor::peek_index).min() else {
-            break;
+    }
+}
+
+/// What the walk over the logs has found so far.
+struct Walk<'i> {
+    n: usize,
+    opts_max_rows: usize,
+    opts_max_tails: usize,
+    /// Each target's identity (see [`identities`]).
+    identity: &'i [usize],
+    in_common: bool,
+    common_from: Option<Index>,
+    common_to: Option<Index>,
+    pair_diff: Vec<Option<PairDiff>>,
+    pair_lm_reported: Vec<bool>,
+    rows: Vec<Row>,
+    conflicting_indexes: u64,
+    tails: Vec<Tail>,
+    tails_dropped: u64,
+    active: Vec<usize>,
+    next_active: Vec<usize>,
+    commit: Commit,
+    election_safety: Capped<EntryPair>,
+    log_matching: Capped<EntryPair>,
+    encoding: Capped<EntryPair>,
+    committed_conflicts: Capped<CommittedConflict>,
+    cluster_size: usize,
+    everyone: Nodes,
+    everyone_holders: usize,
+}
+
+impl<'i> Walk<'i> {
+    fn new(n: usize, opts: &DiffOptions, identity: &'i [usize]) -> Self {
+        let distinct = identity
+            .iter()
+            .enumerate()
+            .filter(|(k, id)| *k == **id)
+            .count();
+        let everyone: Nodes = if n == MAX_NODES {
+            Nodes::MAX
+        } else {
+            (1 << n) - 1
         };
+        let mut walk = Walk {
+            n,
+            opts_max_rows: opts.max_rows,
+            opts_max_tails: opts.max_tails,
+            identity,
+            in_common: true,
+            common_from: None,
+            common_to: None,
+            pair_diff: vec![None; n * n],
+            pair_lm_reported: vec![false; n * n],
+            rows: Vec::new(),
+            conflicting_indexes: 0,
+            tails: Vec::new(),
+            tails_dropped: 0,
+            active: Vec::new(),
+            next_active: Vec::new(),
+            commit: Commit::default(),
+            election_safety: Capped::new(opts.max_events),
+            log_matching: Capped::new(opts.max_events),
+            encoding: Capped::new(opts.max_events),
+            committed_conflicts: Capped::new(opts.max_events),
+            cluster_size: distinct,
+            everyone,
+            everyone_holders: 0,
+        };
+        walk.everyone_holders = walk.count(everyone);
+        walk
+    }
+
+    /// How many distinct nodes (by identity) are among `nodes`.
+    fn count(&self, nodes: Nodes) -> usize {
+        let mut ids: Nodes = 0;
+        for k in members_of(nodes) {
+            ids |= 1 << self.identity[k];
+        }
+        ids.count_ones() as usize
+    }
+
+    /// Every node took the same entry `i` of `term` (the short and bulk paths): the common
+    /// prefix grows, and the entry is on a majority when everyone is one.
+    #[inline]
+    fn held_by_everyone(&mut self, i: Index, term: Term, members: usize) {
+        self.cluster_size = self.cluster_size.max(members);
+        if self.everyone_holders > self.cluster_size / 2 {
+            self.commit.majority = Some(MajorityBound {
+                index: i,
+                term,
+                nodes: self.everyone,
+                holders: self.everyone_holders,
+                cluster_size: self.cluster_size,
+            });
+        }
+        self.common_from.get_or_insert(i);
+        self.common_to = Some(i);
+    }
+
+    /// The general path at index `i`: every node's entry there, its versions, the
+    /// safety properties, the pairs, the common prefix, and past it the rows and tails.
+    fn general_step<'a>(
+        &mut self,
+        cursors: &mut [Cursor<'a, '_>],
+        i: Index,
+        slots: &mut Vec<Option<RawEntry<'a>>>,
+        versions: &mut Vec<Version<'a>>,
+        slot_version: &mut [usize],
+    ) {
+        self.gather(cursors, i, slots, versions, slot_version);
+        let members = cursors
+            .iter()
+            .map(|c| c.replayer.kv().members.len())
+            .max()
+            .unwrap_or(0);
+        self.cluster_size = self.cluster_size.max(members);
+        let majority = self.cluster_size / 2 + 1;
+        for v in versions.iter_mut() {
+            v.holders = self.count(v.nodes);
+        }
+        let on_majority = versions.iter().position(|v| v.holders >= majority);
+        if let Some(m) = on_majority {
+            let v = &versions[m];
+            self.commit.majority = Some(MajorityBound {
+                index: i,
+                term: v.entry.term(),
+                nodes: v.nodes,
+                holders: v.holders,
+                cluster_size: self.cluster_size,
+            });
+        }
+        self.committed_conflict(cursors, i, slots, versions, majority);
+        if versions.len() > 1 {
+            self.election_safety(i, versions);
+        }
+        self.pairs_at(cursors, i, slots, slot_version);
+
+        // The common prefix.
+        if self.in_common {
+            let unanimous = versions.len() == 1
+                && (0..self.n)
+                    .all(|k| slots[k].is_some() || cursors[k].absent(i) == Absent::Covered);
+            if unanimous {
+                self.common_from.get_or_insert(i);
+                self.common_to = Some(i);
+            } else {
+                self.in_common = false;
+            }
+        }
+        if self.in_common {
+            return;
+        }
+
+        // Beyond the common prefix: conflicting rows and tails.
+        if versions.len() > 1 {
+            self.conflicting_indexes += 1;
+            if self.rows.len() < self.opts_max_rows {
+                let cells = (0..self.n)
+                    .map(|k| match &slots[k] {
+                        Some(e) => Cell::Entry(e.to_entry(), e.offset),
+                        None => Cell::Absent(cursors[k].absent(i)),
+                    })
+                    .collect();
+                self.rows.push(Row { index: i, cells });
+            }
+        }
+        self.extend_tails(cursors, i, slots, versions, majority);
+    }
+
+    /// Takes each node's entry at `i` into its slot and groups the slots into versions (an
+    /// encoding difference where the same entry has different bytes).
+    fn gather<'a>(
+        &mut self,
+        cursors: &mut [Cursor<'a, '_>],
+        i: Index,
+        slots: &mut Vec<Option<RawEntry<'a>>>,
+        versions: &mut Vec<Version<'a>>,
+        slot_version: &mut [usize],
+    ) {
         slots.clear();
         versions.clear();
         for (k, c) in cursors.iter_mut().enumerate() {
@@ -504,7 +704,7 @@ pub(super) fn compare_impl(
                     Some(v) => {
                         let first = members_of(versions[v].nodes).next().unwrap_or(k);
                         if versions[v].entry.body != e.body {
-                            encoding.push(EntryPair {
+                            self.encoding.push(EntryPair {
                                 index: i,
                                 term: e.term(),
                                 a: first,
@@ -529,114 +729,116 @@ pub(super) fn compare_impl(
             }
             slots.push(e);
         }
-        let members = cursors
-            .iter()
-            .map(|c| c.replayer.kv().members.len())
-            .max()
-            .unwrap_or(0);
-        cluster_size = cluster_size.max(members);
-        let majority = cluster_size / 2 + 1;
-        for v in versions.iter_mut() {
-            v.holders = count(v.nodes);
+    }
+
+    /// State Machine Safety: two different versions, each proven committed. A snapshot that
+    /// ends here (its log no longer holds the entry) vouches for an entry of its lastTerm.
+    fn committed_conflict(
+        &mut self,
+        cursors: &[Cursor<'_, '_>],
+        i: Index,
+        slots: &[Option<RawEntry<'_>>],
+        versions: &[Version<'_>],
+        majority: usize,
+    ) {
+        let n = self.n;
+        let snapshots_here = (0..n).any(|k| slots[k].is_none() && cursors[k].covered_to == i);
+        let contested = versions.len() > 1 || (snapshots_here && !versions.is_empty());
+        if !contested {
+            return;
         }
-        let on_majority = versions.iter().position(|v| v.holders >= majority);
-        if let Some(m) = on_majority {
-            let v = &versions[m];
-            commit.majority = Some(MajorityBound {
+        let cluster_size = self.cluster_size;
+        let mut proven: Vec<ProvenVersion> = versions
+            .iter()
+            .map(|v| {
+                let mut claims = Vec::new();
+                if v.holders >= majority {
+                    claims.push(Claim::Majority {
+                        holders: v.holders,
+                        cluster_size,
+                    });
+                }
+                for k in members_of(v.nodes) {
+                    let c = &cursors[k];
+                    if c.covered_to >= i {
+                        claims.push(Claim::Snapshot {
+                            node: k,
+                            last_index: c.covered_to,
+                        });
+                    } else if c.claim_to >= i {
+                        claims.push(Claim::ConfCommitIndex {
+                            node: k,
+                            commit_index: c.claim_to,
+                        });
+                    }
+                }
+                ProvenVersion {
+                    term: v.entry.term(),
+                    nodes: v.nodes,
+                    offset: Some(v.entry.offset),
+                    claims,
+                }
+            })
+            .collect();
+        for k in (0..n).filter(|&k| slots[k].is_none() && cursors[k].covered_to == i) {
+            let claim = Claim::Snapshot {
+                node: k,
+                last_index: i,
+            };
+            let term = cursors[k].covered_term;
+            match proven.iter_mut().find(|p| p.term == term) {
+                Some(p) => p.claims.push(claim),
+                None => proven.push(ProvenVersion {
+                    term,
+                    nodes: 1 << k,
+                    offset: None,
+                    claims: vec![claim],
+                }),
+            }
+        }
+        proven.retain(|p| !p.claims.is_empty());
+        if proven.len() > 1 {
+            self.committed_conflicts.push(CommittedConflict {
                 index: i,
-                term: v.entry.term(),
-                nodes: v.nodes,
-                holders: v.holders,
-                cluster_size,
+                versions: proven,
             });
         }
+    }
 
-        // State Machine Safety: two different versions, each proven committed. A snapshot that
-        // ends here (its log no longer holds the entry) vouches for an entry of its lastTerm.
-        let snapshots_here = (0..n).any(|k| slots[k].is_none() && cursors[k].covered_to == i);
-        if versions.len() > 1 || (snapshots_here && !versions.is_empty()) {
-            let mut proven: Vec<ProvenVersion> = versions
-                .iter()
-                .map(|v| {
-                    let mut claims = Vec::new();
-                    if v.holders >= majority {
-                        claims.push(Claim::Majority {
-                            holders: v.holders,
-                            cluster_size,
-                        });
-                    }
-                    for k in members_of(v.nodes) {
-                        let c = &cursors[k];
-                        if c.covered_to >= i {
-                            claims.push(Claim::Snapshot {
-                                node: k,
-                                last_index: c.covered_to,
-                            });
-                        } else if c.claim_to >= i {
-                            claims.push(Claim::ConfCommitIndex {
-                                node: k,
-                                commit_index: c.claim_to,
-                            });
-                        }
-                    }
-                    ProvenVersion {
-                        term: v.entry.term(),
-                        nodes: v.nodes,
-                        offset: Some(v.entry.offset),
-                        claims,
-                    }
-                })
-                .collect();
-            for k in (0..n).filter(|&k| slots[k].is_none() && cursors[k].covered_to == i) {
-                let claim = Claim::Snapshot {
-                    node: k,
-                    last_index: i,
-                };
-                let term = cursors[k].covered_term;
-                match proven.iter_mut().find(|p| p.term == term) {
-                    Some(p) => p.claims.push(claim),
-                    None => proven.push(ProvenVersion {
-                        term,
-                        nodes: 1 << k,
-                        offset: None,
-                        claims: vec![claim],
-                    }),
-                }
-            }
-            proven.retain(|p| !p.claims.is_empty());
-            if proven.len() > 1 {
-                committed_conflicts.push(CommittedConflict {
-                    index: i,
-                    versions: proven,
-                });
-            }
-        }
-        if versions.len() > 1 {
-            // Election Safety: the same term, different entries.
-            for (x, vx) in versions.iter().enumerate() {
-                for vy in &versions[x + 1..] {
-                    if vx.entry.term() == vy.entry.term() {
-                        election_safety.push(EntryPair {
-                            index: i,
-                            term: vx.entry.term(),
-                            a: members_of(vx.nodes).next().unwrap_or(0),
-                            a_offset: vx.entry.offset,
-                            b: members_of(vy.nodes).next().unwrap_or(0),
-                            b_offset: vy.entry.offset,
-                            prefix_differs_at: None,
-                        });
-                    }
+    /// Election Safety: the same term, different entries.
+    fn election_safety(&mut self, i: Index, versions: &[Version<'_>]) {
+        for (x, vx) in versions.iter().enumerate() {
+            for vy in &versions[x + 1..] {
+                if vx.entry.term() == vy.entry.term() {
+                    self.election_safety.push(EntryPair {
+                        index: i,
+                        term: vx.entry.term(),
+                        a: members_of(vx.nodes).next().unwrap_or(0),
+                        a_offset: vx.entry.offset,
+                        b: members_of(vy.nodes).next().unwrap_or(0),
+                        b_offset: vy.entry.offset,
+                        prefix_differs_at: None,
+                    });
                 }
             }
         }
+    }
 
-        // Pairs: the first difference, and Log Matching after it.
+    /// Pairs: the first difference, and Log Matching after it.
+    fn pairs_at(
+        &mut self,
+        cursors: &[Cursor<'_, '_>],
+        i: Index,
+        slots: &[Option<RawEntry<'_>>],
+        slot_version: &[usize],
+    ) {
+        let n = self.n;
         for a in 0..n {
             for b in a + 1..n {
                 let slot = a * n + b;
-                match pair_diff[slot] {
+                match self.pair_diff[slot] {
                     None => {
-                        pair_diff[slot] = match (&slots[a], &slots[b]) {
+                        self.pair_diff[slot] = match (&slots[a], &slots[b]) {
                             (Some(_), Some(_)) if slot_version[a] == slot_version[b] => None,
                             (Some(_), Some(_)) => Some(PairDiff::Conflict(i)),
                             (Some(_), None) => absent_diff(i, b, cursors[b].absent(i)),
@@ -645,13 +847,13 @@ pub(super) fn compare_impl(
                         };
                     }
                     Some(PairDiff::Conflict(j)) | Some(PairDiff::Missing { index: j, .. })
-                        if !pair_lm_reported[slot]
+                        if !self.pair_lm_reported[slot]
                             && slot_version[a] != usize::MAX
                             && slot_version[a] == slot_version[b] =>
                     {
-                        pair_lm_reported[slot] = true;
+                        self.pair_lm_reported[slot] = true;
                         if let (Some(ea), Some(eb)) = (&slots[a], &slots[b]) {
-                            log_matching.push(EntryPair {
+                            self.log_matching.push(EntryPair {
                                 index: i,
                                 term: ea.term(),
                                 a,
@@ -666,36 +868,19 @@ pub(super) fn compare_impl(
                 }
             }
         }
+    }
 
-        // The common prefix.
-        if in_common {
-            let unanimous = versions.len() == 1
-                && (0..n).all(|k| slots[k].is_some() || cursors[k].absent(i) == Absent::Covered);
-            if unanimous {
-                common_from.get_or_insert(i);
-                common_to = Some(i);
-            } else {
-                in_common = false;
-            }
-        }
-        if in_common {
-            continue;
-        }
-
-        // Beyond the common prefix: conflicting rows and tails.
-        if versions.len() > 1 {
-            conflicting_indexes += 1;
-            if rows.len() < opts.max_rows {
-                let cells = (0..n)
-                    .map(|k| match &slots[k] {
-                        Some(e) => Cell::Entry(e.to_entry(), e.offset),
-                        None => Cell::Absent(cursors[k].absent(i)),
-                    })
-                    .collect();
-                rows.push(Row { index: i, cells });
-            }
-        }
-        next_active.clear();
+    /// Past the common prefix: each version at `i` extends the open tail of the same nodes and
+    /// status, or opens one.
+    fn extend_tails(
+        &mut self,
+        cursors: &[Cursor<'_, '_>],
+        i: Index,
+        slots: &[Option<RawEntry<'_>>],
+        versions: &[Version<'_>],
+        majority: usize,
+    ) {
+        self.next_active.clear();
         for (x, v) in versions.iter().enumerate() {
             let claimed = members_of(v.nodes)
                 .map(|k| &cursors[k])
@@ -725,7 +910,8 @@ pub(super) fn compare_impl(
                 }
             };
             let term = v.entry.term();
-            let open = active.iter().copied().find(|&t| {
+            let tails = &mut self.tails;
+            let open = self.active.iter().copied().find(|&t| {
                 tails[t].nodes == v.nodes
                     && tails[t].status == status
                     && tails[t].to.checked_add(1) == Some(i)
@@ -736,10 +922,10 @@ pub(super) fn compare_impl(
                     tail.to = i;
                     tail.min_term = tail.min_term.min(term);
                     tail.max_term = tail.max_term.max(term);
-                    next_active.push(t);
+                    self.next_active.push(t);
                 }
-                None if tails.len() < opts.max_tails => {
-                    next_active.push(tails.len());
+                None if tails.len() < self.opts_max_tails => {
+                    self.next_active.push(tails.len());
                     tails.push(Tail {
                         nodes: v.nodes,
                         offsets: members_of(v.nodes)
@@ -753,180 +939,9 @@ pub(super) fn compare_impl(
                         status,
                     });
                 }
-                None => tails_dropped += 1,
+                None => self.tails_dropped += 1,
             }
         }
-        std::mem::swap(&mut active, &mut next_active);
+        std::mem::swap(&mut self.active, &mut self.next_active);
     }
-    commit.cluster_size = cluster_size;
-    // A cut (`DIR@INDEX`) stops the comparison early; observers see the whole log.
-    for c in cursors.iter_mut() {
-        if let Some(o) = c.obs.as_deref_mut() {
-            for item in c.reader.by_ref() {
-                match item {
-                    Ok(e) => o.entry(&e),
-                    Err(err) => o.damage(&err),
-                }
-            }
-        }
-    }
-
-    let mut pairs = Vec::new();
-    for a in 0..n {
-        for b in a + 1..n {
-            let diff = match pair_diff[a * n + b] {
-                Some(d) => d,
-                None if cursors[a].end() != cursors[b].end() => {
-                    // Nothing differs where both hold entries, yet they end differently: one
-                    // holds no entries at all, or a snapshot covers more than the other's log.
-                    let shorter = if cursors[a].end() < cursors[b].end() {
-                        a
-                    } else {
-                        b
-                    };
-                    let index = cursors[shorter].end().map_or(1, |l| l.saturating_add(1));
-                    PairDiff::Ends { index, shorter }
-                }
-                None => PairDiff::Identical,
-            };
-            pairs.push(Pair { a, b, diff });
-        }
-    }
-
-    let mut nodes = Vec::with_capacity(n);
-    for ((t, c), id) in targets.iter().zip(cursors).zip(identity) {
-        let snapshot = t.dir.best_snapshot().and_then(|s| {
-            let snap = s.parsed.as_ref().ok()?.snapshot.as_ref().ok()?;
-            Some(SnapshotInfo {
-                file: s.file_name.clone(),
-                last_index: snap.last_index,
-                last_term: snap.last_term,
-            })
-        });
-        let name = t.dir.node_name().map(str::to_string);
-        let conf = t.dir.conf().map(|c| ConfInfo {
-            commit_index: c.commit_index,
-            members: c
-                .peers
-                .iter()
-                .map(|p| p.name.clone())
-                .chain(name.clone())
-                .collect(),
-        });
-        let conf_error = t
-            .dir
-            .conf
-            .as_ref()
-            .and_then(|c| c.parsed.as_ref().err())
-            .map(|e| e.to_string());
-        nodes.push(NodeSummary {
-            path: t.dir.path.clone(),
-            at: t.at,
-            name,
-            identity: id,
-            first_index: c.first,
-            last_index: c.last,
-            last_term: c.last_term,
-            entries: c.entries,
-            out_of_order: c.out_of_order,
-            damage: c.damage,
-            snapshot,
-            conf,
-            conf_error,
-            replay: c.replayer.finish(),
-            dialect: t.dir.dialect(),
-        });
-    }
-
-    // Node-local bounds: conf commitIndex (capped at what the node holds) and snapshots.
-    for (k, node) in nodes.iter().enumerate() {
-        let held = node
-            .last_index
-            .max(node.snapshot.as_ref().map(|s| s.last_index));
-        if let (Some(conf), Some(held)) = (&node.conf, held) {
-            let index = conf.commit_index.min(held);
-            if index > 0 && commit.conf.is_none_or(|c| index > c.index) {
-                commit.conf = Some(NodeBound { index, node: k });
-            }
-        }
-        if let Some(s) = &node.snapshot {
-            if commit.snapshot.is_none_or(|c| s.last_index > c.index) {
-                commit.snapshot = Some(NodeBound {
-                    index: s.last_index,
-                    node: k,
-                });
-            }
-        }
-    }
-
-    let differ =
-        |f: &dyn Fn(&NodeSummary) -> String| nodes.windows(2).any(|w| f(&w[0]) != f(&w[1]));
-    let conf_differs = nodes
-        .windows(2)
-        .any(|w| w[0].conf != w[1].conf || w[0].conf_error.is_some() != w[1].conf_error.is_some());
-    let snapshots_differ = nodes.windows(2).any(|w| w[0].snapshot != w[1].snapshot);
-    let membership_differs = differ(&|s| format!("{:?}", s.replay.kv.members));
-    let state = opts.state.then(|| state_diff(&nodes));
-
-    Ok(Divergence {
-        common: common_from.zip(common_to),
-        pairs,
-        rows,
-        conflicting_indexes,
-        tails,
-        tails_dropped,
-        commit,
-        election_safety,
-        log_matching,
-        encoding,
-        committed_conflicts,
-        conf_differs,
-        snapshots_differ,
-        membership_differs,
-        state,
-        nodes,
-    })
-}
-
-pub(super) fn absent_diff(index: Index, node: usize, why: Absent) -> Option<PairDiff> {
-    match why {
-        Absent::Covered => None,
-        Absent::Beyond => Some(PairDiff::Ends {
-            index,
-            shorter: node,
-        }),
-        Absent::Missing => Some(PairDiff::Missing {
-            index,
-            missing: node,
-        }),
-    }
-}
-
-/// Merges the nodes' sorted maps key by key.
-pub(super) fn state_diff(nodes: &[NodeSummary]) -> StateDiff {
-    let sorted: Vec<_> = nodes.iter().map(|s| s.replay.kv.sorted()).collect();
-    let mut iters: Vec<_> = sorted
-        .iter()
-        .map(|v| v.iter().copied().peekable())
-        .collect();
-    let mut out = StateDiff::default();
-    while let Some(key) = iters
-        .iter_mut()
-        .filter_map(|it| it.peek().map(|(k, _)| *k))
-        .min()
-    {
-        let values: Vec<Option<&str>> = iters
-            .iter_mut()
-            .map(|it| it.next_if(|(k, _)| *k == key).map(|(_, v)| v))
-            .collect();
-        if values.iter().all(|v| *v == values[0]) {
-            out.same += 1;
-        } else {
-            out.rows.push(StateRow {
-                key: key.to_owned(),
-                values: values.into_iter().map(|v| v.map(str::to_owned)).collect(),
-            });
-        }
-    }
-    out
 }

@@ -163,6 +163,20 @@ pub fn human(
     color: bool,
 ) -> io::Result<()> {
     let p = Paint(color);
+    human_nodes(out, d, &p)?;
+    human_log(out, d, &p)?;
+    human_conflicts(out, d, &p)?;
+    human_tails(out, d, &p)?;
+    human_commit(out, d, &p)?;
+    human_invariants(out, &p, findings)?;
+    human_files(out, d, &p)?;
+    human_state(out, d, &p)?;
+    human_result(out, d, &p)?;
+    Ok(())
+}
+
+/// The nodes compared, each with its range and damage.
+fn human_nodes(out: &mut dyn Write, d: &Divergence, p: &Paint) -> io::Result<()> {
     let nodes = &d.nodes;
     writeln!(
         out,
@@ -201,7 +215,12 @@ pub fn human(
             )?;
         }
     }
+    Ok(())
+}
 
+/// The common prefix and how each pair of nodes differs.
+fn human_log(out: &mut dyn Write, d: &Divergence, p: &Paint) -> io::Result<()> {
+    let nodes = &d.nodes;
     writeln!(out)?;
     writeln!(out, "{}", p.title("log"))?;
     match d.common {
@@ -262,7 +281,12 @@ pub fn human(
         };
         writeln!(out, "  {a} vs {b}         {text}")?;
     }
+    Ok(())
+}
 
+/// The table of conflicting entries past the common prefix.
+fn human_conflicts(out: &mut dyn Write, d: &Divergence, p: &Paint) -> io::Result<()> {
+    let nodes = &d.nodes;
     if d.conflicting_indexes > 0 {
         writeln!(out)?;
         writeln!(
@@ -300,7 +324,11 @@ pub fn human(
             writeln!(out, "{left} more conflicting indexes not listed")?;
         }
     }
+    Ok(())
+}
 
+/// The tails: runs of entries after the common prefix, and whether each is committed.
+fn human_tails(out: &mut dyn Write, d: &Divergence, p: &Paint) -> io::Result<()> {
     if !d.tails.is_empty() {
         writeln!(out)?;
         writeln!(
@@ -347,7 +375,11 @@ pub fn human(
             writeln!(out, "  {} more tail segments not listed", d.tails_dropped)?;
         }
     }
+    Ok(())
+}
 
+/// How far the log is proven committed, and the evidence.
+fn human_commit(out: &mut dyn Write, d: &Divergence, p: &Paint) -> io::Result<()> {
     writeln!(out)?;
     writeln!(out, "{}", p.title("commit"))?;
     match d.committed() {
@@ -391,7 +423,11 @@ pub fn human(
     if !bounds.is_empty() {
         writeln!(out, "  evidence: {}", bounds.join("; "))?;
     }
+    Ok(())
+}
 
+/// The broken invariants.
+fn human_invariants(out: &mut dyn Write, p: &Paint, findings: &[Finding]) -> io::Result<()> {
     writeln!(out)?;
     writeln!(
         out,
@@ -409,7 +445,12 @@ pub fn human(
         };
         writeln!(out, "  {sev} {}: {}", f.code, escape_terminal(&f.message))?;
     }
+    Ok(())
+}
 
+/// The conf, snapshot and membership of each node, side by side.
+fn human_files(out: &mut dyn Write, d: &Divergence, p: &Paint) -> io::Result<()> {
+    let nodes = &d.nodes;
     writeln!(out)?;
     writeln!(out, "{}", p.title("files"))?;
     let conf_ci = |n: &NodeSummary| match (&n.conf, &n.conf_error) {
@@ -418,10 +459,10 @@ pub fn human(
         (None, None) => "none".to_string(),
     };
     let conf_ci_differ = nodes.windows(2).any(|w| conf_ci(&w[0]) != conf_ci(&w[1]));
-    per_node(out, &p, "conf", nodes, conf_ci, conf_ci_differ)?;
+    per_node(out, p, "conf", nodes, conf_ci, conf_ci_differ)?;
     let conf_m = |n: &NodeSummary| n.conf.as_ref().map_or("-".to_string(), |c| set(&c.members));
     let conf_m_differ = nodes.windows(2).any(|w| conf_m(&w[0]) != conf_m(&w[1]));
-    per_node(out, &p, "conf members", nodes, conf_m, conf_m_differ)?;
+    per_node(out, p, "conf members", nodes, conf_m, conf_m_differ)?;
     let snap = |n: &NodeSummary| {
         n.snapshot.as_ref().map_or("none".to_string(), |s| {
             format!(
@@ -432,7 +473,7 @@ pub fn human(
             )
         })
     };
-    per_node(out, &p, "snapshot", nodes, snap, d.snapshots_differ)?;
+    per_node(out, p, "snapshot", nodes, snap, d.snapshots_differ)?;
     let members = |n: &NodeSummary| {
         let s: BTreeSet<String> = n.replay.kv.members.keys().cloned().collect();
         format!(
@@ -446,11 +487,16 @@ pub fn human(
         set(&s)
     };
     if d.membership_differs {
-        per_node(out, &p, "membership", nodes, members, true)?;
+        per_node(out, p, "membership", nodes, members, true)?;
     } else {
-        per_node(out, &p, "membership", nodes, members_same, false)?;
+        per_node(out, p, "membership", nodes, members_same, false)?;
     }
+    Ok(())
+}
 
+/// How the replayed states differ (`--state`).
+fn human_state(out: &mut dyn Write, d: &Divergence, p: &Paint) -> io::Result<()> {
+    let nodes = &d.nodes;
     if let Some(s) = &d.state {
         writeln!(out)?;
         writeln!(
@@ -496,7 +542,11 @@ pub fn human(
             writeln!(out, "{t}")?;
         }
     }
+    Ok(())
+}
 
+/// The one-line result.
+fn human_result(out: &mut dyn Write, d: &Divergence, p: &Paint) -> io::Result<()> {
     writeln!(out)?;
     if d.identical() {
         writeln!(out, "{}", p.good("result: identical"))?;
@@ -650,6 +700,39 @@ fn cell_json(k: usize, c: &Cell) -> CellJson<'_> {
 
 /// Writes the JSON Lines form.
 pub fn json(out: &mut dyn Write, d: &Divergence, findings: &[Finding]) -> io::Result<()> {
+    json_nodes(out, d)?;
+    json_pairs(out, d)?;
+    json_rows(out, d)?;
+    json_tails(out, d)?;
+    json_commit(out, d)?;
+    json_findings_and_state(out, d, findings)?;
+    #[derive(Serialize)]
+    struct Summary {
+        identical: bool,
+        conflicting_indexes: u64,
+        conf_differs: bool,
+        snapshots_differ: bool,
+        membership_differs: bool,
+        state_keys_differ: Option<usize>,
+        state_keys_same: Option<u64>,
+    }
+    line(
+        out,
+        "summary",
+        &Summary {
+            identical: d.identical(),
+            conflicting_indexes: d.conflicting_indexes,
+            conf_differs: d.conf_differs,
+            snapshots_differ: d.snapshots_differ,
+            membership_differs: d.membership_differs,
+            state_keys_differ: d.state.as_ref().map(|s| s.rows.len()),
+            state_keys_same: d.state.as_ref().map(|s| s.same),
+        },
+    )
+}
+
+/// A `node` line per node.
+fn json_nodes(out: &mut dyn Write, d: &Divergence) -> io::Result<()> {
     for (k, n) in d.nodes.iter().enumerate() {
         line(
             out,
@@ -693,6 +776,11 @@ pub fn json(out: &mut dyn Write, d: &Divergence, findings: &[Finding]) -> io::Re
             },
         )?;
     }
+    Ok(())
+}
+
+/// The `common` line and a `pair` line per pair of nodes.
+fn json_pairs(out: &mut dyn Write, d: &Divergence) -> io::Result<()> {
     #[derive(Serialize)]
     struct Common {
         from: Option<Index>,
@@ -733,6 +821,11 @@ pub fn json(out: &mut dyn Write, d: &Divergence, findings: &[Finding]) -> io::Re
             },
         )?;
     }
+    Ok(())
+}
+
+/// A `conflict` line per conflicting index listed.
+fn json_rows(out: &mut dyn Write, d: &Divergence) -> io::Result<()> {
     #[derive(Serialize)]
     struct RowJson<'a> {
         index: Index,
@@ -753,6 +846,11 @@ pub fn json(out: &mut dyn Write, d: &Divergence, findings: &[Finding]) -> io::Re
             },
         )?;
     }
+    Ok(())
+}
+
+/// A `tail` line per tail segment.
+fn json_tails(out: &mut dyn Write, d: &Divergence) -> io::Result<()> {
     #[derive(Serialize)]
     struct TailJson {
         nodes: Vec<String>,
@@ -793,6 +891,11 @@ pub fn json(out: &mut dyn Write, d: &Divergence, findings: &[Finding]) -> io::Re
             },
         )?;
     }
+    Ok(())
+}
+
+/// The `commit` line.
+fn json_commit(out: &mut dyn Write, d: &Divergence) -> io::Result<()> {
     #[derive(Serialize)]
     struct Majority {
         index: Index,
@@ -842,6 +945,15 @@ pub fn json(out: &mut dyn Write, d: &Divergence, findings: &[Finding]) -> io::Re
             }),
         },
     )?;
+    Ok(())
+}
+
+/// A `finding` line per broken invariant, and the `state` lines (`--state`).
+fn json_findings_and_state(
+    out: &mut dyn Write,
+    d: &Divergence,
+    findings: &[Finding],
+) -> io::Result<()> {
     for f in findings {
         line(out, "finding", f)?;
     }
@@ -881,60 +993,8 @@ pub fn json(out: &mut dyn Write, d: &Divergence, findings: &[Finding]) -> io::Re
             )?;
         }
     }
-    #[derive(Serialize)]
-    struct Summary {
-        identical: bool,
-        conflicting_indexes: u64,
-        conf_differs: bool,
-        snapshots_differ: bool,
-        membership_differs: bool,
-        state_keys_differ: Option<usize>,
-        state_keys_same: Option<u64>,
-    }
-    line(
-        out,
-        "summary",
-        &Summary {
-            identical: d.identical(),
-            conflicting_indexes: d.conflicting_indexes,
-            conf_differs: d.conf_differs,
-            snapshots_differ: d.snapshots_differ,
-            membership_differs: d.membership_differs,
-            state_keys_differ: d.state.as_ref().map(|s| s.rows.len()),
-            state_keys_same: d.state.as_ref().map(|s| s.same),
-        },
-    )
+    Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_and_descriptions() {
-        assert_eq!(
-            (node_id(0), node_id(25), node_id(26)),
-            ("A".into(), "Z".into(), "n27".into())
-        );
-        let e = Entry {
-            index: 3,
-            term: 1,
-            name: "write".into(),
-            payload: Some(b"{\"key\":\"k\",\"value\":\"a\\nb\"}\n".to_vec()),
-        };
-        assert_eq!(describe(&e), "t1 write k = a\\nb");
-        let nop = Entry {
-            index: 4,
-            term: 2,
-            name: "raft:nop".into(),
-            payload: None,
-        };
-        assert_eq!(describe(&nop), "t2 raft:nop");
-    }
-
-    #[test]
-    fn paint_only_when_asked() {
-        assert_eq!(Paint(false).bad("x"), "x");
-        assert_eq!(Paint(true).good("x"), "\u{1b}[32mx\u{1b}[0m");
-    }
-}
+mod tests;

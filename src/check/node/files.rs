@@ -18,152 +18,9 @@ pub(super) fn snapshot_rules(
 ) {
     let best = dir.best_snapshot();
     let pick = dir.goraft_snapshot();
-    let picked = |s: &SnapshotFile| pick.is_some_and(|p| p.file_name == s.file_name);
     for s in &dir.snapshots {
-        let at = |f: Finding| f.file(s.path.clone());
-        if s.name_key.is_none() {
-            if sink.want("snapshot-stray-file") {
-                let goraft = if picked(s) {
-                    "LoadSnapshot lists every name and picks the last in string order: it picks this file and fails"
-                } else {
-                    "LoadSnapshot lists it too; harmless while a snapshot name sorts after it"
-                };
-                out.push(
-                    at(finding(
-                        "snapshot-stray-file",
-                        format!("snapshot/{} is not named <term>_<index>.ss", s.file_name),
-                    ))
-                    .goraft(goraft),
-                );
-            }
-            continue;
-        }
-        let load_fails = if picked(s) {
-            "LoadSnapshot picks this file (it sorts last) and fails: bad snapshot file"
-        } else {
-            "not the file LoadSnapshot picks, so it is never loaded"
-        };
-        let parsed = match &s.parsed {
-            Ok(p) => p,
-            Err(e) => {
-                if sink.want("snapshot-invalid") {
-                    let (msg, off) = match e {
-                        SnapshotLoadError::Io(e) => (format!("cannot read it: {e}"), None),
-                        SnapshotLoadError::Format(e) => {
-                            ("not a snapshot: it does not start with a CRC-32 of 8 hex digits and a newline".to_string(), e.offset)
-                        }
-                    };
-                    let f = at(finding("snapshot-invalid", msg)).goraft(load_fails);
-                    out.push(match off {
-                        Some(o) => f.offset(o as u64),
-                        None => f,
-                    });
-                }
-                continue;
-            }
-        };
-        if !parsed.crc_ok() && sink.want("snapshot-crc") {
-            out.push(
-                at(finding(
-                    "snapshot-crc",
-                    format!(
-                        "the header declares CRC-32 {:08x} but the {} bytes after it have {:08x} (goraft writes snapshots in place without O_TRUNC: a shorter rewrite keeps an older file's last bytes)",
-                        parsed.declared_crc,
-                        s.size.saturating_sub(parsed.header_len as u64),
-                        parsed.actual_crc
-                    ),
-                ))
-                .offset(0)
-                .goraft(load_fails),
-            );
-        }
-        let snap = match &parsed.snapshot {
-            Ok(v) => v,
-            Err(e) => {
-                if sink.want("snapshot-invalid") {
-                    let f = at(finding(
-                        "snapshot-invalid",
-                        format!("snapshot JSON: {}", e.message),
-                    ))
-                    .goraft(load_fails);
-                    out.push(match e.offset {
-                        Some(o) => f.offset(o as u64),
-                        None => f,
-                    });
-                }
-                continue;
-            }
-        };
-        if let Some((term, index)) = s.name_key {
-            if (term, index) != (snap.last_term, snap.last_index)
-                && sink.want("snapshot-name-mismatch")
-            {
-                out.push(
-                    at(finding(
-                        "snapshot-name-mismatch",
-                        format!(
-                            "the file name says term {term}, index {index}; the JSON says lastTerm {}, lastIndex {}",
-                            snap.last_term, snap.last_index
-                        ),
-                    ))
-                    .goraft("trusts the JSON; the name only decides which file LoadSnapshot picks"),
-                );
-            }
-        }
-        let recorded = Path::new(&snap.path);
-        if recorded
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy() != s.file_name)
-            || snap.path.is_empty()
-        {
-            if sink.want("snapshot-path-mismatch") {
-                out.push(
-                    at(finding(
-                        "snapshot-path-mismatch",
-                        format!("its recorded path \"{}\" names another file than {}", snap.path, s.file_name),
-                    ))
-                    .goraft("deletes the recorded path, not this file, when a newer snapshot replaces it"),
-                );
-            }
-        } else if std::path::absolute(&s.path).ok() != std::path::absolute(recorded).ok()
-            && sink.want("snapshot-path-moved")
-        {
-            out.push(
-                at(finding(
-                    "snapshot-path-moved",
-                    format!("its recorded path \"{}\" is not where the file is now (the data dir was moved or copied)", snap.path),
-                ))
-                .goraft("deletes the recorded path, not this file, when a newer snapshot replaces it, so this file would be left behind"),
-            );
-        }
-        if let Some((_, term)) = log.watched.iter().find(|(i, _)| *i == snap.last_index) {
-            if *term != snap.last_term && sink.want("snapshot-log-mismatch") {
-                out.push(
-                    at(finding(
-                        "snapshot-log-mismatch",
-                        format!(
-                            "the snapshot ends at index {} with term {}, but the log's entry at that index has term {term}",
-                            snap.last_index, snap.last_term
-                        ),
-                    ))
-                    .index(snap.last_index)
-                    .goraft("starts from the snapshot and keeps log entries above its lastIndex: the state and the log then come from different histories"),
-                );
-            }
-        }
-        // The fork snapshots by itself and leaves the older files: its normal state.
-        if best.is_some_and(|b| b.file_name != s.file_name)
-            && !dir.dialect().snapshots_by_itself()
-            && sink.want("snapshot-orphan")
-        {
-            out.push(
-                at(finding(
-                    "snapshot-orphan",
-                    format!("an older snapshot (lastIndex {}) next to the newest one", snap.last_index),
-                ))
-                .goraft("never deletes a snapshot it did not take itself in this run: old files pile up"),
-            );
-        }
+        let picked = pick.is_some_and(|p| p.file_name == s.file_name);
+        one_snapshot_rules(dir, log, s, (best, picked), sink, out);
     }
     if let Some(p) = pick {
         let differs = best.is_none_or(|b| b.file_name != p.file_name);
@@ -190,6 +47,177 @@ pub(super) fn snapshot_rules(
                 .goraft(what),
             );
         }
+    }
+}
+
+/// The rules on one snapshot file `s`: its name, CRC and contents, and how it stands against
+/// the log and `best` (the newest valid snapshot); `picked`: whether goraft's loader picks it.
+fn one_snapshot_rules(
+    dir: &DataDir,
+    log: &LogOutcome,
+    s: &SnapshotFile,
+    (best, picked): (Option<&SnapshotFile>, bool),
+    sink: &mut Sink,
+    out: &mut Vec<Finding>,
+) {
+    let at = |f: Finding| f.file(s.path.clone());
+    if s.name_key.is_none() {
+        if sink.want("snapshot-stray-file") {
+            let goraft = if picked {
+                "LoadSnapshot lists every name and picks the last in string order: it picks this file and fails"
+            } else {
+                "LoadSnapshot lists it too; harmless while a snapshot name sorts after it"
+            };
+            out.push(
+                at(finding(
+                    "snapshot-stray-file",
+                    format!("snapshot/{} is not named <term>_<index>.ss", s.file_name),
+                ))
+                .goraft(goraft),
+            );
+        }
+        return;
+    }
+    let load_fails = if picked {
+        "LoadSnapshot picks this file (it sorts last) and fails: bad snapshot file"
+    } else {
+        "not the file LoadSnapshot picks, so it is never loaded"
+    };
+    let parsed = match &s.parsed {
+        Ok(p) => p,
+        Err(e) => {
+            if sink.want("snapshot-invalid") {
+                let (msg, off) = match e {
+                    SnapshotLoadError::Io(e) => (format!("cannot read it: {e}"), None),
+                    SnapshotLoadError::Format(e) => {
+                        ("not a snapshot: it does not start with a CRC-32 of 8 hex digits and a newline".to_string(), e.offset)
+                    }
+                };
+                let f = at(finding("snapshot-invalid", msg)).goraft(load_fails);
+                out.push(match off {
+                    Some(o) => f.offset(o as u64),
+                    None => f,
+                });
+            }
+            return;
+        }
+    };
+    if !parsed.crc_ok() && sink.want("snapshot-crc") {
+        out.push(
+            at(finding(
+                "snapshot-crc",
+                format!(
+                    "the header declares CRC-32 {:08x} but the {} bytes after it have {:08x} (goraft writes snapshots in place without O_TRUNC: a shorter rewrite keeps an older file's last bytes)",
+                    parsed.declared_crc,
+                    s.size.saturating_sub(parsed.header_len as u64),
+                    parsed.actual_crc
+                ),
+            ))
+            .offset(0)
+            .goraft(load_fails),
+        );
+    }
+    let snap = match &parsed.snapshot {
+        Ok(v) => v,
+        Err(e) => {
+            if sink.want("snapshot-invalid") {
+                let f = at(finding(
+                    "snapshot-invalid",
+                    format!("snapshot JSON: {}", e.message),
+                ))
+                .goraft(load_fails);
+                out.push(match e.offset {
+                    Some(o) => f.offset(o as u64),
+                    None => f,
+                });
+            }
+            return;
+        }
+    };
+    if let Some((term, index)) = s.name_key {
+        if (term, index) != (snap.last_term, snap.last_index) && sink.want("snapshot-name-mismatch")
+        {
+            out.push(
+                at(finding(
+                    "snapshot-name-mismatch",
+                    format!(
+                        "the file name says term {term}, index {index}; the JSON says lastTerm {}, lastIndex {}",
+                        snap.last_term, snap.last_index
+                    ),
+                ))
+                .goraft("trusts the JSON; the name only decides which file LoadSnapshot picks"),
+            );
+        }
+    }
+    snapshot_path_rules(s, snap, sink, out);
+    if let Some((_, term)) = log.watched.iter().find(|(i, _)| *i == snap.last_index) {
+        if *term != snap.last_term && sink.want("snapshot-log-mismatch") {
+            out.push(
+                at(finding(
+                    "snapshot-log-mismatch",
+                    format!(
+                        "the snapshot ends at index {} with term {}, but the log's entry at that index has term {term}",
+                        snap.last_index, snap.last_term
+                    ),
+                ))
+                .index(snap.last_index)
+                .goraft("starts from the snapshot and keeps log entries above its lastIndex: the state and the log then come from different histories"),
+            );
+        }
+    }
+    // The fork snapshots by itself and leaves the older files: its normal state.
+    if best.is_some_and(|b| b.file_name != s.file_name)
+        && !dir.dialect().snapshots_by_itself()
+        && sink.want("snapshot-orphan")
+    {
+        out.push(
+            at(finding(
+                "snapshot-orphan",
+                format!(
+                    "an older snapshot (lastIndex {}) next to the newest one",
+                    snap.last_index
+                ),
+            ))
+            .goraft(
+                "never deletes a snapshot it did not take itself in this run: old files pile up",
+            ),
+        );
+    }
+}
+
+/// Whether the path recorded in snapshot `s` (`snap`) names the file where it is.
+fn snapshot_path_rules(s: &SnapshotFile, snap: &Snapshot, sink: &mut Sink, out: &mut Vec<Finding>) {
+    let at = |f: Finding| f.file(s.path.clone());
+    let recorded = Path::new(&snap.path);
+    if recorded
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy() != s.file_name)
+        || snap.path.is_empty()
+    {
+        if sink.want("snapshot-path-mismatch") {
+            out.push(
+                at(finding(
+                    "snapshot-path-mismatch",
+                    format!(
+                        "its recorded path \"{}\" names another file than {}",
+                        snap.path, s.file_name
+                    ),
+                ))
+                .goraft(
+                    "deletes the recorded path, not this file, when a newer snapshot replaces it",
+                ),
+            );
+        }
+    } else if std::path::absolute(&s.path).ok() != std::path::absolute(recorded).ok()
+        && sink.want("snapshot-path-moved")
+    {
+        out.push(
+            at(finding(
+                "snapshot-path-moved",
+                format!("its recorded path \"{}\" is not where the file is now (the data dir was moved or copied)", snap.path),
+            ))
+            .goraft("deletes the recorded path, not this file, when a newer snapshot replaces it, so this file would be left behind"),
+        );
     }
 }
 
