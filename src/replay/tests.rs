@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::format::log::LogWriter;
 use crate::model::{Command, Peer};
