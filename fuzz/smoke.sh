@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 SECS=${SECONDS_PER_TARGET:-60}
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(log_stream log_entry_pb rpc_bodies snapshot_file conf_json roundtrip_entry http_request)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(log_stream log_entry_pb rpc_bodies snapshot_file conf_json roundtrip_entry http_request http_head rpc_senders)
 SEEDS=$(mktemp -d)
 trap 'rm -rf "$SEEDS"' EXIT
 # Seeds: real logs split into 64 KiB pieces, confs, snapshots, and the regression inputs.

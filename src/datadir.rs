@@ -205,6 +205,9 @@ pub struct DataDir {
     pub leftovers: Vec<PathBuf>,
     /// Files that exist but could not be read (reported, not fatal).
     pub unreadable: Vec<(PathBuf, io::Error)>,
+    /// `raftdump-state`'s path and `currentTerm`, when the file exists and has one (the term
+    /// and vote a raftdump node keeps; goraft never reads the file).
+    pub state_term: Option<(PathBuf, u64)>,
     /// The log's dialect and the evidence for it (see `format::dialect::detect`).
     pub dialect: Detection,
     /// A SeaweedFS master's `host:port` server name, found from its `m<port>` dir and the
@@ -285,6 +288,7 @@ fn open_files(path: &Path) -> Result<DataDir, LoadError> {
             has_snapshot_dir: false,
             leftovers: Vec::new(),
             unreadable: Vec::new(),
+            state_term: None,
             dialect: Detection::default(),
             server_name: None,
         });
@@ -326,6 +330,17 @@ fn open_files(path: &Path) -> Result<DataDir, LoadError> {
         parsed: conf::parse(&raw),
         raw,
     });
+    let state_path = path.join("raftdump-state");
+    // A term and a member's name: the `name` file's cap fits it.
+    let state_term = read_optional(
+        &state_path,
+        files::NAME_CAP,
+        "a `raftdump-state` file",
+        &mut unreadable,
+    )
+    .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok())
+    .and_then(|v| v.get("currentTerm")?.as_u64())
+    .map(|t| (state_path, t));
     let leftovers = ["conf.tmp", "log.new"]
         .iter()
         .map(|n| path.join(n))
@@ -370,6 +385,7 @@ fn open_files(path: &Path) -> Result<DataDir, LoadError> {
         has_snapshot_dir,
         leftovers,
         unreadable,
+        state_term,
         dialect: Detection::default(),
         server_name: None,
     })

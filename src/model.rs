@@ -11,6 +11,23 @@ pub type Index = u64;
 /// A Raft term (goraft's first leader runs in term 0).
 pub type Term = u64;
 
+/// The largest step up in term a sane message or saved state takes, and the distance from
+/// `Term::MAX` no term may come closer than. A real cluster moves one term per election: 2^32
+/// elections are over a century of one a second. A forged or corrupt term beyond it would leave
+/// no term to campaign in (the next one overflows).
+pub const MAX_TERM_STEP: Term = 1 << 32;
+
+/// Whether a node at term `current` may move to `term`: at most [`MAX_TERM_STEP`] above it,
+/// and at least that far from `Term::MAX`. A lower or equal term is always in bounds.
+pub fn term_in_bounds(current: Term, term: Term) -> bool {
+    term <= current || (term - current <= MAX_TERM_STEP && !term_is_poisoned(term))
+}
+
+/// Whether a term leaves no room to campaign: within [`MAX_TERM_STEP`] of `Term::MAX`.
+pub fn term_is_poisoned(term: Term) -> bool {
+    term > Term::MAX - MAX_TERM_STEP
+}
+
 /// The command names goraft and raftd define.
 pub mod names {
     /// goraft's membership change: add a peer.

@@ -190,6 +190,9 @@ pub fn roundtrip_entry(data: &[u8]) {
 
 pub use http_node::{http_request, http_transcript, MemNode};
 
+mod hostile;
+pub use hostile::{http_head, rpc_senders};
+
 /// The HTTP API of `raftdump serve` over a real single-node core on a [`MemStore`]: requests
 /// go through [`http::route`] (and the token gate [`http::authorized`]) exactly as the server's
 /// workers call them, and the node really executes them.
@@ -274,6 +277,9 @@ mod http_node {
                     | Action::SendSnapshot { .. } => {}
                     Action::ReplyAppend { id, resp } => {
                         self.replies.insert(id, Reply::Append(resp));
+                    }
+                    Action::Refuse { id, reason } => {
+                        self.replies.insert(id, Reply::Refused(reason));
                     }
                     Action::ReplyVote { id, resp } => {
                         self.replies.insert(id, Reply::Vote(resp));
@@ -622,7 +628,10 @@ mod http_node {
     fn check_answer(a: &Answer, r: &Req<'_>, decoded: Option<&[u8]>, opts: &HttpOptions) {
         let text = String::from_utf8_lossy(&a.body);
         assert!(
-            matches!(a.status, 200 | 400 | 404 | 405 | 409 | 413 | 500 | 503),
+            matches!(
+                a.status,
+                200 | 400 | 403 | 404 | 405 | 409 | 413 | 500 | 503
+            ),
             "status {} for {} {:?}",
             a.status,
             r.method,
@@ -649,6 +658,9 @@ mod http_node {
                     (400, &b"\n"[..]),
                     "malformed RPC body"
                 );
+            } else if a.status == 403 {
+                // A sender that is not a member, or a term out of bounds: refused unread.
+                assert!(text.starts_with("raftdump: refused: "), "{text:?}");
             } else {
                 assert!(matches!(a.status, 200 | 500), "RPC answered {}", a.status);
             }

@@ -57,10 +57,32 @@ pub const CODES: &[(&str, Severity, &str)] = &[
     ("name-not-joined", W, "the node's name never joined according to its log (or it left)"),
     ("name-trailing-newline", W, "the name file ends with a newline or space, which raftd keeps as part of the name"),
     ("name-invalid", W, "the name file is empty or not UTF-8"),
+    ("state-term-beyond-log", E, "raftdump-state's term is over 2^32 above the log's last term or near the largest term (forged or corrupt; no election can follow it)"),
     ("leftover-conf-tmp", W, "conf.tmp left by a crash while conf was being rewritten"),
     ("leftover-log-new", W, "log.new left by a crashed compaction (goraft would reuse it without truncating)"),
     ("file-unreadable", E, "a file of the data dir exists but cannot be read"),
     ("findings-suppressed", I, "more findings with one code on one node than are listed individually"),
+];
+
+/// The error codes on which `serve` refuses to start a node (without `--force`): committed data
+/// is missing (conf commits beyond the log, a snapshot that cannot be loaded) or the log
+/// contradicts itself (an index or term that goes back or skips, a frame goraft stops at).
+/// Other errors (a torn tail, which start-up cuts as goraft does; a forged saved term, which
+/// start-up explains) and every warning are printed and start-up goes on.
+pub const BLOCKS_START: &[&str] = &[
+    "log-nul-hole",
+    "log-garbage",
+    "log-bad-entry",
+    "log-commit-index-prefix",
+    "index-gap",
+    "index-duplicate",
+    "term-decrease",
+    "log-first-index",
+    "snapshot-crc",
+    "snapshot-invalid",
+    "snapshot-log-mismatch",
+    "conf-invalid",
+    "conf-commit-beyond-log",
 ];
 
 /// One rule set's codes, with the heading the man page lists them under.
@@ -157,6 +179,16 @@ mod tests {
         assert_eq!(severity("nope"), None);
         assert_eq!(all().count(), CODES.len() + cluster::CODES.len());
         assert!(CODES.iter().all(|(c, _, _)| !c.starts_with("cluster-")));
+    }
+
+    #[test]
+    fn start_blockers_are_one_node_errors() {
+        for code in BLOCKS_START {
+            assert_eq!(severity(code), Some(Severity::Error), "{code}");
+            assert!(CODES.iter().any(|(c, _, _)| c == code), "{code}");
+        }
+        assert!(!BLOCKS_START.contains(&"log-torn-tail"));
+        assert!(!BLOCKS_START.contains(&"state-term-beyond-log"));
     }
 
     #[test]

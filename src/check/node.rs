@@ -309,6 +309,7 @@ impl<'d> NodeCheck<'d> {
         snapshot_rules(dir, &log, &mut sink, &mut rest);
         conf_rules(dir, &log, best, &mut sink, &mut rest);
         name_rules(dir, &log, &mut sink, &mut rest);
+        state_rules(dir, &log, best, &mut sink, &mut rest);
         let d = &dir.dialect;
         if d.conflicts() && !d.forced && sink.want("dialect-conflict") {
             rest.push(

@@ -9,11 +9,14 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::{Outcome, Ui};
+use crate::check::{self, codes, Severity};
+use crate::datadir;
 use crate::datadir::lock::DirLock;
 use crate::node::http::{HttpOptions, ReadMode, Server, SpaceGuard};
 use crate::node::runtime::{Options, ReadOnlyNode, Runtime};
 use crate::node::security::{self, Policy};
 use crate::node::{storage, transport};
+use crate::render::escape_terminal;
 
 const AFTER_HELP: &str = "\
 Like raftd: `-h` is the host (use --help for help), the first node of a new cluster joins
@@ -34,9 +37,23 @@ as the X-Raftdump-Token header; 401 without it), unless --insecure-no-token is g
 with an empty or null name, or reusing a member's name, are refused. Values over --max-body
 (1 MiB), keys over 8 KiB and RPC bodies over 64 MiB get 413; a request head must arrive
 within --header-timeout, an idle connection is closed after --idle-timeout, and at most
---max-connections are open. Keys are opaque bytes (never file names); error answers name
-no file and carry no trace. While the disk has less than --min-free, writes get 507 and
+--max-connections are open (half of them at most from one client address; when all are
+taken, the longest idle one is closed for a new one). RPC bodies in flight share a 256 MiB
+budget (then 503). A key or value that is not UTF-8 gets 400; so do a bad or conflicting
+Content-Length and an HTTP/1.0 POST without one; a request line over 32 KiB gets 414 and
+headers over 8 KiB a line, 100 lines or 32 KiB in all get 431. Raft RPCs from a sender that
+is not a member, or with a term more than 2^32 above the node's (or near the largest term),
+get 403 and change nothing. Keys are opaque bytes (never file names); error answers name no
+file and carry no trace. While the disk has less than --min-free, writes get 507 and
 reads are still served; a failed fsync or append stops the node, never answering 200.
+
+Start-up checks: before it starts, the node's files get `raftdump verify`'s checks. An error
+that means committed data is missing or the log contradicts itself (for example
+conf-commit-beyond-log, term-decrease, index-gap, log-garbage, snapshot-crc; `raftdump verify
+--help` describes every code) is printed with its code and offset and the node does not start
+(exit 2) unless --force is given; other findings are printed and start-up goes on. A
+raftdump-state whose term is forged (state-term-beyond-log) starts the node, which cannot
+campaign, with the steps to recover.
 
 One process per data dir: a node holds an advisory lock on DIR/raftdump.lock (which holds
 its pid) from before it reads DIR until it exits; a second `serve` or a `repair --apply` on
@@ -133,7 +150,9 @@ pub struct Args {
     /// not read for MS is closed.
     #[arg(long, value_name = "MS", default_value_t = 30_000)]
     idle_timeout: u64,
-    /// Most open client connections; further ones are closed at once.
+    /// Most open client connections; one client address holds at most half of them, and when
+    /// all are taken a new connection closes the one idle longest (or is closed at once when
+    /// none is idle).
     #[arg(long, value_name = "N", default_value_t = 512)]
     max_connections: usize,
     /// Writes are refused (507) while the data dir's file system has less than BYTES free, so
@@ -144,6 +163,10 @@ pub struct Args {
     /// hand-off between threads: the fastest).
     #[arg(long, value_name = "N", default_value_t = 0)]
     http_threads: usize,
+    /// Start even when the data dir has an error that means committed data is missing or the
+    /// log contradicts itself (see Start-up checks below).
+    #[arg(long, conflicts_with = "read_only")]
+    force: bool,
     /// Dialect of the data dir's log: serve runs only on goraft (raftd) logs.
     #[command(flatten)]
     dialect: super::DialectArgs,
@@ -238,6 +261,7 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
         ..HttpOptions::default()
     };
     let shutdown = Arc::new(AtomicBool::new(false));
+    crate::node::budget::return_big_buffers_to_the_os();
     eprintln!("Initializing Raft Server: {}", args.dir.display());
 
     let mut runtime = None;
@@ -253,6 +277,7 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
             shutdown.clone(),
         )?
     } else {
+        startup_check(&args.dir, args.force)?;
         let name = storage::ensure_name(&args.dir, seed())?;
         let (rt, report) = Runtime::start(Options {
             dir: args.dir.clone(),
@@ -323,6 +348,64 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
     server.stop();
     stopped.transpose()?;
     outcome
+}
+
+/// Runs `verify`'s checks on the node's files (a dir without a log is new: nothing to check).
+/// Prints every error and warning; fails on an error of [`codes::BLOCKS_START`] unless `force`.
+fn startup_check(dir: &Path, force: bool) -> anyhow::Result<()> {
+    let Ok(d) = datadir::open(dir) else {
+        // No log yet (or no dir): the store creates it; real I/O errors surface there.
+        return Ok(());
+    };
+    let report = check::node::check(&d);
+    let mut blocking = 0;
+    for f in &report.findings {
+        let blocks = codes::BLOCKS_START.contains(&f.code);
+        let sev = match f.severity {
+            Severity::Error if blocks && !force => "error",
+            Severity::Error | Severity::Warning => "warning",
+            Severity::Info => continue,
+        };
+        blocking += usize::from(blocks);
+        let place = match (&f.file, f.offset, f.index) {
+            (Some(p), Some(o), _) => format!("{}:{o}", p.display()),
+            (Some(p), None, Some(i)) => format!("{} (index {i})", p.display()),
+            (Some(p), None, None) => p.display().to_string(),
+            (None, ..) => dir.display().to_string(),
+        };
+        eprintln!(
+            "raftdump: {sev}[{}]: {place}: {}",
+            f.code,
+            escape_terminal(&f.message)
+        );
+        if f.code == "state-term-beyond-log" {
+            eprintln!("{}", poisoned_term_steps(dir));
+        }
+    }
+    if blocking > 0 && !force {
+        bail!(
+            "{} has {blocking} error(s) that mean committed data is missing or the log \
+             contradicts itself; not starting (inspect it with `raftdump verify`, fix it with \
+             `raftdump repair`, or start anyway with --force)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// How to recover a cluster whose saved terms were forged up to the largest term.
+fn poisoned_term_steps(dir: &Path) -> String {
+    format!(
+        "raftdump: this node starts but cannot campaign: no term is left above its saved term.
+  To recover, with every node of the cluster stopped:
+  1. run `raftdump verify DIR...` on every node's data dir and note the highest
+     \"last term\" H it prints (the largest term any leader used);
+  2. on every node, replace the saved term with H and no vote, for example
+     printf '{{\"currentTerm\":H,\"votedFor\":null}}\\n' > {}/raftdump-state
+     (a node left at the forged term can neither lead nor vote: it refuses every lower term);
+  3. start the nodes again: the first election runs in term H + 1, above every term used.",
+        dir.display()
+    )
 }
 
 /// Creates `dir` if it is missing (as raftd does) and takes its lock.

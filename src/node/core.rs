@@ -25,7 +25,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::format::command;
-use crate::model::{names, Command, Entry, Index, Peer, Term};
+use crate::model::{
+    names, term_in_bounds, term_is_poisoned, Command, Entry, Index, Peer, Term, MAX_TERM_STEP,
+};
 
 /// Milliseconds on the injected clock.
 pub type Millis = u64;
@@ -197,7 +199,7 @@ impl LogTerms {
 
     /// Records the entry `index` with `term`; it must be `last + 1` (the caller checks).
     pub fn push(&mut self, index: Index, term: Term) {
-        debug_assert_eq!(index, self.last + 1);
+        debug_assert_eq!(Some(index), self.last.checked_add(1));
         if self.runs.last().is_none_or(|r| r.1 != term) {
             self.runs.push((index, term));
         }
@@ -509,6 +511,14 @@ pub enum Action {
         /// The answer.
         resp: AppendResponse,
     },
+    /// Refuse an RPC from a sender that is not a member, or with a term out of bounds: the
+    /// request changed nothing (a 4xx that says why).
+    Refuse {
+        /// The request.
+        id: RequestId,
+        /// Why.
+        reason: Refusal,
+    },
     /// Answer a RequestVote.
     ReplyVote {
         /// The request.
@@ -620,11 +630,58 @@ pub struct Core {
     term_start: Index,
     replicate_pending: bool,
     commit_notify_at: Option<Millis>,
+    refusals_logged: BTreeSet<String>,
+    stuck_logged: bool,
     out: Vec<Action>,
 }
 
 /// How long a leader waits before telling idle followers about a new commit index.
 const COMMIT_NOTIFY_MS: Millis = 5;
+
+/// Most distinct senders whose refusal is logged (each once); later ones are only counted.
+const MAX_LOGGED_REFUSALS: usize = 64;
+
+/// A sender's name as a refusal keeps it: at most 64 bytes (a forged name may be megabytes).
+fn short_name(name: &str) -> String {
+    let mut end = name.len().min(64);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_string()
+}
+
+/// Why a Raft RPC was refused without being looked at further (answered with a 4xx).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The sender is not a member this node knows (see [`Core::knows`]).
+    NotMember(String),
+    /// The request's term is beyond the bound of [`term_in_bounds`].
+    TermOutOfBounds {
+        /// The sender.
+        from: String,
+        /// The term it carried.
+        term: Term,
+        /// This node's term.
+        current: Term,
+    },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NotMember(n) => write!(f, "sender {n:?} is not a member of this cluster"),
+            Refusal::TermOutOfBounds {
+                from,
+                term,
+                current,
+            } => write!(
+                f,
+                "term {term} from {from:?} is out of bounds (current term {current}; at most \
+                 {MAX_TERM_STEP} above it, and not within {MAX_TERM_STEP} of the largest term)"
+            ),
+        }
+    }
+}
 
 impl Core {
     /// A follower at time `now`, from what storage loaded.
@@ -663,6 +720,8 @@ impl Core {
             term_start: 0,
             replicate_pending: false,
             commit_notify_at: None,
+            refusals_logged: BTreeSet::new(),
+            stuck_logged: false,
             out: Vec::new(),
         };
         core.pending_config.retain(|&i, _| i > commit);
@@ -874,9 +933,72 @@ impl Core {
         self.members.contains_key(&self.cfg.name)
     }
 
+    /// Whether `name` is a member this node knows: in its members or joining by an entry of
+    /// its log. Until the node has seen its own join (it has just asked to join, and holds no
+    /// log or only the start of one), anyone: it learns the members from the leader's entries,
+    /// and it has nothing to protect yet (it is no member: it neither votes nor campaigns).
+    pub fn knows(&self, name: &str) -> bool {
+        self.known(name) || !self.joined()
+    }
+
+    /// Whether this node has seen its own join (in its members or its log). Until then its
+    /// join window is open: see [`Core::knows`].
+    pub fn joined(&self) -> bool {
+        self.known(&self.cfg.name)
+    }
+
+    fn known(&self, name: &str) -> bool {
+        self.members.contains_key(name)
+            || self
+                .pending_config
+                .values()
+                .any(|c| matches!(c, ConfigChange::Join(p) if p.name == name))
+    }
+
+    /// Why an incoming RPC must be refused, if it must: its sender is unknown, or its term is
+    /// out of bounds. Other events pass.
+    pub fn refusal(&self, event: &Event) -> Option<(RequestId, Refusal)> {
+        let (id, from, term) = match event {
+            Event::Append { id, req } => (*id, &req.leader, Some(req.term)),
+            Event::Vote { id, req } => (*id, &req.candidate, Some(req.term)),
+            Event::SnapshotOffer { id, leader, .. } => (*id, leader, None),
+            Event::SnapshotInstall { id, req } => (*id, &req.leader, None),
+            _ => return None,
+        };
+        if *from == self.cfg.name || !self.knows(from) {
+            return Some((id, Refusal::NotMember(short_name(from))));
+        }
+        let current = self.hs.term;
+        match term {
+            Some(term) if !term_in_bounds(current, term) => Some((
+                id,
+                Refusal::TermOutOfBounds {
+                    from: short_name(from),
+                    term,
+                    current,
+                },
+            )),
+            _ => None,
+        }
+    }
+
+    /// Logs a refusal once per sender (a flood of forged requests logs one line each).
+    fn log_refusal(&mut self, reason: &Refusal) {
+        let from = match reason {
+            Refusal::NotMember(n) | Refusal::TermOutOfBounds { from: n, .. } => n,
+        };
+        if self.refusals_logged.len() < MAX_LOGGED_REFUSALS
+            && self.refusals_logged.insert(from.clone())
+        {
+            log::warn!("refused a Raft RPC: {reason}; further ones from it are not logged");
+        }
+    }
+
     fn reset_election_timer(&mut self) {
         let t = self.cfg.election_timeout_ms;
-        self.election_deadline = self.now + self.rng.range(t, 2 * t);
+        self.election_deadline = self
+            .now
+            .saturating_add(self.rng.range(t, t.saturating_mul(2)));
     }
 
     fn save_hard_state(&mut self) {
@@ -884,6 +1006,11 @@ impl Core {
     }
 
     fn handle(&mut self, event: Event) {
+        if let Some((id, reason)) = self.refusal(&event) {
+            self.log_refusal(&reason);
+            self.out.push(Action::Refuse { id, reason });
+            return;
+        }
         match event {
             Event::Tick(now) => self.tick(now),
             Event::Bootstrap => self.bootstrap(),
@@ -932,8 +1059,8 @@ impl Core {
                     p.snapshot_inflight = false;
                     if ok {
                         p.matched = p.matched.max(last_index);
-                        p.next = p.matched + 1;
-                        p.epoch += 1;
+                        p.next = p.matched.saturating_add(1);
+                        p.epoch = p.epoch.wrapping_add(1);
                         p.inflight = 0;
                         self.send_append(&peer, false);
                         self.advance_commit();
@@ -960,7 +1087,7 @@ impl Core {
                     }
                 }
                 if self.now >= self.heartbeat_deadline {
-                    self.heartbeat_deadline = self.now + self.cfg.heartbeat_ms;
+                    self.heartbeat_deadline = self.now.saturating_add(self.cfg.heartbeat_ms);
                     let max = self.cfg.max_inflight.max(1);
                     let open: Vec<String> = self
                         .progress
@@ -999,7 +1126,21 @@ impl Core {
     }
 
     fn campaign(&mut self) {
-        self.hs.term += 1;
+        let next = self.hs.term.saturating_add(1);
+        if term_is_poisoned(next) {
+            // No term is left to campaign in; the operator must reset the saved term (`serve`
+            // prints how at start).
+            if !self.stuck_logged {
+                self.stuck_logged = true;
+                log::error!(
+                    "term {} leaves no room for an election; this node does not campaign",
+                    self.hs.term
+                );
+            }
+            self.reset_election_timer();
+            return;
+        }
+        self.hs.term = next;
         self.hs.voted_for = Some(self.cfg.name.clone());
         self.save_hard_state();
         self.role = Role::Candidate;
@@ -1033,7 +1174,7 @@ impl Core {
     }
 
     fn start_leading(&mut self, term: Term) {
-        let next = self.log.last_index() + 1;
+        let next = self.log.last_index().saturating_add(1);
         self.progress.clear();
         for p in self.peers() {
             self.progress.insert(p.name, Progress::new(next));
@@ -1043,7 +1184,7 @@ impl Core {
         // commits everything before it, and reads wait for it.
         self.term_start = self.append_local(names::NOP.to_string(), None);
         debug_assert_eq!(self.log.term_at(self.term_start), Some(term));
-        self.heartbeat_deadline = self.now + self.cfg.heartbeat_ms;
+        self.heartbeat_deadline = self.now.saturating_add(self.cfg.heartbeat_ms);
         self.replicate_all(true);
         self.advance_commit();
     }
@@ -1070,7 +1211,7 @@ impl Core {
     }
 
     fn append_local(&mut self, name: String, payload: Option<Vec<u8>>) -> Index {
-        let index = self.log.last_index() + 1;
+        let index = self.log.last_index().saturating_add(1);
         let term = self.hs.term;
         if let Some(c) = ConfigChange::of(&name, payload.as_deref()) {
             self.pending_config.insert(index, c);
@@ -1099,7 +1240,7 @@ impl Core {
             // single-server change rule: a new leader first commits an entry of its term).
             if self
                 .pending_config
-                .range(self.commit + 1..)
+                .range(self.commit.saturating_add(1)..)
                 .next()
                 .is_some()
                 || self.commit < self.term_start
@@ -1139,10 +1280,10 @@ impl Core {
         self.reads.push(PendingRead {
             id,
             index,
-            round: self.round + 1,
+            round: self.round.saturating_add(1),
         });
         if self.quorum() == 1 {
-            self.round += 1;
+            self.round = self.round.saturating_add(1);
             self.check_reads();
         } else if !self.round_in_flight {
             self.start_round();
@@ -1150,7 +1291,7 @@ impl Core {
     }
 
     fn start_round(&mut self) {
-        self.round += 1;
+        self.round = self.round.saturating_add(1);
         self.round_in_flight = true;
         let names: Vec<String> = self.progress.keys().cloned().collect();
         for n in names {
@@ -1189,7 +1330,7 @@ impl Core {
         self.reads = waiting;
         if !self.round_in_flight && self.reads.iter().any(|r| r.round > confirmed) {
             for r in &mut self.reads {
-                r.round = r.round.max(self.round + 1);
+                r.round = r.round.max(self.round.saturating_add(1));
             }
             self.start_round();
         }
@@ -1237,18 +1378,18 @@ impl Core {
             }
             // Never send snapshot RPCs to a goraft node (docs/format.md, 'RPCs'): probe from the snapshot point;
             // a raftdump peer reveals itself in its answer.
-            p.next = start + 1;
+            p.next = start.saturating_add(1);
         }
         if !force && (p.inflight >= max_inflight || p.next > last_index) {
             return;
         }
-        let prev = p.next - 1;
+        let prev = p.next.saturating_sub(1);
         let Some(prev_term) = self.log.term_at(prev) else {
             return;
         };
-        let last = last_index.min(prev + max_batch);
-        p.inflight += 1;
-        p.next = last + 1;
+        let last = last_index.min(prev.saturating_add(max_batch));
+        p.inflight = p.inflight.saturating_add(1);
+        p.next = last.saturating_add(1);
         let sent = SentAppend {
             term,
             epoch: p.epoch,
@@ -1277,6 +1418,7 @@ impl Core {
         resp: Option<AppendResponse>,
         raftdump: bool,
     ) {
+        let resp = resp.filter(|r| term_in_bounds(self.hs.term, r.term));
         if let Some(r) = resp {
             if r.term > self.hs.term {
                 self.become_follower(r.term, None);
@@ -1294,9 +1436,9 @@ impl Core {
             if sent.epoch == p.epoch {
                 // The request may be lost: resend it (a new epoch; later answers to the old
                 // one still count as matches).
-                p.epoch += 1;
+                p.epoch = p.epoch.wrapping_add(1);
                 p.inflight = 0;
-                p.next = (sent.prev + 1).max(p.matched + 1);
+                p.next = sent.prev.saturating_add(1).max(p.matched.saturating_add(1));
             }
             return;
         };
@@ -1307,17 +1449,19 @@ impl Core {
             if sent.epoch == p.epoch {
                 p.inflight = p.inflight.saturating_sub(1);
             }
-            p.next = p.next.max(p.matched + 1);
+            p.next = p.next.max(p.matched.saturating_add(1));
             self.advance_commit();
             self.send_append(peer, false);
         } else if sent.epoch == p.epoch {
-            p.epoch += 1;
+            p.epoch = p.epoch.wrapping_add(1);
             p.inflight = 0;
             // Step back: the peer's log is shorter, or its entry at `prev` differs. Entries it
             // has committed match ours (Log Matching), so never go below its commit index.
             let mut next = sent.prev.min(r.index.saturating_add(1));
-            next = next.max(r.commit.saturating_add(1)).max(p.matched + 1);
-            next = next.clamp(1, last_index + 1);
+            next = next
+                .max(r.commit.saturating_add(1))
+                .max(p.matched.saturating_add(1));
+            next = next.clamp(1, last_index.saturating_add(1));
             let progressed = next <= sent.prev;
             p.next = next;
             if progressed {
@@ -1347,7 +1491,11 @@ impl Core {
                 return;
             }
             // Apply one membership change at a time: the quorum changes with it.
-            let n = match self.pending_config.range(self.commit + 1..=n).next() {
+            let n = match self
+                .pending_config
+                .range(self.commit.saturating_add(1)..=n)
+                .next()
+            {
                 Some((&c, _)) => c,
                 None => n,
             };
@@ -1382,7 +1530,7 @@ impl Core {
             }
         }
         if self.role == Role::Leader {
-            let next = self.log.last_index() + 1;
+            let next = self.log.last_index().saturating_add(1);
             let peers = self.peers();
             self.progress
                 .retain(|n, _| peers.iter().any(|p| &p.name == n));
@@ -1412,7 +1560,7 @@ impl Core {
             // Followers learn the new commit index soon even when idle, but not with an extra
             // request per commit: under load the next batch carries it anyway.
             if self.commit_notify_at.is_none() {
-                self.commit_notify_at = Some(self.now + COMMIT_NOTIFY_MS);
+                self.commit_notify_at = Some(self.now.saturating_add(COMMIT_NOTIFY_MS));
             }
         }
         self.check_reads();
@@ -1465,7 +1613,7 @@ impl Core {
         let known = self.commit.max(self.log.start_index);
         if prev < known {
             let skip = entries.iter().take_while(|e| e.index <= known).count();
-            let matched_to = prev + skip as u64;
+            let matched_to = prev.saturating_add(skip as u64);
             entries.drain(..skip);
             if entries.is_empty() {
                 let commit_to = req.commit.min(matched_to);
@@ -1482,7 +1630,7 @@ impl Core {
         let mut expect = prev;
         let mut term_floor = self.log.term_at(prev).unwrap_or(0);
         for e in &entries {
-            if e.index != expect + 1 || e.term < term_floor || e.term > req.term {
+            if Some(e.index) != expect.checked_add(1) || e.term < term_floor || e.term > req.term {
                 log::warn!(
                     "AppendEntries from {}: entry {} (term {}) does not follow {} (term {})",
                     req.leader,
@@ -1513,7 +1661,7 @@ impl Core {
                         self.reply_append(id, last, false);
                         return;
                     }
-                    self.truncate_after(e.index - 1);
+                    self.truncate_after(e.index.saturating_sub(1));
                     first_new = k;
                     break;
                 }
@@ -1542,7 +1690,11 @@ impl Core {
         self.pending_config.retain(|&i, _| i <= index);
         self.persisted = self.persisted.min(index);
         self.out.push(Action::Truncate(index));
-        let dropped: Vec<Index> = self.proposals.range(index + 1..).map(|(i, _)| *i).collect();
+        let dropped: Vec<Index> = self
+            .proposals
+            .range(index.saturating_add(1)..)
+            .map(|(i, _)| *i)
+            .collect();
         for i in dropped {
             if let Some((id, _)) = self.proposals.remove(&i) {
                 self.out.push(Action::ProposalDone {
@@ -1610,7 +1762,9 @@ impl Core {
     }
 
     fn on_vote_result(&mut self, peer: String, term: Term, resp: Option<VoteResponse>) {
-        let Some(r) = resp else { return };
+        let Some(r) = resp.filter(|r| term_in_bounds(self.hs.term, r.term)) else {
+            return;
+        };
         if r.term > self.hs.term {
             self.become_follower(r.term, None);
             return;
@@ -2074,5 +2228,116 @@ mod tests {
         assert!(!c.waits_on_own_log());
         // A follower's answers always wait for its fsync.
         assert!(follower(&[1, 1]).waits_on_own_log());
+    }
+
+    fn append_from(leader: &str, term: Term, prev: Index, prev_term: Term) -> Event {
+        Event::Append {
+            id: 9,
+            req: AppendRequest {
+                term,
+                prev_index: prev,
+                prev_term,
+                commit: 0,
+                leader: leader.into(),
+                entries: vec![entry(prev + 1, term)],
+            },
+        }
+    }
+
+    #[test]
+    fn rpcs_from_non_members_and_out_of_bound_terms_change_nothing() {
+        let mut c = follower(&[1, 1]);
+        let before = (c.hard_state().clone(), c.log().clone(), c.role());
+        let forged = [
+            append_from("evil", 2, 2, 1),
+            append_from("a", 2, 2, 1),
+            append_from("b", u64::MAX, 2, 1),
+            append_from("b", 1 + MAX_TERM_STEP + 1, 2, 1),
+            Event::Vote {
+                id: 9,
+                req: VoteRequest {
+                    term: 5,
+                    last_index: 9,
+                    last_term: 5,
+                    candidate: "evil".into(),
+                },
+            },
+            Event::SnapshotOffer {
+                id: 9,
+                leader: "x".repeat(1000),
+                last_index: 9,
+                last_term: 1,
+            },
+        ];
+        for e in forged {
+            let acts = c.step(e);
+            assert!(
+                matches!(acts.as_slice(), [Action::Refuse { id: 9, reason }] if reason.to_string().len() < 300),
+                "{acts:?}"
+            );
+        }
+        assert_eq!((c.hard_state().clone(), c.log().clone(), c.role()), before);
+        // A member within the bound is heard: exactly 2^32 up.
+        let acts = c.step(append_from("b", 1 + MAX_TERM_STEP, 2, 1));
+        assert!(acts
+            .iter()
+            .any(|a| matches!(a, Action::ReplyAppend { resp, .. } if resp.success)));
+        assert_eq!(c.hard_state().term, 1 + MAX_TERM_STEP);
+    }
+
+    #[test]
+    fn a_node_that_has_not_seen_its_own_join_hears_the_leader_it_joined() {
+        let mut c = Core::new(Config::new("new", "http://new"), Default::default(), 0);
+        assert!(c.knows("anyone"));
+        let join = |n: &str, i: Index| Entry {
+            index: i,
+            term: 3,
+            name: names::JOIN.into(),
+            payload: Some(command::encode_join(n, &format!("http://{n}"))),
+        };
+        let ok = |acts: &[Action]| {
+            acts.iter()
+                .any(|a| matches!(a, Action::ReplyAppend { resp, .. } if resp.success))
+        };
+        // The start of the log (a partial first batch): still anyone.
+        let mut first = append_from("leader", 3, 0, 0);
+        if let Event::Append { req, .. } = &mut first {
+            req.entries = vec![join("leader", 1)];
+        }
+        assert!(ok(&c.step(first)));
+        assert!(c.knows("anyone"));
+        // Once its own join is in its log, only members (or joins in its log) are known.
+        let mut second = append_from("leader", 3, 1, 3);
+        if let Event::Append { req, .. } = &mut second {
+            req.entries = vec![join("new", 2)];
+        }
+        assert!(ok(&c.step(second)));
+        assert!(!c.knows("anyone"));
+        assert!(c.knows("leader") && c.knows("new"));
+    }
+
+    #[test]
+    fn a_poisoned_term_never_wraps_and_never_campaigns() {
+        let mut c = follower(&[1]);
+        c.hs.term = u64::MAX - 1;
+        c.step(Event::Tick(1_000_000));
+        assert_eq!(
+            (c.role(), c.hard_state().term),
+            (Role::Follower, u64::MAX - 1)
+        );
+        // Answers with an impossible term are ignored, not adopted.
+        let mut c = follower(&[1]);
+        c.step(Event::Tick(1_000_000));
+        assert_eq!(c.role(), Role::Candidate);
+        let term = c.hard_state().term;
+        c.step(Event::VoteResult {
+            peer: "b".into(),
+            term,
+            resp: Some(VoteResponse {
+                term: u64::MAX,
+                granted: false,
+            }),
+        });
+        assert_eq!((c.role(), c.hard_state().term), (Role::Candidate, term));
     }
 }

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::budget::{Budget, Reservation};
 use super::core::{Event, Rejection, RequestId, Role};
 use super::runtime::{CallError, Handle, ReadOnlyNode, Reply};
 use super::security::{self, TOKEN_HEADER};
@@ -54,11 +55,21 @@ pub struct HttpOptions {
     pub idle_timeout: Duration,
     /// A request's head must be complete this long after its first byte.
     pub header_timeout: Duration,
-    /// Most open client connections; more are closed at once.
+    /// Most open client connections: one client address holds at most half of them, and a
+    /// new connection closes the longest idle one when they are all taken (more are closed at
+    /// once only when none is idle).
     pub max_connections: usize,
     /// Refuse writes (507) when the data dir's file system runs low on space.
     pub space: Option<SpaceGuard>,
+    /// The node's budget for `/raft/*` bodies in flight (each counted twice: the body and its
+    /// decoded copy); a body waits up to `timeout` for room, then gets 503.
+    pub rpc_budget: Budget,
 }
+
+/// `/raft/*` bodies up to this size skip [`HttpOptions::rpc_budget`]: heartbeats and votes never
+/// wait behind big bodies, and all open connections together hold at most
+/// `max_connections` x this much of them.
+pub const SMALL_RPC_BODY: usize = 64 << 10;
 
 /// Refuses a write before it is appended when the file system holding the log would keep
 /// less than `reserve` bytes free: the node then stays up and keeps serving reads, instead of
@@ -134,6 +145,7 @@ impl Default for HttpOptions {
             header_timeout: Duration::from_secs(10),
             max_connections: 512,
             space: None,
+            rpc_budget: Budget::default(),
         }
     }
 }
@@ -157,6 +169,16 @@ pub enum ApiError {
     Stopped,
 }
 
+/// Longest request line (method, target, version): 414 over it. A key of the documented 8 KiB
+/// limit percent-encoded is up to 24 KiB of target, so it fits.
+pub const MAX_REQUEST_LINE: usize = 32 << 10;
+/// Longest header line: 431 over it.
+pub const MAX_HEADER_LINE: usize = 8 << 10;
+/// Most headers in one request: 431 over it.
+pub const MAX_HEADERS: usize = 100;
+/// Most bytes of all header lines of one request: 431 over it.
+pub const MAX_HEADER_BYTES: usize = 32 << 10;
+
 /// The four goraft RPC routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rpc {
@@ -179,6 +201,9 @@ pub enum RpcAnswer {
     BadRequest,
     /// 500 `Failed creating response.\n`: not handled in this state.
     Failed,
+    /// 403 with the reason: the sender is not a member, or the term is out of bounds; the
+    /// node changed nothing.
+    Refused(String),
 }
 
 /// What the HTTP layer needs from a node (a running one, or a read-only one).
@@ -382,6 +407,7 @@ pub fn rpc_answer(reply: Result<Reply, CallError>) -> RpcAnswer {
         Ok(Reply::SnapshotInstall(Some((t, s, c)))) => {
             RpcAnswer::Ok(transport::encode_snapshot_install_response(t, s, c))
         }
+        Ok(Reply::Refused(r)) => RpcAnswer::Refused(r.to_string()),
         _ => RpcAnswer::Failed,
     }
 }
@@ -577,6 +603,22 @@ fn forwarded_or(
     a
 }
 
+/// The 400 for a write whose key (percent-decoded) or value is not UTF-8: raftd's JSON
+/// command would store it changed (U+FFFD), and it could not be read back under its key.
+fn not_utf8(key: &[u8], value: &[u8]) -> Option<Answer> {
+    let what = if let Err(e) = std::str::from_utf8(key) {
+        format!("key is not UTF-8 at byte {}", e.valid_up_to())
+    } else if let Err(e) = std::str::from_utf8(value) {
+        format!("value is not UTF-8 at byte {}", e.valid_up_to())
+    } else {
+        return None;
+    };
+    Some(Answer::text(
+        400,
+        format!("raftdump: the {what}; keys and values are stored as UTF-8 text\n"),
+    ))
+}
+
 /// The key of a `/db/{key}` path (percent-decoded), if the path is one.
 fn db_key(url: &str) -> Option<Vec<u8>> {
     let path = url.split(['?', '#']).next().unwrap_or("");
@@ -628,6 +670,9 @@ pub fn route(
                     413,
                     format!("raftdump: body over {} bytes\n", opts.max_body),
                 );
+            }
+            if let Some(a) = not_utf8(key, req.body) {
+                return a;
             }
             let payload = command::encode_write(key, req.body);
             if opts
@@ -739,6 +784,7 @@ fn rpc_http_answer(a: RpcAnswer) -> Answer {
         },
         RpcAnswer::BadRequest => Answer::text(400, "\n"),
         RpcAnswer::Failed => Answer::text(500, "Failed creating response.\n"),
+        RpcAnswer::Refused(why) => Answer::text(403, format!("raftdump: refused: {why}\n")),
     }
 }
 
@@ -986,8 +1032,10 @@ impl Server {
             idle_timeout: Some(opts.idle_timeout),
             write_timeout: Some(opts.idle_timeout),
             header_timeout: opts.header_timeout,
-            max_header_line: 16 << 10,
-            max_headers: 100,
+            max_request_line: MAX_REQUEST_LINE,
+            max_header_line: MAX_HEADER_LINE,
+            max_headers: MAX_HEADERS,
+            max_header_bytes: MAX_HEADER_BYTES,
             max_connections: opts.max_connections,
         };
         let agent = security::with_token(
@@ -1157,6 +1205,32 @@ fn worker(
     }
 }
 
+/// Room in the node's RPC budget for `rq`'s body (and its decoded copy), unless it is small or
+/// not an RPC; 503 when none comes within the timeout.
+fn rpc_reservation(
+    rq: &tiny_http::Request,
+    is_rpc: bool,
+    opts: &HttpOptions,
+) -> Result<Option<Reservation>, Answer> {
+    let len = match rq.body_length() {
+        Some(n) => n.min(opts.max_rpc_body.saturating_add(1)),
+        None => opts.max_rpc_body,
+    };
+    if !is_rpc || len <= SMALL_RPC_BODY {
+        return Ok(None);
+    }
+    match opts.rpc_budget.reserve(len.saturating_mul(2), opts.timeout) {
+        Some(r) => Ok(Some(r)),
+        None => Err(Answer::text(
+            503,
+            format!(
+                "raftdump: over {} bytes of RPC bodies in flight; retry\n",
+                opts.rpc_budget.cap()
+            ),
+        )),
+    }
+}
+
 /// Answers one request; a write is proposed without waiting, and a responder thread answers
 /// it once decided.
 fn handle(
@@ -1186,7 +1260,18 @@ fn handle(
         opts.max_body
     } as u64
         + 1;
-    let mut body = Vec::new();
+    let _reserved = match rpc_reservation(&rq, is_rpc, opts) {
+        Ok(r) => r,
+        Err(a) => {
+            send(rq, a);
+            return;
+        }
+    };
+    // Sized from the length when known: growing by doubling would hold up to twice the body.
+    let known = rq
+        .body_length()
+        .map_or(0, |n| (n as u64).min(limit) as usize);
+    let mut body = Vec::with_capacity(known);
     if rq.as_reader().take(limit).read_to_end(&mut body).is_err() {
         // raftd: a body that cannot be read is a 400 with an empty body.
         send(rq, Answer::text(400, if is_rpc { "\n" } else { "" }));
@@ -1231,6 +1316,10 @@ fn handle(
     // responder thread answers. Everything else is answered here by `route`.
     if method == "POST" && body.len() <= opts.max_body {
         if let Some(key) = db_key(&url).filter(|k| k.len() <= opts.max_key) {
+            if let Some(a) = not_utf8(&key, &body) {
+                send(rq, a);
+                return;
+            }
             let payload = command::encode_write(&key, &body);
             if opts
                 .space
@@ -1585,8 +1674,8 @@ mod tests {
         );
         assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
         assert_eq!(*api.proposed.lock().unwrap(), ["write"]);
-        // A header line of 16383 bytes (its CR counted) is the longest accepted; one byte
-        // more and the connection is closed without an answer.
+        // A header line of MAX_HEADER_LINE - 1 bytes (its CR counted) is the longest
+        // accepted; one byte more gets 431 and the connection is closed.
         let line = |n: usize| format!("X-A: {}", "a".repeat(n - 5));
         let head = |n: usize| {
             format!(
@@ -1594,8 +1683,9 @@ mod tests {
                 line(n)
             )
         };
-        assert!(raw(addr, &[head(16382).as_bytes()]).starts_with("HTTP/1.1 200"));
-        assert_eq!(raw(addr, &[head(16383).as_bytes()]), "");
+        let longest = MAX_HEADER_LINE - 2;
+        assert!(raw(addr, &[head(longest).as_bytes()]).starts_with("HTTP/1.1 200"));
+        assert!(raw(addr, &[head(longest + 1).as_bytes()]).starts_with("HTTP/1.1 431 "));
         server.stop();
     }
 

@@ -36,6 +36,7 @@
 //!
 //! The state machine is [`crate::replay::kv::Kv`], the same code `replay` uses.
 
+pub mod budget;
 pub mod chaos;
 pub mod core;
 pub mod exec;

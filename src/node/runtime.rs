@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::core::{
-    Action, AppendResponse, Config, Core, Event, Millis, Rejection, RequestId, Role,
+    Action, AppendResponse, Config, Core, Event, Millis, Refusal, Rejection, RequestId, Role,
     SnapshotInstall, Status, VoteResponse,
 };
 use super::exec;
@@ -65,6 +65,8 @@ pub enum Reply {
     Proposal(Result<Index, Rejection>),
     /// A read barrier's fate.
     Read(Result<Index, Rejection>),
+    /// An RPC refused unread: its sender is not a member, or its term is out of bounds.
+    Refused(Refusal),
 }
 
 /// Why a call got no answer.
@@ -762,6 +764,7 @@ impl Worker {
                 },
                 Action::ReplyAppend { id, resp } => self.hold(id, Reply::Append(resp)),
                 Action::ReplyVote { id, resp } => self.hold(id, Reply::Vote(resp)),
+                Action::Refuse { id, reason } => self.hold(id, Reply::Refused(reason)),
                 Action::ReplySnapshotOffer { id, accept } => {
                     self.hold(id, Reply::SnapshotOffer(accept))
                 }

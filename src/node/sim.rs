@@ -467,6 +467,20 @@ impl Sim {
                         });
                     }
                 }
+                Action::Refuse { id, .. } => {
+                    // A refused request gets no usable answer (over HTTP a 4xx): for its
+                    // sender, as if lost.
+                    if let Some(Pending::Append { from, sent }) = node.pending.remove(&id) {
+                        let peer = i;
+                        self.seq += 1;
+                        let lost = Packet::Lost {
+                            peer,
+                            to: from,
+                            sent,
+                        };
+                        self.queue.insert((self.now, self.seq), lost);
+                    }
+                }
                 Action::ReplyVote { id, resp } => {
                     if let Some(Pending::Vote { from, term }) = node.pending.remove(&id) {
                         held.push(Packet::VoteResp {

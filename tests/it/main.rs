@@ -7,6 +7,7 @@ mod diff;
 mod dir_lock;
 mod durability;
 mod format;
+mod hostile;
 mod hostile_files;
 mod inspect;
 mod man;

@@ -65,6 +65,7 @@ pub const FIXTURES: &[(&str, &str, Builder)] = &[
     ("name-not-joined", "name ffff000 while the log's only join is for 5a1e7c0 (no conf)", name_not_joined),
     ("name-trailing-newline", "the name file holds `5a1e7c0\\n`", |d| name_file(d, b"5a1e7c0\n")),
     ("name-invalid", "an empty name file", |d| name_file(d, b"")),
+    ("state-term-beyond-log", "the base log (conf commitIndex 6) with a raftdump-state of currentTerm 2^64-1, what one forged AppendEntries left on every node", state_term_beyond),
     ("leftover-conf-tmp", "a conf.tmp next to conf", leftover_conf_tmp),
     ("leftover-log-new", "a log.new holding the last two frames", leftover_log_new),
     ("file-unreadable", "conf is a directory (holding .keep), so it cannot be read as a file", unreadable),
@@ -437,6 +438,15 @@ fn conf_invalid(d: &Path) -> io::Result<()> {
 fn conf_beyond(d: &Path) -> io::Result<()> {
     node(d, &base_log())?;
     fs::write(d.join("conf"), conf_bytes(99, Vec::new()))
+}
+
+fn state_term_beyond(d: &Path) -> io::Result<()> {
+    node(d, &base_log())?;
+    fs::write(d.join("conf"), conf_bytes(6, Vec::new()))?;
+    fs::write(
+        d.join("raftdump-state"),
+        format!("{{\"currentTerm\":{},\"votedFor\":null}}\n", u64::MAX),
+    )
 }
 
 fn conf_peers(d: &Path) -> io::Result<()> {

@@ -362,6 +362,38 @@ pub(super) fn names(list: &[&String]) -> String {
         .join(", ")
 }
 
+/// `raftdump-state`'s term against the log's: a node's term rises one per election, so a term
+/// far beyond the log's last term (or near overflow) was forged or corrupted.
+pub(super) fn state_rules(
+    dir: &DataDir,
+    log: &LogOutcome,
+    best: Option<&Snapshot>,
+    sink: &mut Sink,
+    out: &mut Vec<Finding>,
+) {
+    let Some((path, term)) = &dir.state_term else {
+        return;
+    };
+    let last = log
+        .last_term
+        .unwrap_or(0)
+        .max(best.map_or(0, |s| s.last_term));
+    let far = term.saturating_sub(last) > crate::model::MAX_TERM_STEP;
+    if (far || crate::model::term_is_poisoned(*term)) && sink.want("state-term-beyond-log") {
+        out.push(
+            finding(
+                "state-term-beyond-log",
+                format!(
+                    "currentTerm {term} is far beyond the log's last term {last}: a forged or \
+                     corrupt term that leaves no room for elections"
+                ),
+            )
+            .file(path.clone())
+            .offset(0),
+        );
+    }
+}
+
 pub(super) fn name_rules(dir: &DataDir, log: &LogOutcome, sink: &mut Sink, out: &mut Vec<Finding>) {
     if dir.kind != InputKind::Dir {
         return;

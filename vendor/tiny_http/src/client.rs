@@ -39,6 +39,8 @@ pub struct ClientConnection {
     limits: crate::Limits,
     // raftdump: when the head of the request being read must be complete
     head_deadline: Option<std::time::Instant>,
+    // raftdump: tells the slot policy whether this connection waits for a request head
+    mark: crate::slots::IdleMark,
 }
 
 /// Error that can happen when reading a request.
@@ -48,6 +50,10 @@ enum ReadError {
     WrongHeader(HTTPVersion),
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
+    /// raftdump: the request line is over `Limits::max_request_line` (414)
+    UriTooLong,
+    /// raftdump: a header line, the headers' count or their total size is over the limit (431)
+    HeadersTooLarge(HTTPVersion),
     ReadIoError(IoError),
 }
 
@@ -57,6 +63,7 @@ impl ClientConnection {
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
         limits: crate::Limits,
+        mark: crate::slots::IdleMark,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -73,6 +80,7 @@ impl ClientConnection {
             secure,
             limits,
             head_deadline: None,
+            mark,
         }
     }
 
@@ -85,7 +93,7 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    fn read_next_line(&mut self, max_line: usize) -> IoResult<AsciiString> {
         use std::io::BufRead;
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
@@ -100,7 +108,10 @@ impl ClientConnection {
             }
             let now = std::time::Instant::now();
             match self.head_deadline {
-                None => self.head_deadline = Some(now + self.limits.header_timeout),
+                None => {
+                    self.head_deadline = Some(now + self.limits.header_timeout);
+                    self.mark.busy();
+                }
                 Some(d) if now > d => {
                     return Err(IoError::new(ErrorKind::TimedOut, "request head too slow"))
                 }
@@ -115,10 +126,8 @@ impl ClientConnection {
                 prev_byte_was_cr = byte == b'\r';
             }
             let take = end.unwrap_or(available.len());
-            // No line may exceed `max_header_line` bytes (its CR counted, its LF not).
-            if buf.len() + take > self.limits.max_header_line
-                || (end.is_some() && buf.len() + take >= self.limits.max_header_line)
-            {
+            // No line may exceed `max_line` bytes (its CR counted, its LF not).
+            if buf.len() + take > max_line || (end.is_some() && buf.len() + take >= max_line) {
                 return Err(IoError::new(ErrorKind::InvalidData, "request head line too long"));
             }
             buf.extend_from_slice(&available[..take]);
@@ -139,10 +148,16 @@ impl ClientConnection {
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
         self.head_deadline = None;
+        self.mark.idle();
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self
+                    .read_next_line(self.limits.max_request_line)
+                    .map_err(|e| match e.kind() {
+                        ErrorKind::InvalidData => ReadError::UriTooLong,
+                        _ => ReadError::ReadIoError(e),
+                    })?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -152,14 +167,23 @@ impl ClientConnection {
             // getting all headers
             let headers = {
                 let mut headers = Vec::new();
+                let mut head_bytes = 0usize;
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self
+                        .read_next_line(self.limits.max_header_line)
+                        .map_err(|e| match e.kind() {
+                            ErrorKind::InvalidData => ReadError::HeadersTooLarge(version.clone()),
+                            _ => ReadError::ReadIoError(e),
+                        })?;
 
                     if line.is_empty() {
                         break;
                     };
-                    if headers.len() >= self.limits.max_headers {
-                        return Err(ReadError::WrongHeader(version));
+                    head_bytes = head_bytes.saturating_add(line.len() + 2);
+                    if headers.len() >= self.limits.max_headers
+                        || head_bytes > self.limits.max_header_bytes
+                    {
+                        return Err(ReadError::HeadersTooLarge(version));
                     }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
@@ -205,6 +229,7 @@ impl ClientConnection {
                 request::RequestCreationError::ExpectationFailed => {
                     ReadError::ExpectationFailed(version)
                 }
+                request::RequestCreationError::BadLength => ReadError::WrongHeader(version),
             }
         })?;
 
@@ -239,6 +264,23 @@ impl Iterator for ClientConnection {
                                  // se we have to close
                 }
 
+                // raftdump: a head over the limits gets its status, then the connection closes
+                Err(ReadError::UriTooLong) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::new_empty(StatusCode(414));
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    return None;
+                }
+
+                Err(ReadError::HeadersTooLarge(ver)) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::new_empty(StatusCode(431));
+                    response.raw_print(writer, ver, &[], false, None).ok();
+                    return None;
+                }
+
                 Err(ReadError::WrongHeader(ver)) => {
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(400));
@@ -271,15 +313,17 @@ impl Iterator for ClientConnection {
 
             // checking HTTP version
             if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
+                // raftdump: answered through the request's own writer, then closed. The
+                // original wrote to the next writer, which waits for this request's turn,
+                // held by `rq` until after the write: the thread and its slot hung forever.
                 let response = Response::from_string(
                     "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
                 )
                 .with_status_code(StatusCode(505));
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
+                let mut writer = rq.into_writer();
+                let _ = response.raw_print(&mut writer, HTTPVersion(1, 1), &[], false, None);
+                let _ = writer.flush();
+                return None;
             }
 
             // updating the status of the connection

@@ -119,6 +119,7 @@ pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
 
 mod client;
+mod slots;
 mod common;
 mod connection;
 mod request;
@@ -204,10 +205,14 @@ pub struct Limits {
     /// The whole request head (request line + headers) must arrive within this long of its
     /// first byte.
     pub header_timeout: Duration,
-    /// Longest request line or header line, in bytes.
+    /// Longest request line, in bytes (414 over it).
+    pub max_request_line: usize,
+    /// Longest header line, in bytes (431 over it).
     pub max_header_line: usize,
-    /// Most headers in one request.
+    /// Most headers in one request (431 over it).
     pub max_headers: usize,
+    /// Most bytes of all header lines of one request (431 over it).
+    pub max_header_bytes: usize,
     /// Most open client connections; further ones are closed at once.
     pub max_connections: usize,
 }
@@ -219,19 +224,12 @@ impl Default for Limits {
             idle_timeout: None,
             write_timeout: None,
             header_timeout: Duration::from_secs(u32::MAX as u64),
+            max_request_line: usize::MAX,
             max_header_line: usize::MAX,
             max_headers: usize::MAX,
+            max_header_bytes: usize::MAX,
             max_connections: usize::MAX,
         }
-    }
-}
-
-/// Decrements the open-connection count when a connection's task ends.
-struct ConnGuard(Arc<std::sync::atomic::AtomicUsize>);
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -323,7 +321,7 @@ impl Server {
         limits: Limits,
         handler: Option<Handler>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let slots = slots::Slots::new(limits.max_connections);
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
 
@@ -372,16 +370,19 @@ impl Server {
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
-                    Ok((sock, _)) => {
+                    Ok((sock, addr)) => {
                         use util::RefinedTcpStream;
-                        if open.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-                            >= limits.max_connections
-                        {
-                            open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                        // raftdump: a slot, by the policy of `slots` (an idle connection may
+                        // be closed to make room), or the new connection is closed at once.
+                        let handle = match sock {
+                            Connection::Tcp(ref s) => s.try_clone().ok(),
+                            #[cfg(unix)]
+                            Connection::Unix(_) => None,
+                        };
+                        let Some((guard, mark)) = slots.admit(addr.map(|a| a.ip()), handle) else {
                             drop(sock);
                             continue;
-                        }
-                        let guard = ConnGuard(open.clone());
+                        };
                         if let Connection::Tcp(ref s) = sock {
                             let _ = s.set_read_timeout(limits.idle_timeout);
                             let _ = s.set_write_timeout(limits.write_timeout);
@@ -404,7 +405,7 @@ impl Server {
                         };
 
                         Ok((
-                            ClientConnection::new(write_closable, read_closable, limits),
+                            ClientConnection::new(write_closable, read_closable, limits, mark),
                             guard,
                         ))
                     }

@@ -111,12 +111,52 @@ pub enum RequestCreationError {
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
+
+    /// raftdump: the body's length is malformed, ambiguous or missing where it is needed (400).
+    BadLength,
 }
 
 impl From<IoError> for RequestCreationError {
     fn from(err: IoError) -> RequestCreationError {
         RequestCreationError::CreationIoError(err)
     }
+}
+
+/// raftdump: the request's Content-Length. A value that is not a decimal number that fits a
+/// usize (negative, overflowing, junk), two values that differ, a Content-Length together with a
+/// Transfer-Encoding (a request smuggling vector), or a POST or PUT on HTTP/1.0 with no length
+/// at all (its body would run to the end of the connection) is a `BadLength`.
+fn body_length(
+    headers: &[Header],
+    method: &Method,
+    version: &HTTPVersion,
+    chunked: bool,
+) -> Result<Option<usize>, RequestCreationError> {
+    let mut length = None;
+    for h in headers.iter().filter(|h| h.field.equiv("Content-Length")) {
+        for item in h.value.as_str().split(',') {
+            let item = item.trim();
+            if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(RequestCreationError::BadLength);
+            }
+            let n: usize = item.parse().map_err(|_| RequestCreationError::BadLength)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(RequestCreationError::BadLength);
+            }
+            length = Some(n);
+        }
+    }
+    if chunked {
+        return match length {
+            Some(_) => Err(RequestCreationError::BadLength),
+            None => Ok(None),
+        };
+    }
+    let needs_length = matches!(method, Method::Post | Method::Put | Method::Patch);
+    if length.is_none() && needs_length && *version == HTTPVersion(1, 0) {
+        return Err(RequestCreationError::BadLength);
+    }
+    Ok(length)
 }
 
 /// Builds a new request.
@@ -149,17 +189,9 @@ where
         .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
         .map(|h| h.value.clone());
 
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
-        None
-    } else {
-        headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
-    };
+    // raftdump: the content-length, strictly (the original read a length it could not parse,
+    // such as -1 or one over usize, as no body at all).
+    let content_length = body_length(&headers, &method, &version, transfer_encoding.is_some())?;
 
     // true if the client sent a `Expect: 100-continue` header
     let expects_continue = {
