@@ -265,9 +265,11 @@ pub(super) fn compare_impl(
     let identity = identities(targets);
     let mut cursors = open_cursors(targets, opts, observers)?;
     let mut walk = Walk::new(n, opts, &identity);
-    let mut slots: Vec<Option<RawEntry<'_>>> = Vec::with_capacity(n);
-    let mut versions: Vec<Version<'_>> = Vec::with_capacity(n);
-    let mut slot_version: Vec<usize> = vec![usize::MAX; n];
+    let mut at = AtIndex {
+        slots: Vec::with_capacity(n),
+        versions: Vec::with_capacity(n),
+        slot_version: vec![usize::MAX; n],
+    };
     let mut bulk = Bulk::default();
     let logs: Vec<&[u8]> = cursors.iter().map(|c| c.bytes).collect();
     // The nodes whose replayers stand where the first node's does and only replay membership:
@@ -327,13 +329,7 @@ pub(super) fn compare_impl(
         let Some(i) = cursors.iter().filter_map(Cursor::peek_index).min() else {
             break;
         };
-        walk.general_step(
-            &mut cursors,
-            i,
-            &mut slots,
-            &mut versions,
-            &mut slot_version,
-        );
+        walk.general_step(&mut cursors, i, &mut at);
     }
     walk.commit.cluster_size = walk.cluster_size;
     // A cut (`DIR@INDEX`) stops the comparison early; observers see the whole log.
@@ -514,6 +510,15 @@ fn catch_up_mirrored(cursors: &mut [Cursor<'_, '_>], mirrored: &[bool]) {
     }
 }
 
+/// The entries at one index: one slot per node, grouped into versions (buffers reused from one
+/// index to the next).
+struct AtIndex<'a> {
+    slots: Vec<Option<RawEntry<'a>>>,
+    versions: Vec<Version<'a>>,
+    /// Each node's version in `versions` (`usize::MAX`: none).
+    slot_version: Vec<usize>,
+}
+
 /// What the walk over the logs has found so far.
 struct Walk<'i> {
     n: usize,
@@ -612,15 +617,13 @@ impl<'i> Walk<'i> {
 
     /// The general path at index `i`: every node's entry there, its versions, the
     /// safety properties, the pairs, the common prefix, and past it the rows and tails.
-    fn general_step<'a>(
-        &mut self,
-        cursors: &mut [Cursor<'a, '_>],
-        i: Index,
-        slots: &mut Vec<Option<RawEntry<'a>>>,
-        versions: &mut Vec<Version<'a>>,
-        slot_version: &mut [usize],
-    ) {
-        self.gather(cursors, i, slots, versions, slot_version);
+    fn general_step<'a>(&mut self, cursors: &mut [Cursor<'a, '_>], i: Index, at: &mut AtIndex<'a>) {
+        self.gather(cursors, i, at);
+        let AtIndex {
+            slots,
+            versions,
+            slot_version,
+        } = at;
         let members = cursors
             .iter()
             .map(|c| c.replayer.kv().members.len())
@@ -682,14 +685,12 @@ impl<'i> Walk<'i> {
 
     /// Takes each node's entry at `i` into its slot and groups the slots into versions (an
     /// encoding difference where the same entry has different bytes).
-    fn gather<'a>(
-        &mut self,
-        cursors: &mut [Cursor<'a, '_>],
-        i: Index,
-        slots: &mut Vec<Option<RawEntry<'a>>>,
-        versions: &mut Vec<Version<'a>>,
-        slot_version: &mut [usize],
-    ) {
+    fn gather<'a>(&mut self, cursors: &mut [Cursor<'a, '_>], i: Index, at: &mut AtIndex<'a>) {
+        let AtIndex {
+            slots,
+            versions,
+            slot_version,
+        } = at;
         slots.clear();
         versions.clear();
         for (k, c) in cursors.iter_mut().enumerate() {
