@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for SECONDS (default 60) with --sanitizer none (cargo-fuzz on stable),
+# Runs every fuzz target for SECONDS (default 60; .ci/run gives each 20) with --sanitizer none (cargo-fuzz on stable),
 # seeded from the real fixtures. Fails on the first crash, timeout or OOM; the crashing input is
 # left in fuzz/artifacts/<target>/ - minimise it (cargo fuzz tmin) and commit it under
 # tests/regressions/<target>/, where `cargo test` replays it.

@@ -51,6 +51,16 @@ pub struct LogBytes {
     map: Option<memmap2::Mmap>,
 }
 
+impl crate::format::log::frames::Pages for LogBytes {
+    fn bytes(&self) -> &[u8] {
+        LogBytes::bytes(self)
+    }
+
+    fn release(&self, range: std::ops::Range<usize>) {
+        LogBytes::release(self, range);
+    }
+}
+
 impl LogBytes {
     /// Maps `path` read-only.
     pub fn open(path: &Path) -> Result<Self, LoadError> {
@@ -406,10 +416,10 @@ impl DataDir {
         self.dialect.dialect
     }
 
-    /// A fast reader of its log under its dialect (see [`crate::scan::Frames`]), giving back the
+    /// A fast reader of its log under its dialect (see [`crate::format::log::Frames`]), giving back the
     /// pages it has read.
-    pub fn frames(&self) -> crate::scan::Frames<'_> {
-        crate::scan::Frames::releasing(&self.log).dialect(self.dialect())
+    pub fn frames(&self) -> crate::format::log::Frames<'_> {
+        crate::format::log::Frames::releasing(&self.log).dialect(self.dialect())
     }
 
     /// The first file of the dir that exists but could not be read (not a regular file, over its

@@ -2,7 +2,7 @@
 //! holds which tail, what the files prove committed, and how conf, snapshots, membership and
 //! (optionally) the replayed key-value states differ.
 //!
-//! It streams: one reader per node ([`crate::scan::Frames`], which yields what `LogReader`
+//! It streams: one reader per node ([`crate::format::log::Frames`], which yields what `LogReader`
 //! yields and takes over a frame another log holds byte for byte at the same offset), advanced in
 //! lockstep by index, so it holds one entry per node at a time (plus a bounded number of
 //! conflicting rows and events kept for the report), never whole logs. Each node's entries also

@@ -1,6 +1,6 @@
 //! raftdump: inspect, verify, repair, diff, replay and serve goraft / raftd data directories.
 //!
-//! Module map (layers point one way, see the house style):
+//! Module map (layers point one way, see ARCHITECTURE.md):
 //!
 //! - [`model`]: indexes, terms, entries, commands, peers, conf, snapshots: plain data.
 //! - [`format`](mod@format): pure bytes <-> model for the log, conf, snapshot and RPC messages.
@@ -27,4 +27,3 @@ pub mod par;
 pub mod render;
 pub mod repair;
 pub mod replay;
-pub mod scan;

@@ -12,7 +12,6 @@ use serde::Serialize;
 pub mod cluster;
 pub mod codes;
 pub mod node;
-pub mod payload;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -4,7 +4,7 @@
 //!
 //! The log is checked in a single streaming pass ([`check_log`]) over the bytes: entries are
 //! never collected, per-entry work is a few comparisons (command JSON is only decoded for
-//! membership changes and for payloads the fast recogniser in `check::payload` does not accept),
+//! membership changes and for payloads the fast recogniser in `format::payload` does not accept),
 //! and memory stays flat because findings are capped per code ([`LIMIT`]) and damage is summarised.
 //! Pure: it takes an opened [`DataDir`] (or a byte slice) and returns findings; no I/O, no printing.
 
@@ -13,13 +13,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::codes::finding;
-use super::payload;
 use super::Finding;
 use crate::datadir::{DataDir, InputKind, SnapshotFile, SnapshotLoadError};
 use crate::format::command;
 use crate::format::dialect::Dialect;
 use crate::format::frame::{self, HeaderQuirks};
 use crate::format::log::{DamageKind, LogError, RawEntry};
+use crate::format::payload;
 use crate::format::wire::{self, WireQuirk};
 use crate::model::{Command, Peer, Snapshot};
 

@@ -16,7 +16,7 @@ use crate::render::diff as render;
 /// membership. Each argument is a data dir or log file, optionally cut at an index: DIR@INDEX
 /// (`diff node1@100 node1@200` compares two points of one node).
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Exit status:\n  0  identical\n  1  the nodes differ\n  2  could not run")]
+#[command(after_help = super::exit::help("diff"))]
 pub struct Args {
     /// Data dirs or log files, each optionally DIR@INDEX.
     #[arg(required = true, num_args = 2.., value_name = "DIR[@INDEX]")]

@@ -28,21 +28,31 @@ enum What {
     },
 }
 
-/// What each exit status means for a command (house style: documented in `--help` and in the
-/// man page's EXIT STATUS section).
-fn exit_status(command: &str) -> &'static str {
-    match command {
-        "inspect" => "0: the log is clean (non-canonical but valid frames included). 1: the log has damage; every good entry was still printed, then the problems. 2: could not run (missing path, no log in the directory, permission, bad usage).",
-        "verify" => "0: no error found (warnings and infos allowed). 1: at least one error, or with --strict at least one warning. 2: could not run.",
-        "repair" => "0: nothing to repair, or --apply repaired the node and verify found it clean. 1: a dry run found something to repair. 2: could not run, or the repair was refused as unsafe (nothing was changed then).",
-        "replay" => "0: the log was replayed. 1: the log has damage; the state goraft would keep was replayed and the damage reported. 2: could not run.",
-        "diff" => "0: the nodes are identical. 1: they differ. 2: could not run.",
-        "serve" => "0: stopped by SIGTERM. 130: stopped by SIGINT. 2: could not start (bad usage, the port is taken, the data dir cannot be read or written).",
-        _ => "0: clean: nothing wrong found. 1: a negative answer (damage or invariant violations found, nodes differ). 2: could not run (bad usage, missing path, I/O error).",
+/// `cmd` without the "Exit status:" block in its help after the options: the page has its own
+/// EXIT STATUS section, made from the same table.
+fn without_exit_help(cmd: clap::Command, key: &str) -> clap::Command {
+    let block = super::exit::help(key);
+    let strip = |text: Option<&clap::builder::StyledStr>| {
+        let text = text?.to_string().replace(&block, "");
+        let text = text.trim();
+        (!text.is_empty()).then(|| text.to_string())
+    };
+    let (short, long) = (
+        strip(cmd.get_after_help()),
+        strip(cmd.get_after_long_help()),
+    );
+    let cmd = match short {
+        Some(text) => cmd.after_help(text),
+        None => cmd.after_help(None::<&'static str>),
+    };
+    match long {
+        Some(text) => cmd.after_long_help(text),
+        None => cmd.after_long_help(None::<&'static str>),
     }
 }
 
 fn render_page(cmd: clap::Command, key: &str, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let cmd = without_exit_help(cmd, key);
     let has_args = cmd.get_arguments().any(|a| !a.is_hide_set());
     let has_subs = cmd.get_subcommands().any(|s| !s.is_hide_set());
     let has_extra = cmd.get_after_long_help().is_some() || cmd.get_after_help().is_some();
@@ -59,17 +69,7 @@ fn render_page(cmd: clap::Command, key: &str, out: &mut Vec<u8>) -> std::io::Res
     if has_subs {
         man.render_subcommands_section(out)?;
     }
-    out.extend_from_slice(b".SH \"EXIT STATUS\"\n");
-    for sentence in exit_status(key).split(". ") {
-        out.extend_from_slice(b".PP\n");
-        out.extend_from_slice(
-            sentence
-                .trim_end_matches('.')
-                .replace('-', "\\-")
-                .as_bytes(),
-        );
-        out.extend_from_slice(b".\n");
-    }
+    out.extend_from_slice(super::exit::roff(key).as_bytes());
     if has_extra {
         man.render_extra_section(out)?;
     }

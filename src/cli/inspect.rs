@@ -9,20 +9,18 @@ use crate::datadir;
 use crate::inspect::{summarize, InspectOptions, Progress};
 use crate::render::inspect::{self as render, HumanStyle, SnapshotView, View};
 
-macro_rules! exit_status {
-    () => {
-        "Exit status:
-  0  the log (or --snapshot file) is clean; non-canonical frames are reported but do not count
-  1  damage found: every good entry is printed, then the problems
-  2  could not run: missing path, no log in the directory, permission denied"
-    };
-}
+/// The long help: exit statuses, then the JSON schema (the man page's reference).
+fn after_long_help() -> String {
+    format!(
+        "{}
 
-const AFTER_LONG_HELP: &str = concat!(
-    exit_status!(),
-    "\n\nraftdump inspect only reads: it never changes a file.\n\n",
-    include_str!("../render/inspect/json-schema.txt")
-);
+raftdump inspect only reads: it never changes a file.
+
+{}",
+        super::exit::help("inspect"),
+        include_str!("../render/inspect/json-schema.txt")
+    )
+}
 
 /// Logs above this size get a progress bar (on a terminal, human output, without -q).
 /// Not when stdout is the same terminal: the table scrolling by is the progress then.
@@ -31,7 +29,7 @@ const PROGRESS_MIN_BYTES: usize = 64 << 20;
 /// Show every entry, the conf, name and snapshots of a data dir or log file (the help text
 /// comes from the `Command::Inspect` variant).
 #[derive(Debug, clap::Args)]
-#[command(after_help = exit_status!(), after_long_help = AFTER_LONG_HELP)]
+#[command(after_help = super::exit::help("inspect"), after_long_help = after_long_help())]
 pub struct Args {
     /// A goraft data dir (holding a `log` file) or a log file.
     #[arg(required_unless_present = "snapshot")]

@@ -2,7 +2,8 @@
 //!
 //! Each subcommand is one file here: a clap `Args` struct and `fn run(args, &mut Ui)`, which turns
 //! the arguments into library options, calls the library and hands the result to `render`.
-//! Exit codes: 0 clean, 1 a negative answer (damage found, differences found), 2 could not run.
+//! Exit codes: 0 clean, 1 a negative answer (damage found, differences found), 2 could not run,
+//! 130 `serve` stopped by SIGINT; [`exit::TABLE`] says what each means for each command.
 
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod diff;
+pub mod exit;
 pub mod generate;
 pub mod inspect;
 pub mod repair;
@@ -104,17 +106,17 @@ pub enum ColorChoice {
     Never,
 }
 
-const AFTER_HELP: &str = "\
-Exit status:
-  0  clean: nothing wrong found
-  1  a negative answer: damage or invariant violations found, or nodes differ
-  2  could not run: bad usage, missing path, I/O error
-
-raftdump never changes the files it reads, except `repair --apply`.";
+/// The top-level help after the commands: exit statuses, then the promise about files.
+fn after_help() -> String {
+    format!(
+        "{}\n\nraftdump never changes the files it reads, except `repair --apply`.",
+        exit::help("raftdump")
+    )
+}
 
 /// Inspect, verify, repair, diff, replay and serve goraft / raftd data directories.
 #[derive(Debug, Parser)]
-#[command(name = "raftdump", version, about, after_help = AFTER_HELP, propagate_version = true)]
+#[command(name = "raftdump", version, about, after_help = after_help(), propagate_version = true)]
 pub struct Cli {
     /// When to use color: auto, always, never (NO_COLOR is respected with auto).
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
@@ -280,5 +282,22 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_has_its_row_in_the_exit_table() {
+        let listed: Vec<&str> = exit::TABLE.iter().map(|(c, _)| *c).collect();
+        let commands: Vec<String> = Cli::command()
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set())
+            .map(|s| s.get_name().to_string())
+            .collect();
+        assert_eq!(listed[1..].len(), commands.len(), "{listed:?} {commands:?}");
+        for c in &commands {
+            assert!(
+                listed.contains(&c.as_str()),
+                "{c} is not in cli::exit::TABLE"
+            );
+        }
     }
 }

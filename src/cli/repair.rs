@@ -25,17 +25,17 @@ It refuses, and changes nothing, when a cut is not safe: frames after the damage
 with entries that stay, index gaps, duplicates or decreasing terms in the part that stays, a
 snapshot or conf it cannot trust, or conf commitIndex above what the repaired log would hold.
 With --apply it also refuses while another raftdump process (a node serving the dir) holds
-DIR/raftdump.lock, naming its pid; it holds that lock itself until it is done.
+DIR/raftdump.lock, naming its pid; it holds that lock itself until it is done.";
 
-Exit status:
-  0  nothing to repair, or the repair was applied and the result has no errors
-  1  dry run: there is something to repair (or errors remain after --apply)
-  2  refused, or could not run (bad usage, missing path, I/O error, backup impossible)";
+/// The long help: what repair does, then the exit statuses.
+fn long_help() -> String {
+    format!("{LONG_HELP}\n\n{}", super::exit::help("repair"))
+}
 
 /// Plan (default) or apply the repair of a node's data dir: cut a torn tail or a NUL hole,
 /// optionally salvage the frames after it, remove leftover temporary files.
 #[derive(Debug, clap::Args)]
-#[command(after_long_help = LONG_HELP)]
+#[command(after_help = super::exit::help("repair"), after_long_help = long_help())]
 pub struct Args {
     /// The node's data dir (or a bare log file).
     #[arg(value_name = "DIR")]

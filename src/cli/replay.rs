@@ -21,7 +21,7 @@ use crate::replay::{self, MachineChoice, ReplayOptions};
 /// committed. A compacted log starts from its snapshot. A damaged log is replayed up to the first
 /// damage, where goraft truncates it on start-up, and the damage is reported.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Exit status: 0 when the replay ran, 2 when it could not.")]
+#[command(after_help = super::exit::help("replay"))]
 pub struct Args {
     /// Data dirs or log files (each replayed in turn; with --committed, compared first).
     #[arg(required = true, value_name = "PATH")]

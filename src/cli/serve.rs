@@ -59,11 +59,12 @@ One process per data dir: a node holds an advisory lock on DIR/raftdump.lock (wh
 its pid) from before it reads DIR until it exits; a second `serve` or a `repair --apply` on
 DIR exits 2 naming that pid. The kernel drops the lock when the process ends, even on
 kill -9. --read-only takes no lock (it never writes). An original raftd on the same dir
-neither takes nor sees the lock: never run both.
+neither takes nor sees the lock: never run both.";
 
-Exit status: 0 after SIGTERM, 130 after SIGINT, 2 when the node cannot start (for example
-on a non-loopback address without --token-file or --insecure-no-token) or fails (an fsync
-or write error).";
+/// The help after the options: what serve does, then the exit statuses.
+fn after_help() -> String {
+    format!("{AFTER_HELP}\n\n{}", super::exit::help("serve"))
+}
 
 /// How GET /db/KEY is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -86,7 +87,7 @@ pub enum VoteRuleArg {
 
 /// Run a raftd-compatible node on DIR (created if missing).
 #[derive(Debug, clap::Args)]
-#[command(disable_help_flag = true, after_help = AFTER_HELP)]
+#[command(disable_help_flag = true, after_help = after_help())]
 pub struct Args {
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]

@@ -12,9 +12,10 @@ use crate::render::report::{self, Verdict};
 /// The long help: exit status, then every finding code (the man page's reference).
 pub fn long_help() -> String {
     format!(
-        "Exit status:\n  0  no error found (warnings and infos allowed)\n  1  an error found (or a warning, with --strict)\n  2  could not run: bad usage, missing path, I/O error\n\n\
+        "{}\n\n\
          With -q the human report is not printed (the exit status still tells); --format json is\n\
          always written.\n\n{}",
+        super::exit::help("verify"),
         codes::help_text()
     )
 }

@@ -18,7 +18,7 @@ pub trait Observer {
 
 /// One node's stream: the next entry in index order, its replayer, and what it has seen.
 struct Cursor<'a, 'o> {
-    reader: crate::scan::Frames<'a>,
+    reader: crate::format::log::Frames<'a>,
     bytes: &'a [u8],
     obs: Option<&'o mut dyn Observer>,
     len: u64,

@@ -5,8 +5,8 @@
 //! the lenient forms are what Go's `fmt.Fscanf(r, "%8x\n", &length)` also accepts, and each of them
 //! is reported as a [`HeaderQuirks`] bit rather than accepted silently.
 
-use nom::bytes::complete::{take_while, take_while_m_n};
-use nom::sequence::pair;
+use nom::bytes::complete::{tag, take_while, take_while_m_n};
+use nom::error::{context, ContextError, ErrorKind, ParseError};
 use nom::IResult;
 
 /// The size of a canonical header: eight right-aligned hex digits and a newline.
@@ -111,12 +111,55 @@ pub enum HeaderError {
     },
 }
 
-/// The grammar Go's `Fscanf("%8x\n")` accepts: any spaces, then one to eight hex digits.
-fn spaces_and_digits(input: &[u8]) -> IResult<&[u8], (&[u8], &[u8])> {
-    pair(
-        take_while(|c| c == b' '),
+/// What the header grammar expected where it stopped.
+const EXPECT_DIGIT: &str = "a space or a hex digit of the length header";
+const EXPECT_NEWLINE_AFTER_8: &str = "a newline after 8 hex digits";
+const EXPECT_DIGIT_OR_NEWLINE: &str = "a hex digit or the newline ending the length header";
+
+/// Where the header grammar stopped and what it expected there: nom's error for
+/// [`header_grammar`], turned into a [`HeaderError`] by [`parse_lenient`] as it is.
+#[derive(Debug)]
+struct Expected<'a> {
+    /// The input from the offending byte on (empty: the input ended there).
+    rest: &'a [u8],
+    /// The innermost context the grammar gave.
+    what: &'static str,
+}
+
+impl<'a> ParseError<&'a [u8]> for Expected<'a> {
+    fn from_error_kind(rest: &'a [u8], _: ErrorKind) -> Self {
+        Expected { rest, what: "" }
+    }
+
+    fn append(_: &'a [u8], _: ErrorKind, inner: Self) -> Self {
+        inner
+    }
+}
+
+impl<'a> ContextError<&'a [u8]> for Expected<'a> {
+    fn add_context(_: &'a [u8], what: &'static str, mut inner: Self) -> Self {
+        if inner.what.is_empty() {
+            inner.what = what;
+        }
+        inner
+    }
+}
+
+/// The grammar Go's `Fscanf("%8x\n")` accepts: any spaces, then one to eight hex digits, then a
+/// newline. Returns the spaces and the digits.
+fn header_grammar(input: &[u8]) -> IResult<&[u8], (&[u8], &[u8]), Expected<'_>> {
+    let (rest, spaces) = take_while(|c| c == b' ')(input)?;
+    let (rest, digits) = context(
+        EXPECT_DIGIT,
         take_while_m_n(1, 8, |c: u8| c.is_ascii_hexdigit()),
-    )(input)
+    )(rest)?;
+    let newline = if digits.len() == 8 {
+        EXPECT_NEWLINE_AFTER_8
+    } else {
+        EXPECT_DIGIT_OR_NEWLINE
+    };
+    let (rest, _) = context(newline, tag(b"\n"))(rest)?;
+    Ok((rest, (spaces, digits)))
 }
 
 fn hex_value(digits: &[u8]) -> u32 {
@@ -179,56 +222,37 @@ pub fn canonical_body_len(h: &[u8; CANONICAL_HEADER_LEN]) -> Option<u32> {
     Some(v)
 }
 
-/// The general path: every form Go accepts, with its quirks named.
+/// The general path: every form Go accepts ([`header_grammar`], in nom), with its quirks named
+/// and, for bytes that are no header, the grammar's own account of where it stopped and why.
 pub fn parse_lenient(input: &[u8]) -> Result<Header, HeaderError> {
-    match input.first() {
-        None => {
+    if input.first() == Some(&0) {
+        return Err(HeaderError::Nul);
+    }
+    let (spaces, digits) = match header_grammar(input) {
+        Ok((_, parsed)) => parsed,
+        Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
+            let at = input.len() - e.rest.len();
+            return Err(match e.rest.first() {
+                None => HeaderError::Torn {
+                    len: at,
+                    has_digits: e.what != EXPECT_DIGIT,
+                },
+                Some(&found) => HeaderError::Invalid {
+                    at,
+                    found,
+                    expected: e.what,
+                },
+            });
+        }
+        // Complete parsers never ask for more input.
+        Err(nom::Err::Incomplete(_)) => {
             return Err(HeaderError::Torn {
-                len: 0,
+                len: input.len(),
                 has_digits: false,
             })
         }
-        Some(0) => return Err(HeaderError::Nul),
-        _ => {}
-    }
-    let (rest, (spaces, digits)) = match spaces_and_digits(input) {
-        Ok(v) => v,
-        Err(_) => {
-            let at = input.iter().position(|&c| c != b' ').unwrap_or(input.len());
-            return match input.get(at) {
-                None => Err(HeaderError::Torn {
-                    len: input.len(),
-                    has_digits: false,
-                }),
-                Some(&found) => Err(HeaderError::Invalid {
-                    at,
-                    found,
-                    expected: "a space or a hex digit of the length header",
-                }),
-            };
-        }
     };
     let used = spaces.len() + digits.len();
-    match rest.first() {
-        None => {
-            return Err(HeaderError::Torn {
-                len: used,
-                has_digits: true,
-            })
-        }
-        Some(b'\n') => {}
-        Some(&found) => {
-            return Err(HeaderError::Invalid {
-                at: used,
-                found,
-                expected: if digits.len() == 8 {
-                    "a newline after 8 hex digits"
-                } else {
-                    "a hex digit or the newline ending the length header"
-                },
-            })
-        }
-    }
     let mut quirks = HeaderQuirks::default();
     if used > 8 {
         quirks.insert(HeaderQuirks::EXTRA_SPACES);
@@ -388,6 +412,31 @@ mod tests {
             prop_oneof![Just(b' '), Just(b'\n'), Just(b'0'), Just(b'a'), Just(b'F'), any::<u8>()], 0..12)) {
             if let Some(fast) = parse_canonical(&bytes) {
                 prop_assert_eq!(Ok(fast), parse_lenient(&bytes));
+            }
+        }
+
+        /// The grammar's errors point at the byte where it stopped: an invalid byte is the one
+        /// named, a torn header is all the input, and what precedes either is a header's start.
+        #[test]
+        fn grammar_errors_point_at_the_offending_byte(bytes in proptest::collection::vec(
+            prop_oneof![Just(b' '), Just(b'\n'), Just(b'0'), Just(b'a'), Just(b'F'), any::<u8>()], 0..14)) {
+            let start = |b: &[u8]| {
+                let digits = b.iter().skip_while(|&&c| c == b' ');
+                digits.clone().count() <= 8 && digits.clone().all(u8::is_ascii_hexdigit)
+            };
+            match parse_lenient(&bytes) {
+                Ok(h) => prop_assert_eq!(bytes[h.len - 1], b'\n'),
+                Err(HeaderError::Nul) => prop_assert_eq!(bytes[0], 0),
+                Err(HeaderError::Torn { len, has_digits }) => {
+                    prop_assert_eq!(len, bytes.len());
+                    prop_assert!(start(&bytes));
+                    prop_assert_eq!(has_digits, bytes.iter().any(|&c| c != b' '));
+                }
+                Err(HeaderError::Invalid { at, found, expected }) => {
+                    prop_assert_eq!(bytes[at], found);
+                    prop_assert!(start(&bytes[..at]));
+                    prop_assert!(!expected.is_empty());
+                }
             }
         }
 

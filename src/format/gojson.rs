@@ -394,71 +394,16 @@ pub fn decode_string_fields<const N: usize>(
     payload: &[u8],
     fields: [&str; N],
 ) -> Result<[String; N], JsonError> {
-    decode_str_fields(payload, fields).map(|v| v.map(Cow::into_owned))
+    super::payload::decode_str_fields(payload, fields).map(|v| v.map(Cow::into_owned))
 }
 
-/// [`decode_string_fields`] without copying: each field borrows from `payload` when it is plain
-/// ASCII without escapes (the common case), and is decoded into an owned string otherwise.
+/// [`decode_string_fields`] without copying: each field borrows from `payload` where its
+/// string has no escape, and is decoded into an owned string otherwise. The reference for the
+/// fast path in front of it, `format::payload::decode_str_fields`.
+///
+/// # Errors
+/// As [`decode_string_fields`].
 pub fn decode_str_fields<'a, const N: usize>(
-    payload: &'a [u8],
-    fields: [&str; N],
-) -> Result<[Cow<'a, str>; N], JsonError> {
-    if let Some(out) = decode_canonical(payload, fields) {
-        return Ok(out);
-    }
-    decode_general(payload, fields)
-}
-
-/// `s` without its prefix `p`, compared inline (these prefixes are a few bytes long, and a call
-/// to `memcmp` per field cost more than the comparison).
-#[inline(always)]
-fn strip<'a>(s: &'a str, p: &str) -> Option<&'a str> {
-    let (sb, pb) = (s.as_bytes(), p.as_bytes());
-    if sb.len() < pb.len() {
-        return None;
-    }
-    let mut i = 0;
-    while i < pb.len() {
-        if sb[i] != pb[i] {
-            return None;
-        }
-        i += 1;
-    }
-    s.get(pb.len()..)
-}
-
-/// The exact bytes goraft writes, `{"f0":"v0","f1":"v1"}` plus its newline, with plain ASCII
-/// values (no escape, no control or non-ASCII byte): decoded without the general parser, with
-/// one UTF-8 validation for the whole payload. `None` sends the payload down the general path,
-/// which gives the same answer for these bytes (a property test holds the two together).
-#[inline]
-fn decode_canonical<'a, const N: usize>(
-    payload: &'a [u8],
-    fields: [&str; N],
-) -> Option<[Cow<'a, str>; N]> {
-    let text = std::str::from_utf8(payload).ok()?;
-    let mut out: [Cow<'a, str>; N] = std::array::from_fn(|_| Cow::Borrowed(""));
-    let mut rest = strip(text, "{")?;
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            rest = strip(rest, ",")?;
-        }
-        rest = strip(rest, "\"")?;
-        rest = strip(rest, f)?;
-        rest = strip(rest, "\":\"")?;
-        let end = rest
-            .bytes()
-            .position(|b| b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b))?;
-        if rest.as_bytes()[end] != b'"' {
-            return None;
-        }
-        out[i] = Cow::Borrowed(rest.get(..end)?);
-        rest = rest.get(end + 1..)?;
-    }
-    matches!(rest, "}" | "}\n").then_some(out)
-}
-
-fn decode_general<'a, const N: usize>(
     payload: &'a [u8],
     fields: [&str; N],
 ) -> Result<[Cow<'a, str>; N], JsonError> {
@@ -639,18 +584,6 @@ mod tests {
             payload.extend_from_slice(b"}\n");
             let [v] = decode_string_fields(&payload, ["value"]).unwrap();
             prop_assert_eq!(v, lossy_go(&bytes));
-        }
-
-        #[test]
-        fn canonical_fast_path_agrees_with_the_general_parser(
-            k in "[ -~]{0,12}", v in "[ -~]{0,12}", nl: bool, cut in 0usize..40) {
-            let mut p = crate::format::command::encode_write(k.as_bytes(), v.as_bytes());
-            if !nl { p.pop(); }
-            let p = &p[..p.len().saturating_sub(cut % 3)];
-            if let Some(fast) = decode_canonical(p, ["key", "value"]) {
-                prop_assert_eq!(Ok(fast), decode_general(p, ["key", "value"]));
-            }
-            prop_assert_eq!(decode_str_fields(p, ["key", "value"]), decode_general(p, ["key", "value"]));
         }
 
         #[test]

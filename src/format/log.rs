@@ -10,6 +10,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
+pub mod frames;
+pub use frames::{boundary_after, Frames};
+
 use super::dialect::Dialect;
 use super::frame::{self, Header, HeaderError};
 use super::wire::{self, WireEntry, WireError};
@@ -668,7 +671,7 @@ mod tests {
                 .collect();
             proptest::prop_assert_eq!(got, want);
             proptest::prop_assert!(read.iter().all(RawEntry::is_canonical));
-            let frames = crate::scan::Frames::new(&bytes).dialect(Dialect::Seaweedfs);
+            let frames = Frames::new(&bytes).dialect(Dialect::Seaweedfs);
             proptest::prop_assert_eq!(frames.map(Result::unwrap).collect::<Vec<_>>(), read);
         }
     }

@@ -9,6 +9,7 @@ pub mod dialect;
 pub mod frame;
 pub mod gojson;
 pub mod log;
+pub mod payload;
 pub mod proto;
 pub mod snapshot;
 pub mod wire;

@@ -376,14 +376,25 @@ pub fn encode(s: &Snapshot) -> Vec<u8> {
     out
 }
 
-/// Parses a snapshot file name `<term>_<index>.ss` (decimal, no padding).
+/// Parses a snapshot file name `<term>_<index>.ss` (decimal, no padding, each fitting a u64).
 pub fn parse_file_name(name: &str) -> Option<(Term, Index)> {
-    let stem = name.strip_suffix(".ss")?;
-    let (t, i) = stem.split_once('_')?;
-    let ok = |s: &str| {
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))
+    use nom::bytes::complete::tag;
+    use nom::character::complete::{char, digit1};
+    use nom::combinator::{all_consuming, map_res, verify};
+    use nom::sequence::{separated_pair, terminated};
+    let decimal = || {
+        map_res(
+            verify(digit1::<&str, nom::error::Error<&str>>, |d: &str| {
+                d == "0" || !d.starts_with('0')
+            }),
+            str::parse::<u64>,
+        )
     };
-    (ok(t) && ok(i)).then(|| Some((t.parse().ok()?, i.parse().ok()?)))?
+    let mut grammar = all_consuming(terminated(
+        separated_pair(decimal(), char('_'), decimal()),
+        tag(".ss"),
+    ));
+    grammar(name).ok().map(|(_, name)| name)
 }
 
 /// The name goraft's `LoadSnapshot` picks: the lexicographically last entry of the directory,
@@ -414,6 +425,22 @@ mod tests {
         assert_eq!(parse_file_name("0_252.ss"), Some((0, 252)));
         assert_eq!(parse_file_name("017_1.ss"), None);
         assert_eq!(parse_file_name(".DS_Store"), None);
+        for bad in [
+            "1_2.ss ",
+            "1_2",
+            "_2.ss",
+            "1__2.ss",
+            "1_02.ss",
+            "+1_2.ss",
+            "18446744073709551616_1.ss",
+        ] {
+            assert_eq!(parse_file_name(bad), None, "{bad}");
+        }
+        assert_eq!(parse_file_name("0_0.ss"), Some((0, 0)));
+        assert_eq!(
+            parse_file_name("18446744073709551615_1.ss"),
+            Some((u64::MAX, 1))
+        );
         assert_eq!(goraft_choice(["10_500.ss", "9_100.ss"]), Some("9_100.ss"));
     }
 

@@ -859,7 +859,7 @@ fn apply_pipelined(
             // applying a long run of them partition by partition keeps each small map in
             // the CPU cache. Payloads that do not decode take the general path.
             if let (b"write", Some(p)) = (e.wire.name, e.payload()) {
-                if let Ok([key, value]) = crate::replay::payload::decode_write(p) {
+                if let Ok([key, value]) = crate::format::payload::decode_write(p) {
                     kv.put_batched(i, &key, &value);
                     return;
                 }

@@ -17,7 +17,7 @@
 
 pub mod kv;
 mod machine;
-pub(crate) mod payload;
+
 mod pipeline;
 mod runs;
 pub mod seaweedfs;
@@ -31,6 +31,7 @@ use std::sync::{mpsc, Arc};
 
 use crate::datadir::{DataDir, SnapshotFile};
 use crate::format::log::{LogError, LogReader, RawEntry};
+use crate::format::payload;
 use crate::model::{Command, Index, Snapshot, Term};
 use kv::{Applied, Kv, KvMap};
 use pipeline::*;

@@ -1,4 +1,4 @@
-//! Crash durability of `raftdump serve` (issue 6, item 6) on real processes bound to 127.0.0.1
+//! Crash durability of `raftdump serve` on real processes bound to 127.0.0.1
 //! free ports: SIGKILL in a loop under writes, fsync failing (fiu-run), a full disk (a small
 //! tmpfs). The invariant everywhere: a write answered 200 is durable; 0 acknowledged writes
 //! lost. Every wait has a deadline; only the processes started here are killed, by pid.
@@ -127,10 +127,11 @@ fn sigkill_in_a_loop_loses_no_acknowledged_write() {
 
 #[test]
 fn a_failing_fsync_never_answers_200() {
-    if Command::new("fiu-run").arg("-h").output().is_err() {
-        eprintln!("SKIP a_failing_fsync_never_answers_200: fiu-run is not installed (apt-get install fiu-utils)");
-        return;
-    }
+    assert!(
+        Command::new("fiu-run").arg("-h").output().is_ok(),
+        "this test makes fsync fail with fiu-run, which is not installed (apt-get install \
+         fiu-utils; .ci/run installs it)"
+    );
     let tmp = tempfile::tempdir().unwrap();
     // A node whose every fsync fails from the start (libfiu's POSIX preload).
     let wrap = ["fiu-run", "-x", "-c", "enable name=posix/io/sync/*"];
@@ -245,10 +246,10 @@ fn a_full_disk_refuses_writes_and_keeps_serving_reads() {
     let mnt = tmp.path().join("mnt");
     let _fs = match Tmpfs::mount(&mnt, "1m") {
         Ok(fs) => fs,
-        Err(e) => {
-            eprintln!("SKIP a_full_disk_refuses_writes_and_keeps_serving_reads: cannot mount a tmpfs ({e})");
-            return;
-        }
+        Err(e) => panic!(
+            "this test fills a 1 MiB tmpfs, which cannot be mounted here ({e}): run it as root, \
+             as .ci/run does"
+        ),
     };
     let value = vec![b'x'; 20 << 10];
 

@@ -197,8 +197,14 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic_and_are_fully_accounted(bytes in proptest::collection::vec(
         prop_oneof![Just(b' '), Just(b'\n'), Just(0u8), Just(8u8), Just(b'1'), Just(b'e'), any::<u8>()], 0..300)) {
-        let (good, _) = read_all(&bytes);
+        // read_all checks each piece starts where the last ended; together they are the file.
+        let (good, bad) = read_all(&bytes);
+        let good_bytes: u64 = good.iter().map(|g| g.end() - g.offset).sum();
+        let bad_bytes: u64 = bad.iter().map(|b| b.len).sum();
+        prop_assert_eq!(good_bytes + bad_bytes, bytes.len() as u64);
+        prop_assert!(bad.is_empty() || bad_bytes > 0);
         for g in good {
+            // Every good entry's command decodes without a panic (an unknown one is data too).
             let _ = g.command();
         }
     }

@@ -33,6 +33,22 @@ mod vote_rule;
 
 use std::path::{Path, PathBuf};
 
+/// Polls `f` every 20 ms until it returns `Some`, at most `secs` seconds; then fails saying
+/// what did not happen. The tests' one way to wait for a condition.
+pub(crate) fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// The repository's `fixtures/` directory.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")

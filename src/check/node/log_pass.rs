@@ -153,9 +153,9 @@ impl<'c> LogPass<'c> {
         let mut released = 0usize;
         let (from, from_ordinal) = self.from;
         let mut reader = match bytes.get(base as usize..) {
-            Some(b) if from == 0 => crate::scan::Frames::new(b),
-            Some(b) => crate::scan::Frames::resume(b, from, from_ordinal),
-            None => crate::scan::Frames::new(&[]),
+            Some(b) if from == 0 => crate::format::log::Frames::new(b),
+            Some(b) => crate::format::log::Frames::resume(b, from, from_ordinal),
+            None => crate::format::log::Frames::new(&[]),
         }
         .dialect(self.pass.ctx.dialect);
         let mut sides: Vec<Side> = others
@@ -236,7 +236,7 @@ impl<'c> LogPass<'c> {
     }
 
     /// [`LogPass::run`] in `parts` parts checked at once, one per thread: the log is cut at
-    /// likely frame boundaries ([`crate::scan::boundary_after`]); each later part is checked
+    /// likely frame boundaries ([`crate::format::log::boundary_after`]); each later part is checked
     /// from a copy of the initial pass, as if its first frame followed an entry of the index
     /// before and the same term, and this thread checks the first part. Then, in order, each
     /// part is taken over (`Pass::absorb`) when this pass stopped exactly at its first frame
@@ -257,7 +257,7 @@ impl<'c> LogPass<'c> {
         if parts >= 2 && self.base == 0 && self.from == (0, 0) {
             for k in 1..parts {
                 let from = (bytes.len() / parts * k).max(starts.last().map_or(0, |s| s.0 + 1));
-                if let Some(b) = crate::scan::boundary_after(bytes, from, dialect) {
+                if let Some(b) = crate::format::log::boundary_after(bytes, from, dialect) {
                     if b.1 >= 1 {
                         starts.push(b);
                     }
@@ -270,19 +270,20 @@ impl<'c> LogPass<'c> {
         }
         let initial = self.pass.clone();
         // Reads `reader` up to `end` into `pass`, giving back the pages left behind.
-        let read = |reader: &mut crate::scan::Frames<'c>, end: usize, pass: &mut Pass<'c>| {
-            let mut released = crate::scan::Frames::position(reader) as usize;
-            reader.each_before(end, |item, pos| {
-                match item {
-                    Ok(e) => pass.entry(e, 0),
-                    Err(e) => pass.damage(e),
-                }
-                if pos >= released + 2 * STEP {
-                    release(released..pos - STEP);
-                    released = pos - STEP;
-                }
-            });
-        };
+        let read =
+            |reader: &mut crate::format::log::Frames<'c>, end: usize, pass: &mut Pass<'c>| {
+                let mut released = crate::format::log::Frames::position(reader) as usize;
+                reader.each_before(end, |item, pos| {
+                    match item {
+                        Ok(e) => pass.entry(e, 0),
+                        Err(e) => pass.damage(e),
+                    }
+                    if pos >= released + 2 * STEP {
+                        release(released..pos - STEP);
+                        released = pos - STEP;
+                    }
+                });
+            };
         // Part 0 goes on from this pass; each later part starts from a copy of it.
         let bounds: Vec<(usize, usize)> = std::iter::once(0)
             .chain(starts.iter().map(|s| s.0))
@@ -293,37 +294,35 @@ impl<'c> LogPass<'c> {
             let (start, end) = bounds[i];
             let mut pass = initial.clone();
             let mut reader = if i == 0 {
-                crate::scan::Frames::new(bytes).dialect(dialect)
+                crate::format::log::Frames::new(bytes).dialect(dialect)
             } else {
                 let (_, index, term) = starts[i - 1];
                 pass.prev = Some((index - 1, term));
-                crate::scan::Frames::resume(bytes, start, 0).dialect(dialect)
+                crate::format::log::Frames::resume(bytes, start, 0).dialect(dialect)
             };
             read(&mut reader, end, &mut pass);
-            (pass, reader)
+            // Where the part's reader stopped, and its frames (a reader is not `Send`).
+            (pass, reader.position() as usize, reader.ordinal())
         };
         let mut taken_over = 0;
-        let mut reader = crate::scan::Frames::new(bytes).dialect(dialect);
+        let mut reader = crate::format::log::Frames::new(bytes).dialect(dialect);
         let pass = &mut self.pass;
         let merged: Result<(), std::convert::Infallible> = crate::par::in_order(
             bounds.len(),
             bounds.len(),
             work,
-            |i, (part, part_reader)| {
+            |i, (part, part_end, part_frames)| {
                 if i == 0 {
                     *pass = part;
-                    reader = part_reader;
+                    reader = crate::format::log::Frames::resume(bytes, part_end, part_frames)
+                        .dialect(dialect);
                     return Ok(());
                 }
                 let (start, index, term) = starts[i - 1];
                 if reader.position() as usize == start && pass.absorb(&part, (index, term)) {
                     let ordinal = reader.ordinal() + part.out.entries;
-                    reader = crate::scan::Frames::resume(
-                        bytes,
-                        part_reader.position() as usize,
-                        ordinal,
-                    )
-                    .dialect(dialect);
+                    reader = crate::format::log::Frames::resume(bytes, part_end, ordinal)
+                        .dialect(dialect);
                     taken_over += 1;
                 } else {
                     read(&mut reader, bounds[i].1, pass);

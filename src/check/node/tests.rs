@@ -148,7 +148,8 @@ fn parts_that_depend_on_what_came_before_are_read_again() {
     let n = 10_000u64;
     let base = writes(n, |_, _| false);
     // The entry at the middle of the log is where a part of two starts.
-    let (at, mid, _) = crate::scan::boundary_after(&base, base.len() / 2, Dialect::Goraft).unwrap();
+    let (at, mid, _) =
+        crate::format::log::boundary_after(&base, base.len() / 2, Dialect::Goraft).unwrap();
     assert!(at > 0 && mid > 1);
     for j in [mid - 1, mid, mid + 1, mid + 2] {
         let cases: [Plant; 5] = [
@@ -191,9 +192,10 @@ fn parts_that_depend_on_what_came_before_are_read_again() {
             // Where this log's second part starts (the entries before it changed size), as
             // the number of frames before it; the changed entry is frame `j - 1`.
             let (at, _, _) =
-                crate::scan::boundary_after(&bytes, bytes.len() / 2, Dialect::Goraft).unwrap();
+                crate::format::log::boundary_after(&bytes, bytes.len() / 2, Dialect::Goraft)
+                    .unwrap();
             let mut cut = 0;
-            crate::scan::Frames::new(&bytes).each_before(at, |_, _| cut += 1);
+            crate::format::log::Frames::new(&bytes).each_before(at, |_, _| cut += 1);
             // An entry before the cut leaves the part after it plain, unless it is an index
             // the part's first frame does not follow.
             let plain = j - 1 < cut && !(c == 1 && j == cut);
@@ -243,7 +245,7 @@ fn a_false_boundary_is_not_trusted() {
     let bytes = (1_700..2 * half)
         .map(log)
         .find(|b| {
-            crate::scan::boundary_after(b, b.len() / 2, Dialect::Goraft)
+            crate::format::log::boundary_after(b, b.len() / 2, Dialect::Goraft)
                 .is_some_and(|c| c.1 == half + 1)
         })
         .unwrap();

@@ -5,18 +5,26 @@
 //! canonical `"%8x\n"` header and a canonical body whose varints fit in 9 bytes) inline, with
 //! small return values, and hands anything else to a [`LogReader`] started at that frame, which
 //! reads from there exactly as it would have from the start (it never looks back before a frame
-//! boundary). Optionally it releases the pages of a memory-mapped log behind it, as
-//! `datadir::LogStream` does.
+//! boundary). Optionally it tells the owner of the bytes (a memory-mapped log, see [`Pages`])
+//! which pages lie behind it, so that they can be released.
 //!
 //! It owns no format knowledge of its own beyond the canonical shape, and it must not decide
-//! anything `format::log` decides: whatever it does not recognise goes to the reader. Pure but for
-//! the optional page release.
+//! anything [`LogReader`] decides: whatever it does not recognise, damage and its
+//! resynchronisation included, goes to the reader. Pure: it sees `&[u8]` and the [`Pages`] hook.
 
-use crate::datadir::LogBytes;
+use super::{DamageKind, LogError, LogReader, RawEntry};
 use crate::format::dialect::Dialect;
 use crate::format::frame::{self, Header, HeaderQuirks, CANONICAL_HEADER_LEN};
-use crate::format::log::{DamageKind, LogError, LogReader, RawEntry};
 use crate::format::wire::{self, WireEntry};
+
+/// Bytes whose pages can be given back once read: a memory-mapped log (`datadir::LogBytes`).
+pub trait Pages {
+    /// The bytes.
+    fn bytes(&self) -> &[u8];
+    /// Gives back the pages of `range`; the bytes stay readable (they are read again from the
+    /// file if touched).
+    fn release(&self, range: std::ops::Range<usize>);
+}
 
 /// How far the reader moves between two releases, and how much it keeps behind it: at most
 /// twice this is resident per log (`verify` of several nodes reads them all at once).
@@ -28,7 +36,7 @@ pub struct Frames<'a> {
     buf: &'a [u8],
     pos: usize,
     ordinal: u64,
-    log: Option<&'a LogBytes>,
+    log: Option<&'a dyn Pages>,
     released: usize,
     dialect: Dialect,
 }
@@ -72,8 +80,8 @@ impl<'a> Frames<'a> {
     }
 
     /// Reads a data dir's mapped log, giving back the pages it has left behind (see
-    /// `datadir::LogBytes::release`) so that the resident set stays flat.
-    pub fn releasing(log: &'a LogBytes) -> Self {
+    /// [`Pages::release`]) so that the resident set stays flat.
+    pub fn releasing(log: &'a dyn Pages) -> Self {
         Frames {
             log: Some(log),
             ..Frames::new(log.bytes())
@@ -408,27 +416,10 @@ mod tests {
     use crate::format::log::LogWriter;
     use crate::model::Command;
 
+    /// The reader's sample (a fresh raftd's join, nop and write) and two frames with long
+    /// varints and a name other than raftd's.
     fn sample() -> Vec<u8> {
-        let mut w = LogWriter::new(Vec::new());
-        w.append(
-            1,
-            0,
-            &Command::Join {
-                name: "2832bfa".into(),
-                connection_string: "http://localhost:4001".into(),
-            },
-        )
-        .unwrap();
-        w.append(2, 0, &Command::Nop).unwrap();
-        w.append(
-            3,
-            0,
-            &Command::Write {
-                key: "foo".into(),
-                value: "bar".into(),
-            },
-        )
-        .unwrap();
+        let mut w = LogWriter::new(crate::format::log::tests::sample());
         w.append(300, 1 << 40, &Command::Nop).unwrap();
         w.append_raw(301, 1 << 62, "etcd:set", Some(b"{}")).unwrap();
         w.into_inner()
