@@ -9,7 +9,8 @@ same file in the same run (warm page cache for both). Median of RUNS runs (defau
 Besides the goraft logs it writes and measures a 1M-entry SeaweedFS master's log (the seaweedfs/raft
 dialect: proto3, MaxVolumeId commands). With BASE set to another build of raftdump, it runs RUNS
 rounds of `wc -l`, BASE and this build one right after the other (the order alternating) for
-inspect --summary, verify and replay --json on both 1M logs, and prints each build's median and
+inspect --summary, inspect --json, verify and replay --json on both 1M logs (and verify and diff
+of the three goraft nodes), and prints each build's median and
 the median of the per-round ratios new / base.
 
 Prints per command: median wall seconds, MB/s of log, peak RSS, and time relative to `wc -l`.
@@ -64,11 +65,15 @@ def once(cmd):
     return time.perf_counter() - t
 
 
-def alternate(label, d):
-    """BASE against this build, alternated round by round, each with `wc -l` of the same run."""
+def alternate(label, d, nodes=None):
+    """BASE against this build, alternated round by round, each with `wc -l` of the same run.
+    With `nodes` (several dirs), also `diff` and `verify` of all of them."""
     log = os.path.join(d, "log")
     print(f"== {label}: BASE ({BASE}) and this build alternated, {RUNS} rounds")
-    for args in (["inspect", "--summary"], ["verify"], ["replay", "--json"]):
+    runs = [(a, [d]) for a in (["inspect", "--summary"], ["inspect", "--json"], ["verify"], ["replay", "--json"])]
+    if nodes:
+        runs += [(["verify"], nodes), (["diff"], nodes)]
+    for args, dirs in runs:
         base, new, wc, ratios = [], [], [], []
         for r in range(RUNS):
             order = [(BASE, base), (BIN, new)]
@@ -76,10 +81,11 @@ def alternate(label, d):
                 order.reverse()
             wc.append(once(["wc", "-l", log]))
             for binary, out in order:
-                out.append(once([binary, *args, d]))
+                out.append(once([binary, *args, *dirs]))
             ratios.append(new[-1] / base[-1])
         m = statistics.median
-        print(f"{'raftdump ' + ' '.join(args):28} base {m(base):7.4f} s ({m(base) / m(wc):5.1f}x wc -l)"
+        what = ' '.join(args) + (f" ({len(dirs)} nodes)" if len(dirs) > 1 else "")
+        print(f"{'raftdump ' + what:28} base {m(base):7.4f} s ({m(base) / m(wc):5.1f}x wc -l)"
               f"  new {m(new):7.4f} s ({m(new) / m(wc):5.1f}x wc -l)  new/base {m(ratios):.3f}")
 
 
@@ -112,7 +118,7 @@ def main():
     if not os.path.exists(os.path.join(master, "log")):
         sh(os.path.join(TARGET, "release/examples/gen-large-log"), master, "1000000", "seaweedfs")
     if BASE:
-        alternate("large-1m shape (goraft)", one_m)
+        alternate("large-1m shape (goraft)", one_m, nodes)
         alternate("1M-entry SeaweedFS master (seaweedfs)", master)
         return
     bench_log("large-1m shape (LogWriter)", one_m)

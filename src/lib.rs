@@ -11,6 +11,7 @@
 //! - [`render`]: the only formatting code, writing to `&mut dyn Write`.
 //! - [`replay`]: raftd's state machine and the streaming replayer.
 //! - [`diff`]: index-aligned comparison of N nodes' logs.
+//! - [`par`]: a pass over a log in parts on several cores, results in file order.
 //! - [`cli`]: argument parsing, one file per subcommand, exit codes.
 #![warn(missing_docs)]
 
@@ -22,6 +23,7 @@ pub mod format;
 pub mod inspect;
 pub mod model;
 pub mod node;
+pub mod par;
 pub mod render;
 pub mod repair;
 pub mod replay;

@@ -37,6 +37,9 @@ use crate::diff::{
 use crate::format::command;
 use crate::model::{Command, Entry, Index};
 
+mod json_lines;
+pub use json_lines::*;
+
 /// The short id of node `k` in tables: A, B, C ... then n27, n28 ...
 pub fn node_id(k: usize) -> String {
     match u8::try_from(k) {
@@ -163,6 +166,20 @@ pub fn human(
     color: bool,
 ) -> io::Result<()> {
     let p = Paint(color);
+    human_nodes(out, d, &p)?;
+    human_log(out, d, &p)?;
+    human_conflicts(out, d, &p)?;
+    human_tails(out, d, &p)?;
+    human_commit(out, d, &p)?;
+    human_invariants(out, &p, findings)?;
+    human_files(out, d, &p)?;
+    human_state(out, d, &p)?;
+    human_result(out, d, &p)?;
+    Ok(())
+}
+
+/// The nodes compared, each with its range and damage.
+fn human_nodes(out: &mut dyn Write, d: &Divergence, p: &Paint) -> io::Result<()> {
     let nodes = &d.nodes;
     writeln!(
         out,
@@ -201,7 +218,12 @@ pub fn human(
             )?;
         }
     }
+    Ok(())
+}
 
+/// The common prefix and how each pair of nodes differs.
+fn human_log(out: &mut dyn Write, d: &Divergence, p: &Paint) -> io::Result<()> {
+    let nodes = &d.nodes;
     writeln!(out)?;
     writeln!(out, "{}", p.title("log"))?;
     match d.common {
@@ -262,7 +284,12 @@ pub fn human(
         };
         writeln!(out, "  {a} vs {b}         {text}")?;
     }
+    Ok(())
+}
 
+/// The table of conflicting entries past the common prefix.
+fn human_conflicts(out: &mut dyn Write, d: &Divergence, p: &Paint) -> io::Result<()> {
+    let nodes = &d.nodes;
     if d.conflicting_indexes > 0 {
         writeln!(out)?;
         writeln!(
@@ -300,7 +327,11 @@ pub fn human(
             writeln!(out, "{left} more conflicting indexes not listed")?;
         }
     }
+    Ok(())
+}
 
+/// The tails: runs of entries after the common prefix, and whether each is committed.
+fn human_tails(out: &mut dyn Write, d: &Divergence, p: &Paint) -> io::Result<()> {
     if !d.tails.is_empty() {
         writeln!(out)?;
         writeln!(
@@ -347,7 +378,11 @@ pub fn human(
             writeln!(out, "  {} more tail segments not listed", d.tails_dropped)?;
         }
     }
+    Ok(())
+}
 
+/// How far the log is proven committed, and the evidence.
+fn human_commit(out: &mut dyn Write, d: &Divergence, p: &Paint) -> io::Result<()> {
     writeln!(out)?;
     writeln!(out, "{}", p.title("commit"))?;
     match d.committed() {
@@ -391,7 +426,11 @@ pub fn human(
     if !bounds.is_empty() {
         writeln!(out, "  evidence: {}", bounds.join("; "))?;
     }
+    Ok(())
+}
 
+/// The broken invariants.
+fn human_invariants(out: &mut dyn Write, p: &Paint, findings: &[Finding]) -> io::Result<()> {
     writeln!(out)?;
     writeln!(
         out,
@@ -409,7 +448,12 @@ pub fn human(
         };
         writeln!(out, "  {sev} {}: {}", f.code, escape_terminal(&f.message))?;
     }
+    Ok(())
+}
 
+/// The conf, snapshot and membership of each node, side by side.
+fn human_files(out: &mut dyn Write, d: &Divergence, p: &Paint) -> io::Result<()> {
+    let nodes = &d.nodes;
     writeln!(out)?;
     writeln!(out, "{}", p.title("files"))?;
     let conf_ci = |n: &NodeSummary| match (&n.conf, &n.conf_error) {
@@ -418,10 +462,10 @@ pub fn human(
         (None, None) => "none".to_string(),
     };
     let conf_ci_differ = nodes.windows(2).any(|w| conf_ci(&w[0]) != conf_ci(&w[1]));
-    per_node(out, &p, "conf", nodes, conf_ci, conf_ci_differ)?;
+    per_node(out, p, "conf", nodes, conf_ci, conf_ci_differ)?;
     let conf_m = |n: &NodeSummary| n.conf.as_ref().map_or("-".to_string(), |c| set(&c.members));
     let conf_m_differ = nodes.windows(2).any(|w| conf_m(&w[0]) != conf_m(&w[1]));
-    per_node(out, &p, "conf members", nodes, conf_m, conf_m_differ)?;
+    per_node(out, p, "conf members", nodes, conf_m, conf_m_differ)?;
     let snap = |n: &NodeSummary| {
         n.snapshot.as_ref().map_or("none".to_string(), |s| {
             format!(
@@ -432,7 +476,7 @@ pub fn human(
             )
         })
     };
-    per_node(out, &p, "snapshot", nodes, snap, d.snapshots_differ)?;
+    per_node(out, p, "snapshot", nodes, snap, d.snapshots_differ)?;
     let members = |n: &NodeSummary| {
         let s: BTreeSet<String> = n.replay.kv.members.keys().cloned().collect();
         format!(
@@ -446,11 +490,16 @@ pub fn human(
         set(&s)
     };
     if d.membership_differs {
-        per_node(out, &p, "membership", nodes, members, true)?;
+        per_node(out, p, "membership", nodes, members, true)?;
     } else {
-        per_node(out, &p, "membership", nodes, members_same, false)?;
+        per_node(out, p, "membership", nodes, members_same, false)?;
     }
+    Ok(())
+}
 
+/// How the replayed states differ (`--state`).
+fn human_state(out: &mut dyn Write, d: &Divergence, p: &Paint) -> io::Result<()> {
+    let nodes = &d.nodes;
     if let Some(s) = &d.state {
         writeln!(out)?;
         writeln!(
@@ -496,7 +545,11 @@ pub fn human(
             writeln!(out, "{t}")?;
         }
     }
+    Ok(())
+}
 
+/// The one-line result.
+fn human_result(out: &mut dyn Write, d: &Divergence, p: &Paint) -> io::Result<()> {
     writeln!(out)?;
     if d.identical() {
         writeln!(out, "{}", p.good("result: identical"))?;
@@ -526,415 +579,5 @@ pub fn human(
     Ok(())
 }
 
-#[derive(Serialize)]
-struct NodeJson<'a> {
-    id: String,
-    path: String,
-    at: Option<Index>,
-    name: Option<&'a str>,
-    first_index: Option<Index>,
-    last_index: Option<Index>,
-    last_term: Option<u64>,
-    entries: u64,
-    out_of_order: u64,
-    damage: Option<DamageJson>,
-    snapshot: Option<SnapJson<'a>>,
-    conf: Option<ConfJson<'a>>,
-    conf_error: Option<&'a str>,
-    members: Vec<PeerJson<'a>>,
-    replayed_to: Index,
-}
-
-#[derive(Serialize)]
-struct DamageJson {
-    offset: u64,
-    kind: &'static str,
-    message: String,
-}
-
-#[derive(Serialize)]
-struct SnapJson<'a> {
-    file: &'a str,
-    last_index: Index,
-    last_term: u64,
-}
-
-#[derive(Serialize)]
-struct ConfJson<'a> {
-    commit_index: Index,
-    members: Vec<&'a str>,
-}
-
-#[derive(Serialize)]
-struct PeerJson<'a> {
-    name: &'a str,
-    connection_string: &'a str,
-}
-
-#[derive(Serialize)]
-struct CellJson<'a> {
-    node: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    absent: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    term: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    command: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    connection_string: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    payload: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    payload_base64: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    offset: Option<u64>,
-}
-
-fn cell_json(k: usize, c: &Cell) -> CellJson<'_> {
-    let mut j = CellJson {
-        node: node_id(k),
-        absent: None,
-        term: None,
-        command: None,
-        key: None,
-        value: None,
-        name: None,
-        connection_string: None,
-        payload: None,
-        payload_base64: None,
-        offset: None,
-    };
-    match c {
-        Cell::Absent(a) => {
-            j.absent = Some(match a {
-                Absent::Covered => "covered",
-                Absent::Missing => "missing",
-                Absent::Beyond => "beyond",
-            });
-        }
-        Cell::Entry(e, offset) => {
-            j.term = Some(e.term);
-            j.command = Some(&e.name);
-            j.offset = Some(*offset);
-            match command::decode(e.name.as_bytes(), e.payload.as_deref()) {
-                Command::Write { key, value } => {
-                    j.key = Some(key);
-                    j.value = Some(value);
-                }
-                Command::Join {
-                    name,
-                    connection_string,
-                } => {
-                    j.name = Some(name);
-                    j.connection_string = Some(connection_string);
-                }
-                Command::Leave { name } => j.name = Some(name),
-                Command::Nop => {}
-                Command::Other { .. } | Command::Invalid { .. } => {
-                    if let Some(p) = &e.payload {
-                        j.payload = Some(String::from_utf8_lossy(p).into_owned());
-                        j.payload_base64 = b64_if_not_utf8(p);
-                    }
-                }
-            }
-        }
-    }
-    j
-}
-
-/// Writes the JSON Lines form.
-pub fn json(out: &mut dyn Write, d: &Divergence, findings: &[Finding]) -> io::Result<()> {
-    for (k, n) in d.nodes.iter().enumerate() {
-        line(
-            out,
-            "node",
-            &NodeJson {
-                id: node_id(k),
-                path: n.path.to_string_lossy().into_owned(),
-                at: n.at,
-                name: n.name.as_deref(),
-                first_index: n.first_index,
-                last_index: n.last_index,
-                last_term: n.last_term,
-                entries: n.entries,
-                out_of_order: n.out_of_order,
-                damage: n.damage.as_ref().map(|e| DamageJson {
-                    offset: e.offset,
-                    kind: e.kind.code(),
-                    message: e.to_string(),
-                }),
-                snapshot: n.snapshot.as_ref().map(|s| SnapJson {
-                    file: &s.file,
-                    last_index: s.last_index,
-                    last_term: s.last_term,
-                }),
-                conf: n.conf.as_ref().map(|c| ConfJson {
-                    commit_index: c.commit_index,
-                    members: c.members.iter().map(String::as_str).collect(),
-                }),
-                conf_error: n.conf_error.as_deref(),
-                members: n
-                    .replay
-                    .kv
-                    .members
-                    .iter()
-                    .map(|(name, cs)| PeerJson {
-                        name,
-                        connection_string: cs,
-                    })
-                    .collect(),
-                replayed_to: n.replay.last_applied(),
-            },
-        )?;
-    }
-    #[derive(Serialize)]
-    struct Common {
-        from: Option<Index>,
-        to: Option<Index>,
-    }
-    line(
-        out,
-        "common",
-        &Common {
-            from: d.common.map(|c| c.0),
-            to: d.common.map(|c| c.1),
-        },
-    )?;
-    #[derive(Serialize)]
-    struct PairJson {
-        a: String,
-        b: String,
-        status: &'static str,
-        index: Option<Index>,
-        node: Option<String>,
-    }
-    for pair in &d.pairs {
-        let (status, node) = match pair.diff {
-            PairDiff::Identical => ("identical", None),
-            PairDiff::Conflict(_) => ("conflict", None),
-            PairDiff::Ends { shorter, .. } => ("ends", Some(node_id(shorter))),
-            PairDiff::Missing { missing, .. } => ("missing", Some(node_id(missing))),
-        };
-        line(
-            out,
-            "pair",
-            &PairJson {
-                a: node_id(pair.a),
-                b: node_id(pair.b),
-                status,
-                index: pair.diff.index(),
-                node,
-            },
-        )?;
-    }
-    #[derive(Serialize)]
-    struct RowJson<'a> {
-        index: Index,
-        cells: Vec<CellJson<'a>>,
-    }
-    for row in &d.rows {
-        line(
-            out,
-            "conflict",
-            &RowJson {
-                index: row.index,
-                cells: row
-                    .cells
-                    .iter()
-                    .enumerate()
-                    .map(|(k, c)| cell_json(k, c))
-                    .collect(),
-            },
-        )?;
-    }
-    #[derive(Serialize)]
-    struct TailJson {
-        nodes: Vec<String>,
-        from: Index,
-        to: Index,
-        min_term: u64,
-        max_term: u64,
-        holders: usize,
-        status: &'static str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        by_term: Option<u64>,
-    }
-    for t in &d.tails {
-        let (status, by_term) = match t.status {
-            TailStatus::OnMajority => ("on-majority", None),
-            TailStatus::Claimed { evidence } => (
-                match evidence {
-                    Evidence::Snapshot => "covered-by-snapshot",
-                    _ => "covered-by-conf-commit-index",
-                },
-                None,
-            ),
-            TailStatus::NotOnMajority => ("not-on-majority", None),
-            TailStatus::Overwritten { by_term } => ("overwritten", Some(by_term)),
-        };
-        line(
-            out,
-            "tail",
-            &TailJson {
-                nodes: members_of(t.nodes).map(node_id).collect(),
-                from: t.from,
-                to: t.to,
-                min_term: t.min_term,
-                max_term: t.max_term,
-                holders: t.holders,
-                status,
-                by_term,
-            },
-        )?;
-    }
-    #[derive(Serialize)]
-    struct Majority {
-        index: Index,
-        term: u64,
-        nodes: Vec<String>,
-        holders: usize,
-        cluster_size: usize,
-    }
-    #[derive(Serialize)]
-    struct Bound {
-        index: Index,
-        node: String,
-    }
-    #[derive(Serialize)]
-    struct CommitJson {
-        index: Option<Index>,
-        evidence: Option<&'static str>,
-        node: Option<String>,
-        cluster_size: usize,
-        majority: Option<Majority>,
-        conf: Option<Bound>,
-        snapshot: Option<Bound>,
-    }
-    let c = d.committed();
-    line(
-        out,
-        "commit",
-        &CommitJson {
-            index: c.map(|c| c.0),
-            evidence: c.map(|c| c.1.code()),
-            node: c.map(|c| node_id(c.2)),
-            cluster_size: d.commit.cluster_size,
-            majority: d.commit.majority.map(|m| Majority {
-                index: m.index,
-                term: m.term,
-                nodes: members_of(m.nodes).map(node_id).collect(),
-                holders: m.holders,
-                cluster_size: m.cluster_size,
-            }),
-            conf: d.commit.conf.map(|b| Bound {
-                index: b.index,
-                node: node_id(b.node),
-            }),
-            snapshot: d.commit.snapshot.map(|b| Bound {
-                index: b.index,
-                node: node_id(b.node),
-            }),
-        },
-    )?;
-    for f in findings {
-        line(out, "finding", f)?;
-    }
-    if let Some(s) = &d.state {
-        #[derive(Serialize)]
-        struct V<'a> {
-            node: String,
-            value: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            value_base64: Option<String>,
-        }
-        #[derive(Serialize)]
-        struct StateJson<'a> {
-            key: &'a str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            key_base64: Option<String>,
-            values: Vec<V<'a>>,
-        }
-        for r in &s.rows {
-            line(
-                out,
-                "state",
-                &StateJson {
-                    key: &r.key,
-                    key_base64: b64_if_not_utf8(r.key.as_bytes()),
-                    values: r
-                        .values
-                        .iter()
-                        .enumerate()
-                        .map(|(k, v)| V {
-                            node: node_id(k),
-                            value: v.as_deref(),
-                            value_base64: v.as_deref().and_then(|v| b64_if_not_utf8(v.as_bytes())),
-                        })
-                        .collect(),
-                },
-            )?;
-        }
-    }
-    #[derive(Serialize)]
-    struct Summary {
-        identical: bool,
-        conflicting_indexes: u64,
-        conf_differs: bool,
-        snapshots_differ: bool,
-        membership_differs: bool,
-        state_keys_differ: Option<usize>,
-        state_keys_same: Option<u64>,
-    }
-    line(
-        out,
-        "summary",
-        &Summary {
-            identical: d.identical(),
-            conflicting_indexes: d.conflicting_indexes,
-            conf_differs: d.conf_differs,
-            snapshots_differ: d.snapshots_differ,
-            membership_differs: d.membership_differs,
-            state_keys_differ: d.state.as_ref().map(|s| s.rows.len()),
-            state_keys_same: d.state.as_ref().map(|s| s.same),
-        },
-    )
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_and_descriptions() {
-        assert_eq!(
-            (node_id(0), node_id(25), node_id(26)),
-            ("A".into(), "Z".into(), "n27".into())
-        );
-        let e = Entry {
-            index: 3,
-            term: 1,
-            name: "write".into(),
-            payload: Some(b"{\"key\":\"k\",\"value\":\"a\\nb\"}\n".to_vec()),
-        };
-        assert_eq!(describe(&e), "t1 write k = a\\nb");
-        let nop = Entry {
-            index: 4,
-            term: 2,
-            name: "raft:nop".into(),
-            payload: None,
-        };
-        assert_eq!(describe(&nop), "t2 raft:nop");
-    }
-
-    #[test]
-    fn paint_only_when_asked() {
-        assert_eq!(Paint(false).bad("x"), "x");
-        assert_eq!(Paint(true).good("x"), "\u{1b}[32mx\u{1b}[0m");
-    }
-}
+mod tests;

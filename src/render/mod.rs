@@ -10,6 +10,7 @@ pub mod replay;
 use std::borrow::Cow;
 
 pub mod inspect;
+mod jsonl;
 pub mod repair;
 pub mod report;
 

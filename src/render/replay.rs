@@ -22,12 +22,12 @@
 //!   machine is not raftd's).
 
 use std::io::{self, Write};
-use std::sync::mpsc;
 
 use comfy_table::{presets, Cell, CellAlignment, Table};
 use serde::Serialize;
 
 use super::escape_terminal;
+use super::jsonl::Obj;
 use super::machine;
 use crate::diff::{Commit, Evidence};
 use crate::model::Index;
@@ -156,6 +156,21 @@ pub fn human(
     sections: &Sections,
     committed: Option<&Committed<'_>>,
 ) -> io::Result<()> {
+    human_summary(out, r, committed)?;
+    human_state(out, r, sections)?;
+    human_key(out, r, sections)?;
+    human_history(out, r, sections)?;
+    human_membership(out, r, sections)?;
+    human_stats(out, r, sections)?;
+    machine::keep_line(out, r)
+}
+
+/// Where the replay started, what it applied, where it stopped, and any damage.
+fn human_summary(
+    out: &mut dyn Write,
+    r: &Replay,
+    committed: Option<&Committed<'_>>,
+) -> io::Result<()> {
     writeln!(out, "replay of {}", source(r))?;
     match &r.start {
         Start::Empty => writeln!(out, "  start    empty state")?,
@@ -244,7 +259,11 @@ pub fn human(
             i.found, i.offset, i.expected, r.irregular_count
         )?;
     }
+    Ok(())
+}
 
+/// The state's keys and values (`--state`).
+fn human_state(out: &mut dyn Write, r: &Replay, sections: &Sections) -> io::Result<()> {
     if sections.state() && !machine::human_state(out, r)? {
         writeln!(out)?;
         let mut t = table(&["Key", "Value"]);
@@ -265,6 +284,11 @@ pub fn human(
             )?;
         }
     }
+    Ok(())
+}
+
+/// One key's value and when it was set (`--key`).
+fn human_key(out: &mut dyn Write, r: &Replay, sections: &Sections) -> io::Result<()> {
     if let Some(key) = &sections.key {
         writeln!(out)?;
         let last = r.history.as_ref().and_then(|h| h.changes.last());
@@ -291,6 +315,11 @@ pub fn human(
         right(&mut t, &[3]);
         writeln!(out, "{t}")?;
     }
+    Ok(())
+}
+
+/// One key's changes (`--history`).
+fn human_history(out: &mut dyn Write, r: &Replay, sections: &Sections) -> io::Result<()> {
     if sections.history {
         if let Some(h) = &r.history {
             writeln!(out)?;
@@ -317,6 +346,11 @@ pub fn human(
             }
         }
     }
+    Ok(())
+}
+
+/// The membership changes and the members at the end (`--membership`).
+fn human_membership(out: &mut dyn Write, r: &Replay, sections: &Sections) -> io::Result<()> {
     if sections.membership {
         writeln!(out)?;
         let mut t = table(&["Index", "Term", "Change", "Name", "URL", "Members"]);
@@ -361,6 +395,11 @@ pub fn human(
             }
         )?;
     }
+    Ok(())
+}
+
+/// The counts and the per-term table (`--stats`).
+fn human_stats(out: &mut dyn Write, r: &Replay, sections: &Sections) -> io::Result<()> {
     if sections.stats {
         writeln!(out)?;
         let s = &r.stats;
@@ -402,7 +441,7 @@ pub fn human(
             writeln!(out, "{t}")?;
         }
     }
-    machine::keep_line(out, r)
+    Ok(())
 }
 
 /// Writes one JSON Lines object with `"type"` first, then the fields of `value` (an object; any
@@ -470,9 +509,9 @@ impl<'a> KvLine<'a> {
 }
 
 /// The state's `kv` lines, byte for byte what [`line()`] writes for each pair: `pair(i)` for `i`
-/// in `0..n`, in order. A large state is formatted in chunks by two threads taking turns: this
-/// one formats every other chunk and writes all of them in order; the other formats the rest
-/// and gets its buffers back once they are written.
+/// in `0..n`, in order. A large state is formatted in chunks on two lanes
+/// ([`crate::par::in_order`]): this thread formats every other chunk and writes all of them in
+/// order; written buffers go back to a pool to be reused.
 ///
 /// Why: writing 250,000 lines one by one through serde took a sixth of a large replay. A second
 /// thread formatting the whole second half into a buffer of its own held that half in fresh
@@ -483,80 +522,39 @@ where
     F: Fn(usize) -> (&'a str, &'a str) + Sync,
 {
     const CHUNK: usize = 1 << 13;
-    let chunk = |c: usize| c * CHUNK..((c + 1) * CHUNK).min(n);
-    let chunks = n.div_ceil(CHUNK);
-    let mut buf = Vec::new();
-    if chunks < 2 {
-        format_kv(&mut buf, 0..n, pair)?;
-        return out.write_all(&buf);
-    }
-    let (formatted, from_helper) = mpsc::sync_channel::<io::Result<Vec<u8>>>(2);
-    let (give_back, returned) = mpsc::channel::<Vec<u8>>();
-    std::thread::scope(|s| {
-        // Owned by this closure, so that an early return (a failed write) drops it before the
-        // scope waits for the helper: a helper blocked on sending then stops.
-        let from_helper = from_helper;
-        let helper = std::thread::Builder::new().spawn_scoped(s, move || {
-            for c in (1..chunks).step_by(2) {
-                let mut buf = returned.try_recv().unwrap_or_default();
-                buf.clear();
-                let done = format_kv(&mut buf, chunk(c), pair).map(|()| buf);
-                if formatted.send(done).is_err() {
-                    break;
-                }
-            }
-        });
-        // Without a thread, every chunk is formatted here.
-        let mut helper = helper.ok();
-        for c in 0..chunks {
-            if c % 2 == 1 && helper.is_some() {
-                if let Ok(done) = from_helper.recv() {
-                    let b = done?;
-                    out.write_all(&b)?;
-                    // The helper may have finished: then the buffer is dropped here.
-                    let _ = give_back.send(b);
-                    continue;
-                }
-                // The helper stopped without sending: when it panicked (a bug), its panic
-                // surfaces here; otherwise this chunk and the rest are formatted here.
-                if let Some(Err(panic)) = helper.take().map(|h| h.join()) {
-                    std::panic::resume_unwind(panic);
-                }
-            }
-            buf.clear();
-            format_kv(&mut buf, chunk(c), pair)?;
-            out.write_all(&buf)?;
+    let pool = std::sync::Mutex::new(Vec::<Vec<u8>>::new());
+    let format = |c: usize| {
+        let mut buf = pool
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_default();
+        format_kv(&mut buf, c * CHUNK..((c + 1) * CHUNK).min(n), pair);
+        buf
+    };
+    crate::par::in_order(n.div_ceil(CHUNK), 2, format, |_, mut buf| {
+        out.write_all(&buf)?;
+        buf.clear();
+        if let Ok(mut p) = pool.lock() {
+            p.push(buf);
         }
         Ok(())
     })
 }
 
-/// Appends the `kv` lines of pairs `range` to `buf`; a pair whose strings serde would escape
-/// goes through [`line()`] itself.
+/// Appends the `kv` lines of pairs `range` to `buf`, as [`line()`] writes them.
 fn format_kv<'a>(
     buf: &mut Vec<u8>,
     range: std::ops::Range<usize>,
     pair: &impl Fn(usize) -> (&'a str, &'a str),
-) -> io::Result<()> {
+) {
     for i in range {
         let (k, v) = pair(i);
-        if plain_json(k) && plain_json(v) {
-            buf.extend_from_slice(b"{\"type\":\"kv\",\"key\":\"");
-            buf.extend_from_slice(k.as_bytes());
-            buf.extend_from_slice(b"\",\"value\":\"");
-            buf.extend_from_slice(v.as_bytes());
-            buf.extend_from_slice(b"\"}\n");
-        } else {
-            line(buf, "kv", &KvLine::new(k, Some(v)))?;
-        }
+        let mut o = Obj::new(buf, "kv");
+        o.str("key", k);
+        o.str("value", v);
+        o.end();
     }
-    Ok(())
-}
-
-/// Whether serde_json writes `s` between its quotes as it is: no `"`, `\` or control byte (it
-/// escapes nothing else).
-fn plain_json(s: &str) -> bool {
-    !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 #[derive(Serialize)]
@@ -645,6 +643,21 @@ pub fn json(
     sections: &Sections,
     committed: Option<&Committed<'_>>,
 ) -> io::Result<()> {
+    json_header(out, r, committed)?;
+    json_state(out, r, sections)?;
+    json_key(out, r, sections)?;
+    json_history(out, r, sections)?;
+    json_membership(out, r, sections)?;
+    json_stats(out, r, sections)?;
+    Ok(())
+}
+
+/// The `replay` line: where the replay started, what it applied and where it stopped.
+fn json_header(
+    out: &mut dyn Write,
+    r: &Replay,
+    committed: Option<&Committed<'_>>,
+) -> io::Result<()> {
     let start = match &r.start {
         Start::Empty => StartJson::Empty,
         Start::Snapshot(s) => {
@@ -722,7 +735,11 @@ pub fn json(
         machine_reason: machine::header_fields(r).1,
     };
     line(out, "replay", &header)?;
+    Ok(())
+}
 
+/// The state's `kv` lines (`--state`).
+fn json_state(out: &mut dyn Write, r: &Replay, sections: &Sections) -> io::Result<()> {
     if sections.state() && !machine::json_state(out, r)? {
         match r.kv.data.packed() {
             Some(packed) => kv_lines(out, packed.len(), &|i| packed.pair(i))?,
@@ -734,6 +751,11 @@ pub fn json(
             }
         }
     }
+    Ok(())
+}
+
+/// The `key` line (`--key`).
+fn json_key(out: &mut dyn Write, r: &Replay, sections: &Sections) -> io::Result<()> {
     if let Some(key) = &sections.key {
         let last = r.history.as_ref().and_then(|h| h.changes.last());
         let master = machine::master_key(r, key);
@@ -751,6 +773,11 @@ pub fn json(
         l.changes = Some(r.history.as_ref().map_or(0, |h| h.changes.len()));
         line(out, "kv", &l)?;
     }
+    Ok(())
+}
+
+/// The `change` lines of one key (`--history`).
+fn json_history(out: &mut dyn Write, r: &Replay, sections: &Sections) -> io::Result<()> {
     if sections.history {
         #[derive(Serialize)]
         struct H<'a> {
@@ -778,6 +805,11 @@ pub fn json(
             }
         }
     }
+    Ok(())
+}
+
+/// The membership lines (`--membership`).
+fn json_membership(out: &mut dyn Write, r: &Replay, sections: &Sections) -> io::Result<()> {
     if sections.membership {
         #[derive(Serialize)]
         struct M<'a> {
@@ -835,6 +867,11 @@ pub fn json(
             },
         )?;
     }
+    Ok(())
+}
+
+/// The `stats` line (`--stats`).
+fn json_stats(out: &mut dyn Write, r: &Replay, sections: &Sections) -> io::Result<()> {
     if sections.stats {
         #[derive(Serialize)]
         struct T {
@@ -899,109 +936,4 @@ pub fn json(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn line_puts_type_first() {
-        let mut out = Vec::new();
-        line(&mut out, "kv", &KvLine::new("k", Some("v"))).unwrap();
-        #[derive(Serialize)]
-        struct E {}
-        line(&mut out, "empty", &E {}).unwrap();
-        line(&mut out, "n", &7).unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "{\"type\":\"kv\",\"key\":\"k\",\"value\":\"v\"}\n{\"type\":\"empty\"}\n{\"type\":\"n\",\"value\":7}\n"
-        );
-    }
-
-    #[test]
-    fn kv_lines_are_what_line_writes() {
-        let strings = [
-            "",
-            "k",
-            "a\"b",
-            "back\\slash",
-            "nl\n",
-            "\u{1}\u{1f}",
-            "del\u{7f}",
-            "<&>",
-            "é日本🎉",
-            "\u{2028}\u{2029}",
-            "\u{fffd}",
-            "/",
-            "x y",
-        ];
-        let mut pairs = Vec::new();
-        for k in strings {
-            for v in strings {
-                pairs.push((k, v));
-            }
-        }
-        // Enough lines to cross the buffer's flush point more than once, and enough pairs for
-        // the two-thread path.
-        let long = "v".repeat(3000);
-        pairs.extend(std::iter::repeat_n(("long", long.as_str()), 50));
-        let keys: Vec<String> = (0..20_000).map(|i| format!("k{i:05}\u{1}")).collect();
-        pairs.extend(keys.iter().map(|k| (k.as_str(), "v")));
-        pairs.extend(std::iter::repeat_n(("k", "\""), 20_000));
-        let mut want = Vec::new();
-        for &(k, v) in &pairs {
-            line(&mut want, "kv", &KvLine::new(k, Some(v))).unwrap();
-        }
-        let mut got = Vec::new();
-        kv_lines(&mut got, pairs.len(), &|i| pairs[i]).unwrap();
-        assert_eq!(
-            String::from_utf8(got).unwrap(),
-            String::from_utf8(want).unwrap()
-        );
-        // A write that fails stops both threads (the helper may be waiting to hand over a
-        // chunk) and is reported.
-        struct Closed(usize);
-        impl Write for Closed {
-            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-                if b.len() > self.0 {
-                    return Err(io::Error::new(io::ErrorKind::BrokenPipe, "closed"));
-                }
-                self.0 -= b.len();
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        // Bounded: a helper left blocked would hang the call, and the test fails instead. Enough
-        // chunks that the helper has more formatted than the channel holds.
-        let pairs: Vec<(String, String)> = pairs
-            .iter()
-            .cycle()
-            .take(120_000)
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let (sent, got) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for room in [0, 200_000] {
-                let pair = |i: usize| (pairs[i].0.as_str(), pairs[i].1.as_str());
-                let err = kv_lines(&mut Closed(room), pairs.len(), &pair).map_err(|e| e.kind());
-                let _ = sent.send((room, err));
-            }
-        });
-        for _ in 0..2 {
-            let (room, err) = got
-                .recv_timeout(std::time::Duration::from_secs(20))
-                .expect("kv_lines returns after a failed write");
-            assert_eq!(err, Err(io::ErrorKind::BrokenPipe), "after {room} bytes");
-        }
-        assert!(plain_json("a\u{7f}é") && !plain_json("\t") && !plain_json("\\"));
-    }
-
-    #[test]
-    fn clip_escapes_and_shortens() {
-        assert_eq!(clip("a\nb"), "a\\nb");
-        let long = "x".repeat(4096);
-        assert_eq!(clip(&long), format!("{}… (4096 bytes)", "x".repeat(60)));
-        assert_eq!(b64_if_not_utf8(b"ok"), None);
-        assert_eq!(b64_if_not_utf8(b"\xff").as_deref(), Some("/w=="));
-    }
-}
+mod tests;

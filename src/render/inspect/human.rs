@@ -274,6 +274,13 @@ fn write_header(
     style: &HumanStyle,
     shown: Option<u64>,
 ) -> io::Result<()> {
+    write_header_files(out, view, style)?;
+    write_header_log(out, view, style, shown)?;
+    Ok(())
+}
+
+/// The header's lines on the node's files: path, log, dialect, name, conf and snapshots.
+fn write_header_files(out: &mut dyn Write, view: &View<'_>, style: &HumanStyle) -> io::Result<()> {
     let (dd, s) = (view.dd, view.summary);
     key(out, style, "path", &esc_path(&dd.path))?;
     key(
@@ -341,6 +348,17 @@ fn write_header(
             key(out, style, "unreadable", &l.join("\n"))?;
         }
     }
+    Ok(())
+}
+
+/// The header's lines on the log: entries, terms, commands, frames, problems and what is shown.
+fn write_header_log(
+    out: &mut dyn Write,
+    view: &View<'_>,
+    style: &HumanStyle,
+    shown: Option<u64>,
+) -> io::Result<()> {
+    let s = view.summary;
     let entries = match (s.first_index, s.last_index) {
         (Some(f), Some(l)) => format!("{}, index {f}..{l}", s.entries),
         _ => "0".to_string(),

@@ -1,8 +1,6 @@
 //! JSON Lines (schema in the parent module's docs), written by hand into one reused buffer.
 
 use std::io::{self, Write};
-use std::path::Path;
-use std::sync::mpsc;
 
 use serde::Serialize;
 
@@ -12,149 +10,7 @@ use crate::format::log::{DamageKind, LogError, RawEntry};
 use crate::format::snapshot::ParsedSnapshot;
 use crate::inspect::{self, entry_quirks, Progress, Summary};
 use crate::model::{Command, Index};
-
-/// One JSON object being written into a buffer: `{"type":…` then `,"key":value` pairs.
-pub(super) struct Obj<'b> {
-    buf: &'b mut Vec<u8>,
-}
-
-impl<'b> Obj<'b> {
-    pub(super) fn new(buf: &'b mut Vec<u8>, ty: &str) -> Self {
-        buf.extend_from_slice(b"{\"type\":\"");
-        buf.extend_from_slice(ty.as_bytes());
-        buf.push(b'"');
-        Obj { buf }
-    }
-
-    pub(super) fn key(&mut self, k: &str) -> &mut Vec<u8> {
-        self.buf.extend_from_slice(b",\"");
-        self.buf.extend_from_slice(k.as_bytes());
-        self.buf.extend_from_slice(b"\":");
-        self.buf
-    }
-
-    pub(super) fn u64(&mut self, k: &str, v: u64) {
-        let s = itoa::Buffer::new().format(v).as_bytes().to_vec();
-        self.key(k).extend_from_slice(&s);
-    }
-
-    pub(super) fn opt_u64(&mut self, k: &str, v: Option<u64>) {
-        match v {
-            Some(v) => self.u64(k, v),
-            None => self.key(k).extend_from_slice(b"null"),
-        }
-    }
-
-    pub(super) fn bool(&mut self, k: &str, v: bool) {
-        self.key(k)
-            .extend_from_slice(if v { b"true" } else { b"false" });
-    }
-
-    pub(super) fn str(&mut self, k: &str, v: &str) {
-        push_json_str(self.key(k), v);
-    }
-
-    /// `"k":"<lossy UTF-8>"`, plus `"k_base64"` when the bytes are not UTF-8.
-    pub(super) fn bytes(&mut self, k: &str, v: &[u8]) {
-        match std::str::from_utf8(v) {
-            Ok(s) => self.str(k, s),
-            Err(_) => {
-                self.str(k, &String::from_utf8_lossy(v));
-                push_base64(self.key(&format!("{k}_base64")), v);
-            }
-        }
-    }
-
-    pub(super) fn path(&mut self, k: &str, p: &Path) {
-        self.bytes(k, p.as_os_str().as_encoded_bytes());
-    }
-
-    pub(super) fn value<T: Serialize + ?Sized>(&mut self, k: &str, v: &T) {
-        let buf = self.key(k);
-        if serde_json::to_writer(&mut *buf, v).is_err() {
-            buf.extend_from_slice(b"null");
-        }
-    }
-
-    pub(super) fn end(self) {
-        self.buf.extend_from_slice(b"}\n");
-    }
-}
-
-fn push_json_str(buf: &mut Vec<u8>, s: &str) {
-    // serde_json only for the escaping; writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(buf, s);
-}
-
-/// Standard base64 of every 12-bit value: two output characters per lookup.
-static BASE64_PAIRS: [[u8; 2]; 4096] = {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut t = [[0u8; 2]; 4096];
-    let mut i = 0;
-    while i < 4096 {
-        t[i] = [T[i >> 6], T[i & 63]];
-        i += 1;
-    }
-    t
-};
-
-/// Appends `"<standard base64>"`. Hand-written because payloads are short and the general
-/// engine's per-call overhead dominated `--json`; a unit test holds it to the base64 crate.
-pub(super) fn push_base64(buf: &mut Vec<u8>, b: &[u8]) {
-    let start = buf.len();
-    buf.resize(start + 2 + b.len().div_ceil(3) * 4, b'=');
-    buf[start] = b'"';
-    let end = buf.len() - 1;
-    buf[end] = b'"';
-    let out = &mut buf[start + 1..end];
-    // Six input bytes (read as eight) to eight output bytes per step, then three to four.
-    let (mut i, mut j) = (0, 0);
-    while let (Some(w), Some(o)) = (b.get(i..i + 8), out.get_mut(j..j + 8)) {
-        let w = u64::from_be_bytes(w.try_into().unwrap_or([0; 8]));
-        let pair = |shift: u32| {
-            u64::from(u16::from_le_bytes(
-                BASE64_PAIRS[(w >> shift) as usize & 0xfff],
-            ))
-        };
-        let v = pair(52) | pair(40) << 16 | pair(28) << 32 | pair(16) << 48;
-        o.copy_from_slice(&v.to_le_bytes());
-        i += 6;
-        j += 8;
-    }
-    let (b, out) = (&b[i..], &mut out[j..]);
-    let mut chunks = b.chunks_exact(3);
-    let mut outs = out.chunks_exact_mut(4);
-    for (c, o) in (&mut chunks).zip(&mut outs) {
-        let n = usize::from(c[0]) << 16 | usize::from(c[1]) << 8 | usize::from(c[2]);
-        o[..2].copy_from_slice(&BASE64_PAIRS[n >> 12]);
-        o[2..].copy_from_slice(&BASE64_PAIRS[n & 0xfff]);
-    }
-    if let Some(o) = outs.next() {
-        let c = |i: usize| BASE64_PAIRS[i][1];
-        match *chunks.remainder() {
-            [a] => {
-                o[0] = c(usize::from(a >> 2));
-                o[1] = c(usize::from(a & 3) << 4);
-            }
-            [a, b] => {
-                o[0] = c(usize::from(a >> 2));
-                o[1] = c(usize::from(a & 3) << 4 | usize::from(b >> 4));
-                o[2] = c(usize::from(b & 15) << 2);
-            }
-            _ => {}
-        }
-    }
-}
-
-fn push_hex(buf: &mut Vec<u8>, b: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    buf.push(b'"');
-    for &x in b {
-        buf.push(HEX[usize::from(x >> 4)]);
-        buf.push(HEX[usize::from(x & 15)]);
-    }
-    buf.push(b'"');
-}
+use crate::render::jsonl::{push_base64, push_hex, push_json_str, Obj};
 
 #[derive(Serialize)]
 struct KindCount {
@@ -593,7 +449,7 @@ impl<'l> EntryLines<'l> {
         } else {
             push_command(buf, e)
         };
-        let mut o = Obj { buf };
+        let mut o = Obj::continuing(buf);
         match e.payload() {
             Some(p) => push_base64(o.key("payload_base64"), p),
             None => o.key("payload_base64").extend_from_slice(b"null"),
@@ -616,14 +472,14 @@ impl<'l> EntryLines<'l> {
 
 const FLUSH_AT: usize = 1 << 16;
 
-/// At most this many threads render entry lines.
+/// At most this many lanes render entry lines.
 const MAX_WORKERS: usize = 4;
 
-/// Renders the entry lines with `workers` threads: the log is cut at the summary's resume
-/// points into stretches of about [`inspect::RESUME_STEP`] bytes, stretch `i` goes to worker
-/// `i % workers`, and this thread writes the finished stretches in file order. Each worker
-/// has at most one finished stretch waiting, so memory stays bounded (a few MB a worker)
-/// however large the log; buffers go back to their worker to be reused.
+/// Renders the entry lines on `workers` lanes ([`crate::par::in_order`]): the log is cut at the
+/// summary's resume points into stretches of about [`inspect::RESUME_STEP`] bytes, each rendered
+/// into a buffer of its own and written in file order. Each lane has at most one finished
+/// stretch waiting, so memory stays bounded (a few MB a lane) however large the log; written
+/// buffers go back to a pool to be reused.
 fn entries_side_by_side(
     out: &mut dyn Write,
     view: &View<'_>,
@@ -632,42 +488,28 @@ fn entries_side_by_side(
 ) -> io::Result<()> {
     let log = view.dd.log.bytes();
     let points = &view.summary.resume_points;
-    let stretch = |i: usize| {
-        let end = points.get(i + 1).map_or(log.len() as u64, |p| p.offset);
-        (points[i], end)
-    };
-    std::thread::scope(|scope| {
-        let mut lanes = Vec::with_capacity(workers);
-        for w in 0..workers {
-            let (done_tx, done_rx) = mpsc::sync_channel::<Vec<u8>>(1);
-            let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
-            scope.spawn(move || {
-                for i in (w..points.len()).step_by(workers) {
-                    let (from, end) = stretch(i);
-                    let mut buf = back_rx.try_recv().unwrap_or_default();
-                    let mut lines = EntryLines::new(log, view.raw, view.dd.dialect());
-                    for e in inspect::entries_between(log, view.opts, from, end)
-                        .dialect(view.dd.dialect())
-                    {
-                        lines.push(&mut buf, &e);
-                    }
-                    if done_tx.send(buf).is_err() {
-                        return; // the writer stopped (an output error)
-                    }
-                }
-            });
-            lanes.push((done_rx, back_tx));
+    let end = |i: usize| points.get(i + 1).map_or(log.len() as u64, |p| p.offset);
+    let pool = std::sync::Mutex::new(Vec::<Vec<u8>>::new());
+    let render = |i: usize| {
+        let mut buf = pool
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_default();
+        let mut lines = EntryLines::new(log, view.raw, view.dd.dialect());
+        for e in
+            inspect::entries_between(log, view.opts, points[i], end(i)).dialect(view.dd.dialect())
+        {
+            lines.push(&mut buf, &e);
         }
-        // Returning drops the lanes, which stops every worker at its next send.
-        for i in 0..points.len() {
-            let (done_rx, back_tx) = &lanes[i % workers];
-            let Ok(mut buf) = done_rx.recv() else {
-                return Err(io::Error::other("an entry-rendering thread stopped"));
-            };
-            out.write_all(&buf)?;
-            progress(stretch(i).1);
-            buf.clear();
-            let _ = back_tx.send(buf);
+        buf
+    };
+    crate::par::in_order(points.len(), workers, render, |i, mut buf| {
+        out.write_all(&buf)?;
+        progress(end(i));
+        buf.clear();
+        if let Ok(mut p) = pool.lock() {
+            p.push(buf);
         }
         Ok(())
     })
@@ -676,10 +518,10 @@ fn entries_side_by_side(
 /// Writes the JSON Lines report (see the schema in the module docs).
 ///
 /// `progress` is called now and then with the byte offset reached.
-/// Entry lines are rendered by one thread per core (up to `MAX_WORKERS`) on logs of several
+/// Entry lines are rendered on one lane per core (up to `MAX_WORKERS`) on logs of several
 /// [`inspect::RESUME_STEP`]s without `--limit`; the output is the same either way.
 pub fn json(out: &mut dyn Write, view: &View<'_>, progress: &mut dyn FnMut(u64)) -> io::Result<()> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS));
+    let workers = crate::par::cores().min(MAX_WORKERS);
     json_with_workers(out, view, workers, progress)
 }
 
@@ -736,7 +578,6 @@ mod tests {
     use super::*;
     use crate::format::log::LogWriter;
     use crate::inspect::{summarize, InspectOptions};
-    use base64::Engine as _;
 
     /// A log of several resume steps with damage, non-canonical frames and several commands.
     fn big_log() -> Vec<u8> {
@@ -824,28 +665,6 @@ mod tests {
                 let lines = one.iter().filter(|&&b| b == b'\n').count();
                 assert!(lines > 4 + 100 * usize::from(f == 0), "filter {f}: {lines}");
             }
-        }
-    }
-
-    #[test]
-    fn base64_matches_the_base64_crate() {
-        let mut x: u32 = 0x9e37_79b9;
-        let data: Vec<u8> = (0..300)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x as u8
-            })
-            .collect();
-        for len in 0..data.len() {
-            let mut buf = b"x".to_vec();
-            push_base64(&mut buf, &data[..len]);
-            let want = format!(
-                "x\"{}\"",
-                base64::engine::general_purpose::STANDARD.encode(&data[..len])
-            );
-            assert_eq!(String::from_utf8(buf).unwrap(), want, "length {len}");
         }
     }
 

@@ -4,12 +4,13 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use super::human::key;
-use super::json::{push_base64, snapshot_fields, Obj};
+use super::json::snapshot_fields;
 use super::{
     esc_path, escape_terminal, is_json, json_terminal_safe, push_bytes_quoted, relayout_json,
     HumanStyle,
 };
 use crate::format::snapshot::{self, ParsedSnapshot};
+use crate::render::jsonl::{push_base64, Obj};
 
 /// One snapshot file read for `--snapshot`.
 #[derive(Debug)]
