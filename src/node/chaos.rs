@@ -58,6 +58,15 @@ pub struct Elector {
     pub members: BTreeSet<String>,
 }
 
+impl Elector {
+    /// Whether this voter answers `candidate` at all: a node refuses every RPC from a sender
+    /// that is not a member it knows, votes included, unless it has not seen its own join yet
+    /// (the core's `Core::knows`).
+    pub fn knows(&self, candidate: &str) -> bool {
+        self.members.contains(candidate) || !self.members.contains(&self.name)
+    }
+}
+
 /// Whether `electors[c]` can win an election under `rule` against the current logs: it
 /// campaigns (a non-empty log, and it is one of its own members) and its own vote plus the
 /// votes of the other members whose logs `rule` judges no more up to date than its own make a
@@ -71,6 +80,7 @@ pub fn can_win(rule: VoteRule, electors: &[Elector], c: usize) -> bool {
     let granting = electors
         .iter()
         .filter(|v| v.name != cand.name && cand.members.contains(&v.name))
+        .filter(|v| v.knows(&cand.name))
         .filter(|v| rule.up_to_date(v.end, cand.end))
         .count();
     (1 + granting) * 2 > cand.members.len()
@@ -78,7 +88,7 @@ pub fn can_win(rule: VoteRule, electors: &[Elector], c: usize) -> bool {
 
 /// goraft's stall: under goraft's rule no node can win ([`can_win`]): each one that campaigns
 /// is refused by a majority of its members because one of its last index and last term is
-/// lower than theirs, while under the paper's rule some node can win (the one whose log is
+/// lower than theirs (or because they do not know it as a member: [`Elector::knows`]), while under the paper's rule some node can win (the one whose log is
 /// the most up to date in the order of (last term, last index) collects every vote).
 ///
 /// Logs change only through a leader, so with every node up and no leader, a state where this
@@ -419,6 +429,23 @@ mod tests {
         let e = four([(7, 1); 4]);
         assert!((0..4).all(|c| can_win(VoteRule::Goraft, &e, c)));
         assert!(!goraft_stall(&e));
+    }
+
+    #[test]
+    fn a_voter_that_does_not_know_the_candidate_refuses_it() {
+        // Seed 6748 (300 steps) ends here: C missed D's join, so it refuses D's vote requests.
+        // Under goraft's rule D would otherwise win with B's and C's votes; A (10, 0) is refused
+        // by B and D, B (7, 1) by A and D. Under the paper's D still wins with A and B.
+        let mut e = four([(10, 0), (7, 1), (4, 0), (9, 1)]);
+        e[2].members.remove("d");
+        assert!(!e[2].knows("d") && e[2].knows("a"));
+        assert!((0..4).all(|c| !can_win(VoteRule::Goraft, &e, c)));
+        assert!(can_win(VoteRule::Paper, &e, 3));
+        assert!(goraft_stall(&e));
+        // A node still in its join window (not one of its own members) answers anyone.
+        e[2].members.remove("c");
+        assert!(e[2].knows("d"));
+        assert!(can_win(VoteRule::Goraft, &e, 3));
     }
 
     #[test]
