@@ -422,11 +422,7 @@ fn evidence_of(c: &LogClues, dir: &DirClues<'_>) -> Vec<Evidence> {
             format!("a join of server {name:?} (host:port)"),
         );
     }
-    if dir
-        .snapshot_states
-        .iter()
-        .any(|s| s.windows(13).any(|w| w == b"\"maxVolumeId\""))
-    {
+    if dir.snapshot_states.iter().any(|s| is_master_state(s)) {
         push(
             Clue::SnapshotState,
             Dialect::Seaweedfs,
@@ -495,6 +491,23 @@ fn decide(evidence: &[Evidence]) -> Dialect {
     } else {
         Dialect::Goraft
     }
+}
+
+/// Whether a snapshot's state is the master's: a JSON object with a numeric `maxVolumeId` and no
+/// key other than `maxVolumeId` and `topologyId`. Why this strict: an empty object or a map of
+/// strings is raftd's state, and the two must not be confused.
+pub fn is_master_state(state: &[u8]) -> bool {
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(state)
+    else {
+        return false;
+    };
+    let numeric = map
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("maxVolumeId") && v.is_number());
+    numeric
+        && map
+            .keys()
+            .all(|k| k.eq_ignore_ascii_case("maxVolumeId") || k.eq_ignore_ascii_case("topologyId"))
 }
 
 #[cfg(test)]

@@ -49,22 +49,7 @@ pub fn decode(payload: &[u8]) -> Result<VolumeIdCommand<'_>, JsonError> {
     })
 }
 
-/// Whether a snapshot's state is the master's: a JSON object with a numeric `maxVolumeId` and no
-/// key other than `maxVolumeId` and `topologyId`. Why this strict: an empty object or a map of
-/// strings is raftd's state, and the two must not be confused.
-pub fn is_master_state(state: &[u8]) -> bool {
-    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(state)
-    else {
-        return false;
-    };
-    let numeric = map
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("maxVolumeId") && v.is_number());
-    numeric
-        && map
-            .keys()
-            .all(|k| k.eq_ignore_ascii_case("maxVolumeId") || k.eq_ignore_ascii_case("topologyId"))
-}
+pub use crate::format::dialect::is_master_state;
 
 /// The master's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
