@@ -141,6 +141,14 @@ pub struct Args {
     /// every vote goraft's grants and always elects the most up-to-date log.
     #[arg(long, value_enum, default_value_t = VoteRuleArg::Paper)]
     vote_rule: VoteRuleArg,
+    /// The leader refuses a join (503, nothing appended) when the members it heard from
+    /// within the longest election timeout, the newcomer not counted, would not be a quorum
+    /// of the cluster with it, and while the last member to join has not caught up; and a
+    /// removal (DELETE /members/NAME) that would leave the live members short of a quorum,
+    /// unless ?force=true. `false` appends every change, as raftd does.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    strict_reconfig_check: bool,
     /// Largest request body for /db and /join, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     max_body: usize,
@@ -293,6 +301,7 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
                 VoteRuleArg::Goraft => crate::node::core::VoteRule::Goraft,
                 VoteRuleArg::Paper => crate::node::core::VoteRule::Paper,
             },
+            strict_reconfig: args.strict_reconfig_check,
             token: token.clone(),
         })
         .with_context(|| format!("cannot start a node on {}", args.dir.display()))?;

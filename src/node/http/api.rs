@@ -23,6 +23,9 @@ fn rejection(r: Rejection) -> ApiError {
         Rejection::ConfigChangePending => ApiError::ConfigChangePending,
         Rejection::DuplicateMember(n) => ApiError::Duplicate(n),
         Rejection::Superseded => ApiError::Superseded,
+        Rejection::Unsafe(why) => ApiError::Unsafe(why),
+        Rejection::NoSuchMember(n) => ApiError::NoSuchMember(n),
+        Rejection::Removed(at) => ApiError::Removed(at),
     }
 }
 
@@ -54,6 +57,15 @@ impl Api for Handle {
             id,
             name: name.to_string(),
             payload: Some(payload),
+        };
+        proposal_outcome(self.call(ev, timeout))
+    }
+
+    fn remove_member(&self, name: &str, force: bool, timeout: Duration) -> Result<(), ApiError> {
+        let ev = |id| Event::Remove {
+            id,
+            name: name.to_string(),
+            force,
         };
         proposal_outcome(self.call(ev, timeout))
     }
