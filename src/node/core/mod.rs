@@ -768,8 +768,8 @@ impl Core {
 
     /// Why a join of `name` is refused: a change in progress, a duplicate name, or (with
     /// [`Config::strict_reconfig`]) the members heard from would not be a quorum of the
-    /// cluster with the newcomer counted as not yet live, or the last member to join has not
-    /// caught up with its own join.
+    /// cluster with the newcomer counted as not yet live (a second member of a one-member
+    /// cluster excepted), or the last member to join has not caught up with its own join.
     fn join_refusal(&self, name: &str) -> Option<Rejection> {
         if let Some(r) = self.change_pending() {
             return Some(r);
@@ -782,9 +782,12 @@ impl Core {
         }
         let after = self.members.len() + 1;
         let live = self.live_members(None);
-        if live < after / 2 + 1 {
+        // A lone member may always take a second: there is no other way to grow (etcd's
+        // strict check makes the same exception).
+        if live < after / 2 + 1 && after > 2 {
             return Some(Rejection::Unsafe(format!(
-                "{live} of the {} members answered within the last {} ms; with {name:?} not yet                  live, {} of {after} are needed for a quorum",
+                "{live} of the {} members answered within the last {} ms; with {name:?} not yet \
+                 live, {} of {after} are needed for a quorum",
                 self.members.len(),
                 self.live_window(),
                 after / 2 + 1,
@@ -794,7 +797,8 @@ impl Core {
         let matched = self.progress.get(last).map_or(0, |p| p.matched);
         (last != &self.cfg.name && self.members.contains_key(last) && matched < *at).then(|| {
             Rejection::Unsafe(format!(
-                "{last:?} joined at index {at} and has not caught up yet (it holds the log to                  index {matched}); retry once it has"
+                "{last:?} joined at index {at} and has not caught up yet (it holds the log to \
+                 index {matched}); retry once it has"
             ))
         })
     }
@@ -821,7 +825,8 @@ impl Core {
         let live = self.live_members(Some(name));
         (live < after / 2 + 1).then(|| {
             Rejection::Unsafe(format!(
-                "without {name:?}, {live} of the {after} remaining members answered within the                  last {} ms, and {} are needed for a quorum; add ?force=true to remove it anyway",
+                "without {name:?}, {live} of the {after} remaining members answered within the \
+                 last {} ms, and {} are needed for a quorum; add ?force=true to remove it anyway",
                 self.live_window(),
                 after / 2 + 1,
             ))

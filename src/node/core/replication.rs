@@ -237,7 +237,11 @@ impl Core {
                 }
             }
             if !self.members.is_empty() && !self.members.contains_key(&self.cfg.name) {
-                // This leader committed its own removal.
+                // This leader committed its own removal: the members learn the commit before
+                // it steps down (else they would wait for an election to learn it).
+                for p in self.peers() {
+                    self.send_append(&p.name, true);
+                }
                 self.become_follower(self.hs.term, None);
             }
         }
