@@ -31,8 +31,14 @@ are kept in `raftdump-state`, a file goraft ignores, and votes follow the Raft p
 up-to-date rule, which cannot stall a healed cluster as goraft's can (--vote-rule=goraft
 restores goraft's).
 
+Membership: DELETE /members/NAME removes a member (a committed raft:leave). Joins and
+removals that would leave the members heard from short of a quorum are refused with 503
+(--strict-reconfig-check=false restores raftd's behaviour; ?force=true forces a removal), and
+so is a join while the last member to join has not caught up. A removed node takes no writes
+(410) and says why.
+
 Security: the node listens on 127.0.0.1 unless -h or --listen says otherwise. On any other
-address /join and /raft/* require the cluster token of --token-file (sent by raftdump nodes
+address /join, /members/NAME and /raft/* require the cluster token of --token-file (sent by raftdump nodes
 as the X-Raftdump-Token header; 401 without it), unless --insecure-no-token is given. Joins
 with an empty or null name, or reusing a member's name, are refused. Values over --max-body
 (1 MiB), keys over 8 KiB and RPC bodies over 64 MiB get 413; a request head must arrive
