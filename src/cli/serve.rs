@@ -155,6 +155,12 @@ pub struct Args {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true")]
     strict_reconfig_check: bool,
+    /// Take a snapshot (`snapshot/<term>_<index>.ss`, as goraft writes it) after every N
+    /// applied entries and compact the log as goraft's TakeSnapshot does, keeping the last 200
+    /// entries; off by default, as in raftd. A follower behind the compacted log gets the
+    /// snapshot only when it is a raftdump node (raftd has no state machine for it).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_every: Option<u64>,
     /// Largest request body for /db and /join, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     max_body: usize,
@@ -309,6 +315,7 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
             },
             strict_reconfig: args.strict_reconfig_check,
             token: token.clone(),
+            snapshot_every: args.snapshot_every,
         })
         .with_context(|| format!("cannot start a node on {}", args.dir.display()))?;
         if let Some((bytes, why)) = &report.truncated_tail {

@@ -46,6 +46,7 @@
 pub mod budget;
 #[cfg(feature = "sim")]
 pub mod chaos;
+pub mod compaction;
 pub mod core;
 pub mod exec;
 pub mod http;

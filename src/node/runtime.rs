@@ -50,6 +50,9 @@ pub struct Options {
     pub strict_reconfig: bool,
     /// The cluster token sent with every RPC (see [`super::security`]).
     pub token: Option<String>,
+    /// Take a snapshot and compact the log after this many applied entries (see
+    /// [`super::compaction`]).
+    pub snapshot_every: Option<u64>,
 }
 
 /// An answer from the runtime to a call.
@@ -113,6 +116,8 @@ enum Input {
     Synced(u64, Result<(), String>),
     /// Asynchronous calls are queued in [`Shared::calls`].
     Wake,
+    /// The background part of a snapshot ended.
+    Snapshot(Result<super::compaction::Prepared, StoreError>),
     Stop,
 }
 
@@ -345,6 +350,12 @@ impl Runtime {
             shipped: 0,
             held: Vec::new(),
             answered: false,
+            snapshots: Snapshots {
+                every: opts.snapshot_every,
+                last: start.start_index,
+                running: false,
+                tx: tx.clone(),
+            },
         };
         let thread = std::thread::Builder::new()
             .name("raft-runtime".into())
@@ -438,6 +449,17 @@ struct Worker {
     held: Vec<(Index, Waiter, Reply)>,
     /// Asynchronous calls were answered since the batch hook last ran.
     answered: bool,
+    snapshots: Snapshots,
+}
+
+/// `--snapshot-every`: when the next snapshot is due, and the one in the background.
+struct Snapshots {
+    every: Option<u64>,
+    /// The last snapshot point.
+    last: Index,
+    /// A snapshot is being prepared on its thread.
+    running: bool,
+    tx: Sender<Input>,
 }
 
 const MAX_BATCH: usize = 4096;
@@ -505,6 +527,7 @@ impl Worker {
             let mut events = vec![Event::Tick(self.now())];
             let mut stop = false;
             let mut synced = Vec::new();
+            let mut prepared = None;
             let mut take =
                 |input: Input,
                  waiting: &mut HashMap<RequestId, Waiter>,
@@ -529,6 +552,7 @@ impl Worker {
                         }
                         Input::Synced(id, r) => synced.push((id, r)),
                         Input::Wake => {}
+                        Input::Snapshot(r) => prepared = Some(r),
                         Input::Stop => stop = true,
                     }
                 };
@@ -558,6 +582,12 @@ impl Worker {
             if let Some(upto) = self.take_finished_sync() {
                 events.push(Event::Persisted(upto));
             }
+            if let Some(r) = prepared {
+                self.snapshots.running = false;
+                if let Some((index, term)) = self.finish_snapshot(r)? {
+                    events.push(Event::Compacted { index, term });
+                }
+            }
             let actions = self.core.step_many(events);
             self.exec(actions)?;
             if stop {
@@ -568,6 +598,7 @@ impl Worker {
                 return Ok(());
             }
             self.start_sync()?;
+            self.maybe_snapshot()?;
             self.release();
             self.expire();
             self.batch_done();
@@ -613,6 +644,74 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Starts a snapshot when `--snapshot-every` entries were applied since the last one: the
+    /// state is cloned here, the rest runs on a thread (see [`super::compaction`]).
+    fn maybe_snapshot(&mut self) -> Result<(), StoreError> {
+        let Some(every) = self.snapshots.every else {
+            return Ok(());
+        };
+        if self.snapshots.running {
+            return Ok(());
+        }
+        let kv = {
+            let kv = self.shared.kv.read().unwrap_or_else(|e| e.into_inner());
+            if kv.applied < self.snapshots.last.saturating_add(every) {
+                return Ok(());
+            }
+            kv.clone()
+        };
+        let peers = kv
+            .members
+            .iter()
+            .map(|(n, c)| crate::model::Peer {
+                name: n.clone(),
+                connection_string: c.clone(),
+            })
+            .collect();
+        let Some(mut plan) = self.store.plan_snapshot(kv.applied, peers)? else {
+            return Ok(());
+        };
+        self.snapshots.last = kv.applied;
+        self.snapshots.running = true;
+        let tx = self.snapshots.tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("raft-snapshot".into())
+            .spawn(move || {
+                plan.snapshot.state = Some(exec::snapshot_state(&kv));
+                drop(kv);
+                let r = super::compaction::prepare(plan, &mut super::compaction::Steps::all());
+                let _ = tx.send(Input::Snapshot(r));
+            });
+        if let Err(e) = spawned {
+            self.snapshots.running = false;
+            log::error!("cannot start the snapshot thread: {e}");
+        }
+        Ok(())
+    }
+
+    /// Ends a snapshot whose file is durable: compacts the log. A failure of the background
+    /// part is logged and leaves the log as it was (the next snapshot tries again).
+    fn finish_snapshot(
+        &mut self,
+        r: Result<super::compaction::Prepared, StoreError>,
+    ) -> Result<Option<(Index, Term)>, StoreError> {
+        let p = match r {
+            Ok(p) => p,
+            Err(e) => {
+                log::error!("snapshot failed: {e}");
+                return Ok(None);
+            }
+        };
+        let t = Instant::now();
+        let done = self
+            .store
+            .finish_compaction(p, &mut super::compaction::Steps::all())?;
+        if let Some((index, _)) = done {
+            log::info!("snapshot at {index}; log compacted in {:?}", t.elapsed());
+        }
+        Ok(done)
     }
 
     /// Whether the fsync in flight has finished (successfully).

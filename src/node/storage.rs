@@ -15,6 +15,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use super::compaction::{self, Plan, Prepared, Steps};
 use super::core::{ConfigChange, HardState, LogTerms};
 use crate::datadir::{files, LogBytes};
 use crate::format::log::{encode_frame, LogReader};
@@ -301,6 +302,10 @@ pub struct FileStore {
     dirty: bool,
     recent: VecDeque<Entry>,
     snapshot: Option<(PathBuf, Snapshot)>,
+    /// Snapshots installed from a leader (a compaction planned before one is dropped).
+    installs: u64,
+    /// The lowest byte the log was truncated to since the last compaction plan.
+    cut_below: u64,
 }
 
 /// Fsyncs a directory so a rename in it is durable.
@@ -474,6 +479,15 @@ impl FileStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
             Err(e) => return Err(io_at(&conf_path, "read")(e)),
         };
+        for t in compaction::TEMP_FILES {
+            // Only the renames of a compaction commit; what was left before them goes.
+            match fs::remove_file(dir.join(t)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_at(&dir.join(t), "remove")(e))
+                }
+                _ => {}
+            }
+        }
         let snapshot = load_snapshot(dir, &mut report)?;
         let (start, start_term) = snapshot
             .as_ref()
@@ -585,6 +599,8 @@ impl FileStore {
                 dirty: false,
                 recent: VecDeque::new(),
                 snapshot,
+                installs: 0,
+                cut_below: u64::MAX,
             },
             report,
         ))
@@ -682,6 +698,112 @@ impl FileStore {
         Ok(())
     }
 
+    /// Step 1 of [`compaction`]: a snapshot of `kv_applied` (with `peers`, the state to be
+    /// filled in) and the bytes to keep. `None` when there is nothing new to snapshot.
+    pub fn plan_snapshot(
+        &mut self,
+        applied: Index,
+        peers: Vec<crate::model::Peer>,
+    ) -> Result<Option<Plan>, StoreError> {
+        let start = self.terms.start_index;
+        let Some(term) = self.terms.term_at(applied).filter(|_| applied > start) else {
+            return Ok(None);
+        };
+        self.flush_writes()?;
+        let keep_after = applied.min(self.terms.last_index().saturating_sub(compaction::KEEP));
+        let from = if keep_after > start {
+            self.offset_of(keep_after + 1)
+        } else {
+            0
+        };
+        let path = self
+            .dir
+            .join("snapshot")
+            .join(format!("{term}_{applied}.ss"));
+        self.cut_below = u64::MAX;
+        Ok(Some(Plan {
+            dir: self.dir.clone(),
+            snapshot: Snapshot {
+                last_index: applied,
+                last_term: term,
+                peers: Some(peers),
+                state: None,
+                path: path.to_string_lossy().into_owned(),
+            },
+            from,
+            to: self.written,
+            log: self.sync_handle()?,
+            installs: self.installs,
+        }))
+    }
+
+    /// Step 3 of [`compaction`]: swaps `log.new` in with the bytes appended meanwhile, and
+    /// starts the log after the snapshot. Returns the new snapshot point, or `None` when the
+    /// compaction was dropped (see the module docs).
+    pub fn finish_compaction(
+        &mut self,
+        p: Prepared,
+        steps: &mut Steps,
+    ) -> Result<Option<(Index, crate::model::Term)>, StoreError> {
+        let (index, term) = (p.snapshot.last_index, p.snapshot.last_term);
+        let new_path = self.dir.join(compaction::TEMP_FILES[1]);
+        if p.installs != self.installs
+            || self.cut_below < p.copied
+            || self.terms.term_at(index) != Some(term)
+        {
+            drop(p.new_log);
+            steps.run(&new_path, "remove", || fs::remove_file(&new_path))?;
+            return Ok(None);
+        }
+        self.flush_writes()?;
+        compaction::copy(
+            steps,
+            &self.file,
+            &p.new_log,
+            p.copied,
+            self.written,
+            p.from,
+        )?;
+        steps.run(&new_path, "fsync", || p.new_log.sync_all())?;
+        steps.run(&self.log_path, "rename", || {
+            fs::rename(&new_path, &self.log_path)
+        })?;
+        compaction::sync_dir(steps, &self.dir)?;
+        let old = self.snapshot.replace((p.path, p.snapshot));
+        self.file = p.new_log;
+        let drop_n = (index - self.terms.start_index) as usize;
+        self.offsets.drain(..drop_n);
+        for o in &mut self.offsets {
+            *o -= p.from;
+        }
+        self.end -= p.from;
+        self.written -= p.from;
+        self.terms.compact_to(index, term);
+        while self.recent.front().is_some_and(|e| e.index <= index) {
+            self.recent.pop_front();
+        }
+        let mut older = compaction::older_snapshots(&self.dir, index, term);
+        if let Some((path, _)) = old {
+            if !older.contains(&path) && path.exists() && path != self.snapshot_path() {
+                older.push(path);
+            }
+        }
+        for f in &older {
+            steps.run(f, "remove", || fs::remove_file(f))?;
+        }
+        if !older.is_empty() {
+            compaction::sync_dir(steps, &self.dir.join("snapshot"))?;
+        }
+        Ok(Some((index, term)))
+    }
+
+    fn snapshot_path(&self) -> PathBuf {
+        self.snapshot
+            .as_ref()
+            .map(|(p, _)| p.clone())
+            .unwrap_or_default()
+    }
+
     fn offset_of(&self, index: Index) -> u64 {
         let k = (index - self.terms.start_index - 1) as usize;
         self.offsets.get(k).copied().unwrap_or(self.end)
@@ -771,6 +893,7 @@ impl Storage for FileStore {
         }
         self.offsets
             .truncate((index - self.terms.start_index) as usize);
+        self.cut_below = self.cut_below.min(new_end);
         self.end = new_end;
         self.terms.truncate_after(index);
         while self.recent.back().is_some_and(|e| e.index > index) {
@@ -884,6 +1007,7 @@ impl Storage for FileStore {
         self.recent.clear();
         self.dirty = false;
         self.snapshot = Some((path, snapshot));
+        self.installs += 1;
         self.write_conf(conf)
     }
 

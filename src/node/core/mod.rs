@@ -528,6 +528,11 @@ impl Core {
                 self.out.push(Action::ReplySnapshotOffer { id, accept });
             }
             Event::SnapshotInstall { id, req } => self.on_snapshot_install(id, req),
+            Event::Compacted { index, term } => {
+                if index <= self.commit && self.log.term_at(index) == Some(term) {
+                    self.log.compact_to(index, term);
+                }
+            }
             Event::SnapshotResult {
                 peer,
                 last_index,

@@ -192,6 +192,24 @@ impl LogTerms {
         self.last = index;
     }
 
+    /// Moves the snapshot point forward to `index` (within the log), whose term is `term`:
+    /// the entries up to it are now covered by a snapshot.
+    pub fn compact_to(&mut self, index: Index, term: Term) {
+        if index <= self.start_index || index > self.last {
+            return;
+        }
+        let keep = self.runs.partition_point(|r| r.0 <= index);
+        // The run holding `index` continues after it when its next index is still in it.
+        let mut runs: Vec<(Index, Term)> = Vec::with_capacity(self.runs.len() + 1 - keep);
+        if index < self.last && self.runs.get(keep).is_none_or(|r| r.0 != index + 1) {
+            runs.push((index + 1, term));
+        }
+        runs.extend_from_slice(&self.runs[keep..]);
+        self.runs = runs;
+        self.start_index = index;
+        self.start_term = term;
+    }
+
     /// Drops every entry after `index`.
     pub fn truncate_after(&mut self, index: Index) {
         let index = index.max(self.start_index);
@@ -385,6 +403,14 @@ pub enum Event {
         id: RequestId,
         /// The request.
         req: SnapshotInstall,
+    },
+    /// This node's own snapshot at `index` (with `term`) is durable and its log now starts
+    /// after it (`--snapshot-every`).
+    Compacted {
+        /// The snapshot point.
+        index: Index,
+        /// Its term.
+        term: Term,
     },
     /// The outcome of a snapshot transfer this node sent.
     SnapshotResult {
