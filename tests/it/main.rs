@@ -23,6 +23,7 @@ mod replay_seaweedfs;
 mod replay_seaweedfs_fixture;
 mod secure;
 mod sim_chaos;
+mod snapshots;
 mod store_crash;
 mod sweeps;
 mod synthetic;

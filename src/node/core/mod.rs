@@ -538,8 +538,16 @@ impl Core {
                 last_index,
                 ok,
             } => {
+                let start = self.log.start_index;
                 if let Some(p) = self.progress.get_mut(&peer) {
                     p.snapshot_inflight = false;
+                    if !ok {
+                        // A peer that restarted knows no leader and refuses snapshots until
+                        // it hears one: the next round probes it with an AppendEntries from
+                        // the snapshot point, its refusal names the leader and its last index,
+                        // and the snapshot follows.
+                        p.next = p.next.max(start.saturating_add(1));
+                    }
                     if ok {
                         p.matched = p.matched.max(last_index);
                         p.next = p.matched.saturating_add(1);
