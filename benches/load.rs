@@ -7,13 +7,17 @@
 //! cargo bench --bench load -- write1 [REQUESTS]    1 node, 16 clients
 //! cargo bench --bench load -- read1 [REQUESTS]     1 node, 16 clients GET (local reads)
 //! cargo bench --bench load -- startup1m            start-up on a 1,000,002-entry log
+//! cargo bench --bench load -- startupsnap          start-up on a compacted dir (a snapshot
+//!                                                  of 250,000 keys + 200 entries)
 //! cargo bench --bench load -- make1m DIR           just write that data dir
+//! cargo bench --bench load -- makesnap DIR         just write the compacted dir
 //! cargo bench --bench load -- all
 //! ```
 //!
 //! Values are 16 bytes, as in the original raftd's recorded figures (benches/README.md). Every write is fsynced on a majority
 //! before raftdump answers it. Each scenario stops after its request count or 60 s.
-//! `LOAD_SERVE_ARGS="--flag value"` adds flags to every node; `LOAD_BIN=path` runs that
+//! `LOAD_SERVE_ARGS="--flag value"` adds flags to every node (`--snapshot-every 100000` for
+//! snapshots during a write run: compare with the same run without); `LOAD_BIN=path` runs that
 //! raftdump binary instead of this build's (A/B runs against a saved build).
 //!
 //! Figures, against the original raftd's recorded ones: benches/README.md.
@@ -159,13 +163,13 @@ fn value(i: u64) -> Vec<u8> {
 
 /// `clients` threads POST `total` writes, starting at `addrs[0]`; a write refused because
 /// leadership moved is retried on the node `/leader` names. Returns (writes/s, p50 ms, p99 ms,
-/// retries).
+/// max ms, retries).
 fn load(
     addrs: &[(String, String)],
     clients: usize,
     total: u64,
     method: &'static str,
-) -> (f64, f64, f64, u64) {
+) -> (f64, f64, f64, f64, u64) {
     let next = Arc::new(AtomicU64::new(0));
     let retries = Arc::new(AtomicU64::new(0));
     let t0 = Instant::now();
@@ -225,6 +229,7 @@ fn load(
         lat.len() as f64 / secs,
         pct(0.50),
         pct(0.99),
+        lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
         retries.load(Ordering::Relaxed),
     )
 }
@@ -282,14 +287,14 @@ fn run_scenario(
         .map(|i| std::fs::read_to_string(tmp.join(format!("n{i}/name"))).expect("name"))
         .zip(nodes.iter().map(|n| n.addr.clone()))
         .collect();
-    let (rate, p50, p99, retries) = load(&addrs, clients, total, method);
+    let (rate, p50, p99, max, retries) = load(&addrs, clients, total, method);
     let cpu: Vec<String> = nodes
         .iter()
         .zip(cpu0)
         .map(|(n, c0)| format!("{:.0}", (cpu_secs(n.child.id()) - c0) * 1e6 / total as f64))
         .collect();
     println!(
-        "{tag}: {nodes_n} node(s), {clients} client(s), {total} {method}s of 16 bytes: {rate:.0} requests/s, p50 {p50:.2} ms, p99 {p99:.2} ms; {retries} retries after leader changes; CPU us/request per node: {}",
+        "{tag}: {nodes_n} node(s), {clients} client(s), {total} {method}s of 16 bytes: {rate:.0} requests/s, p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.1} ms; {retries} retries after leader changes; CPU us/request per node: {}",
         cpu.join(" ")
     );
     drop(nodes);
@@ -367,6 +372,79 @@ fn startup_1m() {
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
+/// A compacted dir: a snapshot at index 1,000,000 of 250,000 keys (`mkey0000000`..) and the
+/// 200 entries goraft keeps after compaction, the last of them writing `mkey0249999`.
+fn make_compacted(dir: &Path) {
+    use raftdump::format::snapshot;
+    use raftdump::model::{Peer, Snapshot};
+    const AT: u64 = 1_000_000;
+    std::fs::create_dir_all(dir.join("snapshot")).expect("dir");
+    std::fs::write(dir.join("name"), "9a53ec2").expect("name");
+    std::fs::write(
+        dir.join("conf"),
+        format!("{{\"commitIndex\":{AT},\"peers\":[]}}"),
+    )
+    .expect("conf");
+    let map: std::collections::BTreeMap<String, String> = (0..250_000u64)
+        .map(|i| {
+            let v = String::from_utf8(value(i)).expect("ascii");
+            (format!("mkey{i:07}"), v)
+        })
+        .collect();
+    let path = dir.join(format!("snapshot/0_{AT}.ss"));
+    let snap = Snapshot {
+        last_index: AT,
+        last_term: 0,
+        peers: Some(vec![Peer {
+            name: "9a53ec2".into(),
+            connection_string: "http://127.0.0.1:24001".into(),
+        }]),
+        state: Some(serde_json::to_vec(&map).expect("json")),
+        path: path.to_string_lossy().into_owned(),
+    };
+    std::fs::write(&path, snapshot::encode(&snap)).expect("snapshot");
+    let f = std::fs::File::create(dir.join("log")).expect("log");
+    let mut w = LogWriter::new(std::io::BufWriter::new(f));
+    for i in 0..200u64 {
+        let key = format!("mkey{:07}", 249_800 + i);
+        let v = String::from_utf8(value(999_800 + i)).expect("ascii");
+        w.append(AT + 1 + i, 0, &Cmd::Write { key, value: v })
+            .expect("write");
+    }
+    w.into_inner().flush().expect("flush");
+}
+
+fn startup_snap() {
+    let tmp = tmpdir("snap");
+    for run in 1..=5 {
+        let dir = tmp.join(format!("run{run}"));
+        make_compacted(&dir);
+        let t0 = Instant::now();
+        let node = start(&dir, &[]);
+        let listening = t0.elapsed();
+        let mut c = Conn::new(&node.addr);
+        let want = value(999_999);
+        loop {
+            let (s, b) = c.request("GET", "/db/mkey0249999", b"");
+            if s == 200 && b == want {
+                break;
+            }
+            assert!(t0.elapsed() < MAX_TIME, "the last key never answered");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let ready = t0.elapsed();
+        println!(
+            "startupsnap run {run}: HTTP listening after {:.0} ms, last key right after {:.0} ms, peak RSS {:.1} MB",
+            listening.as_secs_f64() * 1e3,
+            ready.as_secs_f64() * 1e3,
+            vm_hwm_kb(node.child.id()) as f64 / 1024.0
+        );
+        drop(node);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
 fn main() {
     // `cargo test --benches` runs bench binaries without `--bench`: do nothing then.
     if !std::env::args().any(|a| a == "--bench") {
@@ -385,6 +463,8 @@ fn main() {
         "write1" => write_scenario("write1", 1, 16, n(100_000)),
         "read1" => run_scenario("read1", 1, 16, n(100_000), "GET", &["--read-mode", "local"]),
         "startup1m" => startup_1m(),
+        "startupsnap" => startup_snap(),
+        "makesnap" => make_compacted(Path::new(args.get(1).map_or("compacted", String::as_str))),
         "make1m" => make_1m(Path::new(args.get(1).map_or("large-1m", String::as_str))),
         "all" => {
             write_scenario("write3", 3, 16, 100_000);
@@ -392,6 +472,8 @@ fn main() {
             write_scenario("write1", 1, 16, 100_000);
             startup_1m();
         }
-        other => eprintln!("unknown scenario {other}: write3, latency3, write1, startup1m, all"),
+        other => eprintln!(
+            "unknown scenario {other}: write3, latency3, write1, startup1m, startupsnap, all"
+        ),
     }
 }
