@@ -493,10 +493,18 @@ fn decide(evidence: &[Evidence]) -> Dialect {
     }
 }
 
+/// The largest state [`is_master_state`] looks at: a master's (a number and a UUID) is under 100
+/// bytes.
+const MASTER_STATE_MAX: usize = 64 << 10;
+
 /// Whether a snapshot's state is the master's: a JSON object with a numeric `maxVolumeId` and no
 /// key other than `maxVolumeId` and `topologyId`. Why this strict: an empty object or a map of
 /// strings is raftd's state, and the two must not be confused.
 pub fn is_master_state(state: &[u8]) -> bool {
+    // Two short fields: a large state is a map (not worth parsing whole as a JSON value).
+    if state.len() > MASTER_STATE_MAX {
+        return false;
+    }
     let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(state)
     else {
         return false;

@@ -6,7 +6,6 @@
 //!
 //! No threads, no sockets: storage calls and the [`Effects`] only.
 
-use std::collections::BTreeMap;
 
 use super::core::{Action, AppendRequest, ConfigChange, InitialState, RequestId, SnapshotInstall};
 use super::runtime::Reply;
@@ -26,13 +25,14 @@ pub fn kv_from_snapshot(s: &Snapshot) -> Result<Kv, String> {
     if let Some(state) = &s.state {
         let trimmed = state.trim_ascii();
         if !trimmed.is_empty() && trimmed != b"null" {
-            let map = serde_json::from_slice::<BTreeMap<String, String>>(state).map_err(|e| {
+            let pairs = serde_json::from_slice::<Pairs>(state).map_err(|e| {
                 format!(
                     "snapshot {}_{}: state is not a JSON object of strings ({e})",
                     s.last_term, s.last_index
                 )
             })?;
-            kv.data = map.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+            // A key given twice keeps its last value, as Go's json.Unmarshal does.
+            kv.data = pairs.0.into_iter().collect();
         }
     }
     for p in s.peers.iter().flatten() {
@@ -41,6 +41,30 @@ pub fn kv_from_snapshot(s: &Snapshot) -> Result<Kv, String> {
     }
     kv.applied = s.last_index;
     Ok(kv)
+}
+
+/// A JSON object of strings as its pairs in file order, without building a map first (start-up
+/// on a large snapshot spends its time here).
+struct Pairs(Vec<(compact_str::CompactString, compact_str::CompactString)>);
+
+impl<'de> serde::Deserialize<'de> for Pairs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Pairs;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object of strings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Pairs, A::Error> {
+                let mut out = Vec::with_capacity(m.size_hint().unwrap_or(0));
+                while let Some((k, v)) = m.next_entry::<String, String>()? {
+                    out.push((k.into(), v.into()));
+                }
+                Ok(Pairs(out))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 /// The state bytes raftdump sends in a snapshot: the JSON object of the map.
