@@ -62,6 +62,14 @@ pub struct Args {
     /// it is not found as given).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["raw", "summary", "from", "to", "term", "commands", "key", "limit"])]
     pub snapshot: Option<PathBuf>,
+    /// Keep reading as a running node appends to the log, like `tail -f`: the entries, then
+    /// each new one as it is written, damage that stays (see --settle), truncations, the file
+    /// replaced or removed. Rows instead of a table; no summary. Stops on Ctrl-C (exit 0).
+    #[arg(long, conflicts_with_all = ["raw", "summary", "snapshot", "limit"])]
+    pub follow: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub settle: super::follow::SettleArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub format: FormatArgs,
@@ -123,6 +131,9 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
         key: args.key,
         limit: args.limit,
     };
+    if args.follow {
+        return super::follow::inspect(dd, format, opts, args.settle.get(), &style, ui);
+    }
     let size = dd.log.bytes().len();
     // Human output reads the log three times: summary, column widths, table (problems after).
     let bar = (ui.progress_allowed()

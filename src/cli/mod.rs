@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod diff;
 pub mod exit;
+pub mod follow;
 pub mod generate;
 pub mod inspect;
 pub mod repair;

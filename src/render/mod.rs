@@ -4,6 +4,7 @@
 //! codes. Untrusted bytes (payloads, names, paths) are escaped before they reach a terminal.
 
 pub mod diff;
+pub mod follow;
 mod machine;
 pub mod replay;
 

@@ -183,7 +183,7 @@ fn json_summary(buf: &mut Vec<u8>, s: &Summary) {
     o.end();
 }
 
-fn json_problem(buf: &mut Vec<u8>, err: &LogError, last: Option<Index>) {
+pub(crate) fn json_problem(buf: &mut Vec<u8>, err: &LogError, last: Option<Index>) {
     let mut o = Obj::new(buf, "problem");
     o.u64("offset", err.offset);
     o.u64("entry", err.entry);
@@ -468,6 +468,23 @@ impl<'l> EntryLines<'l> {
         }
         o.end();
     }
+}
+
+/// The lines `inspect --follow --json` starts with: node, conf and snapshots (no summary: the
+/// log is still growing).
+pub(crate) fn follow_header(buf: &mut Vec<u8>, dd: &DataDir) {
+    json_node(buf, dd);
+    json_conf(buf, dd);
+    json_snapshots(buf, dd);
+}
+
+/// One entry line, as `inspect --json` writes it (without --raw).
+pub(crate) fn entry_line(
+    buf: &mut Vec<u8>,
+    e: &RawEntry<'_>,
+    dialect: crate::format::dialect::Dialect,
+) {
+    EntryLines::new(&[], false, dialect).push(buf, e);
 }
 
 const FLUSH_AT: usize = 1 << 16;
