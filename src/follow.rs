@@ -347,6 +347,10 @@ impl Follower {
         match self.pending {
             Some((at, since)) if at == offset => now.duration_since(since) >= self.settle,
             _ => {
+                log::debug!(
+                    "byte {offset}: an incomplete or damaged frame at the end of the log; waiting {} ms for it to settle",
+                    self.settle.as_millis()
+                );
                 self.pending = Some((offset, now));
                 self.settle.is_zero()
             }

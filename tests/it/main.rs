@@ -6,6 +6,7 @@ mod cli;
 mod diff;
 mod dir_lock;
 mod durability;
+mod follow;
 mod format;
 mod hostile;
 mod hostile_files;
