@@ -18,9 +18,10 @@
 //! before it, so the cut is the first entry (by position) whose index and term differ from what
 //! was read there, found by re-reading from the last mark still in place (at most a few MiB).
 //!
-//! Memory: the read window (up to [`WINDOW`], or one frame when a frame is larger) and 32 bytes
-//! per mark: one per term change and per 4 MiB of log (a 100 GiB log of 1,000 terms: 26,600
-//! marks, 850 KB), never a list of every entry.
+//! Memory: the read window (up to [`WINDOW`], or one frame when a frame is larger; up to 16 MiB
+//! past damage in the middle of the log, to find the next good frame as a reader of the whole
+//! file would) and 32 bytes per mark: one per term change and per 4 MiB of log (a 100 GiB log
+//! of 1,000 terms: 26,600 marks, 850 KB), never a list of every entry.
 
 use std::fs::File;
 use std::io;
@@ -33,10 +34,10 @@ use crate::format::frame;
 use crate::format::log::{DamageKind, LogError, LogReader, RawEntry};
 
 /// The most bytes read at once (more when one frame is larger).
-pub const WINDOW: u64 = 8 << 20;
+pub const WINDOW: u64 = 1 << 20;
 
 /// How far past damage in the middle of the log the reader looks for the next good frame.
-const DAMAGE_WINDOW: u64 = 64 << 20;
+const DAMAGE_WINDOW: u64 = 16 << 20;
 
 /// A mark every this many bytes of log, at least.
 pub const MARK_STEP: u64 = 4 << 20;
@@ -313,13 +314,17 @@ impl Follower {
                     if let DamageKind::Garbage { at, .. } = &mut d.kind {
                         *at += base;
                     }
+                    let end = d.offset + d.len;
+                    if !at_eof && d.kind.is_torn_tail() {
+                        // A frame cut by the window's end: the next window starts with it whole.
+                        return Ok(Pass::Done);
+                    }
                     if !at_eof && !self.wide {
                         return Ok(Pass::Widen);
                     }
                     if at_eof && !self.settled(d.offset, now) {
                         return Ok(Pass::Wait);
                     }
-                    let end = d.offset + d.len;
                     if self.reported != Some(d.offset) {
                         self.reported = Some(d.offset);
                         self.pending = None;

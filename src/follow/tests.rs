@@ -116,19 +116,27 @@ fn damage_in_the_middle_is_reported_and_passed() {
 }
 
 #[test]
-fn marks_stay_few_on_a_long_log_of_one_term() {
+fn a_log_of_many_windows_reads_whole_with_few_marks() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
-    let entries: Vec<(u64, u64)> = (1..=200_000).map(|i| (i, 1)).collect();
+    // 460k frames of 46 bytes (21 MB): frames cut by the ends of read windows, more than a
+    // damage window's worth, and more than one mark step.
+    let entries: Vec<(u64, u64)> = (1..=460_000).map(|i| (i, 1)).collect();
     append(&log, &frames(&entries));
     let mut f = Follower::new(log, Dialect::Goraft, Duration::ZERO);
-    let mut n = 0;
-    f.poll(Instant::now(), &mut |_| {
-        n += 1;
+    let (mut n, mut other) = (0u64, Vec::new());
+    f.poll(Instant::now(), &mut |ev| {
+        match ev {
+            Event::Entry(e) => {
+                n += 1;
+                assert_eq!(e.index(), n);
+            }
+            ev => other.push(format!("{ev:?}")),
+        }
         Ok(())
     })
     .unwrap();
-    assert_eq!(n, 200_000);
-    // 200k frames of 46 bytes: 9.2 MB, so a mark at the start and every 4 MiB.
-    assert_eq!(f.marks().len(), 3);
+    assert_eq!((n, other), (460_000, Vec::<String>::new()));
+    // A mark at the start and one per 4 MiB.
+    assert_eq!(f.marks().len(), 6);
 }
