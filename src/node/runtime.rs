@@ -499,6 +499,7 @@ impl Worker {
                     Err(RecvTimeoutError::Disconnected) => return Ok(()),
                 }
             };
+            super::ratelog::flush();
             let mut events = vec![Event::Tick(self.now())];
             let mut stop = false;
             let mut synced = Vec::new();

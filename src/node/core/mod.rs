@@ -32,8 +32,14 @@ use crate::model::{
     names, term_in_bounds, term_is_poisoned, Entry, Index, Peer, Term, MAX_TERM_STEP,
 };
 
+use super::ratelog::RateLog;
+
 mod replication;
 mod types;
+
+/// The sites of the core's rate-limited log lines (level, target).
+const WARN: (log::Level, &str) = (log::Level::Warn, module_path!());
+const ERROR: (log::Level, &str) = (log::Level::Error, module_path!());
 
 pub use types::*;
 
@@ -99,16 +105,15 @@ pub struct Core {
     term_start: Index,
     replicate_pending: bool,
     commit_notify_at: Option<Millis>,
-    refusals_logged: BTreeSet<String>,
+    /// Log lines that can repeat per request (refused RPCs, refused AppendEntries), timed by
+    /// `now`.
+    ratelog: RateLog,
     stuck_logged: bool,
     out: Vec<Action>,
 }
 
 /// How long a leader waits before telling idle followers about a new commit index.
 const COMMIT_NOTIFY_MS: Millis = 5;
-
-/// Most distinct senders whose refusal is logged (each once); later ones are only counted.
-const MAX_LOGGED_REFUSALS: usize = 64;
 
 /// A sender's name as a refusal keeps it: at most 64 bytes (a forged name may be megabytes).
 fn short_name(name: &str) -> String {
@@ -189,7 +194,7 @@ impl Core {
             term_start: 0,
             replicate_pending: false,
             commit_notify_at: None,
-            refusals_logged: BTreeSet::new(),
+            ratelog: RateLog::default(),
             stuck_logged: false,
             out: Vec::new(),
         };
@@ -451,16 +456,16 @@ impl Core {
         }
     }
 
-    /// Logs a refusal once per sender (a flood of forged requests logs one line each).
+    /// Logs a refusal, rate-limited per sender (a flood of forged requests logs a line every
+    /// few seconds, see [`RateLog`]).
     fn log_refusal(&mut self, reason: &Refusal) {
         let from = match reason {
             Refusal::NotMember(n) | Refusal::TermOutOfBounds { from: n, .. } => n,
         };
-        if self.refusals_logged.len() < MAX_LOGGED_REFUSALS
-            && self.refusals_logged.insert(from.clone())
-        {
-            log::warn!("refused a Raft RPC: {reason}; further ones from it are not logged");
-        }
+        let key = format!("refusal {from}");
+        self.ratelog.log(self.now, WARN, &key, || {
+            format!("refused a Raft RPC: {reason}")
+        });
     }
 
     fn reset_election_timer(&mut self) {
@@ -541,6 +546,7 @@ impl Core {
 
     fn tick(&mut self, now: Millis) {
         self.now = self.now.max(now);
+        self.ratelog.flush(self.now);
         match self.role {
             Role::Leader => {
                 if self.commit_notify_at.is_some_and(|t| self.now >= t) {

@@ -259,11 +259,13 @@ impl Core {
         }
         if req.term == self.hs.term && self.role == Role::Leader {
             // Two leaders in one term cannot happen with persisted votes; refuse, never crash.
-            log::error!(
-                "AppendEntries from {} in my own leader term {}: refused",
-                req.leader,
-                req.term
-            );
+            let key = format!("own term {}", req.leader);
+            self.ratelog.log(self.now, super::ERROR, &key, || {
+                format!(
+                    "AppendEntries from {} in my own leader term {}: refused",
+                    req.leader, req.term
+                )
+            });
             let last = self.log.last_index();
             self.reply_append(id, last, false);
             return;
@@ -304,14 +306,13 @@ impl Core {
         let mut term_floor = self.log.term_at(prev).unwrap_or(0);
         for e in &entries {
             if Some(e.index) != expect.checked_add(1) || e.term < term_floor || e.term > req.term {
-                log::warn!(
-                    "AppendEntries from {}: entry {} (term {}) does not follow {} (term {})",
-                    req.leader,
-                    e.index,
-                    e.term,
-                    expect,
-                    term_floor
-                );
+                let key = format!("out of order {}", req.leader);
+                self.ratelog.log(self.now, super::WARN, &key, || {
+                    format!(
+                        "AppendEntries from {}: entry {} (term {}) does not follow {} (term {})",
+                        req.leader, e.index, e.term, expect, term_floor
+                    )
+                });
                 self.reply_append(id, last, false);
                 return;
             }
@@ -325,11 +326,13 @@ impl Core {
                 Some(t) if t == e.term => continue,
                 Some(_) => {
                     if e.index <= self.commit {
-                        log::error!(
-                            "leader {} conflicts with committed entry {}",
-                            req.leader,
-                            e.index
-                        );
+                        let key = format!("conflict {}", req.leader);
+                        self.ratelog.log(self.now, super::ERROR, &key, || {
+                            format!(
+                                "leader {} conflicts with committed entry {}",
+                                req.leader, e.index
+                            )
+                        });
                         let last = self.log.last_index();
                         self.reply_append(id, last, false);
                         return;

@@ -22,6 +22,7 @@ pub use crate::format::rpc::{
     DecodeError,
 };
 use crate::model::Peer;
+use crate::node::ratelog;
 
 /// Public only for its fuzz target (`parse_answer`).
 #[doc(hidden)]
@@ -175,7 +176,9 @@ pub fn post(agent: &ureq::Agent, url: &str, body: &[u8]) -> Option<(Vec<u8>, boo
     {
         Ok(r) | Err(ureq::Error::Status(_, r)) => r,
         Err(ureq::Error::Transport(t)) => {
-            log::debug!("POST {url}: {t}");
+            ratelog::log((log::Level::Debug, module_path!()), url, || {
+                format!("POST {url}: {t}")
+            });
             return None;
         }
     };
