@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub mod diff;
 pub mod exit;
 pub mod generate;
+pub mod goflags;
 pub mod inspect;
 pub mod repair;
 pub mod replay;
@@ -248,8 +249,11 @@ fn init_logging(verbose: u8) {
 
 /// Parses the command line, runs the subcommand and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.verbose);
+    let cli = Cli::parse_from(goflags::go_flags(std::env::args_os().collect()));
+    init_logging(match &cli.command {
+        Command::Serve(args) => args.verbosity(cli.verbose),
+        _ => cli.verbose,
+    });
     let mut ui = Ui::new(&cli);
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args, &mut ui),

@@ -15,8 +15,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::core::{
-    Action, AppendResponse, Config, Core, Event, Millis, Refusal, Rejection, RequestId, Role,
-    Status, VoteResponse,
+    Action, AppendResponse, Config, ConfigChange, Core, Event, InitialState, Millis, Refusal,
+    Rejection, RequestId, Role, Status, VoteResponse,
 };
 use super::exec;
 use super::storage::{FileStore, Storage, StoreError};
@@ -249,8 +249,25 @@ pub struct StartReport {
     pub commit: Index,
     /// Whether the log was empty.
     pub empty: bool,
+    /// Whether this node is a member by its files: the snapshot's members and every
+    /// membership entry of the log, committed or not, include its name (its own `raft:join` is
+    /// there).
+    pub member: bool,
     /// A torn tail cut at start-up: (bytes, reason).
     pub truncated_tail: Option<(u64, String)>,
+}
+
+/// Whether `name` is a member once every membership entry of the log is applied.
+fn is_member(init: &InitialState, name: &str) -> bool {
+    let mut member = init.members.contains_key(name);
+    for change in init.pending_config.values() {
+        match change {
+            ConfigChange::Join(p) if p.name == name => member = true,
+            ConfigChange::Leave(n) if n == name => member = false,
+            _ => {}
+        }
+    }
+    member
 }
 
 /// A running node: its thread and a handle.
@@ -269,6 +286,7 @@ impl Runtime {
             start_index: init.log.start_index,
             commit: init.commit,
             empty: init.log.last_index() == 0,
+            member: is_member(&init, &opts.name),
             truncated_tail: report.truncated_tail,
         };
         let mut cfg = Config::new(opts.name.clone(), opts.connection_string.clone());

@@ -354,17 +354,24 @@ fn responder(outbox: &Outbox, api: &dyn Api, opts: &HttpOptions, agent: &ureq::A
     }
 }
 
+/// Writes `answer` with the headers raftd's would have, in Go's net/http order (the vendored
+/// tiny_http writes a response's own headers sorted by name, then Date and Content-Length): an
+/// error's Content-Type and X-Content-Type-Options are set by the handler (Go's `http.Error`),
+/// a 200's Content-Type is the one net/http detects from the body, written after
+/// Content-Length.
 fn send(rq: tiny_http::Request, answer: Answer) {
     let mut resp = tiny_http::Response::from_data(answer.body).with_status_code(answer.status);
-    if let Some(ct) = answer.content_type {
-        if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", ct) {
-            resp.add_header(h);
-        }
-        if answer.status >= 400 {
+    match answer.content_type {
+        Some(ct) if answer.status >= 400 => {
+            if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", ct) {
+                resp.add_header(h);
+            }
             if let Ok(h) = tiny_http::Header::from_bytes("X-Content-Type-Options", "nosniff") {
                 resp.add_header(h);
             }
         }
+        Some(ct) => resp = resp.with_detected_content_type(ct),
+        None => {}
     }
     if answer.raftdump {
         if let Ok(h) = tiny_http::Header::from_bytes(RAFTDUMP_HEADER, env!("CARGO_PKG_VERSION")) {

@@ -345,3 +345,58 @@ fn the_space_guard_counts_what_it_admitted_until_it_asks_again() {
     // (the cached figure would refuse; the temp dir's file system has more than 1 MiB).
     assert!(g.admits(1000));
 }
+
+/// The header names of each answer in `text` (a stream of answers), in order.
+fn header_names(text: &str) -> Vec<Vec<String>> {
+    text.split("HTTP/1.1 ")
+        .skip(1)
+        .map(|a| {
+            let head = a.split("\r\n\r\n").next().unwrap();
+            head.split("\r\n")
+                .skip(1)
+                .map(|l| l.split(':').next().unwrap().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn answers_have_go_net_http_headers_in_its_order() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let api = Arc::new(Fake::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = Server::start(listener, api, HttpOptions::default(), 0, stop).unwrap();
+    let text = raw(
+        addr,
+        &[b"GET /leader HTTP/1.1\r\n\r\n\
+            GET /nope HTTP/1.1\r\n\r\n\
+            POST /raft/appendEntries HTTP/1.1\r\nContent-Length: 1\r\n\r\nx\
+            POST /db/k HTTP/1.1\r\nContent-Length: 1\r\nConnection: close\r\n\r\nv"],
+    );
+    let names = header_names(&text);
+    // As raftd's: a body the handler wrote gets net/http's detected Content-Type after Date
+    // and Content-Length; http.Error's headers are the handler's, sorted, before them; an
+    // empty 200 has none; no Server header anywhere.
+    let want: [&[&str]; 4] = [
+        &["Date", "Content-Length", "Content-Type"],
+        &[
+            "Content-Type",
+            "X-Content-Type-Options",
+            "Date",
+            "Content-Length",
+        ],
+        &[
+            "Content-Type",
+            "X-Content-Type-Options",
+            "Date",
+            "Content-Length",
+        ],
+        &["Date", "Content-Length"],
+    ];
+    assert_eq!(names, want, "{text}");
+    assert!(
+        text.contains("Content-Length: 2\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\"\"")
+    );
+    server.stop();
+}
