@@ -21,7 +21,7 @@ pub const WINDOW_MS: u64 = 5_000;
 
 /// Most keys tracked at once; later keys share one overflow slot (a flood of forged sender
 /// names cannot grow the table).
-const MAX_KEYS: usize = 256;
+const MAX_KEYS: usize = 64;
 
 /// The key that keys beyond [`MAX_KEYS`] share.
 const OVERFLOW: &str = "\u{0}overflow";

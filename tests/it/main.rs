@@ -14,6 +14,7 @@ mod man;
 mod node;
 mod node_sim;
 mod raft_paper;
+mod raftd_lines;
 mod readonly;
 mod regressions;
 mod repair;
