@@ -2,6 +2,7 @@
 //!
 //! Each subcommand is one file here: a clap `Args` struct and `fn run(args, &mut Ui)`, which turns
 //! the arguments into library options, calls the library and hands the result to `render`.
+//! [`goflags`] rewrites Go-style options of `serve` (raftd's `-join`) before clap parses.
 //! Exit codes: 0 clean, 1 a negative answer (damage found, differences found), 2 could not run,
 //! 130 `serve` stopped by SIGINT; [`exit::TABLE`] says what each means for each command.
 
