@@ -448,7 +448,9 @@ fn a_new_client_is_served_under_2000_idle_sockets() {
     use std::sync::Arc;
     let tmp = tempfile::tempdir().unwrap();
     let n = spawn(&tmp.path().join("n"), &[]);
-    let addr: std::net::SocketAddr = n.url[7..].parse().unwrap();
+    // The node advertises localhost and listens on 127.0.0.1.
+    let port: u16 = n.url.rsplit(':').next().unwrap().parse().unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let url = format!("{}/db/k", n.url);
     assert_eq!(http("POST", &url, &[], b"v").0, 200);
     // 2,000 idle sockets, each reopened when the node closes it.
