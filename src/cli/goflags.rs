@@ -11,7 +11,10 @@ use clap::CommandFactory;
 struct Opt {
     short: Option<char>,
     long: Option<String>,
+    /// It takes a value: the next argument, or after `=`.
     takes_value: bool,
+    /// It takes a value after `=` only (`--strict-reconfig-check[=BOOL]`).
+    optional_value: bool,
 }
 
 /// The options of `serve`, the global ones included, read from the clap definition.
@@ -27,7 +30,10 @@ fn serve_options() -> Vec<Opt> {
         .map(|a| Opt {
             short: a.get_short(),
             long: a.get_long().map(str::to_string),
-            takes_value: a.get_action().takes_values(),
+            takes_value: a.get_action().takes_values()
+                && a.get_num_args().is_none_or(|n| n.min_values() > 0),
+            optional_value: a.get_action().takes_values()
+                && a.get_num_args().is_some_and(|n| n.min_values() == 0),
         })
         .collect()
 }
@@ -104,7 +110,7 @@ fn rewrite_one(s: &str, opts: &[Opt]) -> (Option<String>, bool) {
     let opt = long.expect("checked above");
     match value {
         None => (Some(format!("--{name}")), opt.takes_value),
-        Some(v) if opt.takes_value => (Some(format!("--{name}={v}")), false),
+        Some(v) if opt.takes_value || opt.optional_value => (Some(format!("--{name}={v}")), false),
         Some(v) => match go_bool(v) {
             Some(true) => (Some(format!("--{name}")), false),
             Some(false) => (None, false),
@@ -217,6 +223,32 @@ mod tests {
         assert_eq!(
             go(&["raftdump", "serve", "-nope", "-", "--", "-join", "x"]),
             ["raftdump", "serve", "-nope", "-", "--", "-join", "x"]
+        );
+    }
+
+    #[test]
+    fn an_optional_value_is_given_with_equals_only() {
+        assert_eq!(
+            go(&[
+                "raftdump",
+                "serve",
+                "-strict-reconfig-check",
+                "-join",
+                "x",
+                "d"
+            ]),
+            [
+                "raftdump",
+                "serve",
+                "--strict-reconfig-check",
+                "--join",
+                "x",
+                "d"
+            ]
+        );
+        assert_eq!(
+            go(&["raftdump", "serve", "-strict-reconfig-check=false", "d"]),
+            ["raftdump", "serve", "--strict-reconfig-check=false", "d"]
         );
     }
 

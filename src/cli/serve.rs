@@ -40,22 +40,28 @@ up-to-date rule, which cannot stall a healed cluster as goraft's can (--vote-rul
 restores goraft's). An error that repeats per request or per peer (a refused RPC, a peer that
 cannot be reached) is logged once, then as a count every 5 s.
 
+Membership: DELETE /members/NAME removes a member (a committed raft:leave). Joins and
+removals that would leave the members heard from short of a quorum are refused with 503
+(--strict-reconfig-check=false restores raftd's behaviour; ?force=true forces a removal), and
+so is a join while the last member to join has not caught up. A removed node takes no writes
+(410) and says why.
+
 Security: the node listens on loopback (localhost: 127.0.0.1) unless -h or --listen says
-otherwise. On any other address /join and /raft/* require the cluster token of --token-file
-(sent by raftdump nodes as the X-Raftdump-Token header; 401 without it), unless
---insecure-no-token is given. Joins with an empty or null name, or reusing a member's name,
-are refused. Values over --max-body (1 MiB), keys over 8 KiB and RPC bodies over 64 MiB get
-413; a request head must arrive within --header-timeout, an idle connection is closed after
---idle-timeout, and at most --max-connections are open (half of them at most from one client
-address; when all are taken, the longest idle one is closed for a new one). RPC bodies in
-flight share a 256 MiB budget (then 503). A key or value that is not UTF-8 gets 400; so do a
-bad or conflicting Content-Length and an HTTP/1.0 POST without one; a request line over 32
-KiB gets 414 and headers over 8 KiB a line, 100 lines or 32 KiB in all get 431. Raft RPCs
-from a sender that is not a member, or with a term more than 2^32 above the node's (or near
-the largest term), get 403 and change nothing. Keys are opaque bytes (never file names);
-error answers name no file and carry no trace. While the disk has less than --min-free,
-writes get 507 and reads are still served; a failed fsync or append stops the node, never
-answering 200.
+otherwise. On any other address /join, /members/NAME and /raft/* require the cluster token
+of --token-file (sent by raftdump nodes as the X-Raftdump-Token header; 401 without it),
+unless --insecure-no-token is given. Joins with an empty or null name, or reusing a member's
+name, are refused. Values over --max-body (1 MiB), keys over 8 KiB and RPC bodies over 64
+MiB get 413; a request head must arrive within --header-timeout, an idle connection is
+closed after --idle-timeout, and at most --max-connections are open (half of them at most
+from one client address; when all are taken, the longest idle one is closed for a new one).
+RPC bodies in flight share a 256 MiB budget (then 503). A key or value that is not UTF-8
+gets 400; so do a bad or conflicting Content-Length and an HTTP/1.0 POST without one; a
+request line over 32 KiB gets 414 and headers over 8 KiB a line, 100 lines or 32 KiB in all
+get 431. Raft RPCs from a sender that is not a member, or with a term more than 2^32 above
+the node's (or near the largest term), get 403 and change nothing. Keys are opaque bytes
+(never file names); error answers name no file and carry no trace. While the disk has less
+than --min-free, writes get 507 and reads are still served; a failed fsync or append stops
+the node, never answering 200.
 
 Start-up checks: before it starts, the node's files get `raftdump verify`'s checks. An error
 that means committed data is missing or the log contradicts itself (for example
@@ -153,6 +159,14 @@ pub struct Args {
     /// every vote goraft's grants and always elects the most up-to-date log.
     #[arg(long, value_enum, default_value_t = VoteRuleArg::Paper)]
     vote_rule: VoteRuleArg,
+    /// The leader refuses a join (503, nothing appended) when the members it heard from
+    /// within the longest election timeout, the newcomer not counted, would not be a quorum
+    /// of the cluster with it, and while the last member to join has not caught up; and a
+    /// removal (DELETE /members/NAME) that would leave the live members short of a quorum,
+    /// unless ?force=true. `false` appends every change, as raftd does.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    strict_reconfig_check: bool,
     /// Largest request body for /db and /join, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     max_body: usize,
@@ -324,6 +338,7 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
                 VoteRuleArg::Goraft => crate::node::core::VoteRule::Goraft,
                 VoteRuleArg::Paper => crate::node::core::VoteRule::Paper,
             },
+            strict_reconfig: args.strict_reconfig_check,
             token: token.clone(),
         })
         .with_context(|| format!("cannot start a node on {}", args.dir.display()))?;
@@ -339,10 +354,10 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
             (Some(_), false, false) => {
                 let _ = rt.stop();
                 bail!(
-                    "Cannot join with an existing log: {}'s log holds entries up to index {} \
-                     but not this node's ({name}) own join, so it is not a member of that log's \
-                     cluster. To join afresh, move the dir aside and start with an empty dir; \
-                     to run on this log, start without --join",
+                    "Cannot join with an existing log: {}'s log (entries up to index {}) does \
+                     not make this node ({name}) a member: it holds no join of this node, or a \
+                     later removal. To join afresh, move the dir aside and start with an empty \
+                     dir; to run on this log, start without --join",
                     args.dir.display(),
                     report.last_index
                 );
