@@ -377,7 +377,8 @@ fn answers_have_go_net_http_headers_in_its_order() {
     let names = header_names(&text);
     // As raftd's: a body the handler wrote gets net/http's detected Content-Type after Date
     // and Content-Length; http.Error's headers are the handler's, sorted, before them; an
-    // empty 200 has none; no Server header anywhere.
+    // empty 200 has none; Connection: close answers a request that asked for it; no Server
+    // header anywhere.
     let want: [&[&str]; 4] = [
         &["Date", "Content-Length", "Content-Type"],
         &[
@@ -392,9 +393,28 @@ fn answers_have_go_net_http_headers_in_its_order() {
             "Date",
             "Content-Length",
         ],
-        &["Date", "Content-Length"],
+        &["Date", "Content-Length", "Connection"],
     ];
     assert_eq!(names, want, "{text}");
+    assert!(
+        text.ends_with("Content-Length: 0\r\nConnection: close\r\n\r\n"),
+        "{text}"
+    );
+    // An HTTP/1.0 request that keeps its connection is told so.
+    let text = raw(
+        addr,
+        &[b"GET /leader HTTP/1.0\r\nConnection: keep-alive\r\n\r\n\
+            GET /leader HTTP/1.0\r\n\r\n"],
+    );
+    let want: [&[&str]; 2] = [
+        &["Date", "Content-Length", "Content-Type", "Connection"],
+        &["Date", "Content-Length", "Content-Type"],
+    ];
+    assert_eq!(
+        header_names(&text.replace("HTTP/1.0 ", "HTTP/1.1 ")),
+        want,
+        "{text}"
+    );
     assert!(
         text.contains("Content-Length: 2\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\"\"")
     );

@@ -79,6 +79,24 @@ fn build_date_header() -> Header {
     Header::from_bytes(&b"Date"[..], &d.to_string().into_bytes()[..]).unwrap()
 }
 
+/// raftdump: the `Connection` header Go's net/http answers with: `close` to an HTTP/1.1
+/// request that asked for it, `keep-alive` to an HTTP/1.0 request that asked to keep the
+/// connection; none otherwise.
+fn connection_header(http_version: &HTTPVersion, request_headers: &[Header]) -> Option<Header> {
+    let asked = request_headers
+        .iter()
+        .find(|h| h.field.equiv("Connection"))
+        .map(|h| h.value.as_str().to_ascii_lowercase())?;
+    let value: &[u8] = if *http_version >= HTTPVersion(1, 1) && asked.contains("close") {
+        b"close"
+    } else if *http_version == HTTPVersion(1, 0) && asked.contains("keep-alive") {
+        b"keep-alive"
+    } else {
+        return None;
+    };
+    Header::from_bytes(&b"Connection"[..], value).ok()
+}
+
 fn write_message_header<W>(
     mut writer: W,
     http_version: &HTTPVersion,
@@ -363,7 +381,8 @@ where
 
         // raftdump: the headers in the order Go's net/http writes them (raftd's answers): the
         // response's own headers sorted by name, then Date, Content-Length, a detected
-        // Content-Type, Transfer-Encoding; and no `Server` header (net/http sends none)
+        // Content-Type, Connection, Transfer-Encoding; and no `Server` header (net/http sends
+        // none)
         self.headers
             .sort_by(|a, b| a.field.as_str().as_str().cmp(b.field.as_str().as_str()));
         if !self.headers.iter().any(|h| h.field.equiv("Date")) {
@@ -413,6 +432,9 @@ where
             );
         }
         self.headers.extend(self.detected_type.take());
+        if upgrade.is_none() {
+            self.headers.extend(connection_header(&http_version, request_headers));
+        }
         if let Some(TransferEncoding::Chunked) = transfer_encoding {
             self.headers
                 .push(Header::from_bytes(&b"Transfer-Encoding"[..], &b"chunked"[..]).unwrap());
