@@ -527,3 +527,16 @@ fn join(leader: &str, name: &str, url: &str, token: Option<&str>) -> anyhow::Res
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_host_listens_on_ipv4_loopback_only() {
+        let l = bind("localhost", 0).unwrap();
+        assert_eq!(l.local_addr().unwrap().ip(), std::net::Ipv4Addr::LOCALHOST);
+        let l = bind("127.0.0.1", 0).unwrap();
+        assert!(l.local_addr().unwrap().ip().is_loopback());
+    }
+}
