@@ -110,7 +110,7 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
     let mut emit =
         |r: &replay::Replay, c: Option<&Committed<'_>>, first: bool| -> anyhow::Result<()> {
             match format {
-                Format::Json => render::json(&mut ui.out, r, &sections, c)?,
+                Format::Json => json(&mut ui.out, r, &sections, c)?,
                 Format::Human => {
                     if !first {
                         writeln!(ui.out)?;
@@ -147,4 +147,23 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
         emit(&r, None, k == 0)?;
     }
     Ok(Outcome::Clean)
+}
+
+/// `replay --json`: [`render::json`]'s lines, the state's `kv` lines formatted in parts on every
+/// core ([`super::parts::write_in_parts`]).
+fn json(
+    out: &mut dyn std::io::Write,
+    r: &replay::Replay,
+    sections: &Sections,
+    committed: Option<&Committed<'_>>,
+) -> std::io::Result<()> {
+    render::json_header(out, r, committed)?;
+    match render::KvParts::of(r, sections) {
+        Some(kv) => {
+            let lanes = super::parts::lanes(kv.len());
+            super::parts::write_in_parts(out, kv.len(), lanes, |i, b| kv.format(i, b), |_| {})?;
+        }
+        None => render::json_state(out, r, sections)?,
+    }
+    render::json_sections(out, r, sections)
 }
