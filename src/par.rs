@@ -19,8 +19,10 @@
 //! memory bounded however many parts there are. A thread that cannot be started leaves its work
 //! to the calling thread; a panic on a lane surfaces in the caller as that panic.
 //!
-//! Why not rayon: measured in ARCHITECTURE.md ('Parallelism'): it held the figures but made
-//! no helper shorter, because the in-order hand-back with bounded memory is not one of its shapes.
+//! Why not rayon (measured in ARCHITECTURE.md, 'Parallelism'): it held the figures, but the
+//! in-order hand-back with bounded memory, a lane count chosen by the caller (or a test), the
+//! fallback when a thread cannot start and a lane that outlives a call are not its shapes, and
+//! `join` alone does not pay for four more crates.
 
 use std::collections::VecDeque;
 use std::sync::{mpsc, Condvar, Mutex, MutexGuard};
