@@ -475,7 +475,7 @@ const FLUSH_AT: usize = 1 << 16;
 /// The entry lines in parts that are formatted on their own: the log cut at the summary's resume
 /// points into stretches of about [`inspect::RESUME_STEP`] bytes. Part by part, in order, they
 /// are what [`json_entries`] writes; the command layer formats them on several lanes
-/// (`cli::write_in_parts`).
+/// (`cli::parts::write_in_parts`).
 pub struct EntryParts<'v, 'a> {
     view: &'v View<'a>,
 }
