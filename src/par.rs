@@ -397,4 +397,56 @@ mod tests {
             .expect_err("the lane's panic comes through");
         assert_eq!(panic_text(&panic), Some("job 99"));
     }
+
+    /// The rule of the module docs: outside `serve`'s node (and test files), threads are
+    /// started here only.
+    #[test]
+    fn only_par_and_the_node_start_threads() {
+        fn walk(dir: &std::path::Path, files: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let path = e.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, files);
+                } else if path.extension().is_some_and(|x| x == "rs") {
+                    files.push(path);
+                }
+            }
+        }
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        walk(&src, &mut files);
+        let mut starts = Vec::new();
+        for path in &files {
+            let rel = path
+                .strip_prefix(&src)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            if rel == "par.rs" || rel.starts_with("node/") || rel.ends_with("tests.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                let starts_one = [
+                    "thread::spawn",
+                    "spawn_scoped",
+                    "thread::scope",
+                    "thread::Builder",
+                ]
+                .iter()
+                .any(|s| code.contains(s));
+                if starts_one {
+                    starts.push(format!("src/{rel}:{}", n + 1));
+                }
+            }
+        }
+        assert!(
+            files.len() > 50,
+            "{} files under {}",
+            files.len(),
+            src.display()
+        );
+        assert_eq!(starts, Vec::<String>::new(), "threads started outside par");
+    }
 }
