@@ -9,7 +9,7 @@ use std::sync::Mutex;
 /// can keep up with only hold more finished parts in memory.
 const MAX_LANES: usize = 4;
 
-/// The lanes for a run of `parts` parts: one a core up to [`MAX_LANES`], and one alone when
+/// The lanes for a run of `parts` parts: one a core up to `MAX_LANES`, and one alone when
 /// there are fewer than two parts a lane (a small output is not worth a thread).
 pub fn lanes(parts: usize) -> usize {
     let lanes = crate::par::cores().min(MAX_LANES);

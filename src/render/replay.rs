@@ -509,11 +509,11 @@ impl<'a> KvLine<'a> {
 }
 
 /// The state's `kv` lines in parts of [`KvParts::CHUNK`] pairs, formatted on their own: part by
-/// part, in order, they are byte for byte what [`line()`] writes for each pair in key order.
+/// part, in order, they are byte for byte what `line()` writes for each pair in key order.
 /// The command layer formats them on several lanes (`cli::parts::write_in_parts`);
 /// [`json_state`] one after the other.
 ///
-/// Why not [`line()`]: writing 250,000 lines one by one through serde took a sixth of a large
+/// Why not `line()`: writing 250,000 lines one by one through serde took a sixth of a large
 /// replay.
 pub struct KvParts<'r> {
     pairs: Pairs<'r>,
