@@ -16,6 +16,7 @@ pub mod exit;
 pub mod generate;
 pub mod goflags;
 pub mod inspect;
+pub mod parts;
 pub mod repair;
 pub mod replay;
 pub mod serve;
