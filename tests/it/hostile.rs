@@ -452,7 +452,8 @@ fn a_new_client_is_served_under_2000_idle_sockets() {
     let port: u16 = n.url.rsplit(':').next().unwrap().parse().unwrap();
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let url = format!("{}/db/k", n.url);
-    assert_eq!(http("POST", &url, &[], b"v").0, 200);
+    let (status, body) = http("POST", &url, &[], b"v");
+    assert_eq!(status, 200, "{body}: {}", n.stderr_text());
     // 2,000 idle sockets, each reopened when the node closes it.
     let stop = Arc::new(AtomicBool::new(false));
     let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
