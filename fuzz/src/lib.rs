@@ -512,7 +512,7 @@ mod http_node {
     /// Whether `body` decodes as the RPC at `path` (`None`: not an RPC path).
     fn rpc_decodes(path: &[u8], body: &[u8]) -> Option<bool> {
         Some(match path {
-            b"/raft/appendEntries" => transport::decode_append_request(body).is_ok(),
+            b"/raft/appendEntries" => transport::decode_append_request(body.to_vec()).is_ok(),
             b"/raft/requestVote" => transport::decode_vote_request(body).is_ok(),
             b"/raft/snapshot" => transport::decode_snapshot_request(body).is_ok(),
             b"/raft/snapshotRecovery" => transport::decode_snapshot_install(body).is_ok(),
