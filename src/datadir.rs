@@ -483,6 +483,25 @@ impl DataDir {
 pub(crate) mod testing {
     use std::path::{Path, PathBuf};
 
+    use crate::model::{Command, Index, Term};
+
+    /// A goraft log of `entries` (index, term, command), as the format layer's writer writes it.
+    pub(crate) fn log_of(entries: &[(Index, Term, Command)]) -> Vec<u8> {
+        let mut lw = crate::format::log::LogWriter::new(Vec::new());
+        for (i, t, c) in entries {
+            lw.append(*i, *t, c).unwrap();
+        }
+        lw.into_inner()
+    }
+
+    /// A `raft:join` of node `name` at `http://name`.
+    pub(crate) fn join(name: &str) -> Command {
+        Command::Join {
+            name: name.into(),
+            connection_string: format!("http://{name}"),
+        }
+    }
+
     /// The byte range of the first good frame at `index` in `log`.
     pub(crate) fn frame_span(log: &[u8], index: u64) -> (usize, usize) {
         frame_span_as(log, index, crate::format::dialect::Dialect::Goraft)

@@ -91,7 +91,8 @@ pub struct Plan {
     pub log_path: PathBuf,
     /// Its size when planned.
     pub log_len: u64,
-    /// Its CRC-32 when planned (apply refuses if the file changed since).
+    /// Its CRC-32 when planned, if the plan changes it (apply refuses if the file changed
+    /// since); 0 otherwise.
     pub log_crc: u32,
     /// The frames that stay in place.
     pub keep: Span,
@@ -161,11 +162,16 @@ const FIXED: &[&str] = &[
 pub fn plan(path: &Path, opts: RepairOptions) -> Result<Plan, LoadError> {
     let dir = datadir::open_as(path, opts.dialect)?;
     let report = node::check(&dir);
-    Ok(plan_for(&dir, &report, opts))
+    plan_for(&dir, &report, opts).map_err(|error| LoadError::Io {
+        path: dir.log_path.clone(),
+        error,
+    })
 }
 
-/// Plans the repair of an opened node from its check report.
-pub fn plan_for(dir: &DataDir, report: &NodeReport, opts: RepairOptions) -> Plan {
+/// Plans the repair of an opened node from its check report. Reads the log once more, a chunk
+/// at a time, for its CRC when the plan changes it (a CRC of the mapped log would hold every
+/// page of it in memory).
+pub fn plan_for(dir: &DataDir, report: &NodeReport, opts: RepairOptions) -> io::Result<Plan> {
     let bytes = dir.log.bytes();
     let cut_at = report.log.first_damage;
     let mut blockers = Vec::new();
@@ -321,12 +327,19 @@ pub fn plan_for(dir: &DataDir, report: &NodeReport, opts: RepairOptions) -> Plan
             .cloned()
             .unwrap_or_else(|| finding("log-bad-entry", "damage").offset(offset)),
     });
-    Plan {
+    let log_crc = match &cut {
+        Some(_) => {
+            let (mut file, _) = files::open_regular(&dir.log_path)?;
+            files::read_chunks(&mut file, |_| Ok(()), |e| e)?.1
+        }
+        None => 0,
+    };
+    Ok(Plan {
         node: report.node.clone(),
         dir: dir.path.clone(),
         log_path: dir.log_path.clone(),
         log_len: bytes.len() as u64,
-        log_crc: crc32fast::hash(bytes),
+        log_crc,
         keep,
         cut,
         salvage,
@@ -337,7 +350,7 @@ pub fn plan_for(dir: &DataDir, report: &NodeReport, opts: RepairOptions) -> Plan
         blockers,
         untouched,
         dialect: dir.dialect(),
-    }
+    })
 }
 
 /// What an applied repair did.
@@ -438,33 +451,111 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
-/// Writes a backup of `path` holding `bytes` under the first free name of [`backup_path`]
-/// (created with O_EXCL, so an existing file is never overwritten and two runs in the same second
-/// do not collide). On failure, returns the name tried and the error, having removed what it
-/// wrote.
-fn write_backup(path: &Path, now: u64, bytes: &[u8]) -> Result<PathBuf, (PathBuf, io::Error)> {
+/// Copies `path` to a backup under the first free name of [`backup_path`] (created with O_EXCL,
+/// so an existing file is never overwritten and two runs in the same second do not collide), a
+/// chunk at a time whatever the file's size, and syncs it. With `expect`, the copy must have
+/// that length and CRC-32: the file is still the one that was planned. On failure nothing it
+/// wrote is left.
+fn copy_to_backup(
+    path: &Path,
+    now: u64,
+    expect: Option<(u64, u32)>,
+) -> Result<PathBuf, RepairError> {
+    let (mut src, _) = files::open_regular(path).map_err(|error| RepairError::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let (backup, mut dst) = create_backup(path, now)?;
+    let copied = copy_hashing(&mut src, &mut dst, path, &backup);
+    let failed = match copied {
+        Ok(got) if expect.is_none_or(|e| e == got) => return Ok(backup),
+        Ok(_) => RepairError::Changed(path.to_path_buf()),
+        Err(e) => e,
+    };
+    let _ = fs::remove_file(&backup);
+    Err(failed)
+}
+
+/// Creates the backup file of `path` under the first free name.
+fn create_backup(path: &Path, now: u64) -> Result<(PathBuf, fs::File), RepairError> {
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     let mut attempt = 0;
-    let (b, mut f) = loop {
+    loop {
         let b = backup_path(path, now, attempt);
         match opts.open(&b) {
-            Ok(f) => break (b, f),
+            Ok(f) => return Ok((b, f)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt + 1 < BACKUP_ATTEMPTS => {
                 attempt += 1
             }
-            Err(e) => return Err((b, e)),
-        }
-    };
-    match f.write_all(bytes).and_then(|()| f.sync_all()) {
-        Ok(()) => Ok(b),
-        Err(e) => {
-            let _ = fs::remove_file(&b);
-            Err((b, e))
+            Err(error) => return Err(RepairError::Backup { path: b, error }),
         }
     }
+}
+
+/// Copies `src` (the file at `path`) to `dst` (the backup at `backup`) and syncs it; returns
+/// the length and CRC-32 of what was copied.
+fn copy_hashing(
+    src: &mut fs::File,
+    dst: &mut fs::File,
+    path: &Path,
+    backup: &Path,
+) -> Result<(u64, u32), RepairError> {
+    let write_err = |error| RepairError::Backup {
+        path: backup.to_path_buf(),
+        error,
+    };
+    let got = files::read_chunks(
+        src,
+        |piece| dst.write_all(piece).map_err(write_err),
+        |error| RepairError::Io {
+            path: path.to_path_buf(),
+            error,
+        },
+    )?;
+    dst.sync_all().map_err(write_err)?;
+    Ok(got)
+}
+
+/// Cuts the log at `cut` and re-appends the salvaged frames with canonical headers, each read
+/// from the backup (a frame at a time); syncs the log. Returns the frames and bytes appended.
+fn rewrite_tail(
+    log: &Path,
+    backup: &Path,
+    cut: u64,
+    salvage: &[Frame],
+) -> Result<(u64, u64), RepairError> {
+    use std::os::unix::fs::FileExt;
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |error| RepairError::Io { path, error }
+    };
+    let from = fs::File::open(backup).map_err(io_err(backup))?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .open(log)
+        .map_err(io_err(log))?;
+    file.set_len(cut).map_err(io_err(log))?;
+    file.seek(SeekFrom::Start(cut)).map_err(io_err(log))?;
+    let mut out = io::BufWriter::with_capacity(files::CHUNK, file);
+    let (mut body, mut header) = (Vec::new(), Vec::new());
+    let mut appended = (0, 0);
+    for f in salvage {
+        body.resize(f.body_len as usize, 0);
+        from.read_exact_at(&mut body, f.offset + f.len - f.body_len)
+            .map_err(io_err(backup))?;
+        header.clear();
+        frame::write_header(f.body_len as u32, &mut header);
+        out.write_all(&header).map_err(io_err(log))?;
+        out.write_all(&body).map_err(io_err(log))?;
+        appended.0 += 1;
+        appended.1 += (header.len() + body.len()) as u64;
+    }
+    let file = out.into_inner().map_err(|e| io_err(log)(e.into_error()))?;
+    file.sync_all().map_err(io_err(log))?;
+    Ok(appended)
 }
 
 /// Applies a plan made by [`plan`] (after the `DataDir` it was made from is dropped: the log is
@@ -492,40 +583,24 @@ pub fn apply(plan: &Plan, now: u64) -> Result<Applied, RepairError> {
     // One writer per dir: refused while a node serves it. Taken before the files are read, and
     // held until the result is verified.
     let _lock = DirLock::acquire(lock_dir(plan)).map_err(RepairError::Locked)?;
-    // Read everything first and check it is what was planned.
-    let mut originals: Vec<(PathBuf, Vec<u8>)> = Vec::new();
-    if plan.cut.is_some() {
-        let bytes = files::read_regular(&plan.log_path).map_err(|error| RepairError::Io {
-            path: plan.log_path.clone(),
-            error,
-        })?;
-        if bytes.len() as u64 != plan.log_len || crc32fast::hash(&bytes) != plan.log_crc {
-            return Err(RepairError::Changed(plan.log_path.clone()));
-        }
-        originals.push((plan.log_path.clone(), bytes));
-    }
-    for p in &plan.remove {
-        let bytes = files::read_regular(p).map_err(|error| RepairError::Io {
-            path: p.clone(),
-            error,
-        })?;
-        originals.push((p.clone(), bytes));
-    }
-    // Backups, all before any change; undone if one fails.
+    // Backups of everything first, each checked to be what was planned; undone if one fails.
+    let planned = (plan.log_len, plan.log_crc);
+    let sources = (plan.cut.iter().map(|_| (&plan.log_path, Some(planned))))
+        .chain(plan.remove.iter().map(|p| (p, None)));
     let mut backups: Vec<(PathBuf, PathBuf)> = Vec::new();
-    for (path, bytes) in &originals {
-        match write_backup(path, now, bytes) {
+    for (path, expect) in sources {
+        match copy_to_backup(path, now, expect) {
             Ok(b) => backups.push((path.clone(), b)),
-            Err((path, error)) => {
+            Err(e) => {
                 for (_, made) in &backups {
                     let _ = fs::remove_file(made);
                 }
-                return Err(RepairError::Backup { path, error });
+                return Err(e);
             }
         }
     }
     let dirs: Vec<&Path> = {
-        let mut d: Vec<&Path> = originals.iter().map(|(p, _)| parent(p)).collect();
+        let mut d: Vec<&Path> = backups.iter().map(|(p, _)| parent(p)).collect();
         d.dedup();
         d
     };
@@ -541,25 +616,8 @@ pub fn apply(plan: &Plan, now: u64) -> Result<Applied, RepairError> {
     };
     // The log: cut, then re-append the salvaged frames with canonical headers.
     let mut appended = (0, 0);
-    if let (Some(cut), Some((_, bytes))) = (&plan.cut, originals.first()) {
-        let mut tail = Vec::new();
-        for f in &plan.salvage {
-            let start = (f.offset + f.len - f.body_len) as usize;
-            let body = &bytes[start..start + f.body_len as usize];
-            frame::write_header(f.body_len as u32, &mut tail);
-            tail.extend_from_slice(body);
-            appended.0 += 1;
-        }
-        appended.1 = tail.len() as u64;
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .open(&plan.log_path)
-            .map_err(io_err(&plan.log_path))?;
-        file.set_len(cut.offset).map_err(io_err(&plan.log_path))?;
-        file.seek(SeekFrom::Start(cut.offset))
-            .map_err(io_err(&plan.log_path))?;
-        file.write_all(&tail).map_err(io_err(&plan.log_path))?;
-        file.sync_all().map_err(io_err(&plan.log_path))?;
+    if let (Some(cut), Some((_, backup))) = (&plan.cut, backups.first()) {
+        appended = rewrite_tail(&plan.log_path, backup, cut.offset, &plan.salvage)?;
     }
     let mut removed = Vec::new();
     for p in &plan.remove {

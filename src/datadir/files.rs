@@ -76,12 +76,31 @@ pub fn open_regular(path: &Path) -> io::Result<(File, Metadata)> {
     Ok((file, meta))
 }
 
-/// Reads a whole regular file (for `repair`, which backs up what it changes).
-pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
-    let (mut file, meta) = open_regular(path)?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.read_to_end(&mut bytes)?;
-    Ok(bytes)
+/// How much of a file [`read_chunks`] reads at a time.
+pub const CHUNK: usize = 1 << 20;
+
+/// Reads `file` from where it stands to its end, [`CHUNK`] bytes at a time, handing each piece
+/// to `each`; returns the length and CRC-32 of what was read. Memory stays one chunk whatever the
+/// file's size (`repair` checks and backs up a log this way). A read error becomes `read_err`'s.
+pub fn read_chunks<E>(
+    file: &mut File,
+    mut each: impl FnMut(&[u8]) -> Result<(), E>,
+    read_err: impl Fn(io::Error) -> E,
+) -> Result<(u64, u32), E> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut crc = crc32fast::Hasher::new();
+    let mut len = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => return Ok((len, crc.finalize())),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        crc.update(&buf[..n]);
+        len += n as u64;
+        each(&buf[..n])?;
+    }
 }
 
 /// Reads a regular file of at most `cap` bytes; `what` names it in the error for a larger one

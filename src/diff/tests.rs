@@ -1,5 +1,5 @@
 use super::*;
-use crate::format::log::LogWriter;
+use crate::datadir::testing::{join, log_of};
 use crate::model::Command;
 
 fn w(k: &str, v: &str) -> Command {
@@ -9,23 +9,9 @@ fn w(k: &str, v: &str) -> Command {
     }
 }
 
-fn join(n: &str) -> Command {
-    Command::Join {
-        name: n.into(),
-        connection_string: format!("http://{n}"),
-    }
-}
-
 /// Writes a node dir with a log and a name into `root/<name>`.
 fn node(root: &Path, name: &str, entries: &[(Index, Term, Command)]) -> DataDir {
-    let dir = root.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut lw = LogWriter::new(Vec::new());
-    for (i, t, c) in entries {
-        lw.append(*i, *t, c).unwrap();
-    }
-    std::fs::write(dir.join("log"), lw.into_inner()).unwrap();
-    std::fs::write(dir.join("name"), name).unwrap();
+    let dir = crate::datadir::testing::write_node(root, name, &log_of(entries), None);
     crate::datadir::open(&dir).unwrap()
 }
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::format::log::LogWriter;
+use crate::datadir::testing::{join, log_of};
 use crate::model::Command;
 use std::path::{Path, PathBuf};
 
@@ -279,25 +279,14 @@ fn t2_old_leader_tail_is_uncommitted_without_a_safety_violation() {
     assert!(f[1].node.as_deref().unwrap().ends_with("node1 (2dabb76)"));
 }
 
+/// Writes the node dir `root/name` with a log of `entries` and a name file.
 fn write_node(root: &Path, name: &str, entries: &[(u64, u64, Command)]) -> PathBuf {
-    let dir = root.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut lw = LogWriter::new(Vec::new());
-    for (i, t, c) in entries {
-        lw.append(*i, *t, c).unwrap();
-    }
-    std::fs::write(dir.join("log"), lw.into_inner()).unwrap();
-    std::fs::write(dir.join("name"), name).unwrap();
-    dir
+    crate::datadir::testing::write_node(root, name, &log_of(entries), None)
 }
 
 #[test]
 fn synthetic_election_safety_violation() {
     let tmp = tempfile::tempdir().unwrap();
-    let join = |n: &str| Command::Join {
-        name: n.into(),
-        connection_string: format!("http://{n}"),
-    };
     let w = |v: &str| Command::Write {
         key: "k".into(),
         value: v.into(),
@@ -356,10 +345,6 @@ fn conf(dir: &Path, commit_index: u64, peers: &[&str]) {
 #[test]
 fn a_follower_behind_a_join_disagrees_on_neither_membership_nor_conf() {
     let tmp = tempfile::tempdir().unwrap();
-    let join = |n: &str| Command::Join {
-        name: n.into(),
-        connection_string: format!("http://{n}"),
-    };
     let before = vec![
         (1, 0, join("aa")),
         (2, 0, Command::Nop),
@@ -401,10 +386,6 @@ fn a_follower_behind_a_join_disagrees_on_neither_membership_nor_conf() {
 #[test]
 fn memberships_and_confs_that_differ_at_the_same_index_are_reported() {
     let tmp = tempfile::tempdir().unwrap();
-    let join = |n: &str| Command::Join {
-        name: n.into(),
-        connection_string: format!("http://{n}"),
-    };
     let log = vec![
         (1, 0, join("aa")),
         (2, 0, Command::Nop),
@@ -475,10 +456,6 @@ fn memberships_and_confs_that_differ_at_the_same_index_are_reported() {
 #[test]
 fn a_conf_without_a_name_is_not_compared() {
     let tmp = tempfile::tempdir().unwrap();
-    let join = |n: &str| Command::Join {
-        name: n.into(),
-        connection_string: format!("http://{n}"),
-    };
     let log = vec![(1, 0, join("aa")), (2, 0, Command::Nop), (3, 0, join("bb"))];
     let a = write_node(tmp.path(), "aa", &log);
     conf(&a, 3, &["bb"]);
@@ -498,10 +475,6 @@ fn a_conf_without_a_name_is_not_compared() {
 #[test]
 fn names_duplicate_and_not_member() {
     let tmp = tempfile::tempdir().unwrap();
-    let join = |n: &str| Command::Join {
-        name: n.into(),
-        connection_string: format!("http://{n}"),
-    };
     let log = vec![(1, 0, join("aa")), (2, 0, Command::Nop), (3, 0, join("bb"))];
     let a = write_node(tmp.path(), "aa", &log);
     let b = write_node(tmp.path(), "bb", &log);

@@ -2,7 +2,7 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind};
+use std::io::{BufReader, BufWriter, ErrorKind, Write};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -42,6 +42,11 @@ pub struct ClientConnection {
     // raftdump: tells the slot policy whether this connection waits for a request head
     mark: crate::slots::IdleMark,
 }
+
+// raftdump: how long, and how many bytes, a refused connection's input is read and dropped
+// before the socket closes (`ClientConnection::refuse`).
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+const LINGER_BYTES: usize = 64 << 10;
 
 /// Error that can happen when reading a request.
 #[derive(Debug)]
@@ -89,6 +94,39 @@ impl ClientConnection {
         self.secure
     }
 
+    // raftdump: answers `status` to a request that ends the connection, then closes it gently:
+    // the write side first (the client reads the answer, then an end of stream), then what the
+    // client still sends is read and dropped, for at most `LINGER` and `LINGER_BYTES`, before the
+    // socket is closed (the connection counts as idle meanwhile, the first one a new
+    // connection without a slot closes). Closing with unread input makes the kernel reset the connection, and a
+    // reset can discard the answer before the client reads it (a slow client cut off at the
+    // head deadline saw no 408). Only with an idle timeout, which bounds each read.
+    fn refuse(&mut self, status: u16, ver: HTTPVersion, do_not_send_body: bool) {
+        let writer = self.sink.next().unwrap();
+        crate::Response::new_empty(crate::StatusCode(status))
+            .raw_print(writer, ver, &[], do_not_send_body, None)
+            .ok();
+        // The writer waited for its turn before writing: every earlier answer is written too.
+        self.sink.with_writer(|w| {
+            let _ = w.flush();
+            let _ = w.get_mut().shutdown_write();
+        });
+        if self.limits.idle_timeout.is_none() {
+            return;
+        }
+        // Nothing more is served here: a new connection may take this slot at once.
+        self.mark.idle();
+        let until = std::time::Instant::now() + LINGER;
+        let mut left = LINGER_BYTES;
+        let mut buf = [0u8; 4096];
+        while left > 0 && std::time::Instant::now() < until {
+            match std::io::Read::read(&mut self.next_header_source, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    }
+
     /// Reads the next line from self.next_header_source.
     ///
     /// Reads until `CRLF` is reached. The next read will start
@@ -102,7 +140,18 @@ impl ClientConnection {
             // raftdump: scans what the buffer holds (one `read` per segment received, not
             // one call per byte); the time is checked after every wait for data, so a head
             // that trickles in is still cut at `header_timeout` from its first byte.
-            let available = self.next_header_source.fill_buf()?;
+            // raftdump: a head that stalls until the socket's idle timeout is too slow as well
+            // (408), like one whose deadline passes; a connection idle between requests just
+            // closes.
+            let started = self.head_deadline.is_some();
+            let available = self.next_header_source.fill_buf().map_err(|e| {
+                let timed_out = matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut);
+                if timed_out && started {
+                    IoError::new(ErrorKind::TimedOut, "request head too slow")
+                } else {
+                    e
+                }
+            })?;
             if available.is_empty() {
                 return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF"));
             }
@@ -254,56 +303,35 @@ impl Iterator for ClientConnection {
 
         loop {
             let rq = match self.read() {
+                // raftdump: each refused head gets its status, then the connection is closed
+                // gently (`refuse`): the original closed it with the client's bytes unread,
+                // which resets the connection and could discard the answer on its way.
                 Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
+                    // we don't know where the next request would start, so we have to close
+                    self.refuse(400, HTTPVersion(1, 1), false);
+                    return None;
                 }
-
-                // raftdump: a head over the limits gets its status, then the connection closes
                 Err(ReadError::UriTooLong) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(414));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
+                    self.refuse(414, HTTPVersion(1, 1), false);
                     return None;
                 }
-
                 Err(ReadError::HeadersTooLarge(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(431));
-                    response.raw_print(writer, ver, &[], false, None).ok();
+                    self.refuse(431, ver, false);
                     return None;
                 }
-
                 Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
+                    self.refuse(400, ver, false);
+                    return None;
                 }
-
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
                     // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
+                    self.refuse(408, HTTPVersion(1, 1), false);
+                    return None;
                 }
-
                 Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
+                    // TODO (upstream): should be recoverable, but needs handling in case of body
+                    self.refuse(417, ver, true);
+                    return None;
                 }
 
                 Err(ReadError::ReadIoError(_)) => return None,

@@ -121,6 +121,12 @@ impl RefinedTcpStream {
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
     }
+
+    // raftdump: ends the write side now (the client reads an end of stream after the answer),
+    // for a connection closed on a refused request.
+    pub(crate) fn shutdown_write(&mut self) -> IoResult<()> {
+        self.stream.shutdown(Shutdown::Write)
+    }
 }
 
 impl Drop for RefinedTcpStream {

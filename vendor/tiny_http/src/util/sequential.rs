@@ -174,6 +174,12 @@ impl<W: Write + Send> SequentialWriterBuilder<W> {
             next_trigger: None,
         }
     }
+
+    // raftdump: the connection's writer itself, to flush it and close its write side once
+    // every answer is written (a gentle close, see `ClientConnection::refuse`).
+    pub fn with_writer<T>(&self, f: impl FnOnce(&mut W) -> T) -> T {
+        f(&mut self.writer.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 impl<R: Read + Send> Iterator for SequentialReaderBuilder<R> {
