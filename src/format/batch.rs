@@ -93,6 +93,7 @@ impl EntryBatch {
     /// Appends one entry.
     pub fn push(&mut self, index: Index, term: Term, name: &str, payload: Option<&[u8]>) {
         let len = canonical_len(index, term, name.as_bytes(), payload);
+        self.buf.reserve(wire::varint_len(len as u64) + len);
         self.at.push(offset(self.buf.len()));
         wire::write_varint(len as u64, &mut self.buf);
         wire::encode_entry(index, term, name.as_bytes(), payload, &mut self.buf);
