@@ -415,14 +415,7 @@ mod http_node {
         fn outcome(r: Result<Reply, CallError>) -> Result<(), ApiError> {
             match r {
                 Ok(Reply::Proposal(Ok(_)) | Reply::Read(Ok(_))) => Ok(()),
-                Ok(Reply::Proposal(Err(r)) | Reply::Read(Err(r))) => Err(match r {
-                    raftdump::node::core::Rejection::NotLeader(p) => ApiError::NotLeader(p),
-                    raftdump::node::core::Rejection::ConfigChangePending => {
-                        ApiError::ConfigChangePending
-                    }
-                    raftdump::node::core::Rejection::DuplicateMember(n) => ApiError::Duplicate(n),
-                    raftdump::node::core::Rejection::Superseded => ApiError::Superseded,
-                }),
+                Ok(Reply::Proposal(Err(r)) | Reply::Read(Err(r))) => Err(r.into()),
                 Ok(_) => Err(ApiError::Stopped),
                 Err(CallError::Timeout) => Err(ApiError::Timeout),
                 Err(CallError::Stopped) => Err(ApiError::Stopped),

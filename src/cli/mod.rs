@@ -14,6 +14,7 @@ pub mod diff;
 pub mod exit;
 pub mod generate;
 pub mod inspect;
+pub mod parts;
 pub mod repair;
 pub mod replay;
 pub mod serve;

@@ -31,8 +31,14 @@ are kept in `raftdump-state`, a file goraft ignores, and votes follow the Raft p
 up-to-date rule, which cannot stall a healed cluster as goraft's can (--vote-rule=goraft
 restores goraft's).
 
+Membership: DELETE /members/NAME removes a member (a committed raft:leave). Joins and
+removals that would leave the members heard from short of a quorum are refused with 503
+(--strict-reconfig-check=false restores raftd's behaviour; ?force=true forces a removal), and
+so is a join while the last member to join has not caught up. A removed node takes no writes
+(410) and says why.
+
 Security: the node listens on 127.0.0.1 unless -h or --listen says otherwise. On any other
-address /join and /raft/* require the cluster token of --token-file (sent by raftdump nodes
+address /join, /members/NAME and /raft/* require the cluster token of --token-file (sent by raftdump nodes
 as the X-Raftdump-Token header; 401 without it), unless --insecure-no-token is given. Joins
 with an empty or null name, or reusing a member's name, are refused. Values over --max-body
 (1 MiB), keys over 8 KiB and RPC bodies over 64 MiB get 413; a request head must arrive
@@ -141,6 +147,14 @@ pub struct Args {
     /// every vote goraft's grants and always elects the most up-to-date log.
     #[arg(long, value_enum, default_value_t = VoteRuleArg::Paper)]
     vote_rule: VoteRuleArg,
+    /// The leader refuses a join (503, nothing appended) when the members it heard from
+    /// within the longest election timeout, the newcomer not counted, would not be a quorum
+    /// of the cluster with it, and while the last member to join has not caught up; and a
+    /// removal (DELETE /members/NAME) that would leave the live members short of a quorum,
+    /// unless ?force=true. `false` appends every change, as raftd does.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    strict_reconfig_check: bool,
     /// Largest request body for /db and /join, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     max_body: usize,
@@ -293,6 +307,7 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
                 VoteRuleArg::Goraft => crate::node::core::VoteRule::Goraft,
                 VoteRuleArg::Paper => crate::node::core::VoteRule::Paper,
             },
+            strict_reconfig: args.strict_reconfig_check,
             token: token.clone(),
         })
         .with_context(|| format!("cannot start a node on {}", args.dir.display()))?;

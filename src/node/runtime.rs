@@ -46,6 +46,8 @@ pub struct Options {
     pub timeouts: Timeouts,
     /// The up-to-date check for votes.
     pub vote_rule: super::core::VoteRule,
+    /// See [`super::core::Config::strict_reconfig`].
+    pub strict_reconfig: bool,
     /// The cluster token sent with every RPC (see [`super::security`]).
     pub token: Option<String>,
 }
@@ -276,6 +278,7 @@ impl Runtime {
         cfg.election_timeout_ms = opts.election_timeout_ms;
         cfg.seed = opts.seed;
         cfg.vote_rule = opts.vote_rule;
+        cfg.strict_reconfig = opts.strict_reconfig;
         let core = Core::new(cfg, init, 0);
         let (tx, rx) = mpsc::channel::<Input>();
         let shared = Arc::new(Shared {
@@ -835,6 +838,7 @@ fn apply_pipelined(
 fn event_id(e: &Event) -> Option<RequestId> {
     match e {
         Event::Propose { id, .. }
+        | Event::Remove { id, .. }
         | Event::Read { id }
         | Event::Append { id, .. }
         | Event::Vote { id, .. }

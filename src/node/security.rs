@@ -127,7 +127,9 @@ pub fn token_matches(expected: &[u8], given: &[u8]) -> bool {
 
 /// Whether a decoded request path is one the token guards (`/join` and `/raft/*`).
 pub fn guarded(decoded_path: &[u8]) -> bool {
-    decoded_path == b"/join" || decoded_path.starts_with(b"/raft/")
+    decoded_path == b"/join"
+        || decoded_path.starts_with(b"/raft/")
+        || decoded_path.starts_with(b"/members/")
 }
 
 /// An agent builder whose requests carry `token` in [`TOKEN_HEADER`] (unchanged when `None`).
@@ -179,6 +181,8 @@ mod tests {
         assert!(guarded(b"/join"));
         assert!(guarded(b"/raft/appendEntries"));
         assert!(guarded(b"/raft/anything"));
+        assert!(guarded(b"/members/2832bfa"));
+        assert!(!guarded(b"/members"));
         assert!(!guarded(b"/db/join"));
         assert!(!guarded(b"/joins"));
         assert!(!guarded(b"/state"));

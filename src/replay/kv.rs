@@ -563,18 +563,7 @@ fn sort_by_in_halves<T: Send>(v: &mut [T], cmp: impl Fn(&T, &T) -> Ordering + Sy
     v.select_nth_unstable_by(mid, &cmp);
     let (low, high) = v.split_at_mut(mid);
     let cmp = &cmp;
-    let high_sorted = std::thread::scope(|s| {
-        let t = std::thread::Builder::new().spawn_scoped(s, move || high.sort_unstable_by(cmp));
-        low.sort_unstable_by(cmp);
-        match t.map(|t| t.join()) {
-            Ok(Ok(())) => true,
-            Ok(Err(panic)) => std::panic::resume_unwind(panic),
-            Err(_) => false,
-        }
-    });
-    if !high_sorted {
-        v[mid..].sort_unstable_by(cmp);
-    }
+    crate::par::join(|| high.sort_unstable_by(cmp), || low.sort_unstable_by(cmp));
 }
 
 /// A key's sort prefix (see [`sort_prefix`]) and the position of its pair.

@@ -11,6 +11,7 @@ mod hostile;
 mod hostile_files;
 mod inspect;
 mod man;
+mod membership;
 mod node;
 mod node_sim;
 mod raft_paper;

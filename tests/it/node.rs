@@ -17,17 +17,17 @@ use raftdump::format::log::LogReader;
 
 const BIN: &str = env!("CARGO_BIN_EXE_raftdump");
 
-struct Node {
-    child: Child,
-    url: String,
-    dir: PathBuf,
-    port: u16,
+pub(crate) struct Node {
+    pub(crate) child: Child,
+    pub(crate) url: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) port: u16,
     stderr: PathBuf,
 }
 
 // The child is owned by `Node`, whose Drop kills and waits for it.
 #[allow(clippy::zombie_processes)]
-fn spawn_node(dir: &Path, port: u16, extra: &[&str]) -> Node {
+pub(crate) fn spawn_node(dir: &Path, port: u16, extra: &[&str]) -> Node {
     let stderr = dir.with_extension(format!("stderr.{}", rand_suffix()));
     let f = fs::File::create(&stderr).unwrap();
     let mut cmd = Command::new(BIN);
@@ -78,12 +78,12 @@ impl Node {
         }
     }
 
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
-    fn stderr_text(&self) -> String {
+    pub(crate) fn stderr_text(&self) -> String {
         fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 }
@@ -117,7 +117,7 @@ fn http(method: &str, url: &str, body: &[u8]) -> (u16, Vec<u8>, String) {
     (status, b, ct)
 }
 
-fn text(method: &str, url: &str, body: &str) -> (u16, String) {
+pub(crate) fn text(method: &str, url: &str, body: &str) -> (u16, String) {
     let (s, b, _) = http(method, url, body.as_bytes());
     (s, String::from_utf8(b).unwrap())
 }
@@ -145,7 +145,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn name_of(n: &Node) -> String {
+pub(crate) fn name_of(n: &Node) -> String {
     fs::read_to_string(n.dir.join("name")).unwrap()
 }
 
@@ -155,7 +155,7 @@ fn leader_seen_by(n: &Node) -> String {
     serde_json::from_str(&b).unwrap()
 }
 
-fn assert_log_clean(dir: &Path) -> Vec<u8> {
+pub(crate) fn assert_log_clean(dir: &Path) -> Vec<u8> {
     let bytes = fs::read(dir.join("log")).unwrap();
     let mut last = None;
     for r in LogReader::new(&bytes) {

@@ -289,15 +289,7 @@ fn membership_changes_by_join_and_leave() {
     for seed in seeds().into_iter().take(4) {
         let mut sim = Sim::cluster(SimConfig::new(seed), 3);
         let n4 = sim.add_node();
-        let id = sim.propose(
-            0,
-            names::JOIN,
-            Some(raftdump::format::command::encode_join("n4", "mem://n4")),
-        );
-        assert!(
-            matches!(sim.run_until_done(0, id, 2_000), Some(Ok(_))),
-            "seed {seed}"
-        );
+        assert!(matches!(sim.join(0, "n4"), Some(Ok(_))), "seed {seed}");
         // A second join while none is pending works; a duplicate name is refused.
         let dup = sim.propose(
             0,

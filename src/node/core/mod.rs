@@ -31,6 +31,7 @@ pub use crate::format::rpc::{
 };
 use crate::model::{names, term_in_bounds, term_is_poisoned, Index, Peer, Term, MAX_TERM_STEP};
 
+mod proposals;
 mod replication;
 mod types;
 
@@ -45,6 +46,8 @@ struct Progress {
     acked_round: u64,
     raftdump: bool,
     snapshot_inflight: bool,
+    /// When the peer last answered an AppendEntries (any answer).
+    heard_at: Option<Millis>,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +102,10 @@ pub struct Core {
     replicate_pending: bool,
     commit_notify_at: Option<Millis>,
     refusals_logged: BTreeSet<String>,
+    /// The last member whose join this node applied, and the join's index.
+    last_join: Option<(String, Index)>,
+    /// The index of the applied `raft:leave` that removed this node.
+    removed_at: Option<Index>,
     stuck_logged: bool,
     out: Vec<Action>,
 }
@@ -189,6 +196,8 @@ impl Core {
             replicate_pending: false,
             commit_notify_at: None,
             refusals_logged: BTreeSet::new(),
+            last_join: None,
+            removed_at: None,
             stuck_logged: false,
             out: Vec::new(),
         };
@@ -483,6 +492,7 @@ impl Core {
             Event::Tick(now) => self.tick(now),
             Event::Bootstrap => self.bootstrap(),
             Event::Propose { id, name, payload } => self.propose(id, name, payload),
+            Event::Remove { id, name, force } => self.remove(id, name, force),
             Event::Read { id } => self.read(id),
             Event::Persisted(i) => {
                 self.persisted = self.persisted.max(i.min(self.log.last_index()));
@@ -692,47 +702,6 @@ impl Core {
         index
     }
 
-    fn propose(&mut self, id: RequestId, name: String, payload: Option<Vec<u8>>) {
-        if self.role != Role::Leader {
-            self.out.push(Action::ProposalDone {
-                id,
-                result: Err(Rejection::NotLeader(self.leader_peer())),
-            });
-            return;
-        }
-        if let Some(change) = ConfigChange::of(&name, payload.as_deref()) {
-            // One change at a time, and none before this leader's nop is committed (the
-            // single-server change rule: a new leader first commits an entry of its term).
-            if self
-                .pending_config
-                .range(self.commit.saturating_add(1)..)
-                .next()
-                .is_some()
-                || self.commit < self.term_start
-            {
-                self.out.push(Action::ProposalDone {
-                    id,
-                    result: Err(Rejection::ConfigChangePending),
-                });
-                return;
-            }
-            if let ConfigChange::Join(p) = &change {
-                if self.members.contains_key(&p.name) {
-                    self.out.push(Action::ProposalDone {
-                        id,
-                        result: Err(Rejection::DuplicateMember(p.name.clone())),
-                    });
-                    return;
-                }
-            }
-        }
-        let index = self.append_local(name, payload);
-        self.proposals.insert(index, (id, self.hs.term));
-        if self.quorum() == 1 {
-            self.advance_commit();
-        }
-    }
-
     fn read(&mut self, id: RequestId) {
         if self.role != Role::Leader {
             self.out.push(Action::ReadDone {
@@ -919,6 +888,7 @@ impl Progress {
             acked_round: 0,
             raftdump: false,
             snapshot_inflight: false,
+            heard_at: None,
         }
     }
 }

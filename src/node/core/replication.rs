@@ -19,12 +19,17 @@ impl Core {
     /// Sends the next batch to `name`; `force` sends even with nothing new or a full window
     /// (heartbeats and read rounds).
     pub(super) fn send_append(&mut self, name: &str, force: bool) {
+        if let Some(conn) = self.members.get(name).cloned() {
+            self.send_append_to(name, conn, force);
+        }
+    }
+
+    /// [`Core::send_append`] to `name` at `conn` (a member, or one whose removal was just
+    /// committed).
+    fn send_append_to(&mut self, name: &str, conn: String, force: bool) {
         if self.role != Role::Leader {
             return;
         }
-        let Some(conn) = self.members.get(name).cloned() else {
-            return;
-        };
         let last_index = self.log.last_index();
         let (commit, term, round, start) =
             (self.commit, self.hs.term, self.round, self.log.start_index);
@@ -116,6 +121,7 @@ impl Core {
             return;
         };
         p.raftdump |= raftdump;
+        p.heard_at = Some(self.now);
         p.acked_round = p.acked_round.max(sent.round);
         if r.success {
             p.matched = p.matched.max(sent.last);
@@ -191,20 +197,37 @@ impl Core {
             .range(..=n)
             .map(|(i, c)| (*i, c.clone()))
             .collect();
+        let mut left = Vec::new();
         for (i, c) in applied {
             self.pending_config.remove(&i);
             match c {
                 ConfigChange::Join(p) => {
+                    if p.name == self.cfg.name {
+                        self.removed_at = None;
+                    }
+                    self.last_join = Some((p.name.clone(), i));
                     self.members.entry(p.name).or_insert(p.connection_string);
                 }
                 ConfigChange::Leave(name) => {
-                    self.members.remove(&name);
+                    if name == self.cfg.name {
+                        log::warn!(
+                            "this node was removed from the cluster (raft:leave at index {i})"
+                        );
+                        self.removed_at = Some(i);
+                    }
+                    if let Some(conn) = self.members.remove(&name) {
+                        left.push((name, conn));
+                    }
                 }
             }
         }
         if self.role == Role::Leader {
             let next = self.log.last_index().saturating_add(1);
             let peers = self.peers();
+            for (name, conn) in left {
+                // A removed member learns that its removal is committed, and stops.
+                self.send_append_to(&name, conn, true);
+            }
             self.progress
                 .retain(|n, _| peers.iter().any(|p| &p.name == n));
             for p in peers {
@@ -214,7 +237,11 @@ impl Core {
                 }
             }
             if !self.members.is_empty() && !self.members.contains_key(&self.cfg.name) {
-                // This leader committed its own removal.
+                // This leader committed its own removal: the members learn the commit before
+                // it steps down (else they would wait for an election to learn it).
+                for p in self.peers() {
+                    self.send_append(&p.name, true);
+                }
                 self.become_follower(self.hs.term, None);
             }
         }

@@ -514,3 +514,168 @@ fn a_poisoned_term_never_wraps_and_never_campaigns() {
     });
     assert_eq!((c.role(), c.hard_state().term), (Role::Candidate, term));
 }
+
+/// Leader `a` of {a, b, c} in term 2, its nop at 3 committed with b's answer at `now`.
+fn leader_abc(now: Millis) -> Core {
+    let mut c = follower(&[1, 1]);
+    c.step(Event::Tick(1_000));
+    c.step(Event::VoteResult {
+        peer: "b".into(),
+        term: 2,
+        resp: Some(VoteResponse {
+            term: 2,
+            granted: true,
+        }),
+    });
+    c.step(Event::Persisted(3));
+    c.step(Event::Tick(now));
+    ack(&mut c, "b", 2, 3);
+    assert_eq!(c.status().commit, 3);
+    c
+}
+
+/// `peer` answers success to an AppendEntries of `prev+1..=last` in term 2.
+fn ack(c: &mut Core, peer: &str, prev: Index, last: Index) -> Vec<Action> {
+    let sent = SentAppend {
+        term: 2,
+        epoch: 0,
+        round: 0,
+        prev,
+        last,
+    };
+    let resp = Some(AppendResponse {
+        term: 2,
+        index: last,
+        commit: 0,
+        success: true,
+    });
+    c.step(Event::AppendResult {
+        peer: peer.into(),
+        sent,
+        resp,
+        raftdump: true,
+    })
+}
+
+fn outcome(acts: &[Action], want: RequestId) -> Option<Result<Index, Rejection>> {
+    acts.iter().find_map(|a| match a {
+        Action::ProposalDone { id, result } if *id == want => Some(result.clone()),
+        _ => None,
+    })
+}
+
+fn propose_join(c: &mut Core, id: RequestId, name: &str) -> Vec<Action> {
+    c.step(Event::Propose {
+        id,
+        name: names::JOIN.into(),
+        payload: Some(command::encode_join(name, &format!("http://{name}"))),
+    })
+}
+
+#[test]
+fn strict_reconfig_refuses_joins_and_removals_that_would_lose_the_quorum() {
+    let mut c = leader_abc(2_000);
+    // Only b was heard: with d not yet live, 2 of 4 members are no quorum.
+    let acts = propose_join(&mut c, 1, "d");
+    assert!(
+        matches!(outcome(&acts, 1), Some(Err(Rejection::Unsafe(ref why))) if why.contains("2 of the 3 members")),
+        "{acts:?}"
+    );
+    assert_eq!(c.status().last_index, 3, "nothing appended");
+    // c answers too: 3 of 4 is a quorum, the join is appended.
+    ack(&mut c, "c", 2, 3);
+    let acts = propose_join(&mut c, 2, "d");
+    assert_eq!(outcome(&acts, 2), None);
+    assert_eq!(c.status().last_index, 4);
+    c.step(Event::Persisted(4));
+    let acts = ack(&mut c, "b", 3, 4);
+    assert_eq!(outcome(&acts, 2), Some(Ok(4)));
+    assert!(c.status().members.contains_key("d"));
+    // d has not caught up with its own join: a second join waits.
+    let acts = propose_join(&mut c, 3, "e");
+    assert!(
+        matches!(outcome(&acts, 3), Some(Err(Rejection::Unsafe(ref why))) if why.contains("has not caught up")),
+        "{acts:?}"
+    );
+    // Without the check, goraft's behaviour: appended.
+    let mut lax = leader_abc(2_000);
+    lax.cfg.strict_reconfig = false;
+    let acts = propose_join(&mut lax, 4, "d");
+    assert_eq!(outcome(&acts, 4), None);
+    assert_eq!(lax.status().last_index, 4);
+}
+
+#[test]
+fn removal_is_checked_unless_forced_and_a_removed_follower_takes_no_writes() {
+    let mut c = leader_abc(2_000);
+    // c is silent: removing b would leave a alone of {a, c}, short of a quorum of 2.
+    let acts = c.step(Event::Remove {
+        id: 1,
+        name: "b".into(),
+        force: false,
+    });
+    assert!(
+        matches!(outcome(&acts, 1), Some(Err(Rejection::Unsafe(ref why))) if why.contains("force=true")),
+        "{acts:?}"
+    );
+    let acts = c.step(Event::Remove {
+        id: 2,
+        name: "zz".into(),
+        force: false,
+    });
+    assert_eq!(
+        outcome(&acts, 2),
+        Some(Err(Rejection::NoSuchMember("zz".into())))
+    );
+    // Removing the silent c leaves {a, b}, both live: allowed, and committed by a and b.
+    let acts = c.step(Event::Remove {
+        id: 3,
+        name: "c".into(),
+        force: false,
+    });
+    assert_eq!(outcome(&acts, 3), None);
+    c.step(Event::Persisted(4));
+    let acts = ack(&mut c, "b", 3, 4);
+    assert_eq!(outcome(&acts, 3), Some(Ok(4)));
+    assert!(!c.status().members.contains_key("c"));
+    // The removed member is told the commit of its removal.
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::SendAppend { to, .. } if to.name == "c")));
+    // Forced, a removal that loses the quorum goes through.
+    let mut f = leader_abc(2_000);
+    let acts = f.step(Event::Remove {
+        id: 4,
+        name: "b".into(),
+        force: true,
+    });
+    assert_eq!(outcome(&acts, 4), None);
+    // A follower that applies its own removal takes no writes and never campaigns.
+    let mut x = follower(&[1, 1, 1]);
+    let leave = Entry {
+        index: 4,
+        term: 1,
+        name: names::LEAVE.into(),
+        payload: Some(command::encode_leave("a")),
+    };
+    x.step(Event::Append {
+        id: 9,
+        req: AppendRequest {
+            term: 1,
+            prev_index: 3,
+            prev_term: 1,
+            commit: 4,
+            leader: "b".into(),
+            entries: vec![leave],
+        }
+        .into(),
+    });
+    let acts = x.step(Event::Propose {
+        id: 5,
+        name: names::WRITE.into(),
+        payload: Some(b"{\"key\":\"k\",\"value\":\"v\"}\n".to_vec()),
+    });
+    assert_eq!(outcome(&acts, 5), Some(Err(Rejection::Removed(4))));
+    x.step(Event::Tick(100_000));
+    assert_eq!(x.role(), Role::Follower);
+}

@@ -27,6 +27,10 @@ pub struct Config {
     pub heartbeat_ms: Millis,
     /// Election timeout T: each wait is uniform in `[T, 2T)` (raftd: 150 ms).
     pub election_timeout_ms: Millis,
+    /// The leader refuses a membership change that would leave the members it hears from
+    /// short of a quorum, and a join while the last one has not caught up (the default;
+    /// `false` is goraft's behaviour: every change is appended).
+    pub strict_reconfig: bool,
     /// Most entries in one AppendEntries request.
     pub max_batch_entries: u64,
     /// Most AppendEntries requests in flight to one peer (pipelining). raftdump's HTTP
@@ -77,6 +81,7 @@ impl Config {
             connection_string: connection_string.into(),
             heartbeat_ms: 50,
             election_timeout_ms: 150,
+            strict_reconfig: true,
             max_batch_entries: 1000,
             max_inflight: 1,
             seed: 1,
@@ -290,6 +295,12 @@ pub enum Rejection {
     DuplicateMember(String),
     /// The entry was overwritten by another leader's entry: not committed.
     Superseded,
+    /// A membership change the strict check refuses: why.
+    Unsafe(String),
+    /// A removal of a name that is not a member.
+    NoSuchMember(String),
+    /// This node was removed from the cluster by the `raft:leave` at this index.
+    Removed(Index),
 }
 
 /// Inputs of the core.
@@ -307,6 +318,15 @@ pub enum Event {
         name: String,
         /// Payload.
         payload: Option<Vec<u8>>,
+    },
+    /// Remove a member: a `raft:leave` of `name`, checked like a join unless `force`.
+    Remove {
+        /// Routes the result.
+        id: RequestId,
+        /// The member.
+        name: String,
+        /// Skip the quorum check.
+        force: bool,
     },
     /// A linearizable read: answered once leadership is confirmed and applied >= read index.
     Read {

@@ -12,17 +12,23 @@ use super::{Api, ApiError, Done, Rpc, RpcAnswer, RpcDone};
 fn proposal_outcome(r: Result<Reply, CallError>) -> Result<(), ApiError> {
     match r.map_err(call_error)? {
         Reply::Proposal(Ok(_)) => Ok(()),
-        Reply::Proposal(Err(r)) => Err(rejection(r)),
+        Reply::Proposal(Err(r)) => Err(r.into()),
         _ => Err(ApiError::Stopped),
     }
 }
 
-fn rejection(r: Rejection) -> ApiError {
-    match r {
-        Rejection::NotLeader(p) => ApiError::NotLeader(p),
-        Rejection::ConfigChangePending => ApiError::ConfigChangePending,
-        Rejection::DuplicateMember(n) => ApiError::Duplicate(n),
-        Rejection::Superseded => ApiError::Superseded,
+/// The HTTP layer's error for the core's refusal of a proposal or read.
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> ApiError {
+        match r {
+            Rejection::NotLeader(p) => ApiError::NotLeader(p),
+            Rejection::ConfigChangePending => ApiError::ConfigChangePending,
+            Rejection::DuplicateMember(n) => ApiError::Duplicate(n),
+            Rejection::Superseded => ApiError::Superseded,
+            Rejection::Unsafe(why) => ApiError::Unsafe(why),
+            Rejection::NoSuchMember(n) => ApiError::NoSuchMember(n),
+            Rejection::Removed(at) => ApiError::Removed(at),
+        }
     }
 }
 
@@ -40,7 +46,7 @@ impl Api for Handle {
             .map_err(call_error)?
         {
             Reply::Read(Ok(_)) => Ok(()),
-            Reply::Read(Err(r)) => Err(rejection(r)),
+            Reply::Read(Err(r)) => Err(r.into()),
             _ => Err(ApiError::Stopped),
         }
     }
@@ -54,6 +60,15 @@ impl Api for Handle {
             id,
             name: name.to_string(),
             payload: Some(payload),
+        };
+        proposal_outcome(self.call(ev, timeout))
+    }
+
+    fn remove_member(&self, name: &str, force: bool, timeout: Duration) -> Result<(), ApiError> {
+        let ev = |id| Event::Remove {
+            id,
+            name: name.to_string(),
+            force,
         };
         proposal_outcome(self.call(ev, timeout))
     }

@@ -106,6 +106,12 @@ pub enum ApiError {
     Superseded,
     /// No answer in time (no quorum?); a write may still commit.
     Timeout,
+    /// A membership change refused by the strict check: why.
+    Unsafe(String),
+    /// A removal of a name that is not a member.
+    NoSuchMember(String),
+    /// This node was removed from the cluster by the `raft:leave` at this index.
+    Removed(crate::model::Index),
     /// The node has stopped.
     Stopped,
 }
@@ -154,6 +160,12 @@ pub trait Api: Send + Sync {
     fn status(&self) -> (String, String, u64, u64, String);
     /// Every member but this node, by name.
     fn peers(&self) -> BTreeMap<String, String>;
+    /// Removes member `name` from the cluster (a committed `raft:leave`); `force` skips the
+    /// quorum check. A node that runs no core has no members to remove.
+    fn remove_member(&self, name: &str, force: bool, timeout: Duration) -> Result<(), ApiError> {
+        let _ = (name, force, timeout);
+        Err(ApiError::ReadOnly)
+    }
     /// The leader's URL when known and not this node.
     fn leader_url(&self) -> Option<String>;
     /// Handles a goraft RPC body.

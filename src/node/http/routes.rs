@@ -118,6 +118,17 @@ fn write_error(e: &ApiError, not_leader_status: u16) -> Answer {
             "raftdump: no quorum answered in time; the write may still commit\n",
         ),
         ApiError::Stopped => Answer::text(400, "raft: Has been stopped\n"),
+        ApiError::Unsafe(why) => Answer::text(503, format!("raftdump: refused: {why}\n")),
+        ApiError::NoSuchMember(n) => {
+            Answer::text(404, format!("raftdump: no member named {n:?}\n"))
+        }
+        ApiError::Removed(at) => Answer::text(
+            410,
+            format!(
+                "raftdump: this node was removed from the cluster (raft:leave at index {at}); \
+                 it takes no writes\n"
+            ),
+        ),
     }
 }
 
@@ -154,6 +165,33 @@ fn forwarded_or(
         }
     }
     a
+}
+
+/// `DELETE /members/NAME[?force=true]`: a committed `raft:leave` of NAME (token-guarded like
+/// `/join`), forwarded to the leader; 503 when the strict check refuses it.
+fn remove_member(
+    api: &dyn Api,
+    opts: &HttpOptions,
+    req: &Request<'_>,
+    name: &[u8],
+    try_forward: &dyn Fn(Answer) -> Answer,
+) -> Answer {
+    if req.method != "DELETE" {
+        return Answer::empty(405);
+    }
+    let Ok(name) = std::str::from_utf8(name) else {
+        return Answer::text(400, "raftdump: a member name is UTF-8 text\n");
+    };
+    if name.is_empty() || name.contains('/') {
+        return Answer::not_found();
+    }
+    let query = req.url.split_once('?').map_or("", |(_, q)| q);
+    let force = query.split('&').any(|kv| kv == "force=true");
+    match api.remove_member(name, force, opts.timeout) {
+        Ok(()) => Answer::empty(200),
+        Err(e @ ApiError::NotLeader(_)) => try_forward(write_error(&e, 500)),
+        Err(e) => write_error(&e, 500),
+    }
 }
 
 /// The 400 for a write whose key (percent-decoded) or value is not UTF-8: raftd's JSON
@@ -239,6 +277,9 @@ pub fn route(
             return write_answer(api, opts, &req, forward, r);
         }
         return Answer::empty(405);
+    }
+    if let Some(name) = decoded.strip_prefix(b"/members/") {
+        return remove_member(api, opts, &req, name, &try_forward);
     }
     match decoded.as_slice() {
         b"/join" => {

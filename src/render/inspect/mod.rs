@@ -22,7 +22,7 @@ mod json;
 mod snapshot;
 
 pub use human::{human, CHUNK_ROWS};
-pub use json::json;
+pub use json::{json, json_entries, json_head, json_problems, EntryParts};
 pub use snapshot::{snapshot_human, snapshot_json, SnapshotView};
 
 /// The JSON Lines schema, as documented above (also the man page's text).
