@@ -16,7 +16,7 @@
 //! the locations together: at most 2 bodies while decoding). The store writes the batch through
 //! a write buffer of about 1 MiB, so no second copy of the entries exists on the way to the
 //! log. The reservation lives until the request is answered,
-//! after its entries are written. (Decoded into owned entries, 64 bytes each, one 54 MB body of
+//! after its entries are written. (Decoded into owned entries, 64 bytes each, one 63 MB body of
 //! 5.4 million tiny entries took a node to 680 MB; as a batch, 130 MB.)
 
 use std::sync::{Arc, Condvar, Mutex};

@@ -566,7 +566,7 @@ fn parallel_big_rpc_bodies_stay_within_the_memory_budget() {
     assert_eq!(http("POST", &format!("{}/db/k", n.url), &[], b"v").0, 200);
 }
 
-/// One AppendEntries of 54 MB holding 5.4 million tiny entries, from the leader to a real
+/// One AppendEntries of 63 MB holding 5.4 million tiny entries, from the leader to a real
 /// follower that takes them all: the follower keeps the entries in the body it read (4 bytes
 /// per entry beside it) and writes them from there, so its peak memory stays within a small
 /// multiple of the body. Decoded into owned entries (64 bytes each, as before the batch) it
