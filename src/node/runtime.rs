@@ -968,6 +968,7 @@ pub fn role_name(role: Role) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::batch::EntryBatch;
     use crate::format::command;
     use crate::model::{names, Entry};
 
@@ -1060,7 +1061,7 @@ mod tests {
                 payload: Some(payload),
             });
         }
-        store.append(&entries).unwrap();
+        store.append(&EntryBatch::from_entries(&entries)).unwrap();
         let mut slow = Kv::new();
         exec::apply_to(&mut store, &mut slow, 60_000, "me", false).unwrap();
         let mut fast = Kv::new();

@@ -24,13 +24,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use crate::format::batch::{EntryBatch, EntryRef};
 use crate::format::command;
 pub use crate::format::rpc::{
-    AppendRequest, AppendResponse, SnapshotInstall, VoteRequest, VoteResponse,
+    AppendRequest, AppendResponse, ReceivedAppend, SnapshotInstall, VoteRequest, VoteResponse,
 };
-use crate::model::{
-    names, term_in_bounds, term_is_poisoned, Entry, Index, Peer, Term, MAX_TERM_STEP,
-};
+use crate::model::{names, term_in_bounds, term_is_poisoned, Index, Peer, Term, MAX_TERM_STEP};
 
 use super::ratelog::RateLog;
 
@@ -702,12 +701,9 @@ impl Core {
             self.pending_config.insert(index, c);
         }
         self.log.push(index, term);
-        self.out.push(Action::Append(vec![Entry {
-            index,
-            term,
-            name,
-            payload,
-        }]));
+        let mut entry = EntryBatch::new();
+        entry.push(index, term, &name, payload.as_deref());
+        self.out.push(Action::Append(entry));
         self.replicate_pending = true;
         index
     }

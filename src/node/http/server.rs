@@ -427,7 +427,7 @@ fn handle(
         opts.max_body
     } as u64
         + 1;
-    let _reserved = match rpc_reservation(&rq, is_rpc, opts) {
+    let reserved = match rpc_reservation(&rq, is_rpc, opts) {
         Ok(r) => r,
         Err(a) => {
             send(rq, a);
@@ -447,7 +447,8 @@ fn handle(
     // An AppendEntries is handed to the runtime without waiting: this thread goes back to
     // reading the connection, where the leader's next request may already wait (pipelining),
     // and a responder answers once the entries are durable. Answers go out in request order
-    // (tiny_http orders a connection's answers).
+    // (tiny_http orders a connection's answers). The body moves into the request the core
+    // gets, and its reservation lives until the answer: the entries are written from the body.
     if is_rpc
         && rq.url() == "/raft/appendEntries"
         && rq.method() == &tiny_http::Method::Post
@@ -457,9 +458,10 @@ fn handle(
         let mut rq = Some(rq);
         api.rpc_async(
             Rpc::AppendEntries,
-            &body,
+            body,
             opts.timeout,
             Box::new(move |answer| {
+                let _reserved = reserved;
                 if let Some(rq) = rq.take() {
                     let answer = rpc_http_answer(answer);
                     // The runtime's thread writes the answer itself when the answers before

@@ -191,7 +191,7 @@ impl Api for Holding {
     fn rpc(&self, _: Rpc, _: &[u8], _: Duration) -> RpcAnswer {
         RpcAnswer::Failed
     }
-    fn rpc_async(&self, _: Rpc, _: &[u8], _: Duration, done: RpcDone) {
+    fn rpc_async(&self, _: Rpc, _: Vec<u8>, _: Duration, done: RpcDone) {
         self.rpcs.lock().unwrap().push(done);
     }
 }

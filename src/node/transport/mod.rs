@@ -458,7 +458,7 @@ mod tests {
         }
         let mut body = vec![0; len];
         std::io::Read::read_exact(r, &mut body).unwrap();
-        decode_append_request(&body).unwrap().prev_index
+        decode_append_request(body).unwrap().prev_index
     }
 
     /// A test follower on a free port: it accepts one connection, reads two AppendEntries
