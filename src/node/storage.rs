@@ -445,6 +445,17 @@ fn load_snapshot(
 }
 
 impl FileStore {
+    /// The error for damage `d` found reading the frames from byte `base` on, the first of
+    /// them entry `from`.
+    fn damaged(&self, base: u64, from: Index, d: crate::format::log::LogError) -> StoreError {
+        StoreError::Damaged {
+            path: self.log_path.clone(),
+            offset: base + d.offset,
+            entry: from + d.entry,
+            detail: d.to_string(),
+        }
+    }
+
     /// Opens (creating files as goraft does) the data dir `dir`, which must exist.
     pub fn open(dir: &Path) -> Result<(FileStore, LoadReport), StoreError> {
         let mut report = LoadReport::default();
@@ -664,12 +675,7 @@ impl FileStore {
             .read_exact_at(&mut buf, a)
             .map_err(io_at(&self.log_path, "read"))?;
         for (expect, r) in (from..).zip(LogReader::new(&buf)) {
-            let e = r.map_err(|d| StoreError::Damaged {
-                path: self.log_path.clone(),
-                offset: a + d.offset,
-                entry: from + d.entry,
-                detail: d.to_string(),
-            })?;
+            let e = r.map_err(|d| self.damaged(a, from, d))?;
             if e.index() != expect {
                 return Err(StoreError::Gap {
                     path: self.log_path.clone(),
@@ -826,12 +832,7 @@ impl Storage for FileStore {
             .map_err(io_at(&self.log_path, "read"))?;
         let mut out = Vec::with_capacity((to - from + 1) as usize);
         for r in LogReader::new(&buf) {
-            let e = r.map_err(|d| StoreError::Damaged {
-                path: self.log_path.clone(),
-                offset: a + d.offset,
-                entry: from + d.entry,
-                detail: d.to_string(),
-            })?;
+            let e = r.map_err(|d| self.damaged(a, from, d))?;
             out.push(e.to_entry());
         }
         if out.len() as u64 != to - from + 1 || out.first().map(|e| e.index) != Some(from) {

@@ -83,12 +83,7 @@ fn ids(nodes: Nodes) -> String {
 const CLIP: usize = 40;
 
 fn clip(s: &str) -> String {
-    let e = escape_terminal(s);
-    if e.chars().count() <= CLIP {
-        return e.into_owned();
-    }
-    let head: String = e.chars().take(CLIP).collect();
-    format!("{head}…")
+    super::escape_clipped(s, CLIP).unwrap_or_else(|head| format!("{head}…"))
 }
 
 /// A one-line, terminal-safe description of an entry: `t1 write key = value`.

@@ -97,12 +97,7 @@ const NOTE_ALL: &str =
 const CLIP: usize = 60;
 
 fn clip(s: &str) -> String {
-    let e = escape_terminal(s);
-    if e.chars().count() <= CLIP {
-        return e.into_owned();
-    }
-    let head: String = e.chars().take(CLIP).collect();
-    format!("{head}… ({} bytes)", s.len())
+    super::escape_clipped(s, CLIP).unwrap_or_else(|head| format!("{head}… ({} bytes)", s.len()))
 }
 
 fn table(header: &[&str]) -> Table {
