@@ -37,6 +37,16 @@ pub fn escape_terminal(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `s` escaped for the terminal ([`escape_terminal`]) when it is at most `max` characters long,
+/// else `Err` with its first `max` characters, for the caller to mark as cut.
+pub fn escape_clipped(s: &str, max: usize) -> Result<String, String> {
+    let e = escape_terminal(s);
+    if e.chars().count() <= max {
+        return Ok(e.into_owned());
+    }
+    Err(e.chars().take(max).collect())
+}
+
 /// Escapes bytes for a terminal: invalid UTF-8 bytes become `\xNN`.
 pub fn escape_bytes(b: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(b) {

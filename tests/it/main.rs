@@ -16,6 +16,7 @@ mod membership;
 mod node;
 mod node_sim;
 mod raft_paper;
+mod raftd_lines;
 mod readonly;
 mod regressions;
 mod repair;
