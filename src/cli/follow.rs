@@ -7,7 +7,10 @@
 //! `verify` per settle time while the log grows (about 0.3 s of CPU a run on a 73 MB log). A
 //! finding is printed once, when two runs at least `--settle` apart both find it (or one run
 //! and the files unchanged for `--settle` since), so that an append in progress is not
-//! reported as a torn tail; its identity is its code, node, file, offset and index.
+//! reported as a torn tail; its identity is its code, node, file, offset and index. Each check
+//! maps the logs as `verify` does (see `datadir::LogBytes`): a truncation during a check can
+//! raise SIGBUS. `inspect --follow` reads with `pread` only (the data dir is opened, and its log
+//! mapped, just for the header).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
