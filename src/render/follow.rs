@@ -159,9 +159,14 @@ impl FollowRender {
                 removed,
             } => {
                 let kept = last_index.map_or("none".to_string(), |i| i.to_string());
+                let gone = if *removed == 1 {
+                    "1 entry printed above is gone".to_string()
+                } else {
+                    format!("{removed} entries printed above are gone")
+                };
                 writeln!(
                     buf,
-                    "truncated: the log was cut at byte {offset}: entries from index {index} on are gone ({removed} printed before), last index kept: {kept}"
+                    "truncated: the log was cut at byte {offset}: {gone}, from index {index} on; last index kept: {kept}"
                 )
             }
             Event::Replaced => writeln!(
