@@ -741,6 +741,16 @@ mod http_node {
             b"/peers" | b"/members" | b"/leader" | b"/state" => {
                 assert_eq!(a.status, if r.method == "GET" { 200 } else { 405 });
             }
+            p if p.starts_with(b"/members/") => {
+                let name = &p[b"/members/".len()..];
+                if r.method != "DELETE" {
+                    assert_eq!(a.status, 405);
+                } else if std::str::from_utf8(name).is_err() {
+                    assert_eq!(a.status, 400, "a member name that is not UTF-8");
+                } else if name.is_empty() || name.contains(&b'/') {
+                    assert_eq!(a.status, 404);
+                }
+            }
             _ => assert_eq!(a.status, 404, "an unknown path"),
         }
     }
