@@ -5,8 +5,9 @@
 # minimise it (cargo fuzz tmin) and commit it under tests/regressions/<target>/, where
 # `cargo test` replays it.
 #
-#   fuzz/smoke.sh            # 60 s a target
+#   fuzz/smoke.sh              # 60 s a target
 #   SECONDS_PER_TARGET=600 fuzz/smoke.sh log_stream
+#   fuzz/smoke.sh --build-only # build the targets, run none (CI builds them beside the tests)
 #
 # The targets are built with cargo alone, with the flags `cargo fuzz build --sanitizer none`
 # uses (libFuzzer's coverage instrumentation, `--cfg fuzzing`, debug assertions and overflow
@@ -15,6 +16,11 @@
 # works on the same crate for longer runs.
 set -euo pipefail
 cd "$(dirname "$0")"
+BUILD_ONLY=0
+if [ "${1:-}" = --build-only ]; then
+  BUILD_ONLY=1
+  shift
+fi
 SECS=${SECONDS_PER_TARGET:-60}
 JOBS=${FUZZ_JOBS:-$(nproc)}
 TARGETS=("$@")
@@ -37,6 +43,7 @@ RUSTFLAGS+=" -Cllvm-args=-sanitizer-coverage-trace-compares"
 RUSTFLAGS+=" --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
 RUSTFLAGS="$RUSTFLAGS" cargo build --locked --release --target "$HOST" --bins --quiet
 BIN=target/$HOST/release
+[ "$BUILD_ONLY" = 0 ] || exit 0
 
 # One target's run; its exit status goes to $WORK/<target>.rc, its output to <target>.log.
 run() {

@@ -6,6 +6,7 @@
 //! - [`format`](mod@format): pure bytes <-> model for the log, conf, snapshot and RPC messages.
 //! - [`datadir`]: the filesystem edge: find and memory-map a node's files, never write.
 //! - [`inspect`]: one streaming summary pass over a log, and the entry filter of `inspect`.
+//! - [`follow`]: reads a log a running node appends to (`inspect --follow`), as events.
 //! - [`repair`]: plans and applies the safe repair of a damaged node (the only writer of data files).
 //! - [`node`]: `serve`: the Raft core, storage, transport, HTTP API and runtime.
 //! - [`render`]: the only formatting code, writing to `&mut dyn Write`.
@@ -19,6 +20,7 @@ pub mod check;
 pub mod cli;
 pub mod datadir;
 pub mod diff;
+pub mod follow;
 pub mod format;
 pub mod inspect;
 pub mod model;

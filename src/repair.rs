@@ -168,12 +168,69 @@ pub fn plan(path: &Path, opts: RepairOptions) -> Result<Plan, LoadError> {
     })
 }
 
-/// Plans the repair of an opened node from its check report. Reads the log once more, a chunk
-/// at a time, for its CRC when the plan changes it (a CRC of the mapped log would hold every
-/// page of it in memory).
+/// Plans the repair of an opened node from its check report: which findings block it, what
+/// stays before the first damaged byte, what after it can be salvaged, and whether conf's
+/// commitIndex stays covered. Reads the log once more, a chunk at a time, for its CRC when the
+/// plan changes it (a CRC of the mapped log would hold every page of it in memory).
 pub fn plan_for(dir: &DataDir, report: &NodeReport, opts: RepairOptions) -> io::Result<Plan> {
     let bytes = dir.log.bytes();
     let cut_at = report.log.first_damage;
+    let (mut blockers, untouched) = sort_findings(report, cut_at);
+    let split = split_at_cut(dir, cut_at);
+    let snapshot_last = dir
+        .best_snapshot()
+        .and_then(|s| s.parsed.as_ref().ok())
+        .and_then(|p| p.snapshot.as_ref().ok())
+        .map(|s| s.last_index);
+    let walk = walk_after_cut(dir, report, &split, snapshot_last, &mut blockers);
+    let mut dropped = walk.dropped;
+    let salvageable = walk.chain.len() as u64;
+    let salvage = if opts.salvage {
+        walk.chain
+    } else {
+        for f in &walk.chain {
+            dropped.add(f.index, f.len);
+        }
+        Vec::new()
+    };
+    let kept_last = split.kept_last.map(|(i, _)| i);
+    let new_last = salvage.last().map(|f| f.index).or(kept_last).unwrap_or(0);
+    let new_last = new_last.max(snapshot_last.unwrap_or(0));
+    let short_by = (
+        split.keep.last_index.unwrap_or(0) + salvageable,
+        opts.salvage,
+    );
+    blockers.extend(conf_blocker(dir, report, new_last, short_by));
+    blockers.dedup();
+    let log_crc = match cut_at {
+        Some(_) => {
+            let (mut file, _) = files::open_regular(&dir.log_path)?;
+            files::read_chunks(&mut file, |_| Ok(()), |e| e)?.1
+        }
+        None => 0,
+    };
+    Ok(Plan {
+        node: report.node.clone(),
+        dir: dir.path.clone(),
+        log_path: dir.log_path.clone(),
+        log_len: bytes.len() as u64,
+        log_crc,
+        keep: split.keep,
+        cut: cut_at.map(|offset| cut_of(report, offset, bytes.len() as u64)),
+        salvage,
+        salvageable,
+        dropped,
+        duplicates: walk.duplicates,
+        remove: dir.leftovers.clone(),
+        blockers,
+        untouched,
+        dialect: dir.dialect(),
+    })
+}
+
+/// The findings that block the repair, and the problems it leaves as they are (before the cut,
+/// neither fixed nor blocking).
+fn sort_findings(report: &NodeReport, cut_at: Option<u64>) -> (Vec<Finding>, Vec<Finding>) {
     let mut blockers = Vec::new();
     let mut untouched = Vec::new();
     for f in &report.findings {
@@ -189,74 +246,90 @@ pub fn plan_for(dir: &DataDir, report: &NodeReport, opts: RepairOptions) -> io::
             untouched.push(f.clone());
         }
     }
+    (blockers, untouched)
+}
 
-    // The frames that stay, and the good frames after the cut.
-    let mut keep = Span::default();
-    let mut kept_last: Option<(u64, u64)> = None;
-    let mut after = Vec::new();
-    for e in LogReader::with_dialect(bytes, dir.dialect()).flatten() {
+/// The log's good frames on either side of the cut.
+struct Split<'a> {
+    /// Where the log is cut (the first damaged byte).
+    cut_at: Option<u64>,
+    /// The frames that stay.
+    keep: Span,
+    /// The last frame that stays: index and term.
+    kept_last: Option<(u64, u64)>,
+    /// The good frames after the cut.
+    after: Vec<crate::format::log::RawEntry<'a>>,
+}
+
+/// Reads the log's good frames and splits them at the cut.
+fn split_at_cut(dir: &DataDir, cut_at: Option<u64>) -> Split<'_> {
+    let mut split = Split {
+        cut_at,
+        keep: Span::default(),
+        kept_last: None,
+        after: Vec::new(),
+    };
+    for e in LogReader::with_dialect(dir.log.bytes(), dir.dialect()).flatten() {
         if cut_at.is_none_or(|c| e.offset < c) {
-            keep.add(e.index(), e.frame_len());
-            kept_last = Some((e.index(), e.term()));
+            split.keep.add(e.index(), e.frame_len());
+            split.kept_last = Some((e.index(), e.term()));
         } else {
-            after.push(e);
+            split.after.push(e);
         }
     }
-    let snapshot_last = dir
-        .best_snapshot()
-        .and_then(|s| s.parsed.as_ref().ok())
-        .and_then(|p| p.snapshot.as_ref().ok())
-        .map(|s| s.last_index);
+    split
+}
 
-    // Walk the frames after the cut: the chain that continues the sequence, harmless copies,
-    // conflicts, and the rest.
+/// What the frames after the cut hold.
+struct Walk {
+    /// The chain that continues the kept sequence (what `--salvage` re-appends).
+    chain: Vec<Frame>,
+    /// The frames dropped: copies, conflicts, and everything after the chain breaks.
+    dropped: Span,
+    /// Frames after the cut that repeat, byte for byte, an entry that stays.
+    duplicates: u64,
+}
+
+/// Walks the frames after the cut: the chain that continues the sequence, harmless copies,
+/// conflicts (each a blocker added to `blockers`), and the rest.
+fn walk_after_cut(
+    dir: &DataDir,
+    report: &NodeReport,
+    split: &Split<'_>,
+    snapshot_last: Option<u64>,
+    blockers: &mut Vec<Finding>,
+) -> Walk {
     let mut bodies: HashMap<u64, &[u8]> = HashMap::new();
-    if !after.is_empty() {
-        for e in LogReader::with_dialect(bytes, dir.dialect()).flatten() {
+    if !split.after.is_empty() {
+        let cut_at = split.cut_at;
+        for e in LogReader::with_dialect(dir.log.bytes(), dir.dialect()).flatten() {
             if cut_at.is_none_or(|c| e.offset < c) {
                 bodies.entry(e.index()).or_insert(e.body);
             }
         }
     }
-    let (mut next, mut term) = match kept_last {
+    let (mut next, mut term) = match split.kept_last {
         Some((i, t)) => (i.saturating_add(1), t),
         None => (snapshot_last.unwrap_or(0) + 1, 0),
     };
-    let mut chain = Vec::new();
-    let mut dropped = Span::default();
-    let mut duplicates = 0;
+    let mut walk = Walk {
+        chain: Vec::new(),
+        dropped: Span::default(),
+        duplicates: 0,
+    };
     let mut broken = false;
-    for e in &after {
+    for e in &split.after {
         let (index, t) = (e.index(), e.term());
         if index < next {
             match bodies.get(&index) {
-                Some(b) if *b == e.body => duplicates += 1,
-                Some(_) => {
-                    let what = if chain.iter().any(|f: &Frame| f.index == index) {
-                        "the frames found after the damage"
-                    } else {
-                        "the part that stays"
-                    };
-                    blockers.push(
-                        finding(
-                            "index-duplicate",
-                            format!(
-                                "conflicting middle section: the frame at byte {} after the damage holds index {index} (term {t}), but {what} already has a different entry at index {index}; raftdump cannot tell which one the cluster committed",
-                                e.offset
-                            ),
-                        )
-                        .node(report.node.clone())
-                        .file(dir.log_path.clone())
-                        .offset(e.offset)
-                        .index(index),
-                    );
-                }
+                Some(b) if *b == e.body => walk.duplicates += 1,
+                Some(_) => blockers.push(conflict(dir, report, &walk.chain, e)),
                 None => {}
             }
-            dropped.add(index, e.frame_len());
+            walk.dropped.add(index, e.frame_len());
         } else if !broken && index == next && t >= term {
             bodies.insert(index, e.body);
-            chain.push(Frame {
+            walk.chain.push(Frame {
                 offset: e.offset,
                 len: e.frame_len(),
                 body_len: e.body.len() as u64,
@@ -267,58 +340,80 @@ pub fn plan_for(dir: &DataDir, report: &NodeReport, opts: RepairOptions) -> io::
             term = t;
         } else {
             broken = true;
-            dropped.add(index, e.frame_len());
+            walk.dropped.add(index, e.frame_len());
         }
     }
-    let salvageable = chain.len() as u64;
-    let salvage = if opts.salvage {
-        chain
+    walk
+}
+
+/// The blocker for a frame after the damage that holds an index already taken by a different
+/// entry (in the part that stays, or earlier in the chain after the damage).
+fn conflict(
+    dir: &DataDir,
+    report: &NodeReport,
+    chain: &[Frame],
+    e: &crate::format::log::RawEntry<'_>,
+) -> Finding {
+    let (index, t) = (e.index(), e.term());
+    let what = if chain.iter().any(|f| f.index == index) {
+        "the frames found after the damage"
     } else {
-        for f in &chain {
-            dropped.add(f.index, f.len);
-        }
-        Vec::new()
+        "the part that stays"
     };
+    finding(
+        "index-duplicate",
+        format!(
+            "conflicting middle section: the frame at byte {} after the damage holds index {index} (term {t}), but {what} already has a different entry at index {index}; raftdump cannot tell which one the cluster committed",
+            e.offset
+        ),
+    )
+    .node(report.node.clone())
+    .file(dir.log_path.clone())
+    .offset(e.offset)
+    .index(index)
+}
 
-    // conf commitIndex must stay covered.
-    if let Some(conf) = dir.conf() {
-        let new_last = salvage
-            .last()
-            .map(|f| f.index)
-            .or(kept_last.map(|(i, _)| i))
-            .unwrap_or(0)
-            .max(snapshot_last.unwrap_or(0));
-        if conf.commit_index > new_last {
-            let hint = if !opts.salvage
-                && keep.last_index.map_or(0, |i| i) + salvageable >= conf.commit_index
-            {
-                " (--salvage would keep them)"
-            } else {
-                ""
-            };
-            let path = dir
-                .conf
-                .as_ref()
-                .map(|c| c.path.clone())
-                .unwrap_or_default();
-            blockers.push(
-                finding(
-                    "conf-commit-beyond-log",
-                    format!(
-                        "the repaired log would end at index {new_last}, below conf commitIndex {}: entries goraft already committed would be lost{hint}",
-                        conf.commit_index
-                    ),
-                )
-                .node(report.node.clone())
-                .file(path),
-            );
-        }
+/// The blocker when the repaired log would end at `new_last`, below conf's commitIndex.
+/// `(reach, salvage)`: the last index `--salvage` would reach, and whether it was given (the
+/// message then says it would keep them).
+fn conf_blocker(
+    dir: &DataDir,
+    report: &NodeReport,
+    new_last: u64,
+    (reach, salvage): (u64, bool),
+) -> Option<Finding> {
+    let conf = dir.conf()?;
+    if conf.commit_index <= new_last {
+        return None;
     }
-    blockers.dedup();
+    let hint = if !salvage && reach >= conf.commit_index {
+        " (--salvage would keep them)"
+    } else {
+        ""
+    };
+    let path = dir
+        .conf
+        .as_ref()
+        .map(|c| c.path.clone())
+        .unwrap_or_default();
+    Some(
+        finding(
+            "conf-commit-beyond-log",
+            format!(
+                "the repaired log would end at index {new_last}, below conf commitIndex {}: entries goraft already committed would be lost{hint}",
+                conf.commit_index
+            ),
+        )
+        .node(report.node.clone())
+        .file(path),
+    )
+}
 
-    let cut = cut_at.map(|offset| Cut {
+/// The cut at `offset` of a log of `len` bytes, with the finding that explains it.
+fn cut_of(report: &NodeReport, offset: u64, len: u64) -> Cut {
+    Cut {
         offset,
-        bytes: bytes.len() as u64 - offset,
+        bytes: len - offset,
         reason: report
             .findings
             .iter()
@@ -326,31 +421,7 @@ pub fn plan_for(dir: &DataDir, report: &NodeReport, opts: RepairOptions) -> io::
             .or_else(|| report.findings.iter().find(|f| f.offset == Some(offset)))
             .cloned()
             .unwrap_or_else(|| finding("log-bad-entry", "damage").offset(offset)),
-    });
-    let log_crc = match &cut {
-        Some(_) => {
-            let (mut file, _) = files::open_regular(&dir.log_path)?;
-            files::read_chunks(&mut file, |_| Ok(()), |e| e)?.1
-        }
-        None => 0,
-    };
-    Ok(Plan {
-        node: report.node.clone(),
-        dir: dir.path.clone(),
-        log_path: dir.log_path.clone(),
-        log_len: bytes.len() as u64,
-        log_crc,
-        keep,
-        cut,
-        salvage,
-        salvageable,
-        dropped,
-        duplicates,
-        remove: dir.leftovers.clone(),
-        blockers,
-        untouched,
-        dialect: dir.dialect(),
-    })
+    }
 }
 
 /// What an applied repair did.

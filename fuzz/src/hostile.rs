@@ -187,7 +187,8 @@ fn forged_event(sim: &Sim, to: usize, id: u64, b: &[u8; 12]) -> Event {
                         payload: Some(command::encode_write(b"forged", sender.as_bytes())),
                     })
                     .collect(),
-            },
+            }
+            .into(),
         },
         1 => Event::Vote {
             id,

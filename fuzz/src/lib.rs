@@ -93,6 +93,40 @@ pub fn log_entry_pb(data: &[u8]) {
     let _ = frame::parse_header(data);
 }
 
+/// The AppendEntries decoder a node uses (entries kept in the body) gives prost's verdict after
+/// the strict checker, and prost's fields; every entry it keeps is goraft's encoding.
+fn append_batch_agrees(body: &[u8]) {
+    let by_prost = wire::check(body, &proto::APPEND_ENTRIES_REQUEST)
+        .ok()
+        .and_then(|_| proto::AppendEntriesRequest::decode(body).ok());
+    let batch = raftdump::format::rpc::decode_append_request(body.to_vec());
+    let (m, r) = match (by_prost, batch) {
+        (None, Err(_)) => return,
+        (Some(m), Ok(r)) => (m, r),
+        (m, r) => panic!("prost decodes: {}, the batch decoder: {r:?}", m.is_some()),
+    };
+    let head = (m.term, m.prev_log_index, m.prev_log_term, m.commit_index);
+    assert_eq!(head, (r.term, r.prev_index, r.prev_term, r.commit));
+    assert_eq!(m.leader_name, r.leader);
+    assert_eq!(m.entries.len(), r.entries.len());
+    for (p, e) in m.entries.iter().zip(r.entries.iter()) {
+        assert_eq!(
+            (p.index, p.term, &p.command_name[..]),
+            (e.index, e.term, e.name)
+        );
+        assert_eq!(p.command.as_deref(), e.payload);
+        let mut canonical = Vec::new();
+        wire::encode_entry(
+            e.index,
+            e.term,
+            e.name.as_bytes(),
+            e.payload,
+            &mut canonical,
+        );
+        assert_eq!(e.body, canonical);
+    }
+}
+
 /// Every RPC body: the first byte picks the message, the rest is the HTTP body.
 pub fn rpc_bodies(data: &[u8]) {
     let Some((&which, body)) = data.split_first() else {
@@ -120,7 +154,10 @@ pub fn rpc_bodies(data: &[u8]) {
         }};
     }
     match which % 8 {
-        0 => one!(proto::AppendEntriesRequest, proto::APPEND_ENTRIES_REQUEST),
+        0 => {
+            one!(proto::AppendEntriesRequest, proto::APPEND_ENTRIES_REQUEST);
+            append_batch_agrees(body);
+        }
         1 => one!(proto::AppendEntriesResponse, proto::APPEND_ENTRIES_RESPONSE),
         2 => one!(proto::RequestVoteRequest, proto::REQUEST_VOTE_REQUEST),
         3 => one!(proto::RequestVoteResponse, proto::REQUEST_VOTE_RESPONSE),
@@ -505,7 +542,7 @@ mod http_node {
     /// Whether `body` decodes as the RPC at `path` (`None`: not an RPC path).
     fn rpc_decodes(path: &[u8], body: &[u8]) -> Option<bool> {
         Some(match path {
-            b"/raft/appendEntries" => transport::decode_append_request(body).is_ok(),
+            b"/raft/appendEntries" => transport::decode_append_request(body.to_vec()).is_ok(),
             b"/raft/requestVote" => transport::decode_vote_request(body).is_ok(),
             b"/raft/snapshot" => transport::decode_snapshot_request(body).is_ok(),
             b"/raft/snapshotRecovery" => transport::decode_snapshot_install(body).is_ok(),
@@ -703,6 +740,16 @@ mod http_node {
             }
             b"/peers" | b"/members" | b"/leader" | b"/state" => {
                 assert_eq!(a.status, if r.method == "GET" { 200 } else { 405 });
+            }
+            p if p.starts_with(b"/members/") => {
+                let name = &p[b"/members/".len()..];
+                if r.method != "DELETE" {
+                    assert_eq!(a.status, 405);
+                } else if std::str::from_utf8(name).is_err() {
+                    assert_eq!(a.status, 400, "a member name that is not UTF-8");
+                } else if name.is_empty() || name.contains(&b'/') {
+                    assert_eq!(a.status, 404);
+                }
             }
             _ => assert_eq!(a.status, 404, "an unknown path"),
         }

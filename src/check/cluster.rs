@@ -5,7 +5,7 @@
 //! by side). Pure: it takes opened data dirs and returns findings.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 
 use super::codes::finding;
 use super::node::{self, LogPass, NodeCheck, NodeReport};
@@ -109,9 +109,9 @@ fn check_sharing(nodes: &[DataDir], same: Option<Arc<diff::SameBytes>>) -> Vec<F
 /// cluster findings.
 ///
 /// With two cores or more, the comparison and the node checks are tasks shared by as many
-/// threads as there are cores, each taking the next task when it is done. Nodes whose log
-/// passes follow the same rules (the same snapshots' and conf's bearing on the log) share
-/// them: the first one's pass reads the others' logs side by side with its own, and each of
+/// threads as there are cores, each taking the next task when it is done
+/// ([`crate::par::queue`]). Nodes whose log passes follow the same rules (the same snapshots'
+/// and conf's bearing on the log) share them: the first one's pass reads the others' logs side by side with its own, and each of
 /// them goes on, as a task of its own, from where its bytes part from the first's (a fork of
 /// the first's pass there; see [`node::LogPass::run_forking`]). Identical logs are decoded
 /// once. With one core, each log is read once: the comparison's lockstep feeds each node's log
@@ -158,16 +158,13 @@ fn check_all_on(nodes: &[DataDir], threads: usize) -> (Vec<NodeReport>, Vec<Find
         }
     }
     tasks.insert(1.min(tasks.len()), Task::Compare);
-    let queue = Queue {
-        state: Mutex::new((tasks, 0)),
-        wake: Condvar::new(),
-    };
     let reports: Mutex<Vec<Option<NodeReport>>> = Mutex::new(vec![None; nodes.len()]);
     let across: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
     // The comparison and the leaders' passes both compare the logs' bytes: what one has
     // compared, the other skips.
     let same = Arc::new(diff::SameBytes::default());
-    let run = |task: Task<'_>| match task {
+    let lanes = threads.min(nodes.len() + 1);
+    crate::par::queue(lanes, tasks, |task, queue| match task {
         Task::Compare => *lock(&across) = check_sharing(nodes, Some(same.clone())),
         Task::Lead { k, followers } => {
             // One thread: the comparison keeps the other core busy.
@@ -192,23 +189,6 @@ fn check_all_on(nodes: &[DataDir], threads: usize) -> (Vec<NodeReport>, Vec<Find
             pass.run(&|r| nodes[k].log.release(r));
             lock(&reports)[k] = Some(checks[k].finish(pass));
         }
-    };
-    let work = || {
-        while let Some(task) = queue.pop() {
-            // Counted as done even when it panics, so that no worker waits for it.
-            let _done = Done(&queue);
-            run(task);
-        }
-    };
-    std::thread::scope(|s| {
-        let helpers: Vec<_> = (1..threads.min(nodes.len() + 1))
-            .map(|_| s.spawn(work))
-            .collect();
-        work();
-        for h in helpers {
-            // A panic there is a bug; show it as the panic it is.
-            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-        }
     });
     let reports = reports
         .into_inner()
@@ -232,48 +212,6 @@ enum Task<'d> {
         k: usize,
         fork: Option<Box<node::Fork<'d>>>,
     },
-}
-
-/// [`check_all`]'s tasks, and how many are being run: a worker waits while the queue is empty
-/// but a running task may still add one, and stops when neither is left.
-struct Queue<'d> {
-    state: Mutex<(VecDeque<Task<'d>>, usize)>,
-    wake: Condvar,
-}
-
-impl<'d> Queue<'d> {
-    fn push(&self, t: Task<'d>) {
-        lock(&self.state).0.push_back(t);
-        self.wake.notify_one();
-    }
-
-    fn pop(&self) -> Option<Task<'d>> {
-        let mut s = lock(&self.state);
-        loop {
-            if let Some(t) = s.0.pop_front() {
-                s.1 += 1;
-                return Some(t);
-            }
-            if s.1 == 0 {
-                return None;
-            }
-            s = self.wake.wait(s).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    fn done(&self) {
-        lock(&self.state).1 -= 1;
-        self.wake.notify_all();
-    }
-}
-
-/// Marks a task as done when dropped.
-struct Done<'q, 'd>(&'q Queue<'d>);
-
-impl Drop for Done<'_, '_> {
-    fn drop(&mut self) {
-        self.0.done();
-    }
 }
 
 /// The lock, also after a panic elsewhere (which `check_all` passes on).

@@ -20,7 +20,7 @@ pub const TABLE: &[(&str, &[(u8, &str)])] = &[
         &[
             (
                 0,
-                "the log (or --snapshot file) is clean; non-canonical frames are reported but do not count",
+                "the log (or --snapshot file) is clean (non-canonical frames do not count); --follow: stopped by a signal",
             ),
             (
                 1,
@@ -56,7 +56,10 @@ pub const TABLE: &[(&str, &[(u8, &str)])] = &[
     (
         "verify",
         &[
-            (0, "no error found (warnings and infos allowed)"),
+            (
+                0,
+                "no error found (warnings and infos allowed); --follow: stopped by a signal",
+            ),
             (1, "an error found (or a warning, with --strict)"),
             (2, "could not run: bad usage, missing path, I/O error"),
         ],

@@ -1,5 +1,6 @@
 //! `raftdump inspect`: arguments to [`InspectOptions`], then the summary pass and the renderer.
 
+use std::io::{self, Write};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -62,6 +63,14 @@ pub struct Args {
     /// it is not found as given).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["raw", "summary", "from", "to", "term", "commands", "key", "limit"])]
     pub snapshot: Option<PathBuf>,
+    /// Keep reading as a running node appends to the log, like `tail -f`: the entries, then
+    /// each new one as it is written, damage that stays (see --settle), truncations, the file
+    /// replaced or removed. Rows instead of a table; no summary. Stops on Ctrl-C (exit 0).
+    #[arg(long, conflicts_with_all = ["raw", "summary", "snapshot", "limit"])]
+    pub follow: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub settle: super::follow::SettleArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub format: FormatArgs,
@@ -123,6 +132,9 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
         key: args.key,
         limit: args.limit,
     };
+    if args.follow {
+        return super::follow::inspect(dd, format, opts, args.settle.get(), &style, ui);
+    }
     let size = dd.log.bytes().len();
     // Human output reads the log three times: summary, column widths, table (problems after).
     let bar = (ui.progress_allowed()
@@ -163,7 +175,7 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
     };
     match format {
         Format::Human => render::human(&mut ui.out, &view, &style, &mut progress)?,
-        Format::Json => render::json(&mut ui.out, &view, &mut progress)?,
+        Format::Json => json(&mut ui.out, &view, super::parts::lanes, &mut progress)?,
     }
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -173,4 +185,119 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Clean
     })
+}
+
+/// `inspect --json`: [`render::json`]'s report, its entry lines formatted in parts on
+/// `lanes(parts)` lanes ([`super::parts::write_in_parts`]) when they come in parts.
+fn json(
+    out: &mut dyn Write,
+    view: &View<'_>,
+    lanes: impl Fn(usize) -> usize,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<()> {
+    render::json_head(out, view)?;
+    match render::EntryParts::of(view) {
+        Some(parts) => super::parts::write_in_parts(
+            out,
+            parts.len(),
+            lanes(parts.len()),
+            |i, buf| parts.format(i, buf),
+            |i| progress(parts.end(i)),
+        )?,
+        None => render::json_entries(out, view, progress)?,
+    }
+    render::json_problems(out, view, progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::log::LogWriter;
+    use crate::model::Command;
+
+    /// A log of several resume steps with damage, non-canonical frames and several commands.
+    fn big_log() -> Vec<u8> {
+        let mut w = LogWriter::new(Vec::new());
+        let mut log = Vec::new();
+        for i in 1..=80_000u64 {
+            let cmd = match i % 7 {
+                0 => Command::Nop,
+                1 => Command::Join {
+                    name: format!("n{i}"),
+                    connection_string: "http://127.0.0.1:1".into(),
+                },
+                _ => Command::Write {
+                    key: format!("k{}", i % 97),
+                    value: format!("v\u{e9}\"{i}"),
+                },
+            };
+            w.append(i, i / 5000, &cmd).unwrap();
+            if i % 9_000 == 0 {
+                log.extend_from_slice(
+                    &std::mem::replace(&mut w, LogWriter::new(Vec::new())).into_inner(),
+                );
+                log.extend_from_slice(&[0; 300]); // a hole of zero bytes
+            }
+            if i % 11_000 == 0 {
+                log.extend_from_slice(
+                    &std::mem::replace(&mut w, LogWriter::new(Vec::new())).into_inner(),
+                );
+                log.extend_from_slice(b"garbage!"); // damage the reader resynchronises after
+            }
+        }
+        log.extend_from_slice(&w.into_inner());
+        log.extend_from_slice(b"0000002a\n\x08"); // a torn tail
+        log
+    }
+
+    #[test]
+    fn entry_lines_are_the_same_on_one_lane_or_several() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, big_log()).unwrap();
+        let dd = crate::datadir::open(&path).unwrap();
+        let summary = summarize(dd.log.bytes(), dd.dialect(), Progress::none());
+        assert!(
+            summary.resume_points.len() > 8,
+            "{}",
+            summary.resume_points.len()
+        );
+        assert!(summary.problem_count >= 5, "{}", summary.problem_count);
+        let filters = [
+            InspectOptions::default(),
+            InspectOptions {
+                from: Some(12_345),
+                to: Some(31_000),
+                ..InspectOptions::default()
+            },
+            InspectOptions {
+                commands: vec!["raft:join".into()],
+                ..InspectOptions::default()
+            },
+        ];
+        for (f, opts) in filters.iter().enumerate() {
+            for raw in [false, true] {
+                let view = View {
+                    dd: &dd,
+                    summary: &summary,
+                    opts,
+                    raw,
+                    summary_only: false,
+                };
+                let (mut one, mut one_reached) = (Vec::new(), Vec::new());
+                render::json(&mut one, &view, &mut |p| one_reached.push(p)).unwrap();
+                for lanes in [1, 2, 3] {
+                    let (mut many, mut reached) = (Vec::new(), Vec::new());
+                    json(&mut many, &view, |_| lanes, &mut |p| reached.push(p)).unwrap();
+                    assert!(one == many, "filter {f}, raw {raw}, {lanes} lanes");
+                    // The entry pass reports the end of the log (then the problems pass runs).
+                    let len = dd.log.bytes().len() as u64;
+                    assert!(reached.contains(&len), "{reached:?}");
+                    assert_eq!(reached.last(), one_reached.last());
+                }
+                let lines = one.iter().filter(|&&b| b == b'\n').count();
+                assert!(lines > 4 + 100 * usize::from(f == 0), "filter {f}: {lines}");
+            }
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //!
 //! Each subcommand is one file here: a clap `Args` struct and `fn run(args, &mut Ui)`, which turns
 //! the arguments into library options, calls the library and hands the result to `render`.
+//! [`goflags`] rewrites Go-style options of `serve` (raftd's `-join`) before clap parses.
 //! Exit codes: 0 clean, 1 a negative answer (damage found, differences found), 2 could not run,
 //! 130 `serve` stopped by SIGINT; [`exit::TABLE`] says what each means for each command.
 
@@ -12,8 +13,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod diff;
 pub mod exit;
+pub mod follow;
 pub mod generate;
+pub mod goflags;
 pub mod inspect;
+pub mod parts;
 pub mod repair;
 pub mod replay;
 pub mod serve;
@@ -248,8 +252,11 @@ fn init_logging(verbose: u8) {
 
 /// Parses the command line, runs the subcommand and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.verbose);
+    let cli = Cli::parse_from(goflags::go_flags(std::env::args_os().collect()));
+    init_logging(match &cli.command {
+        Command::Serve(args) => args.verbosity(cli.verbose),
+        _ => cli.verbose,
+    });
     let mut ui = Ui::new(&cli);
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args, &mut ui),

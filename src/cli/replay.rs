@@ -110,7 +110,7 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
     let mut emit =
         |r: &replay::Replay, c: Option<&Committed<'_>>, first: bool| -> anyhow::Result<()> {
             match format {
-                Format::Json => render::json(&mut ui.out, r, &sections, c)?,
+                Format::Json => json(&mut ui.out, r, &sections, c, super::parts::lanes)?,
                 Format::Human => {
                     if !first {
                         writeln!(ui.out)?;
@@ -147,4 +147,58 @@ pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
         emit(&r, None, k == 0)?;
     }
     Ok(Outcome::Clean)
+}
+
+/// `replay --json`: [`render::json`]'s lines, the state's `kv` lines formatted in parts on
+/// `lanes(parts)` lanes ([`super::parts::write_in_parts`]).
+fn json(
+    out: &mut dyn std::io::Write,
+    r: &replay::Replay,
+    sections: &Sections,
+    committed: Option<&Committed<'_>>,
+    lanes: impl Fn(usize) -> usize,
+) -> std::io::Result<()> {
+    render::json_header(out, r, committed)?;
+    match render::KvParts::of(r, sections) {
+        Some(kv) => {
+            let lanes = lanes(kv.len());
+            super::parts::write_in_parts(out, kv.len(), lanes, |i, b| kv.format(i, b), |_| {})?;
+        }
+        None => render::json_state(out, r, sections)?,
+    }
+    render::json_sections(out, r, sections)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::log::LogWriter;
+    use crate::model::Command;
+
+    #[test]
+    fn kv_lines_are_the_same_on_one_lane_or_several() {
+        let mut w = LogWriter::new(Vec::new());
+        for i in 1..=45_000u64 {
+            let key = format!("k{:05}", (i * 7919) % 40_000);
+            let value = format!("v\u{e9}\"{i}");
+            w.append(i, 1, &Command::Write { key, value }).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, w.into_inner()).unwrap();
+        let dd = crate::datadir::open(&path).unwrap();
+        let r = replay::replay(&dd, &ReplayOptions::default()).unwrap();
+        let sections = Sections::default();
+        let parts = render::KvParts::of(&r, &sections).map_or(0, |kv| kv.len());
+        assert!(parts >= 4, "{parts} parts");
+        let mut one = Vec::new();
+        render::json(&mut one, &r, &sections, None).unwrap();
+        for lanes in [1, 2, 3] {
+            let mut many = Vec::new();
+            json(&mut many, &r, &sections, None, |_| lanes).unwrap();
+            assert!(one == many, "{lanes} lanes");
+        }
+        let lines = one.iter().filter(|&&b| b == b'\n').count();
+        assert_eq!(lines, 1 + 40_000);
+    }
 }

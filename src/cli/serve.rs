@@ -19,17 +19,26 @@ use crate::node::{storage, transport};
 use crate::render::escape_terminal;
 
 const AFTER_HELP: &str = "\
-Like raftd: `-h` is the host (use --help for help), the first node of a new cluster joins
-itself and leads in term 0, `--join` posts this node's join to the leader and refuses an
-existing log, and the HTTP API (GET/POST /db/KEY, POST /join, GET /peers, /members, /leader,
-/state) and goraft's /raft/* routes answer byte for byte as raftd does.
+Like raftd: its command lines work as they are: `-h` is the host (use --help for help), Go's
+single-dash long options are taken too (`-join ADDR`, `-join=ADDR`, `-debug`, `-trace`, and
+every option above), and the node advertises http://localhost:PORT by default. The first
+node of a new cluster joins itself and leads in term 0; `--join` posts this node's join to
+the leader. The HTTP API (GET/POST /db/KEY, POST /join, GET /peers, /members, /leader,
+/state) and goraft's /raft/* routes answer byte for byte as raftd does, with net/http's
+headers in its order.
+
+Restarts: a node restarted with the command line it was started with starts from its log:
+when the log already holds this node's own join, --join is ignored (`--join ignored: already
+a member`). A non-empty log without this node's join is refused (move the dir aside to join
+afresh, or start without --join to run on it).
 
 Beyond raftd: reads are linearizable (the leader confirms its leadership first; a follower
 answers 400 naming the leader, or forwards with --forward; --read-mode=local restores raftd's
 local reads), the log is fsynced on a majority before a write is answered, term and vote
 are kept in `raftdump-state`, a file goraft ignores, and votes follow the Raft paper's
 up-to-date rule, which cannot stall a healed cluster as goraft's can (--vote-rule=goraft
-restores goraft's).
+restores goraft's). An error that repeats per request or per peer (a refused RPC, a peer that
+cannot be reached) is logged once, then as a count every 5 s.
 
 Membership: DELETE /members/NAME removes a member (a committed raft:leave). Joins and
 removals that would leave the members heard from short of a quorum are refused with 503
@@ -37,21 +46,22 @@ removals that would leave the members heard from short of a quorum are refused w
 so is a join while the last member to join has not caught up. A removed node takes no writes
 (410) and says why.
 
-Security: the node listens on 127.0.0.1 unless -h or --listen says otherwise. On any other
-address /join, /members/NAME and /raft/* require the cluster token of --token-file (sent by raftdump nodes
-as the X-Raftdump-Token header; 401 without it), unless --insecure-no-token is given. Joins
-with an empty or null name, or reusing a member's name, are refused. Values over --max-body
-(1 MiB), keys over 8 KiB and RPC bodies over 64 MiB get 413; a request head must arrive
-within --header-timeout, an idle connection is closed after --idle-timeout, and at most
---max-connections are open (half of them at most from one client address; when all are
-taken, the longest idle one is closed for a new one). RPC bodies in flight share a 256 MiB
-budget (then 503). A key or value that is not UTF-8 gets 400; so do a bad or conflicting
-Content-Length and an HTTP/1.0 POST without one; a request line over 32 KiB gets 414 and
-headers over 8 KiB a line, 100 lines or 32 KiB in all get 431. Raft RPCs from a sender that
-is not a member, or with a term more than 2^32 above the node's (or near the largest term),
-get 403 and change nothing. Keys are opaque bytes (never file names); error answers name no
-file and carry no trace. While the disk has less than --min-free, writes get 507 and
-reads are still served; a failed fsync or append stops the node, never answering 200.
+Security: the node listens on loopback (localhost: 127.0.0.1) unless -h or --listen says
+otherwise. On any other address /join, /members/NAME and /raft/* require the cluster token
+of --token-file (sent by raftdump nodes as the X-Raftdump-Token header; 401 without it),
+unless --insecure-no-token is given. Joins with an empty or null name, or reusing a member's
+name, are refused. Values over --max-body (1 MiB), keys over 8 KiB and RPC bodies over 64
+MiB get 413; a request head must arrive within --header-timeout, an idle connection is
+closed after --idle-timeout, and at most --max-connections are open (half of them at most
+from one client address; when all are taken, the longest idle one is closed for a new one).
+RPC bodies in flight share a 256 MiB budget (then 503). A key or value that is not UTF-8
+gets 400; so do a bad or conflicting Content-Length and an HTTP/1.0 POST without one; a
+request line over 32 KiB gets 414 and headers over 8 KiB a line, 100 lines or 32 KiB in all
+get 431. Raft RPCs from a sender that is not a member, or with a term more than 2^32 above
+the node's (or near the largest term), get 403 and change nothing. Keys are opaque bytes
+(never file names); error answers name no file and carry no trace. While the disk has less
+than --min-free, writes get 507 and reads are still served; a failed fsync or append stops
+the node, never answering 200.
 
 Start-up checks: before it starts, the node's files get `raftdump verify`'s checks. An error
 that means committed data is missing or the log contradicts itself (for example
@@ -98,8 +108,10 @@ pub struct Args {
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
-    /// Host to advertise (raftd's -h); also the address listened on unless --listen is given.
-    #[arg(short = 'h', long = "host", default_value = "127.0.0.1")]
+    /// Host to advertise (raftd's -h): the connectionString is http://HOST:PORT; also the
+    /// address listened on unless --listen is given (a host name listens on its first IPv4
+    /// address, as Go does: localhost listens on 127.0.0.1 only).
+    #[arg(short = 'h', long = "host", default_value = "localhost")]
     host: String,
     /// Address to listen on (e.g. 0.0.0.0 for every interface); default: the -h host.
     #[arg(long, value_name = "ADDR")]
@@ -115,14 +127,14 @@ pub struct Args {
     insecure_no_token: bool,
     /// Port; 0 binds a free port (the "Listening at" line shows it).
     #[arg(short = 'p', long = "port", default_value_t = 4001)]
-    port: u16,
+    pub(super) port: u16,
     /// host:port other nodes use to reach this one (default: -h and the bound port), for a
     /// node behind a proxy or a port forward; it becomes the connectionString of the join.
     #[arg(long, value_name = "HOST:PORT", conflicts_with = "read_only")]
     advertise: Option<String>,
     /// host:port of the leader to join.
     #[arg(long, value_name = "HOST:PORT")]
-    join: Option<String>,
+    pub(super) join: Option<String>,
     /// Serve the state from the files without writing anything (GETs only).
     #[arg(long, conflicts_with = "join")]
     read_only: bool,
@@ -188,11 +200,31 @@ pub struct Args {
     /// log contradicts itself (see Start-up checks below).
     #[arg(long, conflicts_with = "read_only")]
     force: bool,
+    /// Raft debugging, as raftd's -debug: the log level debug (like -vv).
+    #[arg(long)]
+    debug: bool,
+    /// Raft trace debugging, as raftd's -trace: the log level trace (like -vvv).
+    #[arg(long)]
+    trace: bool,
     /// Dialect of the data dir's log: serve runs only on goraft (raftd) logs.
     #[command(flatten)]
     dialect: super::DialectArgs,
     /// The data directory.
     dir: PathBuf,
+}
+
+impl Args {
+    /// The verbosity serve logs at: `-v`'s count, raised by --debug (2) and --trace (3).
+    pub fn verbosity(&self, verbose: u8) -> u8 {
+        let raft = if self.trace {
+            3
+        } else if self.debug {
+            2
+        } else {
+            0
+        };
+        verbose.max(raft)
+    }
 }
 
 /// Refuses a data dir that is not a raftd node's: a SeaweedFS master's raft dir (the
@@ -240,8 +272,7 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
     signal_hook::flag::register(signal_hook::consts::SIGTERM, sigterm.clone())?;
 
     let listen = args.listen.as_deref().unwrap_or(&args.host);
-    let listener = TcpListener::bind((listen, args.port))
-        .with_context(|| format!("cannot listen on {listen}:{}", args.port))?;
+    let listener = bind(listen, args.port)?;
     let local = listener.local_addr()?;
     let port = local.port();
     let token = match security::policy(
@@ -321,9 +352,25 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
         if let Some((bytes, why)) = &report.truncated_tail {
             eprintln!("raftdump: warning: cut {bytes} bytes off the log's torn tail: {why}");
         }
-        if args.join.is_some() && !report.empty {
-            bail!("Cannot join with an existing log");
-        }
+        let join_to = match (&args.join, report.empty, report.member) {
+            (Some(leader), true, _) => Some(leader),
+            (Some(_), false, true) => {
+                eprintln!("--join ignored: already a member");
+                None
+            }
+            (Some(_), false, false) => {
+                let _ = rt.stop();
+                bail!(
+                    "Cannot join with an existing log: {}'s log (entries up to index {}) does \
+                     not make this node ({name}) a member: it holds no join of this node, or a \
+                     later removal. To join afresh, move the dir aside and start with an empty \
+                     dir; to run on this log, start without --join",
+                    args.dir.display(),
+                    report.last_index
+                );
+            }
+            (None, ..) => None,
+        };
         let server = Server::start(
             listener,
             Arc::new(rt.handle()),
@@ -331,7 +378,7 @@ pub fn run(args: Args, _ui: &mut Ui) -> anyhow::Result<Outcome> {
             args.http_threads,
             shutdown.clone(),
         )?;
-        match &args.join {
+        match join_to {
             Some(leader) => {
                 eprintln!("Attempting to join leader: {leader}");
                 join(
@@ -431,6 +478,20 @@ fn poisoned_term_steps(dir: &Path) -> String {
     )
 }
 
+/// Listens on `host`:`port` as Go's net.Listen does for raftd: a host name that resolves to
+/// several addresses listens on the first IPv4 one (localhost: 127.0.0.1), else the first.
+fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
+    use std::net::ToSocketAddrs;
+    let what = || format!("cannot listen on {host}:{port}");
+    let addrs: Vec<_> = (host, port).to_socket_addrs().with_context(what)?.collect();
+    let addr = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .with_context(|| format!("{}: no address", what()))?;
+    TcpListener::bind(addr).with_context(what)
+}
+
 /// Creates `dir` if it is missing (as raftd does) and takes its lock.
 fn lock_dir(dir: &Path) -> anyhow::Result<DirLock> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -471,5 +532,18 @@ fn join(leader: &str, name: &str, url: &str, token: Option<&str>) -> anyhow::Res
             }
             Err(e) => bail!("cannot join {target}: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_host_listens_on_ipv4_loopback_only() {
+        let l = bind("localhost", 0).unwrap();
+        assert_eq!(l.local_addr().unwrap().ip(), std::net::Ipv4Addr::LOCALHOST);
+        let l = bind("127.0.0.1", 0).unwrap();
+        assert!(l.local_addr().unwrap().ip().is_loopback());
     }
 }

@@ -37,10 +37,21 @@ pub struct Args {
     /// Fail (exit 1) on warnings too.
     #[arg(long)]
     pub strict: bool,
+    /// Keep checking as the logs grow, printing each new finding once (a finding is new when
+    /// its code, node, file, offset and index were not printed before). Stops on Ctrl-C (exit 0).
+    #[arg(long)]
+    pub follow: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub settle: super::follow::SettleArgs,
 }
 
 /// Runs `verify`.
 pub fn run(args: Args, ui: &mut Ui) -> anyhow::Result<Outcome> {
+    if args.follow {
+        let (choice, format) = (args.dialect.choice(), args.format.get());
+        return super::follow::verify(&args.dirs, choice, format, args.settle.get(), ui);
+    }
     let nodes = args
         .dirs
         .iter()

@@ -406,6 +406,14 @@ pub fn encode_frame(index: u64, term: u64, name: &[u8], payload: Option<&[u8]>, 
     wire::encode_entry(index, term, name, payload, out);
 }
 
+/// Appends one frame around `body`, a `LogEntry` body already encoded (canonically, for a
+/// frame byte-identical to goraft's).
+pub fn encode_frame_of(body: &[u8], out: &mut Vec<u8>) {
+    out.reserve(frame::CANONICAL_HEADER_LEN + body.len());
+    frame::write_header(body.len() as u32, out);
+    out.extend_from_slice(body);
+}
+
 /// Appends one frame for the given fields to `out`, as `dialect`'s writer encodes it.
 pub fn encode_frame_as(
     dialect: Dialect,

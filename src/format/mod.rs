@@ -3,6 +3,7 @@
 //! Everything here takes `&[u8]` and returns values or typed errors with byte offsets. Nothing in
 //! this module opens a file, reads the clock or prints.
 
+pub mod batch;
 pub mod command;
 pub mod conf;
 pub mod dialect;

@@ -322,7 +322,9 @@ impl<'a> Iterator for Fields<'a> {
     }
 }
 
-fn read_field<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Field<'a>, WireError> {
+/// Reads the field whose tag is at `*pos`, advancing past it ([`Fields`] one step, for callers
+/// that write into the buffer between fields).
+pub fn read_field<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Field<'a>, WireError> {
     let offset = *pos;
     let tag = read_varint(buf, pos)?;
     let number = tag >> 3;
@@ -455,8 +457,14 @@ pub fn check_as(
     syntax: Syntax,
 ) -> Result<Vec<WireQuirk>, WireError> {
     let mut quirks = Vec::new();
-    check_into(buf, spec, syntax, 0, &mut quirks)?;
+    check_into(buf, spec, syntax, 0, &mut |q| quirks.push(q))?;
     Ok(quirks)
+}
+
+/// [`check`] without the list of quirks: whether Go's proto2 decoder accepts `buf`. It
+/// allocates nothing, whatever the number of quirks (a hostile body may hold one per byte).
+pub fn validate(buf: &[u8], spec: &'static MessageSpec) -> Result<(), WireError> {
+    check_into(buf, spec, Syntax::Proto2, 0, &mut |_| {})
 }
 
 /// Whether a singular field's value is the zero a proto3 writer leaves out.
@@ -474,7 +482,7 @@ fn check_into(
     spec: &'static MessageSpec,
     syntax: Syntax,
     base: usize,
-    quirks: &mut Vec<WireQuirk>,
+    quirks: &mut dyn FnMut(WireQuirk),
 ) -> Result<(), WireError> {
     let mut seen: u64 = 0;
     let mut last_number = 0;
@@ -486,7 +494,7 @@ fn check_into(
             .enumerate()
             .find(|(_, f)| f.number == field.number)
         else {
-            quirks.push(WireQuirk::UnknownField {
+            quirks(WireQuirk::UnknownField {
                 offset: base + field.offset,
                 field: field.number,
             });
@@ -504,7 +512,7 @@ fn check_into(
             });
         }
         if field.number < last_number {
-            quirks.push(WireQuirk::OutOfOrder {
+            quirks(WireQuirk::OutOfOrder {
                 offset: base + field.offset,
                 field: fs.name,
             });
@@ -512,7 +520,7 @@ fn check_into(
         last_number = last_number.max(field.number);
         let bit = 1u64 << i.min(63);
         if seen & bit != 0 && fs.label != Label::Repeated {
-            quirks.push(WireQuirk::DuplicateField {
+            quirks(WireQuirk::DuplicateField {
                 offset: base + field.offset,
                 field: fs.name,
             });
@@ -520,7 +528,7 @@ fn check_into(
         seen |= bit;
         if syntax == Syntax::Proto3 && fs.label != Label::Repeated && is_zero(field.value, fs.kind)
         {
-            quirks.push(WireQuirk::ZeroWritten {
+            quirks(WireQuirk::ZeroWritten {
                 offset: base + field.offset,
                 field: fs.name,
             });
@@ -534,7 +542,7 @@ fn check_into(
                             field: fs.name,
                         });
                     }
-                    quirks.push(WireQuirk::InvalidUtf8 {
+                    quirks(WireQuirk::InvalidUtf8 {
                         offset: base + field.offset,
                         field: fs.name,
                     });
@@ -542,15 +550,15 @@ fn check_into(
                 Kind::Message(nested) => {
                     let start = field.offset
                         + (bytes.as_ptr() as usize - buf[field.offset..].as_ptr() as usize);
-                    let mut inner = Vec::new();
-                    check_into(bytes, nested, syntax, 0, &mut inner).map_err(|e| {
-                        WireError::Nested {
-                            offset: base + start,
-                            field: fs.name,
-                            error: Box::new(e),
-                        }
+                    // A nested error fails the whole message, so its quirks need no holding back.
+                    check_into(bytes, nested, syntax, 0, &mut |q| {
+                        quirks(shift(q, base + start))
+                    })
+                    .map_err(|e| WireError::Nested {
+                        offset: base + start,
+                        field: fs.name,
+                        error: Box::new(e),
                     })?;
-                    quirks.extend(inner.into_iter().map(|q| shift(q, base + start)));
                 }
                 _ => {}
             }

@@ -4,11 +4,25 @@
 //! decide answers (the HTTP layer answers 503 when a reservation does not come in time).
 //! Without it, every open connection could hold a body of the largest size at once: 48
 //! parallel 64 MiB AppendEntries took a node to 2 GB.
+//!
+//! # Why twice the body is an honest bound
+//! A body is reserved at twice its length (`http::limits::rpc_reservation`): once for its bytes,
+//! once for what decoding it adds. An AppendEntries, the only big RPC in a running cluster, is
+//! decoded into a `format::batch::EntryBatch` that keeps the body itself (moved, never copied)
+//! plus 4 bytes per entry, and every entry takes at least 8 bytes of the body (its tag, its
+//! length and the three required fields): the decoded request never holds more than 1.5
+//! bodies. Entries encoded otherwise than goraft does are re-encoded over their own bytes,
+//! through a scratch buffer of the largest such entry's size (the entry's own bytes bound it and
+//! the locations together: at most 2 bodies while decoding). The store writes the batch through
+//! a write buffer of about 1 MiB, so no second copy of the entries exists on the way to the
+//! log. The reservation lives until the request is answered,
+//! after its entries are written. (Decoded into owned entries, 64 bytes each, one 63 MB body of
+//! 5.4 million tiny entries took a node to 680 MB; as a batch, 130 MB.)
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// The default budget: 256 MiB of RPC bodies (and their decoded copies) in flight.
+/// The default budget: 256 MiB of RPC bodies (and what decoding them adds) in flight.
 pub const DEFAULT_RPC_MEMORY: usize = 256 << 20;
 
 /// A count of bytes in flight with a cap; cheap to clone (shared).

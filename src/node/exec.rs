@@ -8,6 +8,7 @@
 
 
 use super::core::{Action, AppendRequest, ConfigChange, InitialState, RequestId, SnapshotInstall};
+use super::ratelog;
 use super::runtime::Reply;
 use super::storage::{Storage, StoreError};
 use super::transport::Outbound;
@@ -162,7 +163,11 @@ pub fn execute<E: Effects + ?Sized>(fx: &mut E, actions: Vec<Action>) -> Result<
                         };
                         fx.send(Outbound::Snapshot { to, install });
                     }
-                    _ => log::error!("no snapshot at {last_index} to send to {}", to.name),
+                    _ => ratelog::log(
+                        (log::Level::Error, module_path!()),
+                        &format!("no snapshot for {}", to.name),
+                        || format!("no snapshot at {last_index} to send to {}", to.name),
+                    ),
                 }
             }
             Action::ReplyAppend { id, resp } => fx.reply(id, Reply::Append(resp)),
@@ -198,7 +203,9 @@ fn install_snapshot<E: Effects + ?Sized>(
     let kv = match kv_from_snapshot(&snap) {
         Ok(kv) => kv,
         Err(e) => {
-            log::error!("refusing a snapshot from the leader: {e}");
+            ratelog::log((log::Level::Error, module_path!()), "bad snapshot", || {
+                format!("refusing a snapshot from the leader: {e}")
+            });
             return Ok(None);
         }
     };

@@ -37,6 +37,8 @@
 //!                (feature `sim`: for the tests and the fuzz crate, not the library's API)
 //!   chaos.rs     seeded chaos runs over sim/, and their verdict on liveness (goraft's stall)
 //!                (feature `sim`)
+//!   ratelog.rs   log lines that repeat per request or per peer: the first, then a count
+//!                every few seconds
 //!   http/        raftd's routes byte for byte, linearizable reads, --forward (routes.rs),
 //!                what a node offers them (api.rs), limits.rs, the server loop (server.rs)
 //! ```
@@ -50,6 +52,7 @@ pub mod compaction;
 pub mod core;
 pub mod exec;
 pub mod http;
+pub mod ratelog;
 pub mod runtime;
 pub mod security;
 #[cfg(feature = "sim")]

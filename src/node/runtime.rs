@@ -15,8 +15,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::core::{
-    Action, AppendResponse, Config, Core, Event, Millis, Refusal, Rejection, RequestId, Role,
-    Status, VoteResponse,
+    Action, AppendResponse, Config, ConfigChange, Core, Event, InitialState, Millis, Refusal,
+    Rejection, RequestId, Role, Status, VoteResponse,
 };
 use super::exec;
 use super::storage::{FileStore, Storage, StoreError};
@@ -256,8 +256,25 @@ pub struct StartReport {
     pub commit: Index,
     /// Whether the log was empty.
     pub empty: bool,
+    /// Whether this node is a member by its files: the snapshot's members and every
+    /// membership entry of the log, committed or not, include its name (its own `raft:join` is
+    /// there).
+    pub member: bool,
     /// A torn tail cut at start-up: (bytes, reason).
     pub truncated_tail: Option<(u64, String)>,
+}
+
+/// Whether `name` is a member once every membership entry of the log is applied.
+fn is_member(init: &InitialState, name: &str) -> bool {
+    let mut member = init.members.contains_key(name);
+    for change in init.pending_config.values() {
+        match change {
+            ConfigChange::Join(p) if p.name == name => member = true,
+            ConfigChange::Leave(n) if n == name => member = false,
+            _ => {}
+        }
+    }
+    member
 }
 
 /// A running node: its thread and a handle.
@@ -276,6 +293,7 @@ impl Runtime {
             start_index: init.log.start_index,
             commit: init.commit,
             empty: init.log.last_index() == 0,
+            member: is_member(&init, &opts.name),
             truncated_tail: report.truncated_tail,
         };
         let mut cfg = Config::new(opts.name.clone(), opts.connection_string.clone());
@@ -524,6 +542,7 @@ impl Worker {
                     Err(RecvTimeoutError::Disconnected) => return Ok(()),
                 }
             };
+            super::ratelog::flush();
             let mut events = vec![Event::Tick(self.now())];
             let mut stop = false;
             let mut synced = Vec::new();
@@ -1048,6 +1067,7 @@ pub fn role_name(role: Role) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::batch::EntryBatch;
     use crate::format::command;
     use crate::model::{names, Entry};
 
@@ -1140,7 +1160,7 @@ mod tests {
                 payload: Some(payload),
             });
         }
-        store.append(&entries).unwrap();
+        store.append(&EntryBatch::from_entries(&entries)).unwrap();
         let mut slow = Kv::new();
         exec::apply_to(&mut store, &mut slow, 60_000, "me", false).unwrap();
         let mut fast = Kv::new();

@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use super::compaction::{self, Plan, Prepared, Steps};
 use super::core::{ConfigChange, HardState, LogTerms};
 use crate::datadir::{files, LogBytes};
-use crate::format::log::{encode_frame, LogReader};
+use crate::format::batch::EntryBatch;
+use crate::format::log::{encode_frame_of, LogReader};
 use crate::format::{conf as conf_format, snapshot as snapshot_format};
 use crate::model::{Conf, Entry, Index, Snapshot};
 
@@ -100,7 +101,7 @@ pub trait Storage: Send {
     /// The log's shape.
     fn terms(&self) -> &LogTerms;
     /// Appends entries (the first must be `last + 1`).
-    fn append(&mut self, entries: &[Entry]) -> Result<(), StoreError>;
+    fn append(&mut self, entries: &EntryBatch) -> Result<(), StoreError>;
     /// Drops every entry after `index`.
     fn truncate_after(&mut self, index: Index) -> Result<(), StoreError>;
     /// Makes every append and truncation durable; returns the last index.
@@ -115,8 +116,8 @@ pub trait Storage: Send {
     fn write_conf(&mut self, conf: &Conf) -> Result<(), StoreError>;
 }
 
-fn check_next(terms: &LogTerms, entries: &[Entry]) -> Result<(), StoreError> {
-    for (expect, e) in (terms.last_index() + 1..).zip(entries) {
+fn check_next(terms: &LogTerms, entries: &EntryBatch) -> Result<(), StoreError> {
+    for (expect, e) in (terms.last_index() + 1..).zip(entries.iter()) {
         if e.index != expect {
             return Err(StoreError::Invalid {
                 path: PathBuf::from("log"),
@@ -215,11 +216,11 @@ impl Storage for MemStore {
     fn terms(&self) -> &LogTerms {
         &self.terms
     }
-    fn append(&mut self, entries: &[Entry]) -> Result<(), StoreError> {
+    fn append(&mut self, entries: &EntryBatch) -> Result<(), StoreError> {
         check_next(&self.terms, entries)?;
-        for e in entries {
+        for e in entries.iter() {
             self.terms.push(e.index, e.term);
-            self.entries.push(e.clone());
+            self.entries.push(e.to_entry());
         }
         self.dirty |= !entries.is_empty();
         Ok(())
@@ -449,6 +450,17 @@ fn load_snapshot(
 }
 
 impl FileStore {
+    /// The error for damage `d` found reading the frames from byte `base` on, the first of
+    /// them entry `from`.
+    fn damaged(&self, base: u64, from: Index, d: crate::format::log::LogError) -> StoreError {
+        StoreError::Damaged {
+            path: self.log_path.clone(),
+            offset: base + d.offset,
+            entry: from + d.entry,
+            detail: d.to_string(),
+        }
+    }
+
     /// Opens (creating files as goraft does) the data dir `dir`, which must exist.
     pub fn open(dir: &Path) -> Result<(FileStore, LoadReport), StoreError> {
         let mut report = LoadReport::default();
@@ -679,12 +691,7 @@ impl FileStore {
             .read_exact_at(&mut buf, a)
             .map_err(io_at(&self.log_path, "read"))?;
         for (expect, r) in (from..).zip(LogReader::new(&buf)) {
-            let e = r.map_err(|d| StoreError::Damaged {
-                path: self.log_path.clone(),
-                offset: a + d.offset,
-                entry: from + d.entry,
-                detail: d.to_string(),
-            })?;
+            let e = r.map_err(|d| self.damaged(a, from, d))?;
             if e.index() != expect {
                 return Err(StoreError::Gap {
                     path: self.log_path.clone(),
@@ -843,7 +850,10 @@ impl Storage for FileStore {
         &self.terms
     }
 
-    fn append(&mut self, entries: &[Entry]) -> Result<(), StoreError> {
+    /// Writes each entry's body as it is in the batch (canonical by the batch's invariant),
+    /// through the write buffer in pieces of about 1 MiB: a received batch is never copied
+    /// whole. Only the last [`RECENT`] entries are copied, into the cache.
+    fn append(&mut self, entries: &EntryBatch) -> Result<(), StoreError> {
         check_next(&self.terms, entries).map_err(|_| StoreError::Invalid {
             path: self.log_path.clone(),
             detail: format!(
@@ -852,27 +862,29 @@ impl Storage for FileStore {
                 self.terms.last_index()
             ),
         })?;
-        for e in entries {
+        self.offsets.reserve(entries.len());
+        // The cache stays one run of consecutive entries ending at the last.
+        let cached_from = entries.len().saturating_sub(RECENT);
+        if cached_from > 0 {
+            self.recent.clear();
+        }
+        for (k, e) in entries.iter().enumerate() {
             self.offsets.push(self.end);
             let before = self.wbuf.len();
-            encode_frame(
-                e.index,
-                e.term,
-                e.name.as_bytes(),
-                e.payload.as_deref(),
-                &mut self.wbuf,
-            );
+            encode_frame_of(e.body, &mut self.wbuf);
             self.end += (self.wbuf.len() - before) as u64;
             self.terms.push(e.index, e.term);
-            if self.recent.len() == RECENT {
-                self.recent.pop_front();
+            if k >= cached_from {
+                if self.recent.len() == RECENT {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(e.to_entry());
             }
-            self.recent.push_back(e.clone());
+            if self.wbuf.len() > 1 << 20 {
+                self.flush_writes()?;
+            }
         }
         self.dirty |= !entries.is_empty();
-        if self.wbuf.len() > 1 << 20 {
-            self.flush_writes()?;
-        }
         Ok(())
     }
 
@@ -943,12 +955,7 @@ impl Storage for FileStore {
             .map_err(io_at(&self.log_path, "read"))?;
         let mut out = Vec::with_capacity((to - from + 1) as usize);
         for r in LogReader::new(&buf) {
-            let e = r.map_err(|d| StoreError::Damaged {
-                path: self.log_path.clone(),
-                offset: a + d.offset,
-                entry: from + d.entry,
-                detail: d.to_string(),
-            })?;
+            let e = r.map_err(|d| self.damaged(a, from, d))?;
             out.push(e.to_entry());
         }
         if out.len() as u64 != to - from + 1 || out.first().map(|e| e.index) != Some(from) {
@@ -1019,7 +1026,12 @@ impl Storage for FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::log::encode_frame;
     use crate::model::Peer;
+
+    fn b(es: &[Entry]) -> EntryBatch {
+        EntryBatch::from_entries(es)
+    }
 
     fn e(index: Index, term: u64, v: &str) -> Entry {
         Entry {
@@ -1039,7 +1051,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (mut s, _) = FileStore::open(dir.path()).unwrap();
-            s.append(&[e(1, 1, "a"), e(2, 1, "bbbbbbbbbbbbbbbbbbbb")])
+            s.append(&b(&[e(1, 1, "a"), e(2, 1, "bbbbbbbbbbbbbbbbbbbb")]))
                 .unwrap();
             s.sync().unwrap();
         }
@@ -1056,7 +1068,7 @@ mod tests {
         // Not without the zeros: an intact last frame followed by NULs stays.
         drop(s);
         let (mut s, _) = FileStore::open(dir.path()).unwrap();
-        s.append(&[e(2, 1, "b")]).unwrap();
+        s.append(&b(&[e(2, 1, "b")])).unwrap();
         s.sync().unwrap();
         drop(s);
         let mut bytes = fs::read(&log).unwrap();
@@ -1069,14 +1081,14 @@ mod tests {
     /// The conformance suite every [`Storage`] must pass.
     fn conformance(s: &mut dyn Storage) {
         assert_eq!(s.terms().last_index(), 0);
-        s.append(&[e(1, 0, "a"), e(2, 0, "b"), e(3, 1, "c")])
+        s.append(&b(&[e(1, 0, "a"), e(2, 0, "b"), e(3, 1, "c")]))
             .unwrap();
-        assert!(s.append(&[e(5, 1, "x")]).is_err(), "a gap is refused");
+        assert!(s.append(&b(&[e(5, 1, "x")])).is_err(), "a gap is refused");
         assert_eq!(s.entries(2, 3).unwrap(), [e(2, 0, "b"), e(3, 1, "c")]);
         assert_eq!(s.sync().unwrap(), 3);
         s.truncate_after(1).unwrap();
         assert_eq!((s.terms().last_index(), s.terms().term_at(1)), (1, Some(0)));
-        s.append(&[e(2, 2, "B")]).unwrap();
+        s.append(&b(&[e(2, 2, "B")])).unwrap();
         assert_eq!(s.sync().unwrap(), 2);
         assert_eq!(s.entries(1, 2).unwrap(), [e(1, 0, "a"), e(2, 2, "B")]);
         assert!(s.entries(2, 3).is_err());
@@ -1105,7 +1117,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((s.terms().start_index, s.terms().last_index()), (10, 10));
-        s.append(&[e(11, 3, "z")]).unwrap();
+        s.append(&b(&[e(11, 3, "z")])).unwrap();
         assert_eq!(s.entries(11, 11).unwrap(), [e(11, 3, "z")]);
         assert_eq!(s.snapshot().map(|x| x.last_index), Some(10));
     }
@@ -1179,7 +1191,7 @@ mod tests {
         let many: Vec<Entry> = (1..=RECENT as u64 + 100)
             .map(|i| e(i, 1, &i.to_string()))
             .collect();
-        s.append(&many).unwrap();
+        s.append(&b(&many)).unwrap();
         s.sync().unwrap();
         assert_eq!(s.entries(5, 7).unwrap(), many[4..7]);
         drop(s);
@@ -1196,7 +1208,7 @@ mod tests {
         assert!(report.truncated_tail.is_some());
         let last = s.terms().last_index();
         assert_eq!(last, RECENT as u64 + 99);
-        s.append(&[e(last + 1, 2, "new")]).unwrap();
+        s.append(&b(&[e(last + 1, 2, "new")])).unwrap();
         s.sync().unwrap();
         drop(s);
         let bytes = fs::read(&path).unwrap();
@@ -1209,7 +1221,7 @@ mod tests {
     fn mid_log_damage_refuses_to_start() {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, _) = FileStore::open(dir.path()).unwrap();
-        s.append(&[e(1, 0, "a"), e(2, 0, "b")]).unwrap();
+        s.append(&b(&[e(1, 0, "a"), e(2, 0, "b")])).unwrap();
         s.sync().unwrap();
         drop(s);
         let path = dir.path().join("log");

@@ -5,7 +5,8 @@
 //!
 //! JSON Lines schema (fields are only ever added):
 //! - `{"type":"node", id, path, at, name, first_index, last_index, last_term, entries,
-//!   out_of_order, damage, snapshot, conf, conf_error, members, replayed_to}` per node;
+//!   out_of_order, damage, snapshot, conf, conf_error, members, removed?, replayed_to}` per
+//!   node (`removed`, `[{name, index}]` of the members a `raft:leave` removed, only when any);
 //! - `{"type":"common", from, to}` (null when the nodes differ from the first index);
 //! - `{"type":"pair", a, b, status: identical|conflict|ends|missing, index, node}`;
 //! - `{"type":"conflict", index, cells:[{node, term, command, key?, value?, name?,
@@ -82,12 +83,7 @@ fn ids(nodes: Nodes) -> String {
 const CLIP: usize = 40;
 
 fn clip(s: &str) -> String {
-    let e = escape_terminal(s);
-    if e.chars().count() <= CLIP {
-        return e.into_owned();
-    }
-    let head: String = e.chars().take(CLIP).collect();
-    format!("{head}…")
+    super::escape_clipped(s, CLIP).unwrap_or_else(|head| format!("{head}…"))
 }
 
 /// A one-line, terminal-safe description of an entry: `t1 write key = value`.
@@ -480,14 +476,15 @@ fn human_files(out: &mut dyn Write, d: &Divergence, p: &Paint) -> io::Result<()>
     let members = |n: &NodeSummary| {
         let s: BTreeSet<String> = n.replay.kv.members.keys().cloned().collect();
         format!(
-            "{} (replayed to index {})",
+            "{}{} (replayed to index {})",
             set(&s),
+            removed(n),
             n.replay.last_applied()
         )
     };
     let members_same = |n: &NodeSummary| {
         let s: BTreeSet<String> = n.replay.kv.members.keys().cloned().collect();
-        set(&s)
+        format!("{}{}", set(&s), removed(n))
     };
     if d.membership_differs {
         per_node(out, p, "membership", nodes, members, true)?;
@@ -495,6 +492,19 @@ fn human_files(out: &mut dyn Write, d: &Divergence, p: &Paint) -> io::Result<()>
         per_node(out, p, "membership", nodes, members_same, false)?;
     }
     Ok(())
+}
+
+/// `; removed: NAME at INDEX, ...` for the members a replayed `raft:leave` removed, or nothing.
+fn removed(n: &NodeSummary) -> String {
+    let r = &n.replay.kv.removed;
+    if r.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = r
+        .iter()
+        .map(|(name, at)| format!("{} at {at}", escape_terminal(name)))
+        .collect();
+    format!("; removed: {}", each.join(", "))
 }
 
 /// How the replayed states differ (`--state`).

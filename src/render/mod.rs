@@ -4,6 +4,7 @@
 //! codes. Untrusted bytes (payloads, names, paths) are escaped before they reach a terminal.
 
 pub mod diff;
+pub mod follow;
 mod machine;
 pub mod replay;
 
@@ -34,6 +35,16 @@ pub fn escape_terminal(s: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// `s` escaped for the terminal ([`escape_terminal`]) when it is at most `max` characters long,
+/// else `Err` with its first `max` characters, for the caller to mark as cut.
+pub fn escape_clipped(s: &str, max: usize) -> Result<String, String> {
+    let e = escape_terminal(s);
+    if e.chars().count() <= max {
+        return Ok(e.into_owned());
+    }
+    Err(e.chars().take(max).collect())
 }
 
 /// Escapes bytes for a terminal: invalid UTF-8 bytes become `\xNN`.

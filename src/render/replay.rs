@@ -97,12 +97,7 @@ const NOTE_ALL: &str =
 const CLIP: usize = 60;
 
 fn clip(s: &str) -> String {
-    let e = escape_terminal(s);
-    if e.chars().count() <= CLIP {
-        return e.into_owned();
-    }
-    let head: String = e.chars().take(CLIP).collect();
-    format!("{head}… ({} bytes)", s.len())
+    super::escape_clipped(s, CLIP).unwrap_or_else(|head| format!("{head}… ({} bytes)", s.len()))
 }
 
 fn table(header: &[&str]) -> Table {
@@ -508,38 +503,65 @@ impl<'a> KvLine<'a> {
     }
 }
 
-/// The state's `kv` lines, byte for byte what [`line()`] writes for each pair: `pair(i)` for `i`
-/// in `0..n`, in order. A large state is formatted in chunks on two lanes
-/// ([`crate::par::in_order`]): this thread formats every other chunk and writes all of them in
-/// order; written buffers go back to a pool to be reused.
+/// The state's `kv` lines in parts of [`KvParts::CHUNK`] pairs, formatted on their own: part by
+/// part, in order, they are byte for byte what `line()` writes for each pair in key order.
+/// The command layer formats them on several lanes (`cli::parts::write_in_parts`);
+/// [`json_state`] one after the other.
 ///
-/// Why: writing 250,000 lines one by one through serde took a sixth of a large replay. A second
-/// thread formatting the whole second half into a buffer of its own held that half in fresh
-/// memory (a page fault every 4 KiB, a tenth of that output's time); in turns, a few buffers of
-/// one chunk go round.
-fn kv_lines<'a, F>(out: &mut dyn Write, n: usize, pair: &F) -> io::Result<()>
-where
-    F: Fn(usize) -> (&'a str, &'a str) + Sync,
-{
-    const CHUNK: usize = 1 << 13;
-    let pool = std::sync::Mutex::new(Vec::<Vec<u8>>::new());
-    let format = |c: usize| {
-        let mut buf = pool
-            .lock()
-            .ok()
-            .and_then(|mut p| p.pop())
-            .unwrap_or_default();
-        format_kv(&mut buf, c * CHUNK..((c + 1) * CHUNK).min(n), pair);
-        buf
-    };
-    crate::par::in_order(n.div_ceil(CHUNK), 2, format, |_, mut buf| {
-        out.write_all(&buf)?;
-        buf.clear();
-        if let Ok(mut p) = pool.lock() {
-            p.push(buf);
+/// Why not `line()`: writing 250,000 lines one by one through serde took a sixth of a large
+/// replay.
+pub struct KvParts<'r> {
+    pairs: Pairs<'r>,
+}
+
+/// The pairs in key order: the state's packed form, or a sorted list of the map's pairs.
+enum Pairs<'r> {
+    Packed(&'r crate::replay::kv::Packed),
+    Sorted(Vec<(&'r str, &'r str)>),
+}
+
+impl<'r> KvParts<'r> {
+    /// Pairs a part.
+    pub const CHUNK: usize = 1 << 13;
+
+    /// The `kv` lines of the replay's state; `None` when the state is not asked for or is not
+    /// raftd's key-value map (a SeaweedFS master's state is one line).
+    pub fn of(r: &'r Replay, sections: &Sections) -> Option<Self> {
+        if !sections.state() || !matches!(r.machine, Machine::Raftd) {
+            return None;
         }
-        Ok(())
-    })
+        let pairs = match r.kv.data.packed() {
+            Some(packed) => Pairs::Packed(packed),
+            None => Pairs::Sorted(r.kv.sorted()),
+        };
+        Some(KvParts { pairs })
+    }
+
+    fn pairs(&self) -> usize {
+        match &self.pairs {
+            Pairs::Packed(p) => p.len(),
+            Pairs::Sorted(v) => v.len(),
+        }
+    }
+
+    /// How many parts there are.
+    pub fn len(&self) -> usize {
+        self.pairs().div_ceil(Self::CHUNK)
+    }
+
+    /// Whether there is no part (an empty state).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends part `i`'s lines to `buf`.
+    pub fn format(&self, i: usize, buf: &mut Vec<u8>) {
+        let range = i * Self::CHUNK..((i + 1) * Self::CHUNK).min(self.pairs());
+        match &self.pairs {
+            Pairs::Packed(p) => format_kv(buf, range, &|i| p.pair(i)),
+            Pairs::Sorted(v) => format_kv(buf, range, &|i| v.get(i).copied().unwrap_or(("", ""))),
+        }
+    }
 }
 
 /// Appends the `kv` lines of pairs `range` to `buf`, as [`line()`] writes them.
@@ -636,7 +658,7 @@ struct Header<'a> {
     machine_reason: Option<&'a str>,
 }
 
-/// Writes the JSON Lines form.
+/// Writes the JSON Lines form: [`json_header`], [`json_state`], then [`json_sections`].
 pub fn json(
     out: &mut dyn Write,
     r: &Replay,
@@ -645,15 +667,19 @@ pub fn json(
 ) -> io::Result<()> {
     json_header(out, r, committed)?;
     json_state(out, r, sections)?;
+    json_sections(out, r, sections)
+}
+
+/// The sections after the state: the key, its history, membership and stats, as asked.
+pub fn json_sections(out: &mut dyn Write, r: &Replay, sections: &Sections) -> io::Result<()> {
     json_key(out, r, sections)?;
     json_history(out, r, sections)?;
     json_membership(out, r, sections)?;
-    json_stats(out, r, sections)?;
-    Ok(())
+    json_stats(out, r, sections)
 }
 
 /// The `replay` line: where the replay started, what it applied and where it stopped.
-fn json_header(
+pub fn json_header(
     out: &mut dyn Write,
     r: &Replay,
     committed: Option<&Committed<'_>>,
@@ -738,18 +764,22 @@ fn json_header(
     Ok(())
 }
 
-/// The state's `kv` lines (`--state`).
-fn json_state(out: &mut dyn Write, r: &Replay, sections: &Sections) -> io::Result<()> {
-    if sections.state() && !machine::json_state(out, r)? {
-        match r.kv.data.packed() {
-            Some(packed) => kv_lines(out, packed.len(), &|i| packed.pair(i))?,
-            None => {
-                let pairs = r.kv.sorted();
-                kv_lines(out, pairs.len(), &|i| {
-                    pairs.get(i).copied().unwrap_or(("", ""))
-                })?;
+/// The state when it is asked for: the `kv` lines ([`KvParts`], one part after the other), or a
+/// SeaweedFS master's state line.
+pub fn json_state(out: &mut dyn Write, r: &Replay, sections: &Sections) -> io::Result<()> {
+    match KvParts::of(r, sections) {
+        Some(kv) => {
+            let mut buf = Vec::new();
+            for i in 0..kv.len() {
+                kv.format(i, &mut buf);
+                out.write_all(&buf)?;
+                buf.clear();
             }
         }
+        None if sections.state() => {
+            machine::json_state(out, r)?;
+        }
+        None => {}
     }
     Ok(())
 }

@@ -94,6 +94,24 @@ fn node_line(n: &NodeReport) -> String {
     s
 }
 
+/// Writes one finding in the human form: `severity[code]: location`, the message and what
+/// goraft does, indented.
+pub fn finding_human(out: &mut dyn Write, f: &Finding, color: bool) -> io::Result<()> {
+    let sev = severity_name(f.severity);
+    let head = if color {
+        let st = style(f.severity);
+        format!("{st}{sev}[{}]{st:#}", f.code)
+    } else {
+        format!("{sev}[{}]", f.code)
+    };
+    writeln!(out, "{head}: {}", escape_terminal(&location(f)))?;
+    writeln!(out, "  {}", escape_terminal(&f.message))?;
+    if let Some(g) = &f.goraft {
+        writeln!(out, "  {}: {}", f.implementation_name(), escape_terminal(g))?;
+    }
+    Ok(())
+}
+
 /// Writes the human report.
 pub fn human(
     out: &mut dyn Write,
@@ -109,18 +127,7 @@ pub fn human(
         writeln!(out)?;
     }
     for f in &report.findings {
-        let sev = severity_name(f.severity);
-        let head = if color {
-            let st = style(f.severity);
-            format!("{st}{sev}[{}]{st:#}", f.code)
-        } else {
-            format!("{sev}[{}]", f.code)
-        };
-        writeln!(out, "{head}: {}", escape_terminal(&location(f)))?;
-        writeln!(out, "  {}", escape_terminal(&f.message))?;
-        if let Some(g) = &f.goraft {
-            writeln!(out, "  {}: {}", f.implementation_name(), escape_terminal(g))?;
-        }
+        finding_human(out, f, color)?;
     }
     let (e, w, i) = report.counts();
     if !report.findings.is_empty() {

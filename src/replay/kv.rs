@@ -41,6 +41,9 @@ pub struct Kv {
     pub data: KvMap,
     /// Every member that joined and did not leave, by name (goraft's peers plus self).
     pub members: BTreeMap<String, String>,
+    /// Every member removed by a `raft:leave`, with the leave's index (a later join of the
+    /// name takes it out again).
+    pub removed: BTreeMap<String, Index>,
     /// The index of the last applied entry.
     pub applied: Index,
     /// Entries with unknown command names, skipped.
@@ -440,11 +443,18 @@ impl Kv {
             } => match self.members.entry(name) {
                 std::collections::btree_map::Entry::Occupied(_) => Applied::Joined(false),
                 std::collections::btree_map::Entry::Vacant(v) => {
+                    self.removed.remove(v.key());
                     v.insert(connection_string);
                     Applied::Joined(true)
                 }
             },
-            Command::Leave { name } => Applied::Left(self.members.remove(&name).is_some()),
+            Command::Leave { name } => {
+                let left = self.members.remove(&name).is_some();
+                if left {
+                    self.removed.insert(name, index);
+                }
+                Applied::Left(left)
+            }
             Command::Nop => Applied::Nothing,
             Command::Other { .. } => {
                 self.unknown += 1;
@@ -563,18 +573,7 @@ fn sort_by_in_halves<T: Send>(v: &mut [T], cmp: impl Fn(&T, &T) -> Ordering + Sy
     v.select_nth_unstable_by(mid, &cmp);
     let (low, high) = v.split_at_mut(mid);
     let cmp = &cmp;
-    let high_sorted = std::thread::scope(|s| {
-        let t = std::thread::Builder::new().spawn_scoped(s, move || high.sort_unstable_by(cmp));
-        low.sort_unstable_by(cmp);
-        match t.map(|t| t.join()) {
-            Ok(Ok(())) => true,
-            Ok(Err(panic)) => std::panic::resume_unwind(panic),
-            Err(_) => false,
-        }
-    });
-    if !high_sorted {
-        v[mid..].sort_unstable_by(cmp);
-    }
+    crate::par::join(|| high.sort_unstable_by(cmp), || low.sort_unstable_by(cmp));
 }
 
 /// A key's sort prefix (see [`sort_prefix`]) and the position of its pair.
@@ -846,5 +845,17 @@ mod tests {
             Applied::Left(true)
         );
         assert!(kv.peers().is_empty());
+        assert_eq!(kv.removed.get("a"), Some(&7));
+        // A leave of a non-member removes nothing; a join again takes the name out.
+        assert_eq!(
+            kv.apply(8, Command::Leave { name: "b".into() }),
+            Applied::Left(false)
+        );
+        let rejoin = Command::Join {
+            name: "a".into(),
+            connection_string: "http://y".into(),
+        };
+        assert_eq!(kv.apply(9, rejoin), Applied::Joined(true));
+        assert!(kv.removed.is_empty());
     }
 }

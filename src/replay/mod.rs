@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 
 use crate::datadir::{DataDir, SnapshotFile};
 use crate::format::log::{LogError, LogReader, RawEntry};

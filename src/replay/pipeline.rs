@@ -56,31 +56,16 @@ pub(super) const READER_PARTS: usize = 12;
 /// A job of the worker: its partitions, the batch, and which partitions to apply.
 pub(super) type Job = (Runs, Arc<RunBatch>, Range<usize>);
 
-/// A thread that applies batches to the partitions it is sent with, and sends them back.
-#[derive(Debug)]
-pub(super) struct Worker {
-    to: mpsc::Sender<Job>,
-    from: mpsc::Receiver<(Runs, Arc<RunBatch>, u64)>,
-    handle: std::thread::JoinHandle<()>,
-}
+/// The lane ([`crate::par::Beside`]) that applies batches to the partitions it is sent with, and
+/// sends them back with the overwrites it counted.
+pub(super) type Worker = crate::par::Beside<Job, (Runs, Arc<RunBatch>, u64)>;
 
-impl Worker {
-    pub(super) fn spawn() -> Option<Worker> {
-        let (to, jobs) = mpsc::channel::<Job>();
-        let (done, from) = mpsc::channel();
-        let handle = std::thread::Builder::new()
-            .name("replay-apply".into())
-            .spawn(move || {
-                for (mut runs, batch, parts) in jobs {
-                    let overwrites = runs.absorb(&batch, parts);
-                    if done.send((runs, batch, overwrites)).is_err() {
-                        break;
-                    }
-                }
-            })
-            .ok()?;
-        Some(Worker { to, from, handle })
-    }
+/// Starts the worker; `None` when no thread can be started.
+fn start_worker() -> Option<Worker> {
+    Worker::start("replay-apply", |(mut runs, batch, parts): Job| {
+        let overwrites = runs.absorb(&batch, parts);
+        (runs, batch, overwrites)
+    })
 }
 
 impl Pipeline {
@@ -158,13 +143,8 @@ impl Pipeline {
             return;
         }
         self.in_flight = false;
-        let answer = self.worker.as_ref().map(|w| match w.from.try_recv() {
-            Ok(answer) => Ok((answer, false)),
-            Err(mpsc::TryRecvError::Empty) => w.from.recv().map(|a| (a, true)).map_err(|_| ()),
-            Err(mpsc::TryRecvError::Disconnected) => Err(()),
-        });
-        match answer {
-            Some(Ok(((mut theirs, batch, n), waited))) => {
+        match self.worker.as_ref().and_then(Worker::answer) {
+            Some(((mut theirs, batch, n), waited)) => {
                 *overwrites += n;
                 if let Some(mine) = self.runs.as_mut() {
                     if waited && self.split < runs::PARTS / 2 {
@@ -182,10 +162,10 @@ impl Pipeline {
                     self.spare = batch;
                 }
             }
-            _ => {
+            None => {
                 // The worker panicked while it held the state: a bug; surface its panic.
-                if let Some(Err(panic)) = self.worker.take().map(|w| w.handle.join()) {
-                    std::panic::resume_unwind(panic);
+                if let Some(worker) = self.worker.take() {
+                    worker.end();
                 }
                 unreachable!("the replay worker stopped without answering");
             }
@@ -208,7 +188,7 @@ impl Pipeline {
             return;
         }
         if self.worker.is_none() && !self.no_worker {
-            self.worker = Worker::spawn();
+            self.worker = start_worker();
             self.no_worker = self.worker.is_none();
             if let (Some(_), Some(mine)) = (&self.worker, self.runs.as_mut()) {
                 let mut theirs = Runs::empty(self.hasher.clone());
@@ -224,9 +204,9 @@ impl Pipeline {
         ));
         let mine = self.split;
         if let (Some(w), Some(theirs)) = (&self.worker, self.theirs.take()) {
-            match w.to.send((theirs, Arc::clone(&batch), mine..runs::PARTS)) {
+            match w.send((theirs, Arc::clone(&batch), mine..runs::PARTS)) {
                 Ok(()) => self.in_flight = true,
-                Err(mpsc::SendError((mut theirs, batch, parts))) => {
+                Err((mut theirs, batch, parts)) => {
                     // No worker after all: its partitions are applied here from now on.
                     *overwrites += theirs.absorb(&batch, parts);
                     self.theirs = Some(theirs);

@@ -577,19 +577,10 @@ fn sort_range<'t>(range: &mut [PackedPair], key: &impl Fn(&PackedPair) -> &'t [u
     }
 }
 
-/// Runs `f(a)` on a second thread and `f(b)` on this one (both here when no thread can be
-/// started); the sum of their answers.
+/// `f(a)` and `f(b)` side by side ([`crate::par::join`]); the sum of their answers.
 fn two_threads<T: Send>(mut a: T, mut b: T, f: impl Fn(&mut T) -> u64 + Sync) -> u64 {
-    let (here, there) = std::thread::scope(|s| {
-        let t = std::thread::Builder::new().spawn_scoped(s, || f(&mut a));
-        let here = f(&mut b);
-        match t.map(|t| t.join()) {
-            Ok(Ok(n)) => (here, Some(n)),
-            Ok(Err(panic)) => std::panic::resume_unwind(panic),
-            Err(_) => (here, None),
-        }
-    });
-    here + there.unwrap_or_else(|| f(&mut a))
+    let (there, here) = crate::par::join(|| f(&mut a), || f(&mut b));
+    here + there
 }
 
 /// `queue` (writes of one partition: their hashes' top bits are equal) sorted by hash into

@@ -134,4 +134,19 @@ fn fake_joins_are_refused_and_members_are_removed_and_replaced() {
         assert_log_clean(&n.dir);
         verify_clean(n);
     }
+    // `diff` shows the removals in its membership line (n4's log holds them all).
+    let out = Command::new(BIN)
+        .args(["diff", "--json"])
+        .arg(&n4.dir)
+        .arg(&n1.dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let node = text.lines().next().unwrap();
+    for gone in ["fake1", &name3, &name2, &name1] {
+        assert!(
+            node.contains(&format!("{{\"name\":\"{gone}\",\"index\":")),
+            "{node}"
+        );
+    }
 }

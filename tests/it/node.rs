@@ -622,19 +622,43 @@ fn http_answers_are_byte_exact() {
 }
 
 #[test]
-fn join_refuses_an_existing_log_and_bad_dirs_exit_2() {
+fn join_on_an_existing_log_starts_a_member_refuses_a_stranger_and_bad_dirs_exit_2() {
     let g = crate::fixtures().join("goraft/single-node/node1");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("n");
     copy_dir(&g, &dir);
+    // The log holds this node's own join: --join is ignored, the node starts from its log
+    // (the leader address is never asked).
+    let mut n = spawn_node(&dir, 0, &["-join", "127.0.0.1:1"]);
+    let err = n.stderr_text();
+    assert_eq!(
+        err.matches("--join ignored: already a member\n").count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("Recovered from log"), "{err}");
+    assert_eq!(text("GET", &format!("{}/db/foo", n.url), "").0, 200);
+    n.kill9();
+    // Under another name the log is a cluster this node is not a member of: refused, saying
+    // what to do.
+    let name = fs::read_to_string(dir.join("name")).unwrap();
+    fs::write(dir.join("name"), "fffffff").unwrap();
     let out = Command::new(BIN)
         .args(["serve", "-p", "0", "--join", "127.0.0.1:1"])
         .arg(&dir)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("raftdump: error: Cannot join with an existing log"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("raftdump: error: Cannot join with an existing log: ")
+            && err.contains("does not make this node (fffffff) a member")
+            && err.contains("move the dir aside and start with an empty dir")
+            && err.contains("start without --join"),
+        "{err}"
+    );
+    assert!(!err.contains("Listening at"), "{err}");
+    fs::write(dir.join("name"), name).unwrap();
     // A damaged log in the middle is refused, naming the file and the byte.
     let mut log = fs::read(dir.join("log")).unwrap();
     let second = LogReader::new(&log).nth(1).unwrap().unwrap().offset as usize;

@@ -91,7 +91,8 @@ fn append(term: Term, prev_index: Index, prev_term: Term, commit: Index, es: Vec
             commit,
             leader: "b".into(),
             entries: es,
-        },
+        }
+        .into(),
     }
 }
 

@@ -13,7 +13,7 @@ use std::path::Path;
 use raftdump::check::Severity;
 use raftdump::format::command;
 use raftdump::model::{Conf, Entry};
-use raftdump::node::core::{HardState, XorShift};
+use raftdump::node::core::{EntryBatch, HardState, XorShift};
 use raftdump::node::storage::{ensure_name, FileStore, Storage, STATE_FILE};
 
 fn env(name: &str, default: u64) -> u64 {
@@ -83,7 +83,7 @@ fn file_store_survives_crashes_at_random_points() {
                             }
                         })
                         .collect();
-                    store.append(&es).unwrap();
+                    store.append(&EntryBatch::from_entries(&es)).unwrap();
                     model.extend(es);
                 }
                 6 if !model.is_empty() => {

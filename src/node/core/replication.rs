@@ -1,8 +1,8 @@
 //! The leader's side of log replication (AppendEntries out, their results, commit) and the
 //! follower's (AppendEntries in).
 
-use crate::format::rpc::{AppendRequest, AppendResponse};
-use crate::model::{term_in_bounds, Entry, Index, Peer, Term};
+use crate::format::rpc::{AppendResponse, ReceivedAppend};
+use crate::model::{term_in_bounds, Index, Peer, Term};
 
 use super::{
     Action, ConfigChange, Core, Progress, Rejection, RequestId, Role, SentAppend, COMMIT_NOTIFY_MS,
@@ -278,7 +278,9 @@ impl Core {
         });
     }
 
-    pub(super) fn on_append(&mut self, id: RequestId, req: AppendRequest) {
+    /// A leader's AppendEntries: its entries are checked and the new ones handed on as the
+    /// request's own batch (never copied).
+    pub(super) fn on_append(&mut self, id: RequestId, req: ReceivedAppend) {
         if req.term < self.hs.term {
             let last = self.log.last_index();
             self.reply_append(id, last, false);
@@ -286,11 +288,13 @@ impl Core {
         }
         if req.term == self.hs.term && self.role == Role::Leader {
             // Two leaders in one term cannot happen with persisted votes; refuse, never crash.
-            log::error!(
-                "AppendEntries from {} in my own leader term {}: refused",
-                req.leader,
-                req.term
-            );
+            let key = format!("own term {}", req.leader);
+            self.ratelog.log(self.now, super::ERROR, &key, || {
+                format!(
+                    "AppendEntries from {} in my own leader term {}: refused",
+                    req.leader, req.term
+                )
+            });
             let last = self.log.last_index();
             self.reply_append(id, last, false);
             return;
@@ -308,13 +312,14 @@ impl Core {
         }
         let mut prev = req.prev_index;
         let mut entries = req.entries;
+        let leader = req.leader;
         // Entries at or below our snapshot point or commit index are committed: they match the
         // leader's (Log Matching), so they are skipped rather than checked.
         let known = self.commit.max(self.log.start_index);
         if prev < known {
             let skip = entries.iter().take_while(|e| e.index <= known).count();
             let matched_to = prev.saturating_add(skip as u64);
-            entries.drain(..skip);
+            entries.drop_front(skip);
             if entries.is_empty() {
                 let commit_to = req.commit.min(matched_to);
                 self.follower_commit(commit_to);
@@ -329,16 +334,15 @@ impl Core {
         // Validate the batch before touching the log.
         let mut expect = prev;
         let mut term_floor = self.log.term_at(prev).unwrap_or(0);
-        for e in &entries {
+        for e in entries.iter() {
             if Some(e.index) != expect.checked_add(1) || e.term < term_floor || e.term > req.term {
-                log::warn!(
-                    "AppendEntries from {}: entry {} (term {}) does not follow {} (term {})",
-                    req.leader,
-                    e.index,
-                    e.term,
-                    expect,
-                    term_floor
-                );
+                let key = format!("out of order {}", leader);
+                self.ratelog.log(self.now, super::WARN, &key, || {
+                    format!(
+                        "AppendEntries from {}: entry {} (term {}) does not follow {} (term {})",
+                        leader, e.index, e.term, expect, term_floor
+                    )
+                });
                 self.reply_append(id, last, false);
                 return;
             }
@@ -352,11 +356,13 @@ impl Core {
                 Some(t) if t == e.term => continue,
                 Some(_) => {
                     if e.index <= self.commit {
-                        log::error!(
-                            "leader {} conflicts with committed entry {}",
-                            req.leader,
-                            e.index
-                        );
+                        let key = format!("conflict {}", leader);
+                        self.ratelog.log(self.now, super::ERROR, &key, || {
+                            format!(
+                                "leader {} conflicts with committed entry {}",
+                                leader, e.index
+                            )
+                        });
                         let last = self.log.last_index();
                         self.reply_append(id, last, false);
                         return;
@@ -371,15 +377,15 @@ impl Core {
                 }
             }
         }
-        let new: Vec<Entry> = entries.split_off(first_new);
-        if !new.is_empty() {
-            for e in &new {
-                if let Some(c) = ConfigChange::of(&e.name, e.payload.as_deref()) {
+        entries.drop_front(first_new);
+        if !entries.is_empty() {
+            for e in entries.iter() {
+                if let Some(c) = ConfigChange::of(e.name, e.payload) {
                     self.pending_config.insert(e.index, c);
                 }
                 self.log.push(e.index, e.term);
             }
-            self.out.push(Action::Append(new));
+            self.out.push(Action::Append(entries));
         }
         self.follower_commit(req.commit.min(last_new));
         self.reply_append(id, last_new, true);

@@ -111,7 +111,7 @@ fn bootstrap_is_term_zero_join_then_nop() {
     let appended: Vec<(Index, Term, String)> = acts
         .iter()
         .filter_map(|a| match a {
-            Action::Append(es) => Some(es.iter().map(|e| (e.index, e.term, e.name.clone()))),
+            Action::Append(es) => Some(es.iter().map(|e| (e.index, e.term, e.name.to_string()))),
             _ => None,
         })
         .flatten()
@@ -287,14 +287,17 @@ fn conflicting_tail_is_truncated_not_holed() {
             commit: 0,
             leader: "b".into(),
             entries: vec![entry(3, 1), entry(4, 2), entry(5, 2)],
-        },
+        }
+        .into(),
     });
     let kinds: Vec<String> = acts
         .iter()
         .map(|a| match a {
             Action::SaveHardState(h) => format!("save {}", h.term),
             Action::Truncate(i) => format!("truncate {i}"),
-            Action::Append(es) => format!("append {}..{}", es[0].index, es[es.len() - 1].index),
+            Action::Append(es) => {
+                format!("append {}..{}", es.get(0).index, es.get(es.len() - 1).index)
+            }
             Action::ReplyAppend { resp, .. } => {
                 format!("reply {} {}", resp.index, resp.success)
             }
@@ -320,7 +323,8 @@ fn mismatched_prev_is_refused_with_last_index() {
             commit: 0,
             leader: "b".into(),
             entries: vec![],
-        },
+        }
+        .into(),
     });
     assert_eq!(
         acts,
@@ -409,7 +413,8 @@ fn append_from(leader: &str, term: Term, prev: Index, prev_term: Term) -> Event 
             commit: 0,
             leader: leader.into(),
             entries: vec![entry(prev + 1, term)],
-        },
+        }
+        .into(),
     }
 }
 
@@ -471,14 +476,14 @@ fn a_node_that_has_not_seen_its_own_join_hears_the_leader_it_joined() {
     // The start of the log (a partial first batch): still anyone.
     let mut first = append_from("leader", 3, 0, 0);
     if let Event::Append { req, .. } = &mut first {
-        req.entries = vec![join("leader", 1)];
+        req.entries = vec![join("leader", 1)].into();
     }
     assert!(ok(&c.step(first)));
     assert!(c.knows("anyone"));
     // Once its own join is in its log, only members (or joins in its log) are known.
     let mut second = append_from("leader", 3, 1, 3);
     if let Event::Append { req, .. } = &mut second {
-        req.entries = vec![join("new", 2)];
+        req.entries = vec![join("new", 2)].into();
     }
     assert!(ok(&c.step(second)));
     assert!(!c.knows("anyone"));
@@ -662,7 +667,8 @@ fn removal_is_checked_unless_forced_and_a_removed_follower_takes_no_writes() {
             commit: 4,
             leader: "b".into(),
             entries: vec![leave],
-        },
+        }
+        .into(),
     });
     let acts = x.step(Event::Propose {
         id: 5,

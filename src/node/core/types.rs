@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 
 use super::Refusal;
+use crate::format::batch::EntryBatch;
 use crate::format::command;
 use crate::format::rpc::{
-    AppendRequest, AppendResponse, SnapshotInstall, VoteRequest, VoteResponse,
+    AppendResponse, ReceivedAppend, SnapshotInstall, VoteRequest, VoteResponse,
 };
-use crate::model::{names, Command, Entry, Index, Peer, Term};
+use crate::model::{names, Command, Index, Peer, Term};
 
 /// Milliseconds on the injected clock.
 pub type Millis = u64;
@@ -356,8 +357,8 @@ pub enum Event {
     Append {
         /// Routes the reply.
         id: RequestId,
-        /// The request.
-        req: AppendRequest,
+        /// The request, its entries still in the body's bytes.
+        req: ReceivedAppend,
     },
     /// The outcome of an AppendEntries this node sent (`None`: no usable answer).
     AppendResult {
@@ -430,8 +431,9 @@ pub enum Action {
     SaveHardState(HardState),
     /// Drop log entries after this index.
     Truncate(Index),
-    /// Append these entries to the log.
-    Append(Vec<Entry>),
+    /// Append these entries to the log: a received body's (the store writes their bytes as
+    /// they are), or the leader's own proposal.
+    Append(EntryBatch),
     /// Send AppendEntries with the entries `prev+1..=last` read from storage.
     SendAppend {
         /// The peer.

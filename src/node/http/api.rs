@@ -124,7 +124,7 @@ impl Api for Handle {
         Handle::on_batch_done(self, f)
     }
 
-    fn rpc_async(&self, rpc: Rpc, body: &[u8], timeout: Duration, done: RpcDone) {
+    fn rpc_async(&self, rpc: Rpc, body: Vec<u8>, timeout: Duration, done: RpcDone) {
         match rpc_event(rpc, body) {
             Ok(make) => self.call_async(make, timeout, Box::new(move |r| done(rpc_answer(r)))),
             Err(a) => done(a),
@@ -137,42 +137,46 @@ pub type MakeEvent = Box<dyn FnOnce(RequestId) -> Event + Send>;
 
 /// Decodes an RPC body (400 if it does not decode), hands the core's event to `call` and turns
 /// its reply into the protobuf answer (500 when the node does not handle it in this state).
-/// Shared by every [`Api`] that runs a core, so they all answer RPCs alike.
+/// Shared by every [`Api`] that runs a core, so they all answer RPCs alike. The body is copied
+/// (this is the path of RPCs that are not POSTed, and of tests); see [`rpc_event`].
 pub fn rpc_call(
     rpc: Rpc,
     body: &[u8],
     call: impl FnOnce(MakeEvent) -> Result<Reply, CallError>,
 ) -> RpcAnswer {
-    match rpc_event(rpc, body) {
+    match rpc_event(rpc, body.to_vec()) {
         Ok(make) => rpc_answer(call(make)),
         Err(a) => a,
     }
 }
 
-/// The core's event for an RPC body, or the answer to a body that does not decode (400).
-pub fn rpc_event(rpc: Rpc, body: &[u8]) -> Result<MakeEvent, RpcAnswer> {
+/// The core's event for an RPC body, or the answer to a body that does not decode (400). An
+/// AppendEntries body moves into the event: its entries are read and written from it.
+pub fn rpc_event(rpc: Rpc, body: Vec<u8>) -> Result<MakeEvent, RpcAnswer> {
+    let bad = |_| RpcAnswer::BadRequest;
     Ok(match rpc {
-        Rpc::AppendEntries => match transport::decode_append_request(body) {
-            Ok(req) => Box::new(move |id| Event::Append { id, req }),
-            Err(_) => return Err(RpcAnswer::BadRequest),
-        },
-        Rpc::RequestVote => match transport::decode_vote_request(body) {
-            Ok(req) => Box::new(move |id| Event::Vote { id, req }),
-            Err(_) => return Err(RpcAnswer::BadRequest),
-        },
-        Rpc::Snapshot => match transport::decode_snapshot_request(body) {
-            Ok((leader, last_index, last_term)) => Box::new(move |id| Event::SnapshotOffer {
+        Rpc::AppendEntries => {
+            let req = transport::decode_append_request(body).map_err(bad)?;
+            Box::new(move |id| Event::Append { id, req })
+        }
+        Rpc::RequestVote => {
+            let req = transport::decode_vote_request(&body).map_err(bad)?;
+            Box::new(move |id| Event::Vote { id, req })
+        }
+        Rpc::Snapshot => {
+            let (leader, last_index, last_term) =
+                transport::decode_snapshot_request(&body).map_err(bad)?;
+            Box::new(move |id| Event::SnapshotOffer {
                 id,
                 leader,
                 last_index,
                 last_term,
-            }),
-            Err(_) => return Err(RpcAnswer::BadRequest),
-        },
-        Rpc::SnapshotRecovery => match transport::decode_snapshot_install(body) {
-            Ok(req) => Box::new(move |id| Event::SnapshotInstall { id, req }),
-            Err(_) => return Err(RpcAnswer::BadRequest),
-        },
+            })
+        }
+        Rpc::SnapshotRecovery => {
+            let req = transport::decode_snapshot_install(&body).map_err(bad)?;
+            Box::new(move |id| Event::SnapshotInstall { id, req })
+        }
     })
 }
 
@@ -223,7 +227,7 @@ impl Api for ReadOnlyNode {
     fn rpc(&self, rpc: Rpc, body: &[u8], _: Duration) -> RpcAnswer {
         // goraft decodes first (400), then finds the server not running (500).
         let decodes = match rpc {
-            Rpc::AppendEntries => transport::decode_append_request(body).is_ok(),
+            Rpc::AppendEntries => transport::decode_append_request(body.to_vec()).is_ok(),
             Rpc::RequestVote => transport::decode_vote_request(body).is_ok(),
             Rpc::Snapshot => transport::decode_snapshot_request(body).is_ok(),
             Rpc::SnapshotRecovery => transport::decode_snapshot_install(body).is_ok(),

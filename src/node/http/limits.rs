@@ -83,8 +83,10 @@ pub const MAX_HEADERS: usize = 100;
 /// Most bytes of all header lines of one request: 431 over it.
 pub const MAX_HEADER_BYTES: usize = 32 << 10;
 
-/// Room in the node's RPC budget for `rq`'s body (and its decoded copy), unless it is small or
-/// not an RPC; 503 when none comes within the timeout.
+/// Room in the node's RPC budget for `rq`'s body and what decoding it adds (twice its length:
+/// a decoded AppendEntries keeps the body and adds at most half of it, see `node::budget`),
+/// unless it is small or not an RPC; 503 when none comes within the timeout. An
+/// AppendEntries keeps its reservation until it is answered, after its entries are written.
 pub(super) fn rpc_reservation(
     rq: &tiny_http::Request,
     is_rpc: bool,

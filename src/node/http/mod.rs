@@ -178,8 +178,9 @@ pub trait Api: Send + Sync {
     }
     /// Handles a goraft RPC body; `done` gets the answer (it must not block). By default this
     /// is [`Api::rpc`] on the calling thread.
-    fn rpc_async(&self, rpc: Rpc, body: &[u8], timeout: Duration, done: RpcDone) {
-        done(self.rpc(rpc, body, timeout));
+    /// The body is moved in: an AppendEntries keeps its entries in it until they are written.
+    fn rpc_async(&self, rpc: Rpc, body: Vec<u8>, timeout: Duration, done: RpcDone) {
+        done(self.rpc(rpc, &body, timeout));
     }
 }
 

@@ -6,6 +6,7 @@ use std::io::Read;
 use crate::format::command;
 use crate::format::gojson::{decode_string_fields, write_string};
 use crate::model::{names, Peer};
+use crate::node::ratelog;
 use crate::node::security::{self, TOKEN_HEADER};
 use crate::node::transport::{self};
 
@@ -412,7 +413,10 @@ pub fn forward_to(agent: &ureq::Agent, leader_url: &str, req: &Request<'_>) -> O
     let resp = match r {
         Ok(r) | Err(ureq::Error::Status(_, r)) => r,
         Err(ureq::Error::Transport(t)) => {
-            log::warn!("forwarding to {url}: {t}");
+            let key = format!("forward {leader_url}");
+            ratelog::log((log::Level::Warn, module_path!()), &key, || {
+                format!("forwarding to {url}: {t}")
+            });
             return None;
         }
     };

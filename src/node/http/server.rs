@@ -354,17 +354,24 @@ fn responder(outbox: &Outbox, api: &dyn Api, opts: &HttpOptions, agent: &ureq::A
     }
 }
 
+/// Writes `answer` with the headers raftd's would have, in Go's net/http order (the vendored
+/// tiny_http writes a response's own headers sorted by name, then Date and Content-Length): an
+/// error's Content-Type and X-Content-Type-Options are set by the handler (Go's `http.Error`),
+/// a 200's Content-Type is the one net/http detects from the body, written after
+/// Content-Length.
 fn send(rq: tiny_http::Request, answer: Answer) {
     let mut resp = tiny_http::Response::from_data(answer.body).with_status_code(answer.status);
-    if let Some(ct) = answer.content_type {
-        if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", ct) {
-            resp.add_header(h);
-        }
-        if answer.status >= 400 {
+    match answer.content_type {
+        Some(ct) if answer.status >= 400 => {
+            if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", ct) {
+                resp.add_header(h);
+            }
             if let Ok(h) = tiny_http::Header::from_bytes("X-Content-Type-Options", "nosniff") {
                 resp.add_header(h);
             }
         }
+        Some(ct) => resp = resp.with_detected_content_type(ct),
+        None => {}
     }
     if answer.raftdump {
         if let Ok(h) = tiny_http::Header::from_bytes(RAFTDUMP_HEADER, env!("CARGO_PKG_VERSION")) {
@@ -420,7 +427,7 @@ fn handle(
         opts.max_body
     } as u64
         + 1;
-    let _reserved = match rpc_reservation(&rq, is_rpc, opts) {
+    let reserved = match rpc_reservation(&rq, is_rpc, opts) {
         Ok(r) => r,
         Err(a) => {
             send(rq, a);
@@ -440,7 +447,8 @@ fn handle(
     // An AppendEntries is handed to the runtime without waiting: this thread goes back to
     // reading the connection, where the leader's next request may already wait (pipelining),
     // and a responder answers once the entries are durable. Answers go out in request order
-    // (tiny_http orders a connection's answers).
+    // (tiny_http orders a connection's answers). The body moves into the request the core
+    // gets, and its reservation lives until the answer: the entries are written from the body.
     if is_rpc
         && rq.url() == "/raft/appendEntries"
         && rq.method() == &tiny_http::Method::Post
@@ -450,9 +458,10 @@ fn handle(
         let mut rq = Some(rq);
         api.rpc_async(
             Rpc::AppendEntries,
-            &body,
+            body,
             opts.timeout,
             Box::new(move |answer| {
+                let _reserved = reserved;
                 if let Some(rq) = rq.take() {
                     let answer = rpc_http_answer(answer);
                     // The runtime's thread writes the answer itself when the answers before

@@ -4,8 +4,8 @@
 //! truncation of applied entries, committed entries never changed).
 
 use super::{Packet, Pending, Sim, SimNode};
-use crate::model::{Entry, Index};
-use crate::node::core::{Action, RequestId};
+use crate::model::Index;
+use crate::node::core::{Action, EntryBatch, RequestId};
 use crate::node::exec;
 use crate::node::runtime::Reply;
 use crate::node::storage::{MemStore, Storage, StoreError};
@@ -29,7 +29,7 @@ impl NodeFx<'_> {
     }
 
     /// Log Matching: every `(index, term)` appended anywhere names one entry after one term.
-    fn check_append(&mut self, es: &[Entry]) {
+    fn check_append(&mut self, es: &EntryBatch) {
         let Some(first) = es.first() else { return };
         let seed = self.sim.cfg.seed;
         let node = &self.sim.nodes[self.i];
@@ -42,7 +42,8 @@ impl NodeFx<'_> {
                 terms.last_index()
             )
         });
-        for e in es {
+        for e in es.iter() {
+            let e = e.to_entry();
             let rec = self
                 .sim
                 .checked
@@ -50,7 +51,7 @@ impl NodeFx<'_> {
                 .entry((e.index, e.term))
                 .or_insert_with(|| (prev, e.clone()));
             assert!(
-                rec.0 == prev && rec.1 == *e,
+                rec.0 == prev && rec.1 == e,
                 "seed {seed}: Log Matching: {} appends {e:?} after term {prev}; \
                  elsewhere ({}, {}) is {:?} after term {}",
                 node.name,

@@ -23,8 +23,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::core::{
-    Action, AppendRequest, AppendResponse, Config, Core, Event, Millis, Rejection, RequestId, Role,
-    SentAppend, SnapshotInstall, VoteRequest, VoteResponse, XorShift,
+    Action, AppendRequest, AppendResponse, Config, Core, EntryBatch, Event, Millis, Rejection,
+    RequestId, Role, SentAppend, SnapshotInstall, VoteRequest, VoteResponse, XorShift,
 };
 mod effects;
 
@@ -552,7 +552,13 @@ impl Sim {
                 self.nodes[to]
                     .pending
                     .insert(id, Pending::Append { from, sent });
-                self.step(to, Event::Append { id, req });
+                self.step(
+                    to,
+                    Event::Append {
+                        id,
+                        req: req.into(),
+                    },
+                );
             }
             Packet::AppendResp {
                 from, sent, resp, ..
@@ -875,7 +881,9 @@ impl Sim {
         };
         let conf = exec::conf_of(&node.kv, &node.name, commit);
         node.store.install_snapshot(snap, &conf).expect("memory");
-        node.store.append(&rest).expect("memory");
+        node.store
+            .append(&EntryBatch::from_entries(&rest))
+            .expect("memory");
         node.store.sync().expect("memory");
         // The core learns the new log shape at start-up, as after goraft's compaction.
         self.crash(i);

@@ -22,6 +22,7 @@ pub use crate::format::rpc::{
     DecodeError,
 };
 use crate::model::Peer;
+use crate::node::ratelog;
 
 /// Public only for its fuzz target (`parse_answer`).
 #[doc(hidden)]
@@ -175,7 +176,9 @@ pub fn post(agent: &ureq::Agent, url: &str, body: &[u8]) -> Option<(Vec<u8>, boo
     {
         Ok(r) | Err(ureq::Error::Status(_, r)) => r,
         Err(ureq::Error::Transport(t)) => {
-            log::debug!("POST {url}: {t}");
+            ratelog::log((log::Level::Debug, module_path!()), url, || {
+                format!("POST {url}: {t}")
+            });
             return None;
         }
     };
@@ -455,7 +458,7 @@ mod tests {
         }
         let mut body = vec![0; len];
         std::io::Read::read_exact(r, &mut body).unwrap();
-        decode_append_request(&body).unwrap().prev_index
+        decode_append_request(body).unwrap().prev_index
     }
 
     /// A test follower on a free port: it accepts one connection, reads two AppendEntries

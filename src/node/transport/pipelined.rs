@@ -16,6 +16,10 @@ use std::time::Duration;
 use super::{drain_merged, Queued, Sink, Timeouts, MAX_ANSWER, RAFTDUMP_HEADER};
 use crate::format::rpc::{decode_append_response, encode_append_request_into};
 use crate::node::core::{AppendResponse, Event, SentAppend};
+use crate::node::ratelog;
+
+/// The site of this module's per-connection debug lines (rate-limited per peer).
+const DEBUG: (log::Level, &str) = (log::Level::Debug, module_path!());
 
 /// What the runtime's thread and a peer's worker share: the open connection, and how many
 /// requests the worker holds (queued or being written). The caller writes a request itself
@@ -62,7 +66,7 @@ pub(super) fn write_request(
         o.queue.push_back((std::time::Instant::now(), sents));
     }
     if let Err(e) = std::io::Write::write_all(&mut c.stream, msg) {
-        log::debug!("AppendEntries: {e}");
+        ratelog::log(DEBUG, "write", || format!("AppendEntries: {e}"));
         *conn = None;
     }
     Ok(())
@@ -213,7 +217,9 @@ fn read_answers(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    log::debug!("AppendEntries answer from {peer}: {e}");
+                    ratelog::log(DEBUG, &format!("answer {peer}"), || {
+                        format!("AppendEntries answer from {peer}: {e}")
+                    });
                     break 'conn;
                 }
             }
@@ -234,12 +240,16 @@ fn read_answers(
                     .front()
                     .is_some_and(|(at, _)| at.elapsed() >= timeout);
                 if late {
-                    log::debug!("AppendEntries to {peer}: no answer in {timeout:?}");
+                    ratelog::log(DEBUG, &format!("late {peer}"), || {
+                        format!("AppendEntries to {peer}: no answer in {timeout:?}")
+                    });
                     break;
                 }
             }
             Err(e) => {
-                log::debug!("AppendEntries to {peer}: {e}");
+                ratelog::log(DEBUG, &format!("read {peer}"), || {
+                    format!("AppendEntries to {peer}: {e}")
+                });
                 break;
             }
         }
@@ -413,7 +423,11 @@ pub(super) fn pipelined_worker(
             if conn.is_none() {
                 match PipeConn::open(&target, t, &peer, &sink) {
                     Ok(c) => *conn = Some(c),
-                    Err(e) => log::debug!("connecting to {}: {e}", target.connect),
+                    Err(e) => ratelog::log(
+                        (log::Level::Warn, module_path!()),
+                        &format!("connect {peer}"),
+                        || format!("cannot reach peer {peer} at {}: {e}", target.connect),
+                    ),
                 }
             }
             let failed = write_request(&mut conn, &msg, sents).err();

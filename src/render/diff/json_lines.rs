@@ -18,7 +18,15 @@ struct NodeJson<'a> {
     conf: Option<ConfJson<'a>>,
     conf_error: Option<&'a str>,
     members: Vec<PeerJson<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    removed: Vec<RemovedJson<'a>>,
     replayed_to: Index,
+}
+
+#[derive(Serialize)]
+struct RemovedJson<'a> {
+    name: &'a str,
+    index: Index,
 }
 
 #[derive(Serialize)]
@@ -197,6 +205,9 @@ fn json_nodes(out: &mut dyn Write, d: &Divergence) -> io::Result<()> {
                         name,
                         connection_string: cs,
                     })
+                    .collect(),
+                removed: (n.replay.kv.removed.iter())
+                    .map(|(name, &index)| RemovedJson { name, index })
                     .collect(),
                 replayed_to: n.replay.last_applied(),
             },

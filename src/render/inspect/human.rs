@@ -21,7 +21,7 @@ pub const CHUNK_ROWS: usize = 256;
 const TABLE_PRESET: &str = "││──╞═╪╡│    ┬┴┌┐└┘";
 
 /// The "decoded" cell: the command with its values quoted and escaped for a terminal.
-fn decoded_cell(e: &RawEntry<'_>, out: &mut String) {
+pub(crate) fn decoded_cell(e: &RawEntry<'_>, out: &mut String) {
     out.clear();
     match e.command() {
         Command::Write { key, value } => {
@@ -281,13 +281,22 @@ fn write_header(
 
 /// The header's lines on the node's files: path, log, dialect, name, conf and snapshots.
 fn write_header_files(out: &mut dyn Write, view: &View<'_>, style: &HumanStyle) -> io::Result<()> {
-    let (dd, s) = (view.dd, view.summary);
+    header_files(out, view.dd, view.summary.file_size, style)
+}
+
+/// [`write_header_files`] for a log of `file_size` bytes (`inspect --follow` has no summary).
+pub(crate) fn header_files(
+    out: &mut dyn Write,
+    dd: &DataDir,
+    file_size: u64,
+    style: &HumanStyle,
+) -> io::Result<()> {
     key(out, style, "path", &esc_path(&dd.path))?;
     key(
         out,
         style,
         "log",
-        &format!("{}, {} bytes", esc_path(&dd.log_path), s.file_size),
+        &format!("{}, {} bytes", esc_path(&dd.log_path), file_size),
     )?;
     key(out, style, "dialect", &dialect_line(&dd.dialect))?;
     if dd.kind == InputKind::Dir {

@@ -183,7 +183,7 @@ fn json_summary(buf: &mut Vec<u8>, s: &Summary) {
     o.end();
 }
 
-fn json_problem(buf: &mut Vec<u8>, err: &LogError, last: Option<Index>) {
+pub(crate) fn json_problem(buf: &mut Vec<u8>, err: &LogError, last: Option<Index>) {
     let mut o = Obj::new(buf, "problem");
     o.u64("offset", err.offset);
     o.u64("entry", err.entry);
@@ -470,203 +470,147 @@ impl<'l> EntryLines<'l> {
     }
 }
 
+/// The lines `inspect --follow --json` starts with: node, conf and snapshots (no summary: the
+/// log is still growing).
+pub(crate) fn follow_header(buf: &mut Vec<u8>, dd: &DataDir) {
+    json_node(buf, dd);
+    json_conf(buf, dd);
+    json_snapshots(buf, dd);
+}
+
+/// One entry line, as `inspect --json` writes it (without --raw).
+pub(crate) fn entry_line(
+    buf: &mut Vec<u8>,
+    e: &RawEntry<'_>,
+    dialect: crate::format::dialect::Dialect,
+) {
+    EntryLines::new(&[], false, dialect).push(buf, e);
+}
+
 const FLUSH_AT: usize = 1 << 16;
 
-/// At most this many lanes render entry lines.
-const MAX_WORKERS: usize = 4;
-
-/// Renders the entry lines on `workers` lanes ([`crate::par::in_order`]): the log is cut at the
-/// summary's resume points into stretches of about [`inspect::RESUME_STEP`] bytes, each rendered
-/// into a buffer of its own and written in file order. Each lane has at most one finished
-/// stretch waiting, so memory stays bounded (a few MB a lane) however large the log; written
-/// buffers go back to a pool to be reused.
-fn entries_side_by_side(
-    out: &mut dyn Write,
-    view: &View<'_>,
-    workers: usize,
-    progress: &mut dyn FnMut(u64),
-) -> io::Result<()> {
-    let log = view.dd.log.bytes();
-    let points = &view.summary.resume_points;
-    let end = |i: usize| points.get(i + 1).map_or(log.len() as u64, |p| p.offset);
-    let pool = std::sync::Mutex::new(Vec::<Vec<u8>>::new());
-    let render = |i: usize| {
-        let mut buf = pool
-            .lock()
-            .ok()
-            .and_then(|mut p| p.pop())
-            .unwrap_or_default();
-        let mut lines = EntryLines::new(log, view.raw, view.dd.dialect());
-        for e in
-            inspect::entries_between(log, view.opts, points[i], end(i)).dialect(view.dd.dialect())
-        {
-            lines.push(&mut buf, &e);
-        }
-        buf
-    };
-    crate::par::in_order(points.len(), workers, render, |i, mut buf| {
-        out.write_all(&buf)?;
-        progress(end(i));
-        buf.clear();
-        if let Ok(mut p) = pool.lock() {
-            p.push(buf);
-        }
-        Ok(())
-    })
+/// The entry lines in parts that are formatted on their own: the log cut at the summary's resume
+/// points into stretches of about [`inspect::RESUME_STEP`] bytes. Part by part, in order, they
+/// are what [`json_entries`] writes; the command layer formats them on several lanes
+/// (`cli::parts::write_in_parts`).
+pub struct EntryParts<'v, 'a> {
+    view: &'v View<'a>,
 }
 
-/// Writes the JSON Lines report (see the schema in the module docs).
+impl<'v, 'a> EntryParts<'v, 'a> {
+    /// The parts of the view's entry lines; `None` when they are one whole: with `--limit` (a
+    /// limit counts across parts) or without entry lines (`--summary`).
+    pub fn of(view: &'v View<'a>) -> Option<Self> {
+        (view.opts.limit.is_none() && !view.summary_only).then_some(EntryParts { view })
+    }
+
+    /// How many parts there are.
+    pub fn len(&self) -> usize {
+        self.view.summary.resume_points.len()
+    }
+
+    /// Whether there is no part (a log without a good entry).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The byte offset in the log where part `i` ends.
+    pub fn end(&self, i: usize) -> u64 {
+        let points = &self.view.summary.resume_points;
+        points
+            .get(i + 1)
+            .map_or(self.view.dd.log.bytes().len() as u64, |p| p.offset)
+    }
+
+    /// Appends part `i`'s entry lines to `buf`.
+    pub fn format(&self, i: usize, buf: &mut Vec<u8>) {
+        let view = self.view;
+        let log = view.dd.log.bytes();
+        let Some(&start) = view.summary.resume_points.get(i) else {
+            return;
+        };
+        let mut lines = EntryLines::new(log, view.raw, view.dd.dialect());
+        let entries = inspect::entries_between(log, view.opts, start, self.end(i));
+        for e in entries.dialect(view.dd.dialect()) {
+            lines.push(buf, &e);
+        }
+    }
+}
+
+/// Writes the JSON Lines report (see the schema in the module docs): [`json_head`], then
+/// [`json_entries`], then [`json_problems`].
 ///
 /// `progress` is called now and then with the byte offset reached.
-/// Entry lines are rendered on one lane per core (up to `MAX_WORKERS`) on logs of several
-/// [`inspect::RESUME_STEP`]s without `--limit`; the output is the same either way.
 pub fn json(out: &mut dyn Write, view: &View<'_>, progress: &mut dyn FnMut(u64)) -> io::Result<()> {
-    let workers = crate::par::cores().min(MAX_WORKERS);
-    json_with_workers(out, view, workers, progress)
+    json_head(out, view)?;
+    json_entries(out, view, progress)?;
+    json_problems(out, view, progress)
 }
 
-fn json_with_workers(
-    out: &mut dyn Write,
-    view: &View<'_>,
-    workers: usize,
-    progress: &mut dyn FnMut(u64),
-) -> io::Result<()> {
-    let log = view.dd.log.bytes();
-    let mut buf = Vec::with_capacity(FLUSH_AT + 4096);
+/// The lines before the entries: the node, its conf, its snapshots and the log's summary.
+pub fn json_head(out: &mut dyn Write, view: &View<'_>) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(FLUSH_AT);
     json_node(&mut buf, view.dd);
     json_conf(&mut buf, view.dd);
     json_snapshots(&mut buf, view.dd);
     json_summary(&mut buf, view.summary);
-    if !view.summary_only {
-        let points = &view.summary.resume_points;
-        if workers > 1 && view.opts.limit.is_none() && points.len() >= 2 * workers {
+    out.write_all(&buf)
+}
+
+/// The entry lines in one pass (none with `--summary`); `progress` is called now and then with
+/// the byte offset reached.
+pub fn json_entries(
+    out: &mut dyn Write,
+    view: &View<'_>,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<()> {
+    if view.summary_only {
+        return Ok(());
+    }
+    let log = view.dd.log.bytes();
+    let mut buf = Vec::with_capacity(FLUSH_AT + 4096);
+    let mut lines = EntryLines::new(log, view.raw, view.dd.dialect());
+    let entries = inspect::entries(log, view.opts).dialect(view.dd.dialect());
+    for e in entries.with_progress(Progress::new(progress)) {
+        lines.push(&mut buf, &e);
+        if buf.len() >= FLUSH_AT {
             out.write_all(&buf)?;
             buf.clear();
-            entries_side_by_side(out, view, workers, progress)?;
-        } else {
-            let mut lines = EntryLines::new(log, view.raw, view.dd.dialect());
-            let entries = inspect::entries(log, view.opts).dialect(view.dd.dialect());
-            for e in entries.with_progress(Progress::new(&mut *progress)) {
-                lines.push(&mut buf, &e);
-                if buf.len() >= FLUSH_AT {
-                    out.write_all(&buf)?;
-                    buf.clear();
-                }
-            }
         }
     }
-    if view.summary.is_damaged() {
-        inspect::for_each_problem(
-            log,
-            view.dd.dialect(),
-            Progress::new(progress),
-            |err, last| {
-                json_problem(&mut buf, &err, last);
-                if buf.len() >= FLUSH_AT {
-                    out.write_all(&buf)?;
-                    buf.clear();
-                }
-                Ok::<_, io::Error>(())
-            },
-        )?;
+    out.write_all(&buf)
+}
+
+/// The lines after the entries: one per damaged stretch of a damaged log; `progress` is called
+/// now and then with the byte offset reached.
+pub fn json_problems(
+    out: &mut dyn Write,
+    view: &View<'_>,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<()> {
+    if !view.summary.is_damaged() {
+        return Ok(());
     }
+    let mut buf = Vec::with_capacity(FLUSH_AT + 4096);
+    inspect::for_each_problem(
+        view.dd.log.bytes(),
+        view.dd.dialect(),
+        Progress::new(progress),
+        |err, last| {
+            json_problem(&mut buf, &err, last);
+            if buf.len() >= FLUSH_AT {
+                out.write_all(&buf)?;
+                buf.clear();
+            }
+            Ok::<_, io::Error>(())
+        },
+    )?;
     out.write_all(&buf)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::log::LogWriter;
-    use crate::inspect::{summarize, InspectOptions};
-
-    /// A log of several resume steps with damage, non-canonical frames and several commands.
-    fn big_log() -> Vec<u8> {
-        let mut w = LogWriter::new(Vec::new());
-        let mut log = Vec::new();
-        for i in 1..=80_000u64 {
-            let cmd = match i % 7 {
-                0 => Command::Nop,
-                1 => Command::Join {
-                    name: format!("n{i}"),
-                    connection_string: "http://127.0.0.1:1".into(),
-                },
-                _ => Command::Write {
-                    key: format!("k{}", i % 97),
-                    value: format!("v\u{e9}\"{i}"),
-                },
-            };
-            w.append(i, i / 5000, &cmd).unwrap();
-            if i % 9_000 == 0 {
-                log.extend_from_slice(
-                    &std::mem::replace(&mut w, LogWriter::new(Vec::new())).into_inner(),
-                );
-                log.extend_from_slice(&[0; 300]); // a hole of zero bytes
-            }
-            if i % 11_000 == 0 {
-                log.extend_from_slice(
-                    &std::mem::replace(&mut w, LogWriter::new(Vec::new())).into_inner(),
-                );
-                log.extend_from_slice(b"garbage!"); // damage the reader resynchronises after
-            }
-        }
-        log.extend_from_slice(&w.into_inner());
-        log.extend_from_slice(b"0000002a\n\x08"); // a torn tail
-        log
-    }
-
-    #[test]
-    fn entry_lines_are_the_same_from_one_thread_or_several() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        std::fs::write(&path, big_log()).unwrap();
-        let dd = crate::datadir::open(&path).unwrap();
-        let summary = summarize(dd.log.bytes(), dd.dialect(), Progress::none());
-        assert!(
-            summary.resume_points.len() > 8,
-            "{}",
-            summary.resume_points.len()
-        );
-        assert!(summary.problem_count >= 5, "{}", summary.problem_count);
-        let filters = [
-            InspectOptions::default(),
-            InspectOptions {
-                from: Some(12_345),
-                to: Some(31_000),
-                ..InspectOptions::default()
-            },
-            InspectOptions {
-                commands: vec!["raft:join".into()],
-                ..InspectOptions::default()
-            },
-        ];
-        for (f, opts) in filters.iter().enumerate() {
-            for raw in [false, true] {
-                let view = View {
-                    dd: &dd,
-                    summary: &summary,
-                    opts,
-                    raw,
-                    summary_only: false,
-                };
-                let render = |workers| {
-                    let (mut out, mut reached) = (Vec::new(), Vec::new());
-                    json_with_workers(&mut out, &view, workers, &mut |p| reached.push(p)).unwrap();
-                    (out, reached)
-                };
-                let (one, one_reached) = render(1);
-                for workers in [2, 3] {
-                    let (many, reached) = render(workers);
-                    assert!(one == many, "filter {f}, raw {raw}, {workers} workers");
-                    // The entry pass reports the end of the log (then the problems pass runs).
-                    let len = dd.log.bytes().len() as u64;
-                    assert!(reached.contains(&len), "{reached:?}");
-                    assert_eq!(reached.last(), one_reached.last());
-                }
-                let lines = one.iter().filter(|&&b| b == b'\n').count();
-                assert!(lines > 4 + 100 * usize::from(f == 0), "filter {f}: {lines}");
-            }
-        }
-    }
 
     #[test]
     fn special_bytes_finds_the_first_non_plain_byte() {

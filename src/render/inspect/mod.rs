@@ -21,8 +21,10 @@ mod human;
 mod json;
 mod snapshot;
 
+pub(crate) use human::{decoded_cell, header_files};
 pub use human::{human, CHUNK_ROWS};
-pub use json::json;
+pub(crate) use json::{entry_line, follow_header, json_problem};
+pub use json::{json, json_entries, json_head, json_problems, EntryParts};
 pub use snapshot::{snapshot_human, snapshot_json, SnapshotView};
 
 /// The JSON Lines schema, as documented above (also the man page's text).

@@ -43,6 +43,9 @@ pub struct Response<R> {
     headers: Vec<Header>,
     data_length: Option<usize>,
     chunked_threshold: Option<usize>,
+    // raftdump: a Content-Type written where Go's net/http writes a detected one (after Date
+    // and Content-Length); see `with_detected_content_type`
+    detected_type: Option<Header>,
 }
 
 /// A `Response` without a template parameter.
@@ -74,6 +77,24 @@ impl FromStr for TransferEncoding {
 fn build_date_header() -> Header {
     let d = HttpDate::from(SystemTime::now());
     Header::from_bytes(&b"Date"[..], &d.to_string().into_bytes()[..]).unwrap()
+}
+
+/// raftdump: the `Connection` header Go's net/http answers with: `close` to an HTTP/1.1
+/// request that asked for it, `keep-alive` to an HTTP/1.0 request that asked to keep the
+/// connection; none otherwise.
+fn connection_header(http_version: &HTTPVersion, request_headers: &[Header]) -> Option<Header> {
+    let asked = request_headers
+        .iter()
+        .find(|h| h.field.equiv("Connection"))
+        .map(|h| h.value.as_str().to_ascii_lowercase())?;
+    let value: &[u8] = if *http_version >= HTTPVersion(1, 1) && asked.contains("close") {
+        b"close"
+    } else if *http_version == HTTPVersion(1, 0) && asked.contains("keep-alive") {
+        b"keep-alive"
+    } else {
+        return None;
+    };
+    Header::from_bytes(&b"Connection"[..], value).ok()
 }
 
 fn write_message_header<W>(
@@ -206,6 +227,7 @@ where
             headers: Vec::with_capacity(16),
             data_length,
             chunked_threshold: None,
+            detected_type: None,
         };
 
         for h in headers {
@@ -298,6 +320,14 @@ where
         self
     }
 
+    /// raftdump: sets the Content-Type as one Go's net/http would have detected from the body
+    /// (a handler that did not set one): it is written after Date and Content-Length, where
+    /// net/http writes it, instead of among the response's own headers.
+    pub fn with_detected_content_type(mut self, value: &str) -> Response<R> {
+        self.detected_type = Header::from_bytes(&b"Content-Type"[..], value.as_bytes()).ok();
+        self
+    }
+
     /// Returns the same request, but with a different status code.
     #[inline]
     pub fn with_status_code<S>(mut self, code: S) -> Response<R>
@@ -319,6 +349,7 @@ where
             status_code: self.status_code,
             data_length,
             chunked_threshold: self.chunked_threshold,
+            detected_type: self.detected_type,
         }
     }
 
@@ -348,17 +379,14 @@ where
             self.chunked_threshold(),
         ));
 
-        // add `Date` if not in the headers
+        // raftdump: the headers in the order Go's net/http writes them (raftd's answers): the
+        // response's own headers sorted by name, then Date, Content-Length, a detected
+        // Content-Type, Connection, Transfer-Encoding; and no `Server` header (net/http sends
+        // none)
+        self.headers
+            .sort_by(|a, b| a.field.as_str().as_str().cmp(b.field.as_str().as_str()));
         if !self.headers.iter().any(|h| h.field.equiv("Date")) {
-            self.headers.insert(0, build_date_header());
-        }
-
-        // add `Server` if not in the headers
-        if !self.headers.iter().any(|h| h.field.equiv("Server")) {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Server"[..], &b"tiny-http (Rust)"[..]).unwrap(),
-            );
+            self.headers.push(build_date_header());
         }
 
         // handling upgrade
@@ -398,26 +426,19 @@ where
             };
 
         // preparing headers for transfer
-        match transfer_encoding {
-            Some(TransferEncoding::Chunked) => self
-                .headers
-                .push(Header::from_bytes(&b"Transfer-Encoding"[..], &b"chunked"[..]).unwrap()),
-
-            Some(TransferEncoding::Identity) => {
-                assert!(data_length.is_some());
-                let data_length = data_length.unwrap();
-
-                self.headers.push(
-                    Header::from_bytes(
-                        &b"Content-Length"[..],
-                        format!("{}", data_length).as_bytes(),
-                    )
-                    .unwrap(),
-                )
-            }
-
-            _ => (),
-        };
+        if let (Some(TransferEncoding::Identity), Some(l)) = (transfer_encoding, data_length) {
+            self.headers.push(
+                Header::from_bytes(&b"Content-Length"[..], format!("{}", l).as_bytes()).unwrap(),
+            );
+        }
+        self.headers.extend(self.detected_type.take());
+        if upgrade.is_none() {
+            self.headers.extend(connection_header(&http_version, request_headers));
+        }
+        if let Some(TransferEncoding::Chunked) = transfer_encoding {
+            self.headers
+                .push(Header::from_bytes(&b"Transfer-Encoding"[..], &b"chunked"[..]).unwrap());
+        }
 
         // sending headers
         write_message_header(
@@ -481,6 +502,7 @@ where
             headers: self.headers,
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
+            detected_type: self.detected_type,
         }
     }
 }
@@ -569,6 +591,7 @@ impl Clone for Response<io::Empty> {
             headers: self.headers.clone(),
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
+            detected_type: self.detected_type.clone(),
         }
     }
 }
