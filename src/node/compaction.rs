@@ -209,6 +209,7 @@ pub fn older_snapshots(dir: &Path, index: Index, term: Term) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::batch::EntryBatch;
     use crate::format::command;
     use crate::model::{Entry, Peer};
     use crate::node::exec;
@@ -239,7 +240,7 @@ mod tests {
         fs::write(dir.join("name"), "n1").unwrap();
         let (mut s, _) = FileStore::open(dir).unwrap();
         let all: Vec<Entry> = (1..=N).map(entry).collect();
-        s.append(&all).unwrap();
+        s.append(&EntryBatch::from_entries(&all)).unwrap();
         s.sync().unwrap();
         s.write_conf(&crate::model::Conf {
             commit_index: N,
@@ -263,7 +264,8 @@ mod tests {
         exec::apply_to(&mut s, &mut kv, at, "n1", false).unwrap();
         plan.snapshot.state = Some(exec::snapshot_state(&kv));
         if let Ok(p) = prepare(plan, &mut steps) {
-            s.append(&[entry(N + 1)]).unwrap();
+            s.append(&EntryBatch::from_entries(&[entry(N + 1)]))
+                .unwrap();
             s.sync().unwrap();
             let _ = s.finish_compaction(p, &mut steps);
         }

@@ -6,7 +6,6 @@
 //!
 //! No threads, no sockets: storage calls and the [`Effects`] only.
 
-
 use super::core::{Action, AppendRequest, ConfigChange, InitialState, RequestId, SnapshotInstall};
 use super::ratelog;
 use super::runtime::Reply;
