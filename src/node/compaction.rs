@@ -29,9 +29,118 @@ use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::storage::StoreError;
+use super::storage::{FileStore, StoreError};
 use crate::format::snapshot as snapshot_format;
+use crate::model::Peer;
 use crate::model::{Index, Snapshot, Term};
+
+impl FileStore {
+    /// Step 1 of [the module docs](self): a snapshot of `kv_applied` (with `peers`, the state to be
+    /// filled in) and the bytes to keep. `None` when there is nothing new to snapshot.
+    pub fn plan_snapshot(
+        &mut self,
+        applied: Index,
+        peers: Vec<Peer>,
+    ) -> Result<Option<Plan>, StoreError> {
+        let start = self.terms.start_index;
+        let Some(term) = self.terms.term_at(applied).filter(|_| applied > start) else {
+            return Ok(None);
+        };
+        self.flush_writes()?;
+        let keep_after = applied.min(self.terms.last_index().saturating_sub(KEEP));
+        let from = if keep_after > start {
+            self.offset_of(keep_after + 1)
+        } else {
+            0
+        };
+        let path = self
+            .dir
+            .join("snapshot")
+            .join(format!("{term}_{applied}.ss"));
+        self.cut_below = u64::MAX;
+        Ok(Some(Plan {
+            dir: self.dir.clone(),
+            snapshot: Snapshot {
+                last_index: applied,
+                last_term: term,
+                peers: Some(peers),
+                state: None,
+                path: path.to_string_lossy().into_owned(),
+            },
+            from,
+            to: self.written,
+            log: self.sync_handle()?,
+            installs: self.installs,
+        }))
+    }
+
+    /// Step 3 of [the module docs](self): swaps `log.new` in with the bytes appended meanwhile, and
+    /// starts the log after the snapshot. Returns the new snapshot point, or `None` when the
+    /// compaction was dropped (see the module docs).
+    pub fn finish_compaction(
+        &mut self,
+        p: Prepared,
+        steps: &mut Steps,
+    ) -> Result<Option<(Index, Term)>, StoreError> {
+        let (index, term) = (p.snapshot.last_index, p.snapshot.last_term);
+        let new_path = self.dir.join(TEMP_FILES[1]);
+        if p.installs != self.installs
+            || self.cut_below < p.copied
+            || self.terms.term_at(index) != Some(term)
+        {
+            drop(p.new_log);
+            steps.run(&new_path, "remove", || fs::remove_file(&new_path))?;
+            return Ok(None);
+        }
+        self.flush_writes()?;
+        copy(
+            steps,
+            &self.file,
+            &p.new_log,
+            p.copied,
+            self.written,
+            p.from,
+        )?;
+        steps.run(&new_path, "fsync", || p.new_log.sync_all())?;
+        steps.run(&self.log_path, "rename", || {
+            fs::rename(&new_path, &self.log_path)
+        })?;
+        sync_dir(steps, &self.dir)?;
+        let old = self.snapshot.replace((p.path, p.snapshot));
+        self.file = p.new_log;
+        let drop_n = (index - self.terms.start_index) as usize;
+        self.offsets.drain(..drop_n);
+        for o in &mut self.offsets {
+            *o -= p.from;
+        }
+        self.end -= p.from;
+        self.written -= p.from;
+        self.terms.compact_to(index, term);
+        while self.recent.front().is_some_and(|e| e.index <= index) {
+            self.recent.pop_front();
+        }
+        let mut older = older_snapshots(&self.dir, index, term);
+        if let Some((path, _)) = old {
+            if !older.contains(&path) && path.exists() && path != self.snapshot_path() {
+                older.push(path);
+            }
+        }
+        for f in &older {
+            steps.run(f, "remove", || fs::remove_file(f))?;
+        }
+        if !older.is_empty() {
+            sync_dir(steps, &self.dir.join("snapshot"))?;
+        }
+        Ok(Some((index, term)))
+    }
+
+    fn snapshot_path(&self) -> PathBuf {
+        self.snapshot
+            .as_ref()
+            .map(|(p, _)| p.clone())
+            .unwrap_or_default()
+    }
+}
 
 /// Entries goraft keeps in the log after a snapshot (`NumberOfLogEntriesAfterSnapshot`).
 pub const KEEP: u64 = 200;

@@ -19,6 +19,8 @@ use super::core::{
     Rejection, RequestId, Role, Status, VoteResponse,
 };
 use super::exec;
+
+mod snapshots;
 use super::storage::{FileStore, Storage, StoreError};
 use super::transport::{self, HttpTransport, Outbound, Timeouts, Transport};
 use crate::format::log::LogReader;
@@ -368,7 +370,7 @@ impl Runtime {
             shipped: 0,
             held: Vec::new(),
             answered: false,
-            snapshots: Snapshots {
+            snapshots: snapshots::Snapshots {
                 every: opts.snapshot_every,
                 last: start.start_index,
                 running: false,
@@ -467,17 +469,7 @@ struct Worker {
     held: Vec<(Index, Waiter, Reply)>,
     /// Asynchronous calls were answered since the batch hook last ran.
     answered: bool,
-    snapshots: Snapshots,
-}
-
-/// `--snapshot-every`: when the next snapshot is due, and the one in the background.
-struct Snapshots {
-    every: Option<u64>,
-    /// The last snapshot point.
-    last: Index,
-    /// A snapshot is being prepared on its thread.
-    running: bool,
-    tx: Sender<Input>,
+    snapshots: snapshots::Snapshots,
 }
 
 const MAX_BATCH: usize = 4096;
@@ -663,74 +655,6 @@ impl Worker {
             }
         }
         Ok(())
-    }
-
-    /// Starts a snapshot when `--snapshot-every` entries were applied since the last one: the
-    /// state is cloned here, the rest runs on a thread (see [`super::compaction`]).
-    fn maybe_snapshot(&mut self) -> Result<(), StoreError> {
-        let Some(every) = self.snapshots.every else {
-            return Ok(());
-        };
-        if self.snapshots.running {
-            return Ok(());
-        }
-        let kv = {
-            let kv = self.shared.kv.read().unwrap_or_else(|e| e.into_inner());
-            if kv.applied < self.snapshots.last.saturating_add(every) {
-                return Ok(());
-            }
-            kv.clone()
-        };
-        let peers = kv
-            .members
-            .iter()
-            .map(|(n, c)| crate::model::Peer {
-                name: n.clone(),
-                connection_string: c.clone(),
-            })
-            .collect();
-        let Some(mut plan) = self.store.plan_snapshot(kv.applied, peers)? else {
-            return Ok(());
-        };
-        self.snapshots.last = kv.applied;
-        self.snapshots.running = true;
-        let tx = self.snapshots.tx.clone();
-        let spawned = std::thread::Builder::new()
-            .name("raft-snapshot".into())
-            .spawn(move || {
-                plan.snapshot.state = Some(exec::snapshot_state(&kv));
-                drop(kv);
-                let r = super::compaction::prepare(plan, &mut super::compaction::Steps::all());
-                let _ = tx.send(Input::Snapshot(r));
-            });
-        if let Err(e) = spawned {
-            self.snapshots.running = false;
-            log::error!("cannot start the snapshot thread: {e}");
-        }
-        Ok(())
-    }
-
-    /// Ends a snapshot whose file is durable: compacts the log. A failure of the background
-    /// part is logged and leaves the log as it was (the next snapshot tries again).
-    fn finish_snapshot(
-        &mut self,
-        r: Result<super::compaction::Prepared, StoreError>,
-    ) -> Result<Option<(Index, Term)>, StoreError> {
-        let p = match r {
-            Ok(p) => p,
-            Err(e) => {
-                log::error!("snapshot failed: {e}");
-                return Ok(None);
-            }
-        };
-        let t = Instant::now();
-        let done = self
-            .store
-            .finish_compaction(p, &mut super::compaction::Steps::all())?;
-        if let Some((index, _)) = done {
-            log::info!("snapshot at {index}; log compacted in {:?}", t.elapsed());
-        }
-        Ok(done)
     }
 
     /// Whether the fsync in flight has finished (successfully).

@@ -15,7 +15,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::compaction::{self, Plan, Prepared, Steps};
+use super::compaction;
 use super::core::{ConfigChange, HardState, LogTerms};
 use crate::datadir::{files, LogBytes};
 use crate::format::batch::EntryBatch;
@@ -288,25 +288,25 @@ const RECENT: usize = 8192;
 /// goraft's files in a data dir. See the module docs.
 #[derive(Debug)]
 pub struct FileStore {
-    dir: PathBuf,
-    log_path: PathBuf,
-    file: File,
-    hs: HardState,
-    terms: LogTerms,
+    pub(super) dir: PathBuf,
+    pub(super) log_path: PathBuf,
+    pub(super) file: File,
+    pub(super) hs: HardState,
+    pub(super) terms: LogTerms,
     /// Offset of each entry after the snapshot point.
-    offsets: Vec<u64>,
+    pub(super) offsets: Vec<u64>,
     /// Logical end of the log (written + buffered).
-    end: u64,
+    pub(super) end: u64,
     /// Bytes actually written to the file.
-    written: u64,
-    wbuf: Vec<u8>,
-    dirty: bool,
-    recent: VecDeque<Entry>,
-    snapshot: Option<(PathBuf, Snapshot)>,
+    pub(super) written: u64,
+    pub(super) wbuf: Vec<u8>,
+    pub(super) dirty: bool,
+    pub(super) recent: VecDeque<Entry>,
+    pub(super) snapshot: Option<(PathBuf, Snapshot)>,
     /// Snapshots installed from a leader (a compaction planned before one is dropped).
-    installs: u64,
+    pub(super) installs: u64,
     /// The lowest byte the log was truncated to since the last compaction plan.
-    cut_below: u64,
+    pub(super) cut_below: u64,
 }
 
 /// Fsyncs a directory so a rename in it is durable.
@@ -623,7 +623,7 @@ impl FileStore {
         &self.dir
     }
 
-    fn flush_writes(&mut self) -> Result<(), StoreError> {
+    pub(super) fn flush_writes(&mut self) -> Result<(), StoreError> {
         if !self.wbuf.is_empty() {
             self.file
                 .write_all_at(&self.wbuf, self.written)
@@ -705,113 +705,7 @@ impl FileStore {
         Ok(())
     }
 
-    /// Step 1 of [`compaction`]: a snapshot of `kv_applied` (with `peers`, the state to be
-    /// filled in) and the bytes to keep. `None` when there is nothing new to snapshot.
-    pub fn plan_snapshot(
-        &mut self,
-        applied: Index,
-        peers: Vec<crate::model::Peer>,
-    ) -> Result<Option<Plan>, StoreError> {
-        let start = self.terms.start_index;
-        let Some(term) = self.terms.term_at(applied).filter(|_| applied > start) else {
-            return Ok(None);
-        };
-        self.flush_writes()?;
-        let keep_after = applied.min(self.terms.last_index().saturating_sub(compaction::KEEP));
-        let from = if keep_after > start {
-            self.offset_of(keep_after + 1)
-        } else {
-            0
-        };
-        let path = self
-            .dir
-            .join("snapshot")
-            .join(format!("{term}_{applied}.ss"));
-        self.cut_below = u64::MAX;
-        Ok(Some(Plan {
-            dir: self.dir.clone(),
-            snapshot: Snapshot {
-                last_index: applied,
-                last_term: term,
-                peers: Some(peers),
-                state: None,
-                path: path.to_string_lossy().into_owned(),
-            },
-            from,
-            to: self.written,
-            log: self.sync_handle()?,
-            installs: self.installs,
-        }))
-    }
-
-    /// Step 3 of [`compaction`]: swaps `log.new` in with the bytes appended meanwhile, and
-    /// starts the log after the snapshot. Returns the new snapshot point, or `None` when the
-    /// compaction was dropped (see the module docs).
-    pub fn finish_compaction(
-        &mut self,
-        p: Prepared,
-        steps: &mut Steps,
-    ) -> Result<Option<(Index, crate::model::Term)>, StoreError> {
-        let (index, term) = (p.snapshot.last_index, p.snapshot.last_term);
-        let new_path = self.dir.join(compaction::TEMP_FILES[1]);
-        if p.installs != self.installs
-            || self.cut_below < p.copied
-            || self.terms.term_at(index) != Some(term)
-        {
-            drop(p.new_log);
-            steps.run(&new_path, "remove", || fs::remove_file(&new_path))?;
-            return Ok(None);
-        }
-        self.flush_writes()?;
-        compaction::copy(
-            steps,
-            &self.file,
-            &p.new_log,
-            p.copied,
-            self.written,
-            p.from,
-        )?;
-        steps.run(&new_path, "fsync", || p.new_log.sync_all())?;
-        steps.run(&self.log_path, "rename", || {
-            fs::rename(&new_path, &self.log_path)
-        })?;
-        compaction::sync_dir(steps, &self.dir)?;
-        let old = self.snapshot.replace((p.path, p.snapshot));
-        self.file = p.new_log;
-        let drop_n = (index - self.terms.start_index) as usize;
-        self.offsets.drain(..drop_n);
-        for o in &mut self.offsets {
-            *o -= p.from;
-        }
-        self.end -= p.from;
-        self.written -= p.from;
-        self.terms.compact_to(index, term);
-        while self.recent.front().is_some_and(|e| e.index <= index) {
-            self.recent.pop_front();
-        }
-        let mut older = compaction::older_snapshots(&self.dir, index, term);
-        if let Some((path, _)) = old {
-            if !older.contains(&path) && path.exists() && path != self.snapshot_path() {
-                older.push(path);
-            }
-        }
-        for f in &older {
-            steps.run(f, "remove", || fs::remove_file(f))?;
-        }
-        if !older.is_empty() {
-            compaction::sync_dir(steps, &self.dir.join("snapshot"))?;
-        }
-        Ok(Some((index, term)))
-    }
-
-    fn snapshot_path(&self) -> PathBuf {
-        self.snapshot
-            .as_ref()
-            .map(|(p, _)| p.clone())
-            .unwrap_or_default()
-    }
-
-    fn offset_of(&self, index: Index) -> u64 {
+    pub(super) fn offset_of(&self, index: Index) -> u64 {
         let k = (index - self.terms.start_index - 1) as usize;
         self.offsets.get(k).copied().unwrap_or(self.end)
     }
