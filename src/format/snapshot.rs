@@ -61,11 +61,34 @@ impl std::error::Error for SnapshotError {}
 /// Parses a snapshot file. Only a missing or broken CRC header is an error; a CRC mismatch or bad
 /// JSON is reported inside the result, so that a forensic tool can still show what is there.
 pub fn parse(bytes: &[u8]) -> Result<ParsedSnapshot, SnapshotError> {
+    if let Some(p) = parse_clean(bytes) {
+        return Ok(p);
+    }
     parse_from(bytes).unwrap_or_else(|e| {
         Err(SnapshotError {
             offset: None,
             message: e.to_string(),
         })
+    })
+}
+
+/// The fast path of [`parse`] for a file whose JSON decodes: serde_json's slice reader, many
+/// times faster than its byte-at-a-time stream reader on a large `state`. Anything else (`None`)
+/// goes through [`parse_from`], which locates the error; the result is the same either way.
+fn parse_clean(bytes: &[u8]) -> Option<ParsedSnapshot> {
+    let header = super::frame::parse_lenient(bytes.get(..MAX_HEADER.min(bytes.len()))?).ok()?;
+    let body = bytes.get(header.len..)?;
+    let canonical_header = header.len == 9
+        && bytes[..8]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
+    let snapshot = serde_json::from_slice::<SnapshotJson>(body).ok()?.0;
+    Some(ParsedSnapshot {
+        declared_crc: header.body_len,
+        actual_crc: crc32fast::hash(body),
+        header_len: header.len,
+        canonical_header,
+        snapshot: Ok(snapshot),
     })
 }
 
