@@ -98,8 +98,9 @@ const MAX_HEADER: usize = 64 << 10;
 
 /// [`parse`] over a stream, for files too large to hold: the CRC is computed as the bytes go by
 /// and the JSON is decoded as it is read (the `state` string is decoded from base64 as soon as it
-/// is complete), so memory holds the decoded snapshot, never the file. A slice is a reader, so
-/// [`parse`] is this function; the outer error is the reader's own failure.
+/// is complete), so memory holds the decoded snapshot, never the file. A slice is a reader:
+/// [`parse`] falls back to this function to locate an error; the outer error is the reader's
+/// own failure.
 pub fn parse_from(mut r: impl Read) -> io::Result<Result<ParsedSnapshot, SnapshotError>> {
     let head = read_header(&mut r)?;
     let header = match super::frame::parse_lenient(&head) {
