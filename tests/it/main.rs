@@ -118,3 +118,19 @@ pub fn start_serve(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Asserts that `raftdump verify DIR` exits 0, printing its report when it does not.
+pub(crate) fn verify_clean(dir: &Path) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_raftdump"))
+        .arg("verify")
+        .arg(dir)
+        .env("RAFTDUMP_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "verify {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

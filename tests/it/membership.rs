@@ -5,8 +5,8 @@
 
 use std::process::Command;
 
-use crate::eventually;
 use crate::node::{assert_log_clean, name_of, spawn_node, text, Node};
+use crate::{eventually, verify_clean};
 
 const BIN: &str = env!("CARGO_BIN_EXE_raftdump");
 
@@ -45,21 +45,6 @@ fn write(n: &Node, k: &str, v: &str) {
 
 fn read(n: &Node, k: &str) -> String {
     text("GET", &format!("{}/db/{k}", n.url), "").1
-}
-
-fn verify_clean(n: &Node) {
-    let out = Command::new(BIN)
-        .args(["verify"])
-        .arg(&n.dir)
-        .env("RAFTDUMP_LOG", "off")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "verify {}: {}",
-        n.dir.display(),
-        String::from_utf8_lossy(&out.stdout)
-    );
 }
 
 #[test]
@@ -132,7 +117,7 @@ fn fake_joins_are_refused_and_members_are_removed_and_replaced() {
     }
     for n in [&n1, &n2, &n3, &n4] {
         assert_log_clean(&n.dir);
-        verify_clean(n);
+        verify_clean(&n.dir);
     }
     // `diff` shows the removals in its membership line (n4's log holds them all).
     let out = Command::new(BIN)

@@ -3,31 +3,13 @@
 //! snapshots and compactions. Every acknowledged write stays readable; `verify` is clean.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use raftdump::format::log::LogReader;
 
-use crate::eventually;
 use crate::node::{assert_log_clean, spawn_node, text, Node};
-
-const BIN: &str = env!("CARGO_BIN_EXE_raftdump");
-
-fn verify_clean(dir: &Path) {
-    let out = Command::new(BIN)
-        .arg("verify")
-        .arg(dir)
-        .env("RAFTDUMP_LOG", "off")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "verify {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stdout)
-    );
-}
+use crate::{eventually, verify_clean};
 
 /// Writes from `threads` clients until `stop` (or `per` writes each); returns the acknowledged
 /// keys and values.
