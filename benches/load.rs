@@ -297,6 +297,24 @@ fn run_scenario(
         "{tag}: {nodes_n} node(s), {clients} client(s), {total} {method}s of 16 bytes: {rate:.0} requests/s, p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.1} ms; {retries} retries after leader changes; CPU us/request per node: {}",
         cpu.join(" ")
     );
+    // With `--snapshot-every`: the snapshots each node holds at the end, so that a run says
+    // whether they were taken.
+    let snaps: Vec<usize> = (1..=nodes_n)
+        .map(|i| {
+            std::fs::read_dir(tmp.join(format!("n{i}/snapshot"))).map_or(0, |d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "ss"))
+                    .count()
+            })
+        })
+        .collect();
+    if snaps.iter().any(|&n| n > 0) {
+        let each: Vec<String> = snaps.iter().map(usize::to_string).collect();
+        println!(
+            "{tag}: snapshot files per node at the end: {}",
+            each.join(" ")
+        );
+    }
     drop(nodes);
     let _ = std::fs::remove_dir_all(&tmp);
 }
