@@ -352,6 +352,31 @@ fn vm_hwm_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Starts a node on `dir` and prints, as `tag run N`, when its HTTP listens and when the last
+/// key (`mkey0249999`, written last with `value(999_999)`) answers right, and its peak RSS.
+fn time_to_last_key(tag: &str, run: u32, dir: &Path) {
+    let t0 = Instant::now();
+    let node = start(dir, &[]);
+    let listening = t0.elapsed();
+    let mut c = Conn::new(&node.addr);
+    let want = value(999_999);
+    loop {
+        let (s, b) = c.request("GET", "/db/mkey0249999", b"");
+        if s == 200 && b == want {
+            break;
+        }
+        assert!(t0.elapsed() < MAX_TIME, "the last key never answered");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let ready = t0.elapsed();
+    println!(
+        "{tag} run {run}: HTTP listening after {:.0} ms, last key right after {:.0} ms, peak RSS {:.1} MB",
+        listening.as_secs_f64() * 1e3,
+        ready.as_secs_f64() * 1e3,
+        vm_hwm_kb(node.child.id()) as f64 / 1024.0
+    );
+}
+
 fn startup_1m() {
     let tmp = tmpdir("1m");
     let gold = tmp.join("gold");
@@ -363,28 +388,7 @@ fn startup_1m() {
             std::fs::copy(gold.join(f), dir.join(f)).expect("copy");
         }
         let _ = std::fs::read(dir.join("log")); // warm page cache, as the baseline
-        let t0 = Instant::now();
-        let node = start(&dir, &[]);
-        let listening = t0.elapsed();
-        let mut c = Conn::new(&node.addr);
-        let want = value(999_999);
-        loop {
-            let (s, b) = c.request("GET", "/db/mkey0249999", b"");
-            if s == 200 && b == want {
-                break;
-            }
-            assert!(t0.elapsed() < MAX_TIME, "the last key never answered");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let ready = t0.elapsed();
-        let rss = vm_hwm_kb(node.child.id());
-        println!(
-            "startup1m run {run}: HTTP listening after {:.0} ms, last key right after {:.0} ms, peak RSS {:.1} MB",
-            listening.as_secs_f64() * 1e3,
-            ready.as_secs_f64() * 1e3,
-            rss as f64 / 1024.0
-        );
-        drop(node);
+        time_to_last_key("startup1m", run, &dir);
         let _ = std::fs::remove_dir_all(&dir);
     }
     let _ = std::fs::remove_dir_all(&tmp);
@@ -437,27 +441,7 @@ fn startup_snap() {
     for run in 1..=5 {
         let dir = tmp.join(format!("run{run}"));
         make_compacted(&dir);
-        let t0 = Instant::now();
-        let node = start(&dir, &[]);
-        let listening = t0.elapsed();
-        let mut c = Conn::new(&node.addr);
-        let want = value(999_999);
-        loop {
-            let (s, b) = c.request("GET", "/db/mkey0249999", b"");
-            if s == 200 && b == want {
-                break;
-            }
-            assert!(t0.elapsed() < MAX_TIME, "the last key never answered");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let ready = t0.elapsed();
-        println!(
-            "startupsnap run {run}: HTTP listening after {:.0} ms, last key right after {:.0} ms, peak RSS {:.1} MB",
-            listening.as_secs_f64() * 1e3,
-            ready.as_secs_f64() * 1e3,
-            vm_hwm_kb(node.child.id()) as f64 / 1024.0
-        );
-        drop(node);
+        time_to_last_key("startupsnap", run, &dir);
         let _ = std::fs::remove_dir_all(&dir);
     }
     let _ = std::fs::remove_dir_all(&tmp);

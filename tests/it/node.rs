@@ -25,20 +25,32 @@ pub(crate) struct Node {
     stderr: PathBuf,
 }
 
-// The child is owned by `Node`, whose Drop kills and waits for it.
-#[allow(clippy::zombie_processes)]
 pub(crate) fn spawn_node(dir: &Path, port: u16, extra: &[&str]) -> Node {
     let stderr = dir.with_extension(format!("stderr.{}", rand_suffix()));
-    let f = fs::File::create(&stderr).unwrap();
     let mut cmd = Command::new(BIN);
     cmd.args(["serve", "-p", &port.to_string()])
         .args(extra)
         .arg(dir)
-        .env("RAFTDUMP_LOG", "warn")
-        .stdin(Stdio::null())
+        .env("RAFTDUMP_LOG", "warn");
+    launch(cmd, dir, &stderr)
+}
+
+/// Runs `raftdump ARGS` exactly as given (a serve command line ending with its dir), its
+/// stderr in `stderr`, and waits for its "Listening at" line.
+pub(crate) fn start_line(args: &[String], stderr: &Path) -> Node {
+    let dir = Path::new(args.last().expect("a command line ends with its dir"));
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    launch(cmd, dir, stderr)
+}
+
+// The child is owned by `Node`, whose Drop kills and waits for it.
+#[allow(clippy::zombie_processes)]
+fn launch(mut cmd: Command, dir: &Path, stderr: &Path) -> Node {
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(f);
-    let (child, url) = crate::start_serve(&mut cmd, &stderr)
+        .stderr(fs::File::create(stderr).unwrap());
+    let (child, url) = crate::start_serve(&mut cmd, stderr)
         .unwrap_or_else(|text| panic!("node on {} did not start: {text}", dir.display()));
     let port = url.rsplit(':').next().unwrap().parse().unwrap();
     Node {
@@ -46,7 +58,7 @@ pub(crate) fn spawn_node(dir: &Path, port: u16, extra: &[&str]) -> Node {
         url,
         dir: dir.to_owned(),
         port,
-        stderr,
+        stderr: stderr.to_owned(),
     }
 }
 
@@ -81,6 +93,15 @@ impl Node {
     pub(crate) fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then a bounded wait for exit status 0.
+    pub(crate) fn stop(mut self) {
+        self.signal("-TERM");
+        let status = crate::eventually(10, "the node to exit on SIGTERM", || {
+            self.child.try_wait().unwrap()
+        });
+        assert_eq!(status.code(), Some(0), "{}", self.stderr_text());
     }
 
     pub(crate) fn stderr_text(&self) -> String {

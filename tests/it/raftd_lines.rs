@@ -7,62 +7,11 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::eventually;
-
-const BIN: &str = env!("CARGO_BIN_EXE_raftdump");
-
-struct Node {
-    child: Child,
-    url: String,
-    stderr: PathBuf,
-}
-
-impl Node {
-    /// Runs `raftdump ARGS` (a serve command line) and waits for its "Listening at" line.
-    // The child is owned by `Node`, whose Drop kills and waits for it.
-    #[allow(clippy::zombie_processes)]
-    fn start(args: &[String], stderr: &Path) -> Node {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(stderr).unwrap());
-        let (child, url) = crate::start_serve(&mut cmd, stderr)
-            .unwrap_or_else(|text| panic!("{args:?} did not start: {text}"));
-        Node {
-            child,
-            url,
-            stderr: stderr.to_owned(),
-        }
-    }
-
-    fn stderr_text(&self) -> String {
-        fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// SIGTERM, then a bounded wait for exit status 0.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").arg(&pid).status().unwrap().success());
-        let status = eventually(10, "the node to exit on SIGTERM", || {
-            self.child.try_wait().unwrap()
-        });
-        assert_eq!(status.code(), Some(0), "{}", self.stderr_text());
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+use crate::node::{start_line, Node};
 
 fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new()
@@ -124,7 +73,7 @@ fn the_raftd_tutorial_lines_run_a_cluster_that_restarts_with_them() {
         .collect();
     let stderr = |i: usize, run: usize| tmp.path().join(format!("n{i}.{run}.stderr"));
     let mut nodes: Vec<Node> = (0..3)
-        .map(|i| Node::start(&lines[i], &stderr(i, 0)))
+        .map(|i| start_line(&lines[i], &stderr(i, 0)))
         .collect();
     for (i, n) in nodes.iter().enumerate() {
         assert_eq!(n.url, format!("http://localhost:{}", ports[i]));
@@ -166,7 +115,7 @@ fn the_raftd_tutorial_lines_run_a_cluster_that_restarts_with_them() {
         n.stop();
     }
     nodes = (0..3)
-        .map(|i| Node::start(&lines[i], &stderr(i, 1)))
+        .map(|i| start_line(&lines[i], &stderr(i, 1)))
         .collect();
     for (i, n) in nodes.iter().enumerate() {
         let err = n.stderr_text();
@@ -190,15 +139,7 @@ fn the_raftd_tutorial_lines_run_a_cluster_that_restarts_with_them() {
         n.stop();
     }
     for d in &dirs {
-        let out = Command::new(BIN).arg("verify").arg(d).output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}: {}{}",
-            d.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::verify_clean(d);
     }
 }
 
@@ -221,7 +162,7 @@ fn a_flood_of_refused_rpcs_logs_a_line_and_counts() {
     let dir = tmp.path().join("n1");
     let args = line(&format!("serve -p {port} {}", dir.display()));
     let stderr = tmp.path().join("n1.stderr");
-    let n = Node::start(&args, &stderr);
+    let n = start_line(&args, &stderr);
     eventually(10, "the node to lead", || {
         let (_, b) = call("GET", &format!("{}/state", n.url), "")?;
         b.contains("State: leader").then_some(())
